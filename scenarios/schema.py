@@ -1,0 +1,406 @@
+"""The scenario schema: frozen pydantic models, one docstring per field with meaning and unit.
+
+YAML becomes a ``Scenario`` once, at the boundary (``otmarl.scenarios.load``); nothing deeper reads
+dicts. Every numeric field typed ``*Dist`` may be a distribution (see ``distributions.py``), drawn
+from the run's seed: per node for node parameters, per link for link parameters, per task for task
+parameters.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
+                              validate_default=True)
+
+
+# ---------------------------------------------------------------------------------- location
+class Location(Model):
+    latitude_deg: float = Field(52.52, ge=-90, le=90)
+    """Latitude in degrees north (used for the sun's position)."""
+    longitude_deg: float = Field(13.40, ge=-180, le=180)
+    """Longitude in degrees east."""
+    altitude_m: float = Field(34.0, ge=-500, le=9000)
+    """Altitude above sea level in metres."""
+    timezone: str = "UTC"
+    """IANA time zone of ``start`` (e.g. 'Europe/Berlin')."""
+
+
+# ----------------------------------------------------------------------------------- network
+class Link(Model):
+    latency_s: NonNegDist = 0.005
+    """One-way propagation and processing latency of one hop, seconds."""
+    bandwidth_kbps: PositiveDist = 1000.0
+    """Link throughput in kilobytes per second (a task of data_kb takes data_kb/bandwidth s)."""
+    tx_energy_wh_per_kb: NonNegDist = 1e-6
+    """Energy the sender spends to transmit one kB over this hop, Wh."""
+    transfer_efficiency: dist(gt=0, le=1) = 0.95
+    """Fraction of energy sent over this hop that arrives (power-line / converter efficiency)."""
+    power_limit_w: PositiveDist = 1e9
+    """Largest average power this hop can carry during a control epoch, W."""
+
+
+class GridTopology(Model):
+    kind: Literal["grid"]
+    rows: int = Field(ge=1)
+    """Rows of the 2-D grid; rows x cols must equal the number of nodes."""
+    cols: int = Field(ge=1)
+    """Columns of the 2-D grid."""
+
+
+class RandomGeometricTopology(Model):
+    kind: Literal["random_geometric"]
+    radius: float = Field(gt=0, le=1.5)
+    """Nodes placed uniformly in the unit square are linked when closer than this."""
+    connect: bool = True
+    """Link the components of the graph to each other by their closest pairs."""
+
+
+class SmallWorldTopology(Model):
+    kind: Literal["small_world"]
+    k: int = Field(ge=2)
+    """Each node is linked to its k nearest ring neighbours before rewiring."""
+    p: float = Field(ge=0, le=1)
+    """Probability of rewiring each edge."""
+
+
+class ScaleFreeTopology(Model):
+    kind: Literal["scale_free"]
+    m: int = Field(ge=1)
+    """Edges each new node attaches with (Barabasi-Albert)."""
+
+
+class StarTopology(Model):
+    kind: Literal["star"]
+    """Node 0 (the first node of the first class) is the hub."""
+
+
+class TreeTopology(Model):
+    kind: Literal["tree"]
+    branching: int = Field(2, ge=1)
+    """Children per node of a balanced tree, filled breadth first; node 0 is the root."""
+
+
+class CompleteTopology(Model):
+    kind: Literal["complete"]
+
+
+class FileTopology(Model):
+    kind: Literal["edge_list", "graphml"]
+    file: str
+    """Path of the graph file, relative to the scenario file. Node count must match the classes.
+    Edge attributes named like the fields of ``link`` override the defaults for that edge."""
+
+
+Topology = Annotated[Union[GridTopology, RandomGeometricTopology, SmallWorldTopology,
+                           ScaleFreeTopology, StarTopology, TreeTopology, CompleteTopology,
+                           FileTopology], Field(discriminator="kind")]
+
+
+class Network(Model):
+    topology: Topology
+    """How the graph is made: a generator or a file."""
+    link: Link = Link()
+    """Default link parameters (per-link draws when they are distributions)."""
+
+
+# ----------------------------------------------------------------------------------- battery
+class Battery(Model):
+    capacity_wh: PositiveDist
+    """Usable capacity, Wh."""
+    initial_soc: FractionDist = 0.5
+    """State of charge at the start, fraction of capacity."""
+    min_soc: float = Field(0.05, ge=0, lt=1)
+    """Brownout level: a node whose stored energy falls to this fraction stops serving."""
+    resume_soc: float = Field(0.15, ge=0, le=1)
+    """A browned-out node comes back once its state of charge reaches this fraction."""
+    charge_efficiency: dist(gt=0, le=1) = 0.95
+    """Fraction of energy put into the battery that is stored."""
+    discharge_efficiency: dist(gt=0, le=1) = 0.95
+    """Fraction of energy taken from storage that reaches the node's bus."""
+    max_charge_w: PositiveDist = 1e9
+    """Largest charging power at the battery terminals, W."""
+    max_discharge_w: PositiveDist = 1e9
+    """Largest discharging power at the bus, W."""
+    self_discharge_per_day: dist(ge=0, lt=1) = 0.0
+    """Fraction of stored energy lost per day when idle (geometric decay)."""
+
+    @model_validator(mode="after")
+    def _soc_order(self) -> "Battery":
+        if self.min_soc > self.resume_soc:
+            raise ValueError(f"min_soc={self.min_soc:g} must be <= resume_soc={self.resume_soc:g}")
+        return self
+
+
+# ----------------------------------------------------------------------------------- harvest
+class Cloud(Model):
+    mean_clearness: float = Field(0.75, ge=0, le=1)
+    """Long-run mean of the clear-sky index (1 = always clear sky)."""
+    variability: float = Field(0.2, ge=0, le=1)
+    """Standard deviation of the clear-sky index around its mean."""
+    correlation_h: float = Field(3.0, gt=0)
+    """Correlation time of the cloud process (AR(1) in the hour), hours."""
+    shared: float = Field(0.8, ge=0, le=1)
+    """Share of the cloud signal common to all nodes (weather is regional)."""
+
+
+class SolarHarvest(Model):
+    kind: Literal["solar"]
+    panel_area_m2: PositiveDist
+    """Panel area, m^2."""
+    efficiency: dist(gt=0, le=1) = 0.2
+    """Module and converter efficiency from plane-of-array irradiance to DC power."""
+    tilt_deg: float = Field(30.0, ge=0, le=90)
+    """Panel tilt from horizontal, degrees."""
+    azimuth_deg: float = Field(180.0, ge=0, lt=360)
+    """Panel azimuth, degrees clockwise from north (180 = facing south)."""
+    irradiance: Literal["clearsky", "tmy"] = "clearsky"
+    """'clearsky': pvlib's Ineichen clear sky times the cloud process; 'tmy': measured global
+    horizontal irradiance from a TMY3 file (then the cloud process is not applied)."""
+    tmy_file: str = "pvlib:723170TYA.CSV"
+    """TMY3 file for irradiance='tmy': a path, or 'pvlib:NAME' for a file shipped with pvlib."""
+    cloud: Cloud = Cloud()
+    """The stochastic cloud process multiplying clear-sky irradiance."""
+
+
+class WindHarvest(Model):
+    kind: Literal["wind"]
+    power_curve_speed_m_s: tuple[float, ...] = (0, 3, 6, 9, 12, 25, 25.01)
+    """Wind speeds of the turbine's power curve, m/s, increasing."""
+    power_curve_w: tuple[float, ...] = (0, 0, 150, 400, 500, 500, 0)
+    """Electrical power at those speeds, W (linear interpolation; 0 outside)."""
+    mean_speed_m_s: PositiveDist = 6.0
+    """Mean wind speed at hub height, m/s (Weibull)."""
+    weibull_k: float = Field(2.0, gt=0)
+    """Weibull shape of the wind speed distribution."""
+    correlation_h: float = Field(6.0, gt=0)
+    """Correlation time of the wind speed process, hours."""
+
+    @model_validator(mode="after")
+    def _curve(self) -> "WindHarvest":
+        s, p = self.power_curve_speed_m_s, self.power_curve_w
+        if len(s) != len(p) or len(s) < 2:
+            raise ValueError(f"power curve needs as many speeds as powers (>= 2), got {len(s)} and {len(p)}")
+        if any(b <= a for a, b in zip(s, s[1:])):
+            raise ValueError("power_curve_speed_m_s must be strictly increasing")
+        if min(p) < 0:
+            raise ValueError(f"power_curve_w must be >= 0, got {min(p):g}")
+        return self
+
+
+class ConstantHarvest(Model):
+    kind: Literal["constant"]
+    power_w: NonNegDist
+    """Constant harvested power, W."""
+
+
+class TraceHarvest(Model):
+    kind: Literal["trace"]
+    file: str
+    """CSV file relative to the scenario file, with a column of hours since start and a power column."""
+    time_column: str = "hour"
+    """Column with the time since the scenario start, hours (the trace repeats past its end)."""
+    power_column: str = "power_w"
+    """Column with harvested power, W (piecewise constant from each row until the next)."""
+    scale: PositiveDist = 1.0
+    """Factor applied per node to the trace."""
+
+
+class NoHarvest(Model):
+    kind: Literal["none"]
+
+
+Harvest = Annotated[Union[SolarHarvest, WindHarvest, ConstantHarvest, TraceHarvest, NoHarvest],
+                    Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------------------------- workload
+class PoissonArrivals(Model):
+    kind: Literal["poisson"]
+    rate_per_h: float = Field(ge=0)
+    """Mean arrivals per hour at each node of the class."""
+
+
+class BurstyArrivals(Model):
+    kind: Literal["bursty"]
+    on_rate_per_h: float = Field(ge=0)
+    """Poisson rate while the source is on, per hour."""
+    off_rate_per_h: float = Field(0.0, ge=0)
+    """Poisson rate while the source is off, per hour."""
+    mean_on_h: float = Field(gt=0)
+    """Mean length of an on period (exponential), hours."""
+    mean_off_h: float = Field(gt=0)
+    """Mean length of an off period (exponential), hours."""
+
+
+class TraceArrivals(Model):
+    kind: Literal["trace"]
+    file: str
+    """CSV file relative to the scenario file with one row per task."""
+    time_column: str = "hour"
+    """Column with the arrival time since start, hours."""
+    node_column: str = "node"
+    """Column with the index of the node within the class (0-based); rows for other indices are ignored."""
+
+
+Arrivals = Annotated[Union[PoissonArrivals, BurstyArrivals, TraceArrivals], Field(discriminator="kind")]
+
+
+class Workload(Model):
+    arrival: Arrivals
+    """The arrival process at each node of the class."""
+    work_s: PositiveDist = 1.0
+    """Work per task, in seconds at speed 1."""
+    data_kb: NonNegDist = 10.0
+    """Input data to move when the task is offloaded, kB."""
+    deadline_s: PositiveDist = 3600.0
+    """Relative deadline from generation, s: a task finishing later is late; one still waiting
+    then is dropped as expired."""
+    priority: Dist = 0
+    """Priority (larger is more urgent), reported and used by controllers."""
+
+
+class Queue(Model):
+    capacity: int = Field(100, ge=1)
+    """Tasks that may wait (not counting those running); an arrival beyond it is dropped."""
+    discipline: Literal["fifo", "edf"] = "fifo"
+    """Service order: first in first out, or earliest deadline first."""
+
+
+# -------------------------------------------------------------------------------- node class
+class NodeClass(Model):
+    count: int = Field(ge=1)
+    """Number of nodes of this class; they are named '<class>_<i>'."""
+    battery: Battery
+    """The node's battery."""
+    harvest: Harvest = NoHarvest(kind="none")
+    """The node's energy source."""
+    idle_power_w: NonNegDist = 0.0
+    """Power drawn while up, whether serving or not, W."""
+    active_power_w: NonNegDist = 0.0
+    """Extra power drawn by each busy server, W."""
+    speed: PositiveDist = 1.0
+    """Work seconds served per wall second by one server."""
+    servers: int = Field(1, ge=1)
+    """Parallel task slots."""
+    queue: Queue = Queue()
+    """The task queue."""
+    on_down: Literal["hold", "drop"] = "hold"
+    """What a node that browns out or fails does with its waiting tasks (and with tasks that
+    arrive while it is down): keep them, or drop them with reason 'node_down'."""
+    workload: Workload | None = None
+    """Tasks generated at this node; none if omitted."""
+
+
+# ------------------------------------------------------------------------------------ faults
+class FaultEvent(Model):
+    at_h: float = Field(ge=0)
+    """Time of the event since the start, hours (applied at the next control epoch boundary)."""
+    action: Literal["down", "up"]
+    """Fail or repair."""
+    node: str | None = None
+    """Node name ('<class>_<i>') for a node event."""
+    link: tuple[str, str] | None = None
+    """The two node names of a link, for a link event."""
+
+    @model_validator(mode="after")
+    def _target(self) -> "FaultEvent":
+        if (self.node is None) == (self.link is None):
+            raise ValueError("a fault event names exactly one of 'node' or 'link'")
+        return self
+
+
+class RandomFaults(Model):
+    node_mtbf_h: float | None = Field(None, gt=0)
+    """Mean time between failures of each node, hours (exponential); none if omitted."""
+    node_mttr_h: float = Field(1.0, gt=0)
+    """Mean time to repair a failed node, hours."""
+    link_mtbf_h: float | None = Field(None, gt=0)
+    """Mean time between failures of each link, hours."""
+    link_mttr_h: float = Field(1.0, gt=0)
+    """Mean time to repair a failed link, hours."""
+
+
+class Faults(Model):
+    events: tuple[FaultEvent, ...] = ()
+    """Scheduled failures and repairs."""
+    random: RandomFaults = RandomFaults()
+    """Random failure and repair processes."""
+
+
+# ---------------------------------------------------------------------------- controller etc.
+class Controller(Model):
+    policy: str = "local"
+    """Controller name: local, random, greedy, proportional, threshold, ot, or marl:DIR."""
+    params: dict[str, Any] = {}
+    """Parameters of that controller, validated by the controller itself."""
+
+
+class Output(Model):
+    timeseries: bool = True
+    """Write timeseries.parquet (per node per epoch)."""
+    tasks: bool = True
+    """Write tasks.parquet (one row per task)."""
+    flows: bool = True
+    """Write flows.parquet (every transfer and route decided)."""
+
+
+class Scenario(Model):
+    name: str = "scenario"
+    """Short name, used in run folders and reports."""
+    description: str = ""
+    """What the scenario models."""
+    start: datetime = datetime(2024, 6, 21)
+    """Start date and time, local time at ``location.timezone``."""
+    horizon_h: float = Field(gt=0, le=24 * 366)
+    """Simulated time, hours."""
+    control_interval_s: float = Field(900.0, ge=1)
+    """Length of a control epoch, s: controllers act once per epoch; harvest is averaged over it."""
+    location: Location = Location()
+    """Where the scenario is (for the sun)."""
+    network: Network
+    """The communication and energy-sharing graph."""
+    nodes: dict[str, NodeClass] = Field(min_length=1)
+    """Node classes by name, in order; nodes are numbered class by class."""
+    faults: Faults = Faults()
+    """Node and link failures."""
+    controller: Controller = Controller()
+    """Who decides energy transfers and task routes."""
+    output: Output = Output()
+    """Which run files to write."""
+
+    @property
+    def n_nodes(self) -> int:
+        return sum(c.count for c in self.nodes.values())
+
+    @property
+    def n_epochs(self) -> int:
+        return int(round(self.horizon_h * 3600.0 / self.control_interval_s))
+
+    def node_names(self) -> list[str]:
+        return [f"{cls}_{i}" for cls, c in self.nodes.items() for i in range(c.count)]
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Scenario":
+        epochs = self.horizon_h * 3600.0 / self.control_interval_s
+        if abs(epochs - round(epochs)) > 1e-9 * max(1.0, epochs):
+            raise ValueError(f"horizon_h={self.horizon_h:g} h is not a whole number of control epochs "
+                             f"of control_interval_s={self.control_interval_s:g} s")
+        topo = self.network.topology
+        if isinstance(topo, GridTopology) and topo.rows * topo.cols != self.n_nodes:
+            raise ValueError(f"network.topology: grid rows x cols = {topo.rows * topo.cols} but the "
+                             f"node classes have {self.n_nodes} nodes")
+        names = set(self.node_names())
+        for i, ev in enumerate(self.faults.events):
+            for nm in ([ev.node] if ev.node else list(ev.link or ())):
+                if nm not in names:
+                    raise ValueError(f"faults.events.{i}: unknown node '{nm}'")
+        return self
+
+
