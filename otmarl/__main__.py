@@ -1,0 +1,5 @@
+import sys
+
+from otmarl.cli import main
+
+sys.exit(main())

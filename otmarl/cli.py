@@ -1,0 +1,139 @@
+"""The ``otmarl`` command line.
+
+Exit codes: 0 success; 2 bad input (a message naming file:line:col, field, value and bound, and no
+traceback); 1 an internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable, Sequence
+
+from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
+
+
+class Progress:
+    """A live line on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, label: str, every_s: float = 5.0, stream=None):
+        self.label, self.every_s = label, every_s
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.t0 = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < (0.2 if self.tty else self.every_s):
+            return
+        self.last = now
+        el = now - self.t0
+        eta = el / done * (total - done) if done else float("nan")
+        line = f"{self.label}: {done}/{total} epochs, {el:.1f} s elapsed, ETA {eta:.1f} s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if done == total else ""))
+        elif el > 2.0:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _cmd_validate(a) -> int:
+    from otmarl.scenarios import load
+    from otmarl.scenarios.errors import ScenarioError
+    bad = 0
+    for f in a.files:
+        try:
+            load(f, a.set)
+            print(f"{f}: ok")
+        except ScenarioError as e:
+            bad += 1
+            print(str(e), file=sys.stderr)
+    return 2 if bad else 0
+
+
+def _cmd_scenarios(a) -> int:
+    from otmarl import scenarios as S
+    if a.action == "list":
+        for name in S.builtin_names():
+            sc = S.load(name)
+            first = " ".join(sc.description.split())[:90]
+            print(f"{name:18s} {sc.n_nodes:6d} nodes {sc.horizon_h:6g} h  {first}")
+    elif a.action == "show":
+        if not a.name:
+            raise UserError("scenarios show: name a built-in scenario (see 'otmarl scenarios list')")
+        print(S.builtin_path(a.name).read_text() if a.name in S.builtin_names()
+              else S.dump_yaml(S.load(a.name)), end="")
+    else:
+        print(json.dumps(S.json_schema(), indent=2))
+    return 0
+
+
+def _cmd_run(a) -> int:
+    from otmarl.run import run
+    seed = None if a.seed == "random" else _int(a.seed, "--seed")
+    out = run(a.scenario, policy=a.policy, seed=seed, out=a.out, overrides=a.set, engine=a.engine,
+              progress=None if a.quiet else Progress(f"run {a.scenario}"))
+    s = json.loads((out / "summary.json").read_text())
+    t, e = s["tasks"], s["energy"]
+    done = t["completed_on_time"] + t["completed_late"]
+    print(f"{out}: {t['generated']} tasks, {t['completed_on_time']} on time, "
+          f"{done - t['completed_on_time']} late, {sum(t['dropped'].values())} dropped; "
+          f"harvested {e['harvested_wh'] / 1000:.3g} kWh, transport loss {e['transport_loss_wh']:.3g} Wh, "
+          f"brownout {s['nodes']['brownout_node_hours']:.3g} node-h")
+    return 0
+
+
+def _int(v: str, what: str) -> int:
+    try:
+        return int(v)
+    except ValueError:
+        raise UserError(f"{what}: value '{v}' must be a whole number >= 0 or 'random'") from None
+
+
+COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="otmarl", description="Energy-aware resource allocation "
+                                "simulator: optimal transport and multi-agent RL.")
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check scenario files; report every problem at once")
+    v.add_argument("files", nargs="+")
+    v.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    s = sub.add_parser("scenarios", help="the built-in scenario library")
+    s.add_argument("action", choices=["list", "show", "schema"])
+    s.add_argument("name", nargs="?")
+    r = sub.add_parser("run", help="simulate a scenario and write a run folder")
+    r.add_argument("scenario", help="a scenario file or a built-in name")
+    r.add_argument("--policy", help="controller (default: the scenario's controller.policy)")
+    r.add_argument("--seed", default="0", help="root seed (default 0), or 'random'")
+    r.add_argument("--out", help="run folder (default runs/<scenario>-<policy>-s<seed>)")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a scenario field, e.g. --set horizon_h=24")
+    r.add_argument("--engine", default="fast", help="fast (default) or reference")
+    r.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"otmarl {args.command}: error:\n{e}" if "\n" in str(e) else f"otmarl {args.command}: {e}",
+              file=sys.stderr)
+        return 2
+    except InvariantError as e:
+        print(f"otmarl {args.command}: internal error: invariant violated: {e}", file=sys.stderr)
+        return 1
+    except OtmarlError as e:
+        print(f"otmarl {args.command}: internal error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Controllers behind the one Controller seam, chosen by name."""
+from __future__ import annotations
+
+from typing import Callable
+
+from otmarl.scenarios.errors import UserError
+from otmarl.simulator.control import Controller
+
+from .baselines import LocalController
+
+REGISTRY: dict[str, Callable[..., Controller]] = {"local": LocalController}
+
+
+def make_controller(name: str) -> Controller:
+    """The controller registered as ``name`` (it reads its parameters from WorldInfo.params)."""
+    if name not in REGISTRY:
+        import difflib
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"--policy: unknown policy '{name}'{hint} (known: {', '.join(sorted(REGISTRY))})")
+    return REGISTRY[name]()
+
+
+__all__ = ["REGISTRY", "make_controller", "LocalController"]

@@ -1,0 +1,214 @@
+"""The network: graph construction, link arrays and shortest-path costs.
+
+Paths come from ``scipy.sparse.csgraph.dijkstra`` run only from the sources asked for and cached
+until the topology changes (a node or link fails or recovers); nothing here builds an n x n matrix
+per epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import dijkstra
+
+from otmarl.scenarios import schema as S
+
+LINK_FIELDS = ("latency_s", "bandwidth_kbps", "tx_energy_wh_per_kb", "transfer_efficiency",
+               "power_limit_w")
+
+
+@dataclass
+class Links:
+    """Undirected links as arrays (one row per link, u < v)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    latency_s: np.ndarray
+    bandwidth_kbps: np.ndarray
+    tx_energy_wh_per_kb: np.ndarray
+    transfer_efficiency: np.ndarray
+    power_limit_w: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+
+def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, np.ndarray]:
+    """The graph on nodes 0..n-1 and node positions (n, 2) for maps."""
+    n, topo = scenario.n_nodes, scenario.network.topology
+    seed = int(rng.integers(2**31 - 1))
+    pos = None
+    if isinstance(topo, S.GridTopology):
+        g = nx.grid_2d_graph(topo.rows, topo.cols)
+        pos = np.array([(c / max(topo.cols - 1, 1), r / max(topo.rows - 1, 1)) for r, c in g.nodes])
+        g = nx.convert_node_labels_to_integers(g, ordering="sorted")
+    elif isinstance(topo, S.RandomGeometricTopology):
+        pos = rng.uniform(0.0, 1.0, (n, 2))
+        g = nx.random_geometric_graph(n, topo.radius, pos={i: tuple(p) for i, p in enumerate(pos)})
+        if topo.connect:
+            _connect_components(g, pos)
+    elif isinstance(topo, S.SmallWorldTopology):
+        g = nx.connected_watts_strogatz_graph(n, min(topo.k, n - 1), topo.p, seed=seed) if n > 2 else nx.path_graph(n)
+    elif isinstance(topo, S.ScaleFreeTopology):
+        g = nx.barabasi_albert_graph(n, min(topo.m, n - 1), seed=seed) if n > 1 else nx.empty_graph(1)
+    elif isinstance(topo, S.StarTopology):
+        g = nx.star_graph(n - 1)
+    elif isinstance(topo, S.TreeTopology):
+        g = nx.full_rary_tree(topo.branching, n)
+    elif isinstance(topo, S.CompleteTopology):
+        g = nx.complete_graph(n)
+    else:
+        g = _read_graph_file(topo)
+    g = nx.Graph(g)
+    g.remove_edges_from(nx.selfloop_edges(g))
+    if pos is None:
+        pos = _layout(g, rng)
+    return g, np.asarray(pos, dtype=float)
+
+
+def _read_graph_file(topo: S.FileTopology) -> nx.Graph:
+    if topo.kind == "edge_list":
+        g = nx.read_edgelist(topo.file, nodetype=int, data=True)
+    else:
+        g = nx.read_graphml(topo.file)
+    return nx.convert_node_labels_to_integers(g, ordering="sorted")
+
+
+def _connect_components(g: nx.Graph, pos: np.ndarray) -> None:
+    """Join components by the closest pair of nodes between the largest and each other one."""
+    comps = sorted(nx.connected_components(g), key=lambda c: (-len(c), min(c)))
+    main = np.array(sorted(comps[0]))
+    for comp in comps[1:]:
+        c = np.array(sorted(comp))
+        d = ((pos[c, None, :] - pos[None, main, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        g.add_edge(int(c[i]), int(main[j]))
+        main = np.concatenate([main, c])
+
+
+def _layout(g: nx.Graph, rng: np.random.Generator) -> np.ndarray:
+    n = g.number_of_nodes()
+    if n <= 2000:
+        p = nx.spring_layout(g, seed=int(rng.integers(2**31 - 1)), iterations=50)
+        xy = np.array([p[i] for i in range(n)])
+        lo, hi = xy.min(0), xy.max(0)
+        return (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return rng.uniform(0.0, 1.0, (n, 2))
+
+
+def make_links(g: nx.Graph, link: S.Link, rng: np.random.Generator) -> Links:
+    """Arrays of link parameters: per-edge attributes of a graph file override the defaults."""
+    edges = np.array(sorted((min(a, b), max(a, b)) for a, b in g.edges), dtype=np.int64).reshape(-1, 2)
+    m = len(edges)
+    cols = {}
+    for f in LINK_FIELDS:
+        vals = getattr(link, f).sample(rng, m)
+        for e, (a, b) in enumerate(edges):
+            if f in g.edges[a, b]:
+                vals[e] = float(g.edges[a, b][f])
+        cols[f] = vals
+    return Links(u=edges[:, 0], v=edges[:, 1], **cols)
+
+
+class Paths:
+    """Shortest paths over the links that are up, for one additive edge weight.
+
+    ``row(s)`` gives distances from node ``s`` to every node (inf when unreachable) and
+    ``edges(s, t)`` the link indices on the chosen path. Rows are computed on demand, several
+    sources at a time, and cached until ``invalidate`` is called.
+    """
+
+    def __init__(self, n: int, links: Links, weight: np.ndarray):
+        self.n, self.links, self.weight = n, links, np.asarray(weight, float)
+        self.link_up = np.ones(len(links), bool)
+        self.node_ok = np.ones(n, bool)
+        self.version = 0
+        self.invalidate()
+
+    def invalidate(self, link_up: np.ndarray | None = None, node_ok: np.ndarray | None = None) -> None:
+        if link_up is not None:
+            self.link_up = link_up.copy()
+        if node_ok is not None:
+            self.node_ok = node_ok.copy()
+        L = self.links
+        use = self.link_up & self.node_ok[L.u] & self.node_ok[L.v]
+        idx = np.flatnonzero(use)
+        # a tiny epsilon keeps zero-weight links as explicit edges of the sparse graph
+        w = np.maximum(self.weight[idx], 1e-300)
+        self._graph = csr_matrix((np.concatenate([w, w]),
+                                  (np.concatenate([L.u[idx], L.v[idx]]),
+                                   np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
+        self._edge_lookup = {(int(a), int(b)): int(e) for e, a, b in zip(idx, L.u[idx], L.v[idx])}
+        self._dist: dict[int, np.ndarray] = {}
+        self._pred: dict[int, np.ndarray] = {}
+        self.version += 1
+
+    def ensure(self, sources) -> None:
+        need = sorted({int(s) for s in np.atleast_1d(sources)} - self._dist.keys())
+        if not need:
+            return
+        d, p = dijkstra(self._graph, directed=False, indices=need, return_predecessors=True)
+        for k, s in enumerate(need):
+            d[k, s] = 0.0 if self.node_ok[s] else np.inf
+            self._dist[s], self._pred[s] = d[k], p[k]
+
+    def rows(self, sources) -> np.ndarray:
+        """Distances (len(sources), n)."""
+        src = np.atleast_1d(np.asarray(sources, np.int64))
+        self.ensure(src)
+        if len(src) == 0:
+            return np.zeros((0, self.n))
+        return np.stack([self._dist[int(s)] for s in src])
+
+    def edges(self, s: int, t: int) -> list[int]:
+        """Link indices on the path from s to t ([] when s == t); raises KeyError if unreachable."""
+        self.ensure([s])
+        if not np.isfinite(self._dist[s][t]):
+            raise KeyError((s, t))
+        pred, out, cur = self._pred[s], [], t
+        while cur != s:
+            prev = int(pred[cur])
+            a, b = min(prev, cur), max(prev, cur)
+            out.append(self._edge_lookup[(a, b)])
+            cur = prev
+        return out[::-1]
+
+    def along(self, s: int, t: int, values: np.ndarray) -> float:
+        """Sum of a per-link quantity along the path s -> t."""
+        return float(np.sum(values[self.edges(s, t)])) if s != t else 0.0
+
+
+class NetworkState:
+    """The graph's live state: links and nodes up or down, and the two path systems.
+
+    Energy follows the most efficient path (weight -log efficiency); tasks follow the fastest path
+    for a task of the scenario's mean data size (weight latency + mean_kb / bandwidth).
+    """
+
+    def __init__(self, n: int, links: Links, mean_kb: float):
+        self.n, self.links = n, links
+        self.energy = Paths(n, links, -np.log(links.transfer_efficiency))
+        self.task = Paths(n, links, links.latency_s + mean_kb / links.bandwidth_kbps)
+        self.link_up = np.ones(len(links), bool)
+        self.node_failed = np.zeros(n, bool)
+
+    def set_state(self, link_up: np.ndarray, node_failed: np.ndarray) -> None:
+        if np.array_equal(link_up, self.link_up) and np.array_equal(node_failed, self.node_failed):
+            return
+        self.link_up, self.node_failed = link_up.copy(), node_failed.copy()
+        for p in (self.energy, self.task):
+            p.invalidate(link_up, ~node_failed)
+
+    def energy_efficiency(self, sources, targets=None) -> np.ndarray:
+        """Path efficiency from each source to each target (0 when unreachable)."""
+        d = self.energy.rows(sources)
+        return np.exp(-(d if targets is None else d[:, np.asarray(targets, np.int64)]))
+
+    def task_route(self, s: int, t: int) -> tuple[float, float, float]:
+        """(latency_s, seconds per kB, Wh per kB) summed along the task path s -> t."""
+        L = self.links
+        e = self.task.edges(s, t)
+        return (float(L.latency_s[e].sum()), float((1.0 / L.bandwidth_kbps[e]).sum()),
+                float(L.tx_energy_wh_per_kb[e].sum()))

@@ -1,0 +1,341 @@
+"""The world: static parameters drawn from the scenario and seed, and the state both engines share.
+
+A run is a loop over control epochs [t0, t1). At each boundary t0 the world applies faults and
+brownout transitions, builds the Observation, asks the controller, validates and applies its
+Decision (energy moves battery to battery; routed tasks go into transit). Then an engine (fast or
+reference) serves the tasks of the epoch and settles each node's energy. See docs/model.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from otmarl.scenarios import schema as S
+from otmarl.scenarios.errors import DecisionError
+
+from .control import Decision, Observation, WorldInfo, normalise, validate
+from .harvest import HarvestModel
+from .network import NetworkState, make_graph, make_links
+from .workload import generate
+
+# task status codes
+PENDING, TRANSIT, WAITING, RUNNING, DONE_ON_TIME, DONE_LATE, DROPPED = range(7)
+STATUS_NAMES = ("pending", "in_transit", "queued", "running", "completed_on_time",
+                "completed_late", "dropped")
+DROP_REASONS = ("", "queue_full", "expired", "node_down", "no_energy", "link_down")
+Q_FULL, EXPIRED, NODE_DOWN = 1, 2, 3
+STREAMS = ("topology", "nodes", "workload", "harvest", "faults", "policy")
+
+
+@dataclass
+class NodeParams:
+    """Per-node parameters (arrays over nodes), drawn once per run."""
+
+    class_idx: np.ndarray
+    capacity_wh: np.ndarray
+    initial_wh: np.ndarray
+    min_wh: np.ndarray
+    resume_wh: np.ndarray
+    eta_c: np.ndarray
+    eta_d: np.ndarray
+    max_charge_w: np.ndarray
+    max_discharge_w: np.ndarray
+    self_discharge_per_day: np.ndarray
+    idle_w: np.ndarray
+    active_w: np.ndarray
+    speed: np.ndarray
+    servers: np.ndarray
+    queue_cap: np.ndarray
+    edf: np.ndarray
+    drop_on_down: np.ndarray
+
+
+def _draw_nodes(sc: S.Scenario, rng: np.random.Generator) -> NodeParams:
+    cols: dict[str, list] = {f: [] for f in NodeParams.__dataclass_fields__}
+    for ci, nc in enumerate(sc.nodes.values()):
+        m, b = nc.count, nc.battery
+        cap = b.capacity_wh.sample(rng, m)
+        put = {
+            "class_idx": np.full(m, ci), "capacity_wh": cap,
+            "initial_wh": cap * b.initial_soc.sample(rng, m),
+            "min_wh": cap * b.min_soc, "resume_wh": cap * b.resume_soc,
+            "eta_c": b.charge_efficiency.sample(rng, m), "eta_d": b.discharge_efficiency.sample(rng, m),
+            "max_charge_w": b.max_charge_w.sample(rng, m), "max_discharge_w": b.max_discharge_w.sample(rng, m),
+            "self_discharge_per_day": b.self_discharge_per_day.sample(rng, m),
+            "idle_w": nc.idle_power_w.sample(rng, m), "active_w": nc.active_power_w.sample(rng, m),
+            "speed": nc.speed.sample(rng, m), "servers": np.full(m, nc.servers),
+            "queue_cap": np.full(m, nc.queue.capacity), "edf": np.full(m, nc.queue.discipline == "edf"),
+            "drop_on_down": np.full(m, nc.on_down == "drop"),
+        }
+        for f, v in put.items():
+            cols[f].append(np.broadcast_to(v, (m,)))
+    out = {f: np.concatenate(v) for f, v in cols.items()}
+    for f in ("class_idx", "servers", "queue_cap"):
+        out[f] = out[f].astype(np.int64)
+    for f in ("edf", "drop_on_down"):
+        out[f] = out[f].astype(bool)
+    return NodeParams(**out)
+
+
+def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Generator) -> dict:
+    """{epoch: [(kind, index, down)]} with every event moved to the next epoch boundary."""
+    dt, horizon = sc.control_interval_s, sc.horizon_h * 3600.0
+    index = {nm: i for i, nm in enumerate(names)}
+    link_index = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(links.u, links.v))}
+    sched: dict[int, list] = {}
+
+    def add(t_s: float, kind: str, idx: int, down: bool) -> None:
+        k = int(math.ceil(t_s / dt - 1e-9))
+        if k < sc.n_epochs:
+            sched.setdefault(k, []).append((kind, idx, down))
+
+    for ev in sc.faults.events:
+        if ev.node is not None:
+            add(ev.at_h * 3600, "node", index[ev.node], ev.action == "down")
+        else:
+            a, b = sorted(index[x] for x in ev.link)
+            if (a, b) in link_index:
+                add(ev.at_h * 3600, "link", link_index[(a, b)], ev.action == "down")
+    rf = sc.faults.random
+    for kind, count, mtbf, mttr in (("node", len(names), rf.node_mtbf_h, rf.node_mttr_h),
+                                    ("link", len(links), rf.link_mtbf_h, rf.link_mttr_h)):
+        if mtbf is None:
+            continue
+        for i in range(count):
+            t = rng.exponential(mtbf * 3600)
+            while t < horizon:
+                add(t, kind, i, True)
+                t += rng.exponential(mttr * 3600)
+                add(t, kind, i, False)
+                t += rng.exponential(mtbf * 3600)
+    return sched
+
+
+class World:
+    """Static parameters plus the shared dynamic state of one run."""
+
+    def __init__(self, scenario: S.Scenario, seed: int):
+        sc = self.sc = scenario
+        self.seed = seed
+        rngs = dict(zip(STREAMS, (np.random.default_rng(s)
+                                  for s in np.random.SeedSequence(seed).spawn(len(STREAMS)))))
+        self.rng = rngs
+        self.names = scenario.node_names()
+        self.n = n = len(self.names)
+        self.dt = sc.control_interval_s
+        self.n_epochs = sc.n_epochs
+        self.p = _draw_nodes(sc, rngs["nodes"])
+        self.graph, self.positions = make_graph(sc, rngs["topology"])
+        self.links = make_links(self.graph, sc.network.link, rngs["topology"])
+        self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
+        mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
+        self.net = NetworkState(n, self.links, mean_kb)
+        self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
+        self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
+        self._init_state()
+
+    # ------------------------------------------------------------------------ dynamic state
+    def _init_state(self) -> None:
+        n, m = self.n, len(self.tasks)
+        self.stored = self.p.initial_wh.astype(float).copy()
+        self.browned = self.stored <= self.p.min_wh * (1 + 1e-12)
+        self.failed = np.zeros(n, bool)
+        self.link_up = np.ones(len(self.links), bool)
+        self.up = ~self.browned
+        self.brown_next = np.zeros(n, bool)
+        t = self.tasks
+        self.status = np.full(m, PENDING, np.int8)
+        self.node = t.origin.copy()
+        self.arrive_s = t.gen_s.copy()
+        self.start_s = np.full(m, np.nan)
+        self.finish_s = np.full(m, np.nan)
+        self.end_s = np.full(m, np.nan)      # completion or drop time
+        self.reason = np.zeros(m, np.int8)
+        self.offloads = np.zeros(m, np.int16)
+        self.transit: list[int] = []
+        self.next_pending = 0
+        self.harvest_last = np.zeros(n)
+        # per-epoch boundary flows, read by the engines' settlement
+        self.sent = np.zeros(n)
+        self.received = np.zeros(n)
+        self.tx_wh = np.zeros(n)
+        self.harvest_now = np.zeros(n)
+
+    def info(self) -> WorldInfo:
+        p = self.p
+        return WorldInfo(
+            n_nodes=self.n, names=tuple(self.names), node_class=p.class_idx,
+            class_names=tuple(self.sc.nodes), capacity_wh=p.capacity_wh, min_wh=p.min_wh,
+            resume_wh=p.resume_wh, servers=p.servers, speed=p.speed, idle_power_w=p.idle_w,
+            active_power_w=p.active_w, positions=self.positions, link_u=self.links.u,
+            link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
+            n_epochs=self.n_epochs,
+            mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,
+            params=dict(self.sc.controller.params))
+
+    # ---------------------------------------------------------------------- boundary steps
+    def apply_faults(self, k: int) -> None:
+        link_up, failed = self.link_up.copy(), self.failed.copy()
+        for kind, idx, down in self.faults.get(k, ()):
+            if kind == "node":
+                failed[idx] = down
+            else:
+                link_up[idx] = not down
+        self.failed, self.link_up = failed, link_up
+        self.net.set_state(link_up, failed)
+
+    def update_status(self, t0: float, engine) -> None:
+        """Brownout and recovery at a boundary; waiting tasks of nodes going down may be dropped."""
+        recover = self.stored >= self.p.resume_wh * (1 - 1e-12)
+        self.browned = (self.browned & ~recover) | self.brown_next
+        self.brown_next[:] = False
+        was_up, self.up = self.up, ~self.failed & ~self.browned
+        going = np.flatnonzero(was_up & ~self.up & self.p.drop_on_down)
+        if len(going):
+            ids = np.flatnonzero((self.status == WAITING) & np.isin(self.node, going))
+            self.drop(ids, t0, NODE_DOWN)
+            engine.remove(ids)
+
+    def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int) -> None:
+        self.status[ids] = DROPPED
+        self.reason[ids] = reason
+        self.end_s[ids] = t
+
+    def waiting_by_node(self) -> tuple[np.ndarray, np.ndarray]:
+        """Waiting task ids sorted by (node, deadline, id) and per-node offsets (n+1)."""
+        w = np.flatnonzero(self.status == WAITING)
+        w = w[np.lexsort((w, self.tasks.deadline_s[w], self.node[w]))]
+        ptr = np.zeros(self.n + 1, np.int64)
+        np.cumsum(np.bincount(self.node[w], minlength=self.n), out=ptr[1:])
+        return w, ptr
+
+    def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
+        p, dth = self.p, self.dt / 3600.0
+        sendable = np.where(self.up, np.maximum(self.stored - p.min_wh, 0.0), 0.0)
+        headroom = np.where(self.failed, 0.0,
+                            np.minimum(p.capacity_wh - self.stored, p.max_charge_w * dth))
+        return sendable, np.maximum(headroom, 0.0), self.available_wh(self.stored)
+
+    def available_wh(self, stored: np.ndarray) -> np.ndarray:
+        """Energy the bus may draw from the battery this epoch (after self-discharge)."""
+        p, dth = self.p, self.dt / 3600.0
+        s1 = stored - self.self_discharge_wh(stored)
+        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d,
+                                            p.max_discharge_w * dth), 0.0)
+
+    def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
+        return stored * -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
+
+    def observe(self, k: int, t0: float) -> Observation:
+        w, ptr = self.waiting_by_node()
+        wn = self.node[w]
+        qlen = np.diff(ptr)
+        slack = np.full(self.n, np.inf)
+        if len(w):
+            first = ptr[:-1][qlen > 0]
+            slack[qlen > 0] = self.tasks.deadline_s[w[first]] - t0
+        run = np.flatnonzero(self.status == RUNNING)
+        busy = np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
+        sendable, headroom, budget = self.battery_view()
+        return Observation(
+            epoch=k, time_s=t0, stored_wh=self.stored.copy(), capacity_wh=self.p.capacity_wh,
+            up=self.up.copy(), failed=self.failed.copy(), sendable_wh=sendable,
+            headroom_wh=headroom, budget_wh=budget,
+            idle_need_wh=np.where(self.up, self.p.idle_w * self.dt / 3600.0, 0.0),
+            harvest_last_wh=self.harvest_last.copy(), harvest_clear_wh=self.harvest.clear_wh(k),
+            queue_len=qlen, queue_work_s=np.bincount(wn, self.tasks.work_s[w], self.n),
+            busy_s=busy / np.maximum(self.p.servers, 1), slack_s=slack, network=self.net,
+            waiting_ids=w, waiting_ptr=ptr, task_deadline_s=self.tasks.deadline_s,
+            task_data_kb=self.tasks.data_kb, task_work_s=self.tasks.work_s)
+
+    # ------------------------------------------------------------------------ decisions
+    def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
+        """Validate and carry out a decision. Returns the flow records of this epoch."""
+        d = normalise(d)
+        validate(d, obs, tuple(self.names))
+        self.sent[:] = 0.0
+        self.received[:] = 0.0
+        self.tx_wh[:] = 0.0
+        flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
+        over = np.flatnonzero(self.tx_wh > self.available_wh(self.stored) * (1 + 1e-9) + 1e-12)
+        if len(over):
+            j = over[0]
+            raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
+                                f"offloaded tasks but can draw only "
+                                f"{self.available_wh(self.stored)[j]:.6g} Wh this epoch")
+        flows["audit"] = d.audit
+        return flows
+
+    def _apply_energy(self, d: Decision, obs: Observation) -> dict:
+        if not len(d.energy_wh):
+            return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": d.energy_wh}
+        srcs = np.unique(d.energy_src)
+        row = {int(s): r for r, s in enumerate(srcs)}
+        eff_rows = self.net.energy_efficiency(srcs)
+        eff = eff_rows[[row[int(s)] for s in d.energy_src], d.energy_dst]
+        for i in np.flatnonzero(eff <= 0):
+            raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
+                                f"to {self.names[d.energy_dst[i]]} over links that are up")
+        load = np.zeros(len(self.links))
+        for s, t, wh in zip(d.energy_src, d.energy_dst, d.energy_wh):
+            load[self.net.energy.edges(int(s), int(t))] += wh
+        cap = self.links.power_limit_w * self.dt / 3600.0
+        for e in np.flatnonzero(load > cap * (1 + 1e-9)):
+            raise DecisionError(f"link {self.names[self.links.u[e]]}-{self.names[self.links.v[e]]} "
+                                f"would carry {load[e]:.6g} Wh but its power limit allows "
+                                f"{cap[e]:.6g} Wh per epoch")
+        delivered = d.energy_wh * eff
+        sent = np.bincount(d.energy_src, d.energy_wh, self.n)
+        recv = np.bincount(d.energy_dst, delivered, self.n)
+        room = np.minimum(self.p.capacity_wh - (self.stored - sent), self.p.max_charge_w * self.dt / 3600)
+        for j in np.flatnonzero(recv > room * (1 + 1e-9) + 1e-12):
+            raise DecisionError(f"node {self.names[j]} would receive {recv[j]:.6g} Wh but has room "
+                                f"for {room[j]:.6g} Wh (capacity and charge limit)")
+        self.stored = self.stored - sent + recv
+        self.sent, self.received = sent, recv
+        return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": delivered}
+
+    def _apply_tasks(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
+        moved: list[np.ndarray] = []
+        taken = np.zeros(self.n, np.int64)
+        for r, (s, t, c) in enumerate(zip(d.task_src, d.task_dst, d.task_count)):
+            s, t = int(s), int(t)
+            if d.task_ids is not None:
+                ids = d.task_ids[r]
+            else:
+                lo = obs.waiting_ptr[s] + taken[s]
+                ids = obs.waiting_ids[lo:lo + c]
+                taken[s] += c
+            try:
+                lat, s_per_kb, wh_per_kb = self.net.task_route(s, t)
+            except KeyError:
+                raise DecisionError(f"task route {r}: no path from {self.names[s]} to {self.names[t]} "
+                                    "over links that are up") from None
+            kb = self.tasks.data_kb[ids]
+            self.status[ids] = TRANSIT
+            self.node[ids] = t
+            self.arrive_s[ids] = t0 + lat + kb * s_per_kb
+            self.offloads[ids] += 1
+            self.tx_wh[s] += float((kb * wh_per_kb).sum())
+            moved.append(ids)
+        ids = np.concatenate(moved) if moved else np.zeros(0, np.int64)
+        if len(ids) != len(np.unique(ids)):
+            raise DecisionError("a task was routed twice in one epoch")
+        engine.remove(ids)
+        self.transit.extend(ids.tolist())
+        return {"src": d.task_src, "dst": d.task_dst, "count": d.task_count}
+
+    def arrivals(self, t1: float) -> np.ndarray:
+        """Ids of tasks reaching a queue in this epoch, sorted by (arrival time, id)."""
+        lo, hi = self.next_pending, int(np.searchsorted(self.tasks.gen_s, t1, side="left"))
+        self.next_pending = hi
+        gen = np.arange(lo, hi)
+        tr = np.asarray(self.transit, np.int64)
+        due = tr[self.arrive_s[tr] < t1] if len(tr) else tr
+        if len(due):
+            self.transit = tr[self.arrive_s[tr] >= t1].tolist()
+        ids = np.concatenate([gen, due])
+        return ids[np.lexsort((ids, self.arrive_s[ids]))]
