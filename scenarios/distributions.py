@@ -221,13 +221,18 @@ def _bounds(gt: float | None = None, ge: float | None = None, le: float | None =
             lt: float | None = None):
     def check(d: DistSpec) -> DistSpec:
         lo, hi = d.support()
+        # lognormal and exponential draws are > 0 almost surely: their support is open at 0
+        lo_open = d.kind in ("lognormal", "exponential")
         what = (f"value {lo:g}" if d.is_constant
                 else f"{d.kind} distribution (support [{lo:g}, {hi:g}])")
         verb = "must be" if d.is_constant else "must stay"
-        for ok, op, b in ((gt is None or lo > gt, ">", gt), (ge is None or lo >= ge, ">=", ge),
+        for ok, op, b in ((gt is None or lo > gt or (lo_open and lo == gt), ">", gt),
+                          (ge is None or lo >= ge, ">=", ge),
                           (le is None or hi <= le, "<=", le), (lt is None or hi < lt, "<", lt)):
             if not ok:
-                raise ValueError(f"{what} {verb} {op} {b:g}")
+                hint = ("; truncate it with low/high" if d.kind == "normal" and math.isinf(lo if op[0] == ">" else hi)
+                        else "")
+                raise ValueError(f"{what} {verb} {op} {b:g}{hint}")
         return d
     return check
 

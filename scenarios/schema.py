@@ -7,10 +7,13 @@ parameters.
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
 
@@ -18,6 +21,57 @@ from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
                               validate_default=True)
+
+
+# ------------------------------------------------------------------------ cross-field checks
+# Pure functions shared by the model validators below (which protect Python-API users) and by
+# the YAML loader (which runs them on the raw file, so that they are reported together with
+# every other problem and at the exact key). Each returns None or a message.
+
+def cross_field_error(field: str, message: str) -> PydanticCustomError:
+    """The error a model validator raises: ``field`` is the dotted path of the offending key
+    relative to the model ('' for the model itself); the loader points at it."""
+    return PydanticCustomError("cross_field", "{field}: {message}" if field else "{message}",
+                               {"field": field, "message": message})
+
+
+def soc_order_problem(min_soc: float, resume_soc: float, min_given: bool = True) -> tuple[str, str] | None:
+    """(field, message) if the brownout level lies above the resume level."""
+    if min_soc <= resume_soc:
+        return None
+    if min_given:
+        return "min_soc", f"value {min_soc:g} must be <= resume_soc={resume_soc:g}"
+    return "resume_soc", f"value {resume_soc:g} must be >= min_soc={min_soc:g} (the default)"
+
+
+def epochs_problem(horizon_h: float, control_interval_s: float) -> str | None:
+    """Message if the horizon is not a whole number of control epochs."""
+    epochs = horizon_h * 3600.0 / control_interval_s
+    if abs(epochs - round(epochs)) <= 1e-9 * max(1.0, epochs):
+        return None
+    return (f"value {horizon_h:g} h is not a whole number of control epochs of "
+            f"control_interval_s={control_interval_s:g} s ({epochs:.6g} epochs)")
+
+
+def grid_problem(rows: int, cols: int, n_nodes: int) -> str | None:
+    if rows * cols == n_nodes:
+        return None
+    return f"rows x cols = {rows} x {cols} = {rows * cols}, but the node classes have {n_nodes} nodes"
+
+
+def node_name_problem(name: str, counts: Mapping[str, int]) -> str | None:
+    """Message if ``name`` is not '<class>_<i>' for an existing class and index."""
+    cls, _, idx = str(name).rpartition("_")
+    if cls in counts and idx.isdigit() and str(int(idx)) == idx and int(idx) < counts[cls]:
+        return None
+    if cls in counts:
+        return f"unknown node '{name}': class '{cls}' has nodes {cls}_0 .. {cls}_{counts[cls] - 1}"
+    close = difflib.get_close_matches(cls or str(name), list(counts), n=1)
+    hint = ""
+    if close:
+        i = int(idx) if idx.isdigit() and int(idx) < counts[close[0]] else 0
+        hint = f"; did you mean '{close[0]}_{i}'?"
+    return f"unknown node '{name}'{hint}"
 
 
 # ---------------------------------------------------------------------------------- location
@@ -133,8 +187,9 @@ class Battery(Model):
 
     @model_validator(mode="after")
     def _soc_order(self) -> "Battery":
-        if self.min_soc > self.resume_soc:
-            raise ValueError(f"min_soc={self.min_soc:g} must be <= resume_soc={self.resume_soc:g}")
+        bad = soc_order_problem(self.min_soc, self.resume_soc, "min_soc" in self.model_fields_set)
+        if bad:
+            raise cross_field_error(*bad)
         return self
 
 
@@ -186,11 +241,15 @@ class WindHarvest(Model):
     def _curve(self) -> "WindHarvest":
         s, p = self.power_curve_speed_m_s, self.power_curve_w
         if len(s) != len(p) or len(s) < 2:
-            raise ValueError(f"power curve needs as many speeds as powers (>= 2), got {len(s)} and {len(p)}")
-        if any(b <= a for a, b in zip(s, s[1:])):
-            raise ValueError("power_curve_speed_m_s must be strictly increasing")
-        if min(p) < 0:
-            raise ValueError(f"power_curve_w must be >= 0, got {min(p):g}")
+            raise cross_field_error("power_curve_w", "the power curve needs as many powers as speeds "
+                                    f"(at least 2), got {len(p)} powers and {len(s)} speeds")
+        for i in range(1, len(s)):
+            if s[i] <= s[i - 1]:
+                raise cross_field_error(f"power_curve_speed_m_s.{i}", f"speeds must increase: "
+                                        f"value {s[i]:g} follows {s[i - 1]:g}")
+        for i, w in enumerate(p):
+            if w < 0:
+                raise cross_field_error(f"power_curve_w.{i}", f"value {w:g} must be >= 0")
         return self
 
 
@@ -312,7 +371,7 @@ class FaultEvent(Model):
     @model_validator(mode="after")
     def _target(self) -> "FaultEvent":
         if (self.node is None) == (self.link is None):
-            raise ValueError("a fault event names exactly one of 'node' or 'link'")
+            raise cross_field_error("", "a fault event names exactly one of 'node' or 'link'")
         return self
 
 
@@ -388,19 +447,20 @@ class Scenario(Model):
 
     @model_validator(mode="after")
     def _cross(self) -> "Scenario":
-        epochs = self.horizon_h * 3600.0 / self.control_interval_s
-        if abs(epochs - round(epochs)) > 1e-9 * max(1.0, epochs):
-            raise ValueError(f"horizon_h={self.horizon_h:g} h is not a whole number of control epochs "
-                             f"of control_interval_s={self.control_interval_s:g} s")
+        bad = epochs_problem(self.horizon_h, self.control_interval_s)
+        if bad:
+            raise cross_field_error("horizon_h", bad)
         topo = self.network.topology
-        if isinstance(topo, GridTopology) and topo.rows * topo.cols != self.n_nodes:
-            raise ValueError(f"network.topology: grid rows x cols = {topo.rows * topo.cols} but the "
-                             f"node classes have {self.n_nodes} nodes")
-        names = set(self.node_names())
+        if isinstance(topo, GridTopology):
+            bad = grid_problem(topo.rows, topo.cols, self.n_nodes)
+            if bad:
+                raise cross_field_error("network.topology.rows", bad)
+        counts = {cls: c.count for cls, c in self.nodes.items()}
         for i, ev in enumerate(self.faults.events):
-            for nm in ([ev.node] if ev.node else list(ev.link or ())):
-                if nm not in names:
-                    raise ValueError(f"faults.events.{i}: unknown node '{nm}'")
+            named = [("node", ev.node)] if ev.node is not None else [
+                (f"link.{j}", nm) for j, nm in enumerate(ev.link or ())]
+            for where, nm in named:
+                bad = node_name_problem(nm, counts)
+                if bad:
+                    raise cross_field_error(f"faults.events.{i}.{where}", bad)
         return self
-
-

@@ -1,0 +1,417 @@
+"""Load and validate scenario YAML: every problem at once, each at its ``FILE:LINE:COL``.
+
+The steps, each adding to one list of problems (nothing runs until the list is empty):
+
+1. parse with positions (``yamlpos``): syntax, tabs, duplicate keys, empty file, top level;
+2. apply ``--set`` overrides (``overrides``): unknown paths with a did-you-mean;
+3. resolve relative file paths against the scenario's folder, check the files exist and that
+   graph files have as many nodes as the classes;
+4. cross-field checks on the raw tree (they would otherwise wait until every field is valid);
+5. pydantic validation, each error mapped from its ``loc`` back to the YAML node.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Sequence
+from importlib import resources
+from importlib.util import find_spec
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from . import overrides as ov_mod
+from . import schema as S
+from .distributions import KINDS
+from .errors import ScenarioError
+from .overrides import Override, did_you_mean, field_names, resolve
+from .yamlpos import Doc, Loader, Path, Problem, describe, dotted, parse
+
+_BUILTIN = "builtin"
+
+
+# ---------------------------------------------------------------------------------- public API
+def load(source: str | os.PathLike, overrides: Sequence[str] = ()) -> S.Scenario:
+    """Load a scenario file, or a built-in scenario by name, applying ``--set`` overrides.
+
+    Raises ScenarioError listing every problem, each ``FILE:LINE:COL: path: message`` followed by
+    the source line and a caret.
+    """
+    path, shown = _locate(source)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ScenarioError([f"{shown}: not a UTF-8 text file ({e.reason} at byte {e.start})"]) from None
+    except OSError as e:
+        raise ScenarioError([f"{shown}: cannot read the file: {e.strerror}"]) from None
+    return _load_text(text, shown, path.resolve().parent, overrides)
+
+
+def loads(text: str, filename: str = "<string>", overrides: Sequence[str] = ()) -> S.Scenario:
+    """Load a scenario from YAML text; relative file paths are relative to the working folder."""
+    return _load_text(text, filename, FsPath.cwd(), overrides)
+
+
+def builtin_names() -> list[str]:
+    """Names of the scenarios shipped with otmarl."""
+    folder = resources.files(__package__) / _BUILTIN
+    return sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def builtin_path(name: str) -> FsPath:
+    """Path of a built-in scenario file; ScenarioError (with a did-you-mean) for an unknown name."""
+    names = builtin_names()
+    if name not in names:
+        raise ScenarioError([f"{name}: no built-in scenario of that name{did_you_mean(name, names)} "
+                             f"(built-ins: {', '.join(names)})"])
+    return FsPath(str(resources.files(__package__) / _BUILTIN / f"{name}.yaml"))
+
+
+def json_schema() -> dict:
+    """JSON Schema of a scenario file, for editors (e.g. the YAML language server)."""
+    out = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    out.update(S.Scenario.model_json_schema())
+    return out
+
+
+def dump_yaml(scenario: S.Scenario) -> str:
+    """The resolved scenario (every default filled in) as YAML that ``loads`` reads back."""
+    return yaml.dump(_plain(scenario.model_dump(mode="python")), Dumper=_Dumper, sort_keys=False,
+                     allow_unicode=True, default_flow_style=False, width=100)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes any string our Loader would read as something else (e.g. '1e3')."""
+
+
+for _ch, _resolvers in Loader.yaml_implicit_resolvers.items():
+    for _tag, _rx in _resolvers:
+        _Dumper.add_implicit_resolver(_tag, _rx, [_ch])
+
+
+def _flow_if_short(dumper: yaml.SafeDumper, tag: str, data: Any, represent: Callable) -> yaml.Node:
+    """Lists of numbers and distribution mappings ({uniform: [5, 10]}) on one line."""
+    items = data.values() if isinstance(data, dict) else data
+    flat = all(not isinstance(x, (dict, list)) or (isinstance(x, list) and len(x) <= 8) for x in items)
+    short = isinstance(data, list) or (len(data) == 1 and next(iter(data)) in KINDS)
+    return represent(tag, data, flow_style=bool(flat and short))
+
+
+_Dumper.add_representer(str, lambda d, x: d.represent_scalar(
+    "tag:yaml.org,2002:str", x, style="|" if "\n" in x.rstrip("\n") else None))
+_Dumper.add_representer(list, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:seq", x, d.represent_sequence))
+_Dumper.add_representer(dict, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:map", x, d.represent_mapping))
+
+
+# ---------------------------------------------------------------------------------- locating
+def _locate(source: str | os.PathLike) -> tuple[FsPath, str]:
+    shown = os.fspath(source)
+    path = FsPath(shown)
+    if path.is_file():
+        return path, shown
+    name = shown[:-5] if shown.endswith(".yaml") else shown
+    names = builtin_names()
+    if name in names and "/" not in shown and os.sep not in shown:
+        return builtin_path(name), f"{name}.yaml"
+    if path.is_dir():
+        raise ScenarioError([f"{shown}: is a folder, not a scenario file"])
+    raise ScenarioError([f"{shown}: no such scenario file or built-in scenario"
+                         f"{did_you_mean(name, names)} (built-ins: {', '.join(names)})"])
+
+
+class _Context:
+    """The parsed file, the overrides and the problems found so far, with helpers that turn a
+    data path into a located problem."""
+
+    def __init__(self, doc: Doc, overrides: list[Override], base: FsPath):
+        self.doc, self.overrides, self.base = doc, overrides, base
+        self.data: dict = doc.data
+        self.problems: list[Problem] = []
+
+    def add(self, path: Path, message: str, at: str = "value") -> None:
+        """Report ``message`` about the key at ``path``; ``at`` is 'value', 'key' (point at the
+        key itself) or 'parent' (the key is missing: point at its parent)."""
+        self.problems.append(self.problem(path, message, at))
+
+    def problem(self, path: Path, message: str, at: str = "value") -> Problem:
+        nodes = self.doc.nodes
+        ov = ov_mod.origin_of(path, self.overrides, path in nodes)
+        if ov is not None:
+            inside = ov.path[:len(path)] == path  # the override's text already names the path
+            comp = len(path) - 1 if inside and len(path) < len(ov.path) and at == "key" else None
+            return Problem(ov.span(comp), "" if inside else dotted(path), message)
+        p = path[:-1] if at == "parent" else path
+        while p not in nodes:
+            p = p[:-1]
+        key, value = nodes[p]
+        node = value if (p == path and at == "value") or key is None else key
+        return Problem(self.doc.span(node.start_mark), dotted(path), message)
+
+
+def _load_text(text: str, filename: str, base: FsPath, overrides: Sequence[str]) -> S.Scenario:
+    doc = parse(text, filename)
+    ovs, problems = ov_mod.parse(list(overrides))
+    problems = doc.problems + problems
+    if doc.data is None:
+        raise ScenarioError(_sorted(problems))
+    problems += ov_mod.apply(doc.data, ovs)
+    ctx = _Context(doc, ovs, base)
+    _check_files(ctx)
+    _check_cross(ctx)
+    scenario = _validate(ctx)
+    # a cross-field problem may be found twice, by the raw check and by the schema: report it once
+    unique = {p.format(): p for p in problems + ctx.problems}
+    if unique or scenario is None:
+        raise ScenarioError(_sorted(list(unique.values())))
+    return scenario
+
+
+def _sorted(problems: list[Problem]) -> list[str]:
+    return [p.format() for p in sorted(problems, key=lambda p: p.span.order)]
+
+
+# ---------------------------------------------------------------------------------- validation
+def _validate(ctx: _Context) -> S.Scenario | None:
+    try:
+        return S.Scenario.model_validate(ctx.data)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            path, message, at = _explain(err)
+            if path not in ctx.doc.unreadable:  # the YAML step said why already
+                ctx.add(path, message, at)
+    return None
+
+
+def _explain(err: dict) -> tuple[Path, str, str]:
+    """(YAML path, message, where to point) for one pydantic error."""
+    loc, typ, ctx, value = err["loc"], err["type"], err.get("ctx") or {}, err.get("input")
+    path, t = resolve(loc)
+    if typ == "cross_field":
+        extra = tuple(int(p) if p.isdigit() else p for p in ctx["field"].split(".") if p)
+        return path + extra, ctx["message"], "value"
+    if typ == "extra_forbidden":
+        parent = resolve(loc[:-1])[1]
+        return path, f"unknown key '{path[-1]}'{did_you_mean(path[-1], field_names(parent))}", "key"
+    if typ == "missing":
+        last = path[-1]
+        return path, (f"missing item {last}" if isinstance(last, int) else "required key is missing"), "parent"
+    if typ == "union_tag_not_found":
+        tags = ", ".join(sorted(ov_mod.members(t)))
+        return path + ("kind",), f"required key is missing (one of: {tags})", "parent"
+    if typ == "union_tag_invalid":
+        tags = sorted(ov_mod.members(t))
+        return (path + ("kind",), f"unknown kind '{ctx.get('tag')}'{did_you_mean(ctx.get('tag'), tags)} "
+                f"(expected one of: {', '.join(tags)})", "value")
+    if path and path[-1] == "[key]":
+        return path[:-1], f"a key must be a name (a string), got {describe(value)}", "key"
+    if typ == "invalid_key":
+        return path, f"a key must be a name (a string), got {describe(value)}", "key"
+    return path, _message(typ, ctx, value, err["msg"]), "value"
+
+
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
+           "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
+_EXPECTED = {
+    "int": "a whole number", "float": "a number", "bool": "true or false", "string": "a string",
+    "dict": "a mapping", "model": "a mapping", "list": "a list", "tuple": "a list",
+    "datetime": "a date and time like 2024-06-21T00:00:00", "date": "a date like 2024-06-21",
+}
+
+
+def _message(typ: str, ctx: dict, value: Any, default: str) -> str:
+    if typ == "value_error":
+        return str(ctx.get("error", default))
+    if typ in _BOUNDS:
+        key, op = _BOUNDS[typ]
+        return f"value {_num(value)} must be {op} {_num(ctx[key])}"
+    if typ == "literal_error":
+        allowed = [a.strip().strip("'") for a in ctx["expected"].replace(" or ", ", ").split(",")]
+        return f"expected {ctx['expected']}, got {describe(value)}{did_you_mean(value, allowed)}"
+    if typ in ("too_short", "too_long"):
+        n = ctx.get("min_length" if typ == "too_short" else "max_length")
+        bound = "at least" if typ == "too_short" else "at most"
+        return f"expected {bound} {n} entr{'y' if n == 1 else 'ies'}, got {ctx.get('actual_length')}"
+    head = typ.split("_", 1)[0]
+    if head in _EXPECTED and (typ.endswith(("_type", "_parsing")) or typ == "int_from_float"
+                              or typ.startswith(("model_", "datetime_"))):
+        return f"expected {_EXPECTED[head]}, got {describe(value)}"
+    return default
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------------------------------------ cross checks
+def _get(d: Any, *keys: Any) -> Any:
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _class_counts(data: dict) -> dict[str, int] | None:
+    """Node counts by class if every class has a valid count (else the check that needs the
+    total is skipped: the bad count is reported by itself)."""
+    nodes = data.get("nodes")
+    if not isinstance(nodes, dict) or not nodes:
+        return None
+    counts = {k: _get(c, "count") for k, c in nodes.items()}
+    ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts.values())
+    return counts if ok else None
+
+
+def _default(model: type, name: str) -> Any:
+    return model.model_fields[name].default
+
+
+def _check_cross(ctx: _Context) -> None:
+    data = ctx.data
+    nodes = data.get("nodes")
+    for cls, nc in nodes.items() if isinstance(nodes, dict) else ():
+        b = _get(nc, "battery")
+        if not isinstance(b, dict):
+            continue
+        lo = b.get("min_soc", _default(S.Battery, "min_soc"))
+        hi = b.get("resume_soc", _default(S.Battery, "resume_soc"))
+        bad = _is_num(lo) and _is_num(hi) and S.soc_order_problem(lo, hi, "min_soc" in b)
+        if bad:
+            ctx.add(("nodes", cls, "battery", bad[0]), bad[1])
+    h, ci = data.get("horizon_h"), data.get("control_interval_s", _default(S.Scenario, "control_interval_s"))
+    if _is_num(h) and _is_num(ci) and h > 0 and ci >= 1:
+        bad = S.epochs_problem(h, ci)
+        if bad:
+            ctx.add(("horizon_h",), bad)
+    counts = _class_counts(data)
+    topo = _get(data, "network", "topology")
+    if counts and isinstance(topo, dict) and topo.get("kind") == "grid":
+        r, c = topo.get("rows"), topo.get("cols")
+        if all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in (r, c)):
+            bad = S.grid_problem(r, c, sum(counts.values()))
+            if bad:
+                ctx.add(("network", "topology", "rows"), bad)
+    events = _get(data, "faults", "events")
+    if counts and isinstance(events, list):
+        for i, ev in enumerate(events):
+            for where, name in _fault_names(ev):
+                bad = S.node_name_problem(name, counts)
+                if bad:
+                    ctx.add(("faults", "events", i) + where, bad)
+
+
+def _fault_names(ev: Any) -> list[tuple[tuple, str]]:
+    if not isinstance(ev, dict):
+        return []
+    out = [(("node",), ev["node"])] if isinstance(ev.get("node"), str) else []
+    link = ev.get("link")
+    if isinstance(link, list):
+        out += [(("link", j), nm) for j, nm in enumerate(link) if isinstance(nm, str)]
+    return out
+
+
+# ------------------------------------------------------------------------------------- files
+def _file_fields(data: dict) -> list[tuple[Path, str]]:
+    """(path, what) of every file named in the tree: 'graph', 'harvest', 'arrivals', 'tmy'."""
+    out: list[tuple[Path, str]] = []
+    if _get(data, "network", "topology", "kind") in ("edge_list", "graphml"):
+        out.append((("network", "topology", "file"), "graph"))
+    nodes = data.get("nodes")
+    for cls, nc in nodes.items() if isinstance(nodes, dict) else ():
+        kind = _get(nc, "harvest", "kind")
+        if kind == "trace":
+            out.append((("nodes", cls, "harvest", "file"), "harvest"))
+        if kind == "solar" and isinstance(_get(nc, "harvest"), dict) and "tmy_file" in nc["harvest"]:
+            out.append((("nodes", cls, "harvest", "tmy_file"), "tmy"))
+        if _get(nc, "workload", "arrival", "kind") == "trace":
+            out.append((("nodes", cls, "workload", "arrival", "file"), "arrivals"))
+    return out
+
+
+def _check_files(ctx: _Context) -> None:
+    for path, what in _file_fields(ctx.data):
+        parent = _get(ctx.data, *path[:-1])
+        value = parent.get(path[-1])
+        if not isinstance(value, str) or not value:
+            continue  # missing or not a string: validation reports it
+        if what == "tmy" and value.startswith("pvlib:"):
+            _check_pvlib_file(ctx, path, value)
+            continue
+        full = FsPath(os.path.expanduser(value))
+        full = full if full.is_absolute() else ctx.base / full
+        if not full.is_file():
+            where = "" if FsPath(value).is_absolute() else " (relative to the scenario file's folder)"
+            state = "is a folder, not a file" if full.is_dir() else "does not exist"
+            ctx.add(path, f"file '{value}' {state}{where}")
+            continue
+        parent[path[-1]] = os.path.normpath(full.absolute())
+        _CONTENT_CHECKS.get(what, lambda *a: None)(ctx, path, full)
+
+
+def _check_pvlib_file(ctx: _Context, path: Path, value: str) -> None:
+    spec = find_spec("pvlib")
+    folder = FsPath(list(spec.submodule_search_locations)[0]) / "data" if spec else None
+    name = value.split(":", 1)[1]
+    if folder is None or not (folder / name).is_file():
+        have = sorted(p.name for p in folder.iterdir()) if folder and folder.is_dir() else []
+        ctx.add(path, f"pvlib ships no file '{name}'{did_you_mean(name, have)}")
+
+
+def _check_graph(ctx: _Context, path: Path, full: FsPath) -> None:
+    import networkx as nx
+    from xml.etree.ElementTree import ParseError
+
+    kind = _get(ctx.data, *path[:-1], "kind")
+    try:
+        g = nx.read_edgelist(full, nodetype=int) if kind == "edge_list" else nx.read_graphml(full)
+    except (OSError, ValueError, TypeError, KeyError, ParseError, nx.NetworkXError) as e:
+        what = "an edge list (lines 'i j' of integer node ids)" if kind == "edge_list" else "GraphML"
+        ctx.add(path, f"cannot read the file as {what}: {e}")
+        return
+    counts = _class_counts(ctx.data)
+    if counts and g.number_of_nodes() != sum(counts.values()):
+        per = ", ".join(f"{k}: {n}" for k, n in counts.items())
+        ctx.add(path, f"the graph has {g.number_of_nodes()} nodes, but the node classes have "
+                      f"{sum(counts.values())} ({per})")
+
+
+def _csv_columns(ctx: _Context, path: Path, full: FsPath, columns: dict[str, str]) -> None:
+    """Check the CSV header has the columns the scenario names (key -> default)."""
+    section = _get(ctx.data, *path[:-1])
+    try:
+        with open(full, newline="", encoding="utf-8-sig") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        ctx.add(path, f"cannot read the file as CSV: {e}")
+        return
+    for key, default in columns.items():
+        col = section.get(key, default)
+        if isinstance(col, str) and col not in header:
+            at = path[:-1] + (key,) if key in section else path
+            ctx.add(at, f"column '{col}' is not in the header of '{full.name}' "
+                        f"(columns: {', '.join(header) or 'none'}){did_you_mean(col, header)}")
+
+
+def _check_harvest_trace(ctx: _Context, path: Path, full: FsPath) -> None:
+    _csv_columns(ctx, path, full, {k: _default(S.TraceHarvest, k) for k in ("time_column", "power_column")})
+
+
+def _check_arrival_trace(ctx: _Context, path: Path, full: FsPath) -> None:
+    _csv_columns(ctx, path, full, {k: _default(S.TraceArrivals, k) for k in ("time_column", "node_column")})
+
+
+_CONTENT_CHECKS: dict[str, Callable[[_Context, Path, FsPath], None]] = {
+    "graph": _check_graph, "harvest": _check_harvest_trace, "arrivals": _check_arrival_trace}
