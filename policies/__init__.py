@@ -6,9 +6,9 @@ from typing import Callable
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Controller
 
-from .baselines import LocalController
+from .baselines import LocalController, RandomController
 
-REGISTRY: dict[str, Callable[..., Controller]] = {"local": LocalController}
+REGISTRY: dict[str, Callable[..., Controller]] = {"local": LocalController, "random": RandomController}
 
 
 def make_controller(name: str) -> Controller:
@@ -21,4 +21,4 @@ def make_controller(name: str) -> Controller:
     return REGISTRY[name]()
 
 
-__all__ = ["REGISTRY", "make_controller", "LocalController"]
+__all__ = ["REGISTRY", "make_controller", "LocalController", "RandomController"]

@@ -1,0 +1,267 @@
+"""Shared pieces of the transport solvers: errors, the result type, input checks, balancing.
+
+Every solver answers the same *partial transport* problem. Given supplies ``a`` (n_s,), demands
+``b`` (n_d,) and costs ``C`` (n_s, n_d) with ``inf`` for pairs that cannot trade::
+
+    minimise    sum_ij C_ij P_ij + sum_i ps_i s_i + sum_j pd_j t_j
+    subject to  sum_j P_ij + s_i = a_i,   sum_i P_ij + t_j = b_j,   P, s, t >= 0,
+                P_ij = 0 where C_ij = inf
+
+``s`` is unserved supply (it stays home), ``t`` unserved demand, ``ps`` / ``pd`` the penalties per
+unit. Its LP dual is ``max a.u + b.v`` s.t. ``u_i + v_j <= C_ij``, ``u_i <= ps_i``, ``v_j <= pd_j``:
+``u_i`` is the marginal cost of one more unit offered at supply i, ``v_j`` of one more unit requested
+at demand j (the shadow prices reported in ``TransportResult.u`` / ``.v``).
+
+The matrix solvers see it as a balanced problem (``balance``): a dummy demand column absorbs unsent
+supply at cost ``ps``, a dummy supply row covers unmet demand at cost ``pd``, and the dummy/dummy
+cell (cost 0) carries the mass that is moved. Infeasible pairs get a finite ``big_m > max(ps)+max(pd)``
+so that any mass there could be rerouted through both dummies for less: the optimum puts none there,
+and the solvers check it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from otmarl.scenarios.errors import OtmarlError
+
+Penalty = float | tuple[ArrayLike, ArrayLike] | None
+
+
+class TransportError(OtmarlError):
+    """A transport solver failed or returned a plan that breaks the problem's constraints."""
+
+
+class TransportInputError(TransportError, ValueError):
+    """Arrays handed to a transport solver that do not describe a valid problem."""
+
+
+@dataclass(frozen=True)
+class TransportResult:
+    """The answer of every solver.
+
+    ``plan`` (n_s, n_d) is the mass moved between real nodes. ``value`` = sum(plan * cost) over
+    feasible pairs; ``unserved_cost`` = ps.unserved_supply + pd.unserved_demand; ``objective`` is
+    what the solver minimised: value + unserved_cost (+ the entropic / KL terms of the entropic
+    solvers). ``u`` / ``v`` are the duals of the partial problem (module docstring) in cost units;
+    for entropic solvers the converged log potentials mapped the same way. ``status`` is
+    'optimal' (exact, certified), 'converged' (iterative, tolerance met), 'max_iter_reached',
+    'max_rounds_reached' or 'fallback:<reason>' (then ``solver`` names the method that produced the
+    plan). ``iterations`` counts solver iterations where the solver reports them (0 for POT's
+    network simplex, which does not). ``edge_flow`` is set by the network solver only;
+    ``lower_bound`` is a certified lower bound on the optimal ``total_cost`` where one is known.
+    """
+
+    plan: np.ndarray
+    value: float
+    objective: float
+    unserved_supply: np.ndarray
+    unserved_demand: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    solver: str
+    status: str
+    iterations: int
+    unserved_cost: float = 0.0
+    edge_flow: np.ndarray | None = None
+    lower_bound: float | None = None
+
+    @property
+    def moved(self) -> float:
+        """Total mass moved between real nodes."""
+        return float(self.plan.sum())
+
+    @property
+    def total_cost(self) -> float:
+        """Transport cost plus unserved penalties: comparable across solvers."""
+        return self.value + self.unserved_cost
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Validated inputs of one solve; arrays are float64 and read-only."""
+
+    supply: np.ndarray
+    demand: np.ndarray
+    cost: np.ndarray | None
+    supply_penalty: np.ndarray
+    demand_penalty: np.ndarray
+    feasible: np.ndarray | None = field(default=None)
+
+    @property
+    def trivial(self) -> bool:
+        """Nothing can move: one side is empty or carries no mass."""
+        return self.supply.sum() <= 0 or self.demand.sum() <= 0
+
+
+@dataclass(frozen=True)
+class Balanced:
+    """The balanced problem of ``balance``: one dummy row and column appended."""
+
+    a: np.ndarray
+    b: np.ndarray
+    cost: np.ndarray
+    big_m: float
+    infeasible: np.ndarray
+    supply_penalty: np.ndarray
+    demand_penalty: np.ndarray
+
+
+# -- input checks ------------------------------------------------------------------------------
+def as_masses(x: ArrayLike, name: str) -> np.ndarray:
+    """A 1-D float64 copy of ``x``; raise unless finite and >= 0."""
+    arr = np.array(x, dtype=np.float64)
+    if arr.ndim != 1:
+        raise TransportInputError(f"{name} must be 1-D, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be finite")
+    if np.any(arr < 0):
+        bad = int(np.argmin(arr))
+        raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be >= 0")
+    return _frozen(arr)
+
+
+def as_cost(cost: ArrayLike, n_s: int, n_d: int) -> np.ndarray:
+    """A (n_s, n_d) float64 copy of ``cost``; +inf marks infeasible pairs, anything else must be >= 0."""
+    c = np.array(cost, dtype=np.float64)
+    if c.shape != (n_s, n_d):
+        raise TransportInputError(f"cost has shape {c.shape}, expected (n_supply, n_demand) = ({n_s}, {n_d})")
+    if np.isnan(c).any():
+        i, j = np.argwhere(np.isnan(c))[0]
+        raise TransportInputError(f"cost[{i}, {j}] is NaN (use np.inf for an infeasible pair)")
+    if (c < 0).any():
+        i, j = np.argwhere(c < 0)[0]
+        raise TransportInputError(f"cost[{i}, {j}]={c[i, j]} must be >= 0 (np.inf marks an infeasible pair)")
+    return _frozen(c)
+
+
+def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-node penalties from None (``default``), a scalar, or a pair (supply side, demand side)."""
+    if penalty is None:
+        penalty = default
+    pair = penalty if isinstance(penalty, tuple) else (penalty, penalty)
+    if len(pair) != 2:
+        raise TransportInputError(f"penalty must be a number or a pair (supply, demand), got {len(pair)} items")
+    out = []
+    for name, p, n in (("supply", pair[0], n_s), ("demand", pair[1], n_d)):
+        arr = np.array(p, dtype=np.float64)
+        if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n,)):
+            raise TransportInputError(f"{name} penalty has shape {arr.shape}, expected () or ({n},)")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise TransportInputError(f"{name} penalty must be finite and >= 0, got {p!r}")
+        out.append(_frozen(np.broadcast_to(arr, (n,)).copy()))
+    return out[0], out[1]
+
+
+def default_penalty(cost: np.ndarray) -> float:
+    """A per-unit penalty large enough that the optimum moves as much mass as is feasible.
+
+    A plan that leaves mass unserved although more could move admits an augmenting path from an
+    unserved supply i to an unserved demand j; pushing one unit along it changes the objective by
+    (path cost) - ps_i - pd_j. With every pair feasible the direct pair is such a path, cost <= D
+    (the largest finite cost), so ps = pd = 2*D makes it profitable: the plan maximises the mass
+    moved, then minimises cost. With infeasible pairs an augmenting path alternates forward and
+    backward pairs over at most K = min(n_s, n_d) forward pairs, cost <= K*D, so the default
+    becomes 2*K*D. (No "+1" is added so that the rule is unit-free; D == 0 gives 1.)
+    """
+    finite = cost[np.isfinite(cost)]
+    d = float(finite.max()) if finite.size else 0.0
+    if d <= 0:
+        return 1.0
+    k = 1 if finite.size == cost.size else min(cost.shape)
+    return 2.0 * k * d
+
+
+def make_problem(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, penalty: Penalty,
+                 *, cost_required: bool = True) -> Problem:
+    """Check and freeze the inputs shared by all solvers."""
+    a = as_masses(supply, "supply")
+    b = as_masses(demand, "demand")
+    if cost is None:
+        if cost_required:
+            raise TransportInputError("cost is required for this method (shape (n_supply, n_demand))")
+        ps, pd = as_penalties(penalty, a.size, b.size, 1.0)
+        return Problem(a, b, None, ps, pd)
+    c = as_cost(cost, a.size, b.size)
+    ps, pd = as_penalties(penalty, a.size, b.size, default_penalty(c) if penalty is None else 0.0)
+    return Problem(a, b, c, ps, pd, _frozen(np.isfinite(c)))
+
+
+# -- balancing ---------------------------------------------------------------------------------
+def balance(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike, penalty: Penalty = None) -> Balanced:
+    """Append a dummy demand column (cost ps) and a dummy supply row (cost pd); see module docstring.
+
+    The result has equal totals (sum supply + sum demand on both sides), only finite costs, and
+    ``big_m`` in place of each infeasible pair.
+    """
+    return balance_problem(make_problem(supply, demand, cost, penalty))
+
+
+def balance_problem(p: Problem) -> Balanced:
+    """``balance`` for an already validated problem."""
+    n_s, n_d = p.cost.shape
+    big_m = 2.0 * (p.supply_penalty.max(initial=0.0) + p.demand_penalty.max(initial=0.0))
+    big_m = big_m if big_m > 0 else 1.0
+    m = np.zeros((n_s + 1, n_d + 1))
+    m[:n_s, :n_d] = np.where(p.feasible, p.cost, big_m)
+    m[:n_s, n_d] = p.supply_penalty
+    m[n_s, :n_d] = p.demand_penalty
+    a = np.append(p.supply, p.demand.sum())
+    b = np.append(p.demand, p.supply.sum())
+    return Balanced(a, b, m, big_m, ~p.feasible, p.supply_penalty, p.demand_penalty)
+
+
+# -- results -----------------------------------------------------------------------------------
+def partial_result(p: Problem, plan: np.ndarray, u: np.ndarray, v: np.ndarray, solver: str, status: str,
+                   iterations: int, *, extra_objective: float = 0.0, lower_bound: float | None = None,
+                   edge_flow: np.ndarray | None = None, cost: np.ndarray | None = None) -> TransportResult:
+    """Assemble a result; unserved masses are the marginal residuals, so marginals hold by construction."""
+    cost = p.cost if cost is None else cost
+    plan = np.maximum(plan, 0.0)
+    us = np.maximum(p.supply - plan.sum(axis=1), 0.0)
+    ud = np.maximum(p.demand - plan.sum(axis=0), 0.0)
+    value = float(np.sum(plan * np.where(plan > 0, cost, 0.0)))
+    unserved = float(p.supply_penalty @ us + p.demand_penalty @ ud)
+    return TransportResult(
+        plan=_frozen(plan), value=value, objective=value + unserved + extra_objective,
+        unserved_supply=_frozen(us), unserved_demand=_frozen(ud), u=_frozen(np.asarray(u, float)),
+        v=_frozen(np.asarray(v, float)), solver=solver, status=status, iterations=int(iterations),
+        unserved_cost=unserved, edge_flow=None if edge_flow is None else _frozen(edge_flow),
+        lower_bound=lower_bound,
+    )
+
+
+def trivial_result(p: Problem, solver: str) -> TransportResult:
+    """Nothing can move (one side empty or massless): every unit is unserved.
+
+    Duals: a side that carries mass is priced at its penalty, the other side at the largest value
+    that keeps u_i + v_j <= C_ij (a c-transform), which makes them optimal for the partial dual.
+    """
+    ps, pd = p.supply_penalty, p.demand_penalty
+    if p.demand.sum() > 0:
+        v = pd.copy()
+        u = np.minimum(ps, _c_transform(p.cost, v, axis=1))
+    elif p.supply.sum() > 0:
+        u = ps.copy()
+        v = np.minimum(pd, _c_transform(p.cost, u, axis=0))
+    else:
+        u, v = np.zeros_like(ps), np.zeros_like(pd)
+    plan = np.zeros((p.supply.size, p.demand.size))
+    return partial_result(p, plan, u, v, solver, "optimal", 0)
+
+
+def _c_transform(cost: np.ndarray, pot: np.ndarray, axis: int) -> np.ndarray:
+    """min over the other side of (C - pot): per row for axis=1, per column for axis=0."""
+    if cost.size == 0:
+        return np.full(cost.shape[0] if axis == 1 else cost.shape[1], np.inf)
+    shifted = cost - (pot[None, :] if axis == 1 else pot[:, None])
+    return shifted.min(axis=axis)
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr)
+    arr.setflags(write=False)
+    return arr
