@@ -1,4 +1,8 @@
-"""The epoch loop that drives a world with a controller and an engine."""
+"""The epoch loop that drives a world with a controller and an engine.
+
+``Simulation`` exposes the loop one epoch at a time (``observe`` then ``step``) for environments
+that decide from outside (the MARL env); ``simulate`` runs it to the end with a Controller.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,7 +10,7 @@ from typing import Callable
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import UserError
 
-from .control import Controller
+from .control import Controller, Decision, Observation
 from .engine_fast import FastEngine
 from .engine_reference import ReferenceEngine
 from .recorder import Recorder, RunResult
@@ -21,26 +25,59 @@ def make_engine(name: str, world: World):
     return ENGINES[name](world)
 
 
+class Simulation:
+    """One run, stepped epoch by epoch: ``obs = sim.observe()``; ``sim.step(decision)``."""
+
+    def __init__(self, scenario: S.Scenario, seed: int, engine: str = "fast"):
+        self.world = World(scenario, seed)
+        self.engine = make_engine(engine, self.world)
+        self.recorder = Recorder(self.world)
+        self.k = 0
+        self._obs: Observation | None = None
+        self.last_energy: dict = {}
+        self.last_flows: dict = {}
+
+    @property
+    def done(self) -> bool:
+        return self.k >= self.world.n_epochs
+
+    def observe(self) -> Observation:
+        """The observation at the start of the current epoch (boundary steps applied once)."""
+        if self._obs is None:
+            w, t0 = self.world, self.k * self.world.dt
+            w.apply_faults(self.k)
+            w.update_status(t0, self.engine)
+            self._obs = w.observe(self.k, t0)
+        return self._obs
+
+    def step(self, decision: Decision) -> None:
+        """Apply a decision and simulate the current epoch."""
+        w = self.world
+        obs = self.observe()
+        t0, t1 = self.k * w.dt, (self.k + 1) * w.dt
+        flows = w.apply(decision, obs, t0, self.engine)
+        w.harvest_now = w.harvest.step()
+        flags = {"up": w.up.copy(), "failed": w.failed.copy(), "browned": w.browned.copy()}
+        energy = self.engine.run_epoch(t0, t1)
+        w.harvest_last = w.harvest_now
+        self.recorder.epoch(self.k, energy, flags, flows)
+        self.last_energy, self.last_flows = energy, flows
+        self.k += 1
+        self._obs = None
+
+    def finish(self, meta: dict) -> RunResult:
+        return self.recorder.finish(meta)
+
+
 def simulate(scenario: S.Scenario, controller: Controller, seed: int, engine: str = "fast",
              progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run ``scenario`` under ``controller`` and return what it produced (nothing is written)."""
-    world = World(scenario, seed)
-    eng = make_engine(engine, world)
-    rec = Recorder(world)
-    controller.reset(world.info(), world.rng["policy"])
-    for k in range(world.n_epochs):
-        t0, t1 = k * world.dt, (k + 1) * world.dt
-        world.apply_faults(k)
-        world.update_status(t0, eng)
-        obs = world.observe(k, t0)
-        flows = world.apply(controller.decide(obs), obs, t0, eng)
-        world.harvest_now = world.harvest.step()
-        flags = {"up": world.up.copy(), "failed": world.failed.copy(), "browned": world.browned.copy()}
-        energy = eng.run_epoch(t0, t1)
-        world.harvest_last = world.harvest_now
-        rec.epoch(k, energy, flags, flows)
+    sim = Simulation(scenario, seed, engine)
+    controller.reset(sim.world.info(), sim.world.rng["policy"])
+    while not sim.done:
+        sim.step(controller.decide(sim.observe()))
         if progress is not None:
-            progress(k + 1, world.n_epochs)
+            progress(sim.k, sim.world.n_epochs)
     meta = {"scenario": scenario.name, "policy": getattr(controller, "name", type(controller).__name__),
             "seed": seed}
-    return rec.finish(meta)
+    return sim.finish(meta)
