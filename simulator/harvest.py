@@ -9,6 +9,7 @@ Epochs are produced one at a time (``step``), so memory does not grow with the h
 from __future__ import annotations
 
 import math
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -33,6 +34,16 @@ def epoch_times(sc: S.Scenario) -> pd.DatetimeIndex:
 
 def solar_poa_wh_per_m2(sc: S.Scenario, h: S.SolarHarvest) -> tuple[np.ndarray, np.ndarray]:
     """(clear-sky POA, irradiance used) per epoch in Wh/m^2; equal unless irradiance='tmy'."""
+    import pvlib
+
+    with warnings.catch_warnings():
+        # pvlib calls pandas APIs that newer pandas deprecates; nothing a user can act on
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        return _solar_poa(sc, h)
+
+
+def _solar_poa(sc: S.Scenario, h: S.SolarHarvest) -> tuple[np.ndarray, np.ndarray]:
     import pvlib
 
     times, sub = epoch_times(sc)

@@ -1,0 +1,85 @@
+"""Running a built-in end to end: the run folder, determinism, the CLI's exit codes."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from otmarl.run import OUTPUT_FILES, run
+
+SHORT = ["horizon_h=24"]
+
+
+def _bytes(folder) -> dict[str, bytes]:
+    return {f: (folder / f).read_bytes() for f in OUTPUT_FILES if f != "metadata.json"}
+
+
+@pytest.fixture(scope="module")
+def twin_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    a = run("microgrid-solar", policy="random", seed=3, out=base / "a", overrides=SHORT)
+    b = run("microgrid-solar", policy="random", seed=3, out=base / "b", overrides=SHORT)
+    c = run("microgrid-solar", policy="random", seed=4, out=base / "c", overrides=SHORT)
+    return a, b, c
+
+
+def test_run_folder_has_every_file_and_summary_keys(twin_runs):
+    a = twin_runs[0]
+    for f in OUTPUT_FILES:
+        assert (a / f).stat().st_size > 0, f
+    s = json.loads((a / "summary.json").read_text())
+    assert set(s["energy"]) >= {"initial_stored_wh", "final_stored_wh", "harvested_wh", "curtailed_wh",
+                                "consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh",
+                                "self_discharge_wh", "conversion_loss_wh", "sent_wh", "delivered_wh",
+                                "transport_loss_wh", "ledger_error_wh"}
+    assert set(s["tasks"]) >= {"generated", "completed_on_time", "completed_late", "dropped",
+                               "in_system_at_end", "offloaded"}
+    assert set(s["latency_s"]) == {"mean", "p50", "p95", "p99"}
+    assert set(s["nodes"]) >= {"brownout_node_hours", "min_soc", "mean_soc"}
+    meta = json.loads((a / "metadata.json").read_text())
+    assert meta["seed"] == 3 and meta["scenario"]["horizon_h"] == 24 and meta["versions"]["numpy"]
+
+
+def test_same_seed_same_bytes(twin_runs):
+    a, b, _ = twin_runs
+    assert _bytes(a) == _bytes(b)
+
+
+def test_other_seed_other_results(twin_runs):
+    a, _, c = twin_runs
+    da, dc = _bytes(a), _bytes(c)
+    for f in ("summary.json", "timeseries.parquet", "tasks.parquet", "flows.parquet"):
+        assert da[f] != dc[f], f
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "otmarl", *args], capture_output=True, text=True)
+
+
+def test_cli_run_and_bad_input_exit_codes(tmp_path):
+    ok = _cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "r" / "summary.json").exists()
+    for args, needle in ((["run", "microgrid-solar", "--policy", "nope"], "unknown policy 'nope'"),
+                         (["run", "no-such-scenario"], "no-such-scenario"),
+                         (["run", "microgrid-solar", "--seed", "x"], "--seed"),
+                         (["run", "microgrid-solar", "--engine", "warp"], "unknown engine 'warp'"),
+                         (["run", "microgrid-solar", "--set", "horizon_h=-1"], "horizon_h")):
+        r = _cli(*args, "--out", str(tmp_path / "bad"))
+        assert r.returncode == 2, (args, r.stderr)
+        assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_reference_engine_from_the_cli(tmp_path):
+    r = _cli("run", "microgrid-solar", "--engine", "reference", "--set", "horizon_h=12", "--seed", "9",
+             "--out", str(tmp_path / "ref"), "--quiet")
+    f = _cli("run", "microgrid-solar", "--set", "horizon_h=12", "--seed", "9",
+             "--out", str(tmp_path / "fast"), "--quiet")
+    assert r.returncode == 0 and f.returncode == 0, r.stderr + f.stderr
+    sr = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    sf = json.loads((tmp_path / "fast" / "summary.json").read_text())
+    assert sr["tasks"] == sf["tasks"]
+    for k, v in sf["energy"].items():
+        assert abs(sr["energy"][k] - v) <= 1e-9 * max(1.0, abs(v)), k
