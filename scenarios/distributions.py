@@ -89,8 +89,9 @@ class DistSpec:
             return p[0]
         if self.kind == "uniform":
             return {"uniform": [p[0], p[1]]}
-        if self.kind == "normal":
-            return {"normal": {"mean": p[0], "std": p[1], "low": p[2], "high": p[3]}}
+        if self.kind == "normal":  # infinite bounds are left out: YAML readers take only numbers
+            bounds = {k: b for k, b in (("low", p[2]), ("high", p[3])) if math.isfinite(b)}
+            return {"normal": {"mean": p[0], "std": p[1], **bounds}}
         if self.kind == "lognormal":
             return {"lognormal": {"median": p[0], "sigma": p[1]}}
         if self.kind == "exponential":

@@ -12,13 +12,14 @@ The steps, each adding to one list of problems (nothing runs until the list is e
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 import os
 from collections.abc import Callable, Sequence
 from importlib import resources
 from importlib.util import find_spec
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -186,38 +187,52 @@ def _validate(ctx: _Context) -> S.Scenario | None:
     try:
         return S.Scenario.model_validate(ctx.data)
     except ValidationError as e:
-        for err in e.errors(include_url=False):
-            path, message, at = _explain(err)
-            if path not in ctx.doc.unreadable:  # the YAML step said why already
-                ctx.add(path, message, at)
+        found = [_explain(err) for err in e.errors(include_url=False)]
+    # 'horizon: 2' gives "unknown key 'horizon'; did you mean 'horizon_h'?": saying that
+    # horizon_h is missing as well would only repeat it
+    meant = {e.path[:-1] + (e.meant,) for e in found if e.meant}
+    for e in found:
+        if e.path not in ctx.doc.unreadable and not (e.at == "parent" and e.path in meant):
+            ctx.add(e.path, e.message, e.at)  # (an unreadable value was reported by the YAML step)
     return None
 
 
-def _explain(err: dict) -> tuple[Path, str, str]:
-    """(YAML path, message, where to point) for one pydantic error."""
+class _Explained(NamedTuple):
+    path: Path
+    message: str
+    at: str = "value"
+    """Where to point: see ``_Context.add``."""
+    meant: str | None = None
+    """For an unknown key, the field it probably meant."""
+
+
+def _explain(err: dict) -> _Explained:
+    """YAML path, message and where to point, for one pydantic error."""
     loc, typ, ctx, value = err["loc"], err["type"], err.get("ctx") or {}, err.get("input")
     path, t = resolve(loc)
     if typ == "cross_field":
         extra = tuple(int(p) if p.isdigit() else p for p in ctx["field"].split(".") if p)
-        return path + extra, ctx["message"], "value"
+        return _Explained(path + extra, ctx["message"])
     if typ == "extra_forbidden":
-        parent = resolve(loc[:-1])[1]
-        return path, f"unknown key '{path[-1]}'{did_you_mean(path[-1], field_names(parent))}", "key"
+        close = difflib.get_close_matches(str(path[-1]), field_names(resolve(loc[:-1])[1]), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return _Explained(path, f"unknown key '{path[-1]}'{hint}", "key", close[0] if close else None)
     if typ == "missing":
         last = path[-1]
-        return path, (f"missing item {last}" if isinstance(last, int) else "required key is missing"), "parent"
+        return _Explained(path, f"missing item {last}" if isinstance(last, int) else "required key is missing",
+                          "parent")
     if typ == "union_tag_not_found":
         tags = ", ".join(sorted(ov_mod.members(t)))
-        return path + ("kind",), f"required key is missing (one of: {tags})", "parent"
+        return _Explained(path + ("kind",), f"required key is missing (one of: {tags})", "parent")
     if typ == "union_tag_invalid":
         tags = sorted(ov_mod.members(t))
-        return (path + ("kind",), f"unknown kind '{ctx.get('tag')}'{did_you_mean(ctx.get('tag'), tags)} "
-                f"(expected one of: {', '.join(tags)})", "value")
+        return _Explained(path + ("kind",), f"unknown kind '{ctx.get('tag')}'"
+                          f"{did_you_mean(ctx.get('tag'), tags)} (expected one of: {', '.join(tags)})")
     if path and path[-1] == "[key]":
-        return path[:-1], f"a key must be a name (a string), got {describe(value)}", "key"
+        return _Explained(path[:-1], f"a key must be a name (a string), got {describe(value)}", "key")
     if typ == "invalid_key":
-        return path, f"a key must be a name (a string), got {describe(value)}", "key"
-    return path, _message(typ, ctx, value, err["msg"]), "value"
+        return _Explained(path, f"a key must be a name (a string), got {describe(value)}", "key")
+    return _Explained(path, _message(typ, ctx, value, err["msg"]))
 
 
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),

@@ -67,11 +67,10 @@ def node_name_problem(name: str, counts: Mapping[str, int]) -> str | None:
     if cls in counts:
         return f"unknown node '{name}': class '{cls}' has nodes {cls}_0 .. {cls}_{counts[cls] - 1}"
     close = difflib.get_close_matches(cls or str(name), list(counts), n=1)
-    hint = ""
     if close:
         i = int(idx) if idx.isdigit() and int(idx) < counts[close[0]] else 0
-        hint = f"; did you mean '{close[0]}_{i}'?"
-    return f"unknown node '{name}'{hint}"
+        return f"unknown node '{name}'; did you mean '{close[0]}_{i}'?"
+    return f"unknown node '{name}' (nodes are named <class>_<index>, e.g. '{next(iter(counts))}_0')"
 
 
 # ---------------------------------------------------------------------------------- location
