@@ -132,24 +132,28 @@ class FastEngine:
         arr = w.arrivals(t1)
         wait = np.flatnonzero(w.status == WAITING)
         ids = np.concatenate([wait, arr])
+        is_arrival = np.concatenate([np.zeros(len(wait), np.int64), np.ones(len(arr), np.int64)])
+        # group by node; the stable sort keeps waiting tasks first and arrivals in time order
+        order = np.argsort(w.node[ids], kind="stable")
+        ids, is_arrival = ids[order], is_arrival[order]
         node = w.node[ids]
         service = t.work_s[ids] / p.speed[node]
         energy = p.active_w[node] * service / 3600.0
         rows = list(zip(w.arrive_s[ids].tolist(), ids.tolist(), t.deadline_s[ids].tolist(),
                         service.tolist(), energy.tolist()))
-        nw = len(wait)
-        groups: dict[int, tuple[list, list]] = {}
-        for j, nd in enumerate(node.tolist()):
-            groups.setdefault(nd, ([], []))[0 if j < nw else 1].append(rows[j])
         task_wh = np.zeros(w.n)
+        if not len(ids):
+            return task_wh
+        nodes, first = np.unique(node, return_index=True)
+        n_wait = np.add.reduceat(1 - is_arrival, first)
+        last = np.append(first[1:], len(ids))
         up, drop_down, qcap, edf = (w.up.tolist(), p.drop_on_down.tolist(), p.queue_cap.tolist(),
                                     p.edf.tolist())
         serve_l, budget_l = serve.tolist(), budget.tolist()
         started, dropped = [], []
-        for nd in sorted(groups):
-            waiting, arrivals = groups[nd]
-            s, d, used, _ = serve_queue(t0, t1, self.free[nd], waiting, arrivals, qcap[nd], edf[nd],
-                                        up[nd], drop_down[nd], serve_l[nd], budget_l[nd])
+        for nd, a, m, b in zip(nodes.tolist(), first.tolist(), n_wait.tolist(), last.tolist()):
+            s, d, used, _ = serve_queue(t0, t1, self.free[nd], rows[a:a + m], rows[a + m:b], qcap[nd],
+                                        edf[nd], up[nd], drop_down[nd], serve_l[nd], budget_l[nd])
             started += s
             dropped += d
             task_wh[nd] = used

@@ -124,6 +124,8 @@ class Paths:
         self.n, self.links, self.weight = n, links, np.asarray(weight, float)
         self.link_up = np.ones(len(links), bool)
         self.node_ok = np.ones(n, bool)
+        # every link by its (low, high) end pair; paths only ever use links that are up
+        self._edge_lookup = {(a, b): e for e, (a, b) in enumerate(zip(links.u.tolist(), links.v.tolist()))}
         self.version = 0
         self.invalidate()
 
@@ -140,7 +142,6 @@ class Paths:
         self._graph = csr_matrix((np.concatenate([w, w]),
                                   (np.concatenate([L.u[idx], L.v[idx]]),
                                    np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
-        self._edge_lookup = {(int(a), int(b)): int(e) for e, a, b in zip(idx, L.u[idx], L.v[idx])}
         self._dist: dict[int, np.ndarray] = {}
         self._pred: dict[int, np.ndarray] = {}
         self.version += 1

@@ -1,0 +1,83 @@
+"""Engine speed and memory, end to end (run folder written), for the built-ins and sensor-field
+scaled to 10,000 nodes, with both engines.
+
+    python benchmarks/engine.py                 # the full table (reference engine skipped at 10k)
+    python benchmarks/engine.py --repeats 3 --only sensor-field
+
+Each measurement runs in a fresh process (imports included) and reports the median wall time of
+the repeats, agent-days simulated per wall-minute, and the peak resident memory of the process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+
+CHILD = r"""
+import json, resource, sys, time
+from otmarl.run import run
+from otmarl.scenarios import load
+t0 = time.perf_counter()
+sc = load(sys.argv[1], overrides=json.loads(sys.argv[2]))
+out = run(sc, policy="local", seed=1, out=sys.argv[3], engine=sys.argv[4])
+wall = time.perf_counter() - t0
+print(json.dumps({"wall_s": wall, "n": sc.n_nodes, "days": sc.horizon_h / 24,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def scaled(name: str, factor: int) -> list[str]:
+    """Overrides that multiply every class count and keep the mean degree of a geometric graph."""
+    from otmarl.scenarios import load
+    sc = load(name)
+    sets = [f"nodes.{c}.count={nc.count * factor}" for c, nc in sc.nodes.items()]
+    topo = sc.network.topology
+    if topo.kind == "random_geometric":
+        sets.append(f"network.topology.radius={topo.radius / math.sqrt(factor):.6g}")
+    return sets
+
+
+def measure(name: str, sets: list[str], engine: str, repeats: int) -> dict:
+    walls, last = [], {}
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            p = subprocess.run([sys.executable, "-c", CHILD, name, json.dumps(sets), d, engine],
+                               capture_output=True, text=True, check=True)
+        last = json.loads(p.stdout.strip().splitlines()[-1])
+        walls.append(last["wall_s"])
+    wall = statistics.median(walls)
+    return {**last, "wall_s": wall, "agent_days_per_min": last["n"] * last["days"] / (wall / 60)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", help="one case label")
+    ap.add_argument("--reference-max-nodes", type=int, default=1000,
+                    help="skip the reference engine above this many nodes (it is the slow yardstick)")
+    a = ap.parse_args()
+    cases = [("microgrid-solar", "microgrid-solar", []), ("edge-offload", "edge-offload", []),
+             ("sensor-field", "sensor-field", []),
+             ("sensor-field x10", "sensor-field", scaled("sensor-field", 10))]
+    print(f"{'case':18s} {'engine':9s} {'nodes':>6s} {'days':>5s} {'wall s':>8s} "
+          f"{'agent-days/min':>15s} {'peak MB':>8s}")
+    for label, name, sets in cases:
+        if a.only and a.only != label:
+            continue
+        for engine in ("fast", "reference"):
+            from otmarl.scenarios import load
+            n = load(name, overrides=sets).n_nodes
+            if engine == "reference" and n > a.reference_max_nodes:
+                print(f"{label:18s} {engine:9s} {n:6d}  skipped (over --reference-max-nodes)")
+                continue
+            r = measure(name, sets, engine, a.repeats if engine == "fast" else 1)
+            print(f"{label:18s} {engine:9s} {r['n']:6d} {r['days']:5.2g} {r['wall_s']:8.2f} "
+                  f"{r['agent_days_per_min']:15.0f} {r['peak_mb']:8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
