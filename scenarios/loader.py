@@ -12,7 +12,6 @@ The steps, each adding to one list of problems (nothing runs until the list is e
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -21,15 +20,13 @@ from importlib.util import find_spec
 from pathlib import Path as FsPath
 from typing import Any, NamedTuple
 
-import yaml
 from pydantic import ValidationError
 
 from . import overrides as ov_mod
 from . import schema as S
-from .distributions import KINDS
 from .errors import ScenarioError
-from .overrides import Override, did_you_mean, field_names, resolve
-from .yamlpos import Doc, Loader, Path, Problem, describe, dotted, parse
+from .overrides import Override, closest, did_you_mean, field_names, resolve
+from .yamlpos import Doc, Path, Problem, describe, dotted, dump, parse
 
 _BUILTIN = "builtin"
 
@@ -48,7 +45,7 @@ def load(source: str | os.PathLike, overrides: Sequence[str] = ()) -> S.Scenario
         raise ScenarioError([f"{shown}: not a UTF-8 text file ({e.reason} at byte {e.start})"]) from None
     except OSError as e:
         raise ScenarioError([f"{shown}: cannot read the file: {e.strerror}"]) from None
-    return _load_text(text, shown, path.resolve().parent, overrides)
+    return _load_text(text, shown, path.absolute().parent, overrides)
 
 
 def loads(text: str, filename: str = "<string>", overrides: Sequence[str] = ()) -> S.Scenario:
@@ -80,39 +77,7 @@ def json_schema() -> dict:
 
 def dump_yaml(scenario: S.Scenario) -> str:
     """The resolved scenario (every default filled in) as YAML that ``loads`` reads back."""
-    return yaml.dump(_plain(scenario.model_dump(mode="python")), Dumper=_Dumper, sort_keys=False,
-                     allow_unicode=True, default_flow_style=False, width=100)
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
-class _Dumper(yaml.SafeDumper):
-    """Quotes any string our Loader would read as something else (e.g. '1e3')."""
-
-
-for _ch, _resolvers in Loader.yaml_implicit_resolvers.items():
-    for _tag, _rx in _resolvers:
-        _Dumper.add_implicit_resolver(_tag, _rx, [_ch])
-
-
-def _flow_if_short(dumper: yaml.SafeDumper, tag: str, data: Any, represent: Callable) -> yaml.Node:
-    """Lists of numbers and distribution mappings ({uniform: [5, 10]}) on one line."""
-    items = data.values() if isinstance(data, dict) else data
-    flat = all(not isinstance(x, (dict, list)) or (isinstance(x, list) and len(x) <= 8) for x in items)
-    short = isinstance(data, list) or (len(data) == 1 and next(iter(data)) in KINDS)
-    return represent(tag, data, flow_style=bool(flat and short))
-
-
-_Dumper.add_representer(str, lambda d, x: d.represent_scalar(
-    "tag:yaml.org,2002:str", x, style="|" if "\n" in x.rstrip("\n") else None))
-_Dumper.add_representer(list, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:seq", x, d.represent_sequence))
-_Dumper.add_representer(dict, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:map", x, d.represent_mapping))
+    return dump(scenario.model_dump(mode="python"))
 
 
 # ---------------------------------------------------------------------------------- locating
@@ -147,7 +112,8 @@ class _Context:
 
     def problem(self, path: Path, message: str, at: str = "value") -> Problem:
         nodes = self.doc.nodes
-        ov = ov_mod.origin_of(path, self.overrides, path in nodes)
+        anchor = path[:-1] if at == "parent" else path  # a missing key belongs to its mapping
+        ov = ov_mod.origin_of(anchor, self.overrides, anchor in nodes)
         if ov is not None:
             inside = ov.path[:len(path)] == path  # the override's text already names the path
             comp = len(path) - 1 if inside and len(path) < len(ov.path) and at == "key" else None
@@ -214,9 +180,9 @@ def _explain(err: dict) -> _Explained:
         extra = tuple(int(p) if p.isdigit() else p for p in ctx["field"].split(".") if p)
         return _Explained(path + extra, ctx["message"])
     if typ == "extra_forbidden":
-        close = difflib.get_close_matches(str(path[-1]), field_names(resolve(loc[:-1])[1]), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return _Explained(path, f"unknown key '{path[-1]}'{hint}", "key", close[0] if close else None)
+        close = closest(path[-1], field_names(resolve(loc[:-1])[1]))
+        hint = f"; did you mean '{close}'?" if close else ""
+        return _Explained(path, f"unknown key '{path[-1]}'{hint}", "key", close)
     if typ == "missing":
         last = path[-1]
         return _Explained(path, f"missing item {last}" if isinstance(last, int) else "required key is missing",

@@ -113,9 +113,20 @@ def field_names(t: T) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def closest(word: Any, choices: list[str]) -> str | None:
+    """The choice ``word`` was most likely meant to be: a near spelling, else the one choice it
+    abbreviates ('rate' -> 'rate_per_h')."""
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(word), choices, n=1)
+    if close:
+        return close[0]
+    starts = [c for c in choices if str(word) and c.startswith(str(word))]
+    return starts[0] if len(starts) == 1 else None
+
+
 def did_you_mean(word: Any, choices: list[str]) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = closest(word, choices)
+    return f"; did you mean '{close}'?" if close else ""
 
 
 # -------------------------------------------------------------------------------- overrides

@@ -1,6 +1,6 @@
 """YAML with positions: parse a scenario file into plain data plus the line/column of every key
 and value, and format problems like a compiler (``FILE:LINE:COL: path: message``, the source line,
-a caret).
+a caret); and dump data back to YAML that parses to the same values.
 
 PyYAML's ``SafeLoader`` is used through ``yaml.compose`` so that every node keeps its mark. Two
 deliberate departures from PyYAML's YAML 1.1 defaults, both YAML 1.2 behaviour:
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .distributions import KINDS
 
 Path = tuple[Hashable, ...]
 
@@ -234,3 +236,41 @@ class _Builder:
 
 
 _BAD = object()
+
+
+# ---------------------------------------------------------------------------------- dumping
+def dump(data: Any) -> str:
+    """Plain data (dicts, lists, tuples, scalars) as block YAML that ``Loader`` reads back equal."""
+    return yaml.dump(_plain(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=100)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes any string that Loader (or PyYAML's YAML 1.1 rules) would read as something else."""
+
+
+for _ch, _resolvers in Loader.yaml_implicit_resolvers.items():
+    for _tag, _rx in _resolvers:
+        _Dumper.add_implicit_resolver(_tag, _rx, [_ch])
+
+
+def _flow_if_short(dumper: yaml.SafeDumper, tag: str, data: Any, represent: Callable) -> Node:
+    """Lists of numbers and distribution mappings ({uniform: [5, 10]}) on one line."""
+    items = data.values() if isinstance(data, dict) else data
+    flat = all(not isinstance(x, (dict, list)) or (isinstance(x, list) and len(x) <= 8) for x in items)
+    short = isinstance(data, list) or (len(data) == 1 and next(iter(data)) in KINDS)
+    return represent(tag, data, flow_style=bool(flat and short))
+
+
+_Dumper.add_representer(str, lambda d, x: d.represent_scalar(
+    "tag:yaml.org,2002:str", x, style="|" if "\n" in x.rstrip("\n") else None))
+_Dumper.add_representer(list, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:seq", x, d.represent_sequence))
+_Dumper.add_representer(dict, lambda d, x: _flow_if_short(d, "tag:yaml.org,2002:map", x, d.represent_mapping))

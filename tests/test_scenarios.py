@@ -132,6 +132,13 @@ def test_unknown_source_suggests_a_builtin():
         "edge-ofload: no built-in scenario of that name; did you mean 'edge-offload'?")
 
 
+def test_a_file_that_is_not_utf8_is_reported_without_a_traceback(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    assert errors(scenarios.load, path) == [
+        f"{path}: not a UTF-8 text file (invalid continuation byte at byte 9)"]
+
+
 def test_a_folder_is_not_a_scenario(tmp_path):
     assert errors(scenarios.load, tmp_path) == [f"{tmp_path}: is a folder, not a scenario file"]
 
@@ -212,6 +219,19 @@ def test_override_with_an_unknown_key_names_the_override():
         "--set nodes.a.batery.capacity_wh=5: unknown key 'batery'; did you mean 'battery'?\n"
         "    --set nodes.a.batery.capacity_wh=5\n"
         "                  ^"]
+
+
+def test_override_suggests_the_field_a_short_key_abbreviates():
+    assert first_lines(errors(scenarios.loads, BASE, overrides=["nodes.a.workload.arrival.rate=5"])) == [
+        "--set nodes.a.workload.arrival.rate=5: unknown key 'rate'; did you mean 'rate_per_h'?"]
+
+
+def test_key_missing_from_a_mapping_an_override_created_is_reported_against_it():
+    no_workload = BASE[:BASE.index("    workload:")]
+    assert first_lines(errors(scenarios.loads, no_workload, overrides=[
+        "nodes.a.workload.arrival.kind=poisson"])) == [
+        "--set nodes.a.workload.arrival.kind=poisson: nodes.a.workload.arrival.rate_per_h: "
+        "required key is missing"]
 
 
 @pytest.mark.parametrize("override,expected", [
