@@ -189,10 +189,10 @@ def _explain(err: dict) -> _Explained:
                           "parent")
     if typ == "union_tag_not_found":
         tags = ", ".join(sorted(ov_mod.members(t)))
-        return _Explained(path + ("kind",), f"required key is missing (one of: {tags})", "parent")
+        return _Explained(path + (t.discriminator,), f"required key is missing (one of: {tags})", "parent")
     if typ == "union_tag_invalid":
         tags = sorted(ov_mod.members(t))
-        return _Explained(path + ("kind",), f"unknown kind '{ctx.get('tag')}'"
+        return _Explained(path + (t.discriminator,), f"unknown {t.discriminator} '{ctx.get('tag')}'"
                           f"{did_you_mean(ctx.get('tag'), tags)} (expected one of: {', '.join(tags)})")
     if path and path[-1] == "[key]":
         return _Explained(path[:-1], f"a key must be a name (a string), got {describe(value)}", "key")
