@@ -84,6 +84,18 @@ def _cmd_run(a) -> int:
     return 0
 
 
+def _cmd_compare(a) -> int:
+    from otmarl.compare import compare, format_table
+    pols = [p.strip() for p in a.policies.split(",") if p.strip()]
+    seeds = _int(a.seeds, "--seeds")
+    out = a.out or f"runs/compare-{a.scenario.replace('/', '_')}"
+    table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
+                    progress=None if a.quiet else Progress(f"compare {a.scenario}"))
+    print(format_table(table))
+    print(f"written: {out}/comparison.csv, {out}/comparison.json, {out}/runs.csv")
+    return 0
+
+
 def _int(v: str, what: str) -> int:
     try:
         return int(v)
@@ -91,7 +103,8 @@ def _int(v: str, what: str) -> int:
         raise UserError(f"{what}: value '{v}' must be a whole number >= 0 or 'random'") from None
 
 
-COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run}
+COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run,
+                                 "compare": _cmd_compare}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,6 +126,14 @@ def parser() -> argparse.ArgumentParser:
                    help="override a scenario field, e.g. --set horizon_h=24")
     r.add_argument("--engine", default="fast", help="fast (default) or reference")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    c = sub.add_parser("compare", help="policies side by side across seeds (mean and 95%% CI)")
+    c.add_argument("scenario")
+    c.add_argument("--policies", default="local,greedy,proportional,ot")
+    c.add_argument("--seeds", default="5", help="number of seeds (0..N-1)")
+    c.add_argument("--out", help="folder for the runs and the table")
+    c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
+    c.add_argument("--quiet", action="store_true")
     return p
 
 

@@ -6,9 +6,13 @@ from typing import Callable
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Controller
 
-from .baselines import LocalController, RandomController
+from .baselines import (GreedyController, LocalController, ProportionalController, RandomController,
+                        ThresholdController)
+from .ot import OTController
 
-REGISTRY: dict[str, Callable[..., Controller]] = {"local": LocalController, "random": RandomController}
+REGISTRY: dict[str, Callable[..., Controller]] = {
+    c.name: c for c in (LocalController, RandomController, GreedyController, ProportionalController,
+                        ThresholdController, OTController)}
 
 
 def make_controller(name: str) -> Controller:
@@ -21,4 +25,5 @@ def make_controller(name: str) -> Controller:
     return REGISTRY[name]()
 
 
-__all__ = ["REGISTRY", "make_controller", "LocalController", "RandomController"]
+__all__ = ["REGISTRY", "make_controller", "LocalController", "RandomController", "GreedyController",
+           "ProportionalController", "ThresholdController", "OTController"]

@@ -5,6 +5,8 @@ import numpy as np
 
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
+from . import market as M
+
 
 class LocalController:
     """No sharing, no offloading: every node lives on its own harvest and serves its own tasks."""
@@ -62,3 +64,99 @@ class RandomController:
                     ts.append(s), td.append(t), tc.append(count)
         return Decision(np.array(es, np.int64), np.array(ed, np.int64), np.array(ew, float),
                         np.array(ts, np.int64), np.array(td, np.int64), np.array(tc, np.int64))
+
+
+class _MarketBaseline:
+    """A baseline that clears the same market as the OT allocator with a simpler rule."""
+
+    name = "market"
+
+    def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
+        self.info, self.rng = world_info, rng
+        self.p = M.parse_params(world_info)
+
+    def decide(self, obs: Observation) -> Decision:
+        p = self.p
+        energy = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+        tasks = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        em = tm = None
+        if p.energy:
+            em = M.energy_market(obs, self.info, p)
+            if len(em.offers.nodes) and len(em.requests.nodes):
+                cost = np.where(em.cost <= p.max_loss, em.cost, np.inf)
+                plan = self.match(em.offers.amount, em.demand_sent, cost, obs, em.offers.nodes,
+                                  em.requests.nodes)
+                energy = M.energy_transfers(em, plan, obs, self.info)
+        if p.tasks:
+            tm = M.task_market(obs, self.info, p, obs.stored_wh > p.low_soc * obs.capacity_wh)
+            if len(tm.offers.nodes) and len(tm.requests.nodes):
+                plan = self.match(tm.offers.amount.astype(float), tm.requests.amount.astype(float),
+                                  tm.cost, obs, tm.offers.nodes, tm.requests.nodes)
+                counts = M.round_plan(plan, tm.offers.amount, tm.requests.amount)
+                sent = np.bincount(energy[0], energy[2], len(obs.stored_wh))
+                tasks = M.task_routes(tm, counts, obs, sent)
+        return M.build_decision(energy, tasks, {"rows": M.offer_rows(em, tm)})
+
+    def match(self, supply, demand, cost, obs, nodes_s, nodes_d) -> np.ndarray:
+        raise NotImplementedError
+
+
+class GreedyController(_MarketBaseline):
+    """Nearest first: the neediest requester (by amount) takes from the cheapest feasible offer,
+    then the next cheapest, until served or nothing feasible is left."""
+
+    name = "greedy"
+
+    def match(self, supply, demand, cost, obs, nodes_s, nodes_d):
+        plan, s, d = np.zeros(cost.shape), supply.copy(), demand.copy()
+        for j in np.argsort(-d, kind="stable"):
+            for i in np.argsort(cost[:, j], kind="stable"):
+                if d[j] <= 1e-12 or not np.isfinite(cost[i, j]):
+                    break
+                x = min(s[i], d[j])
+                plan[i, j] += x
+                s[i] -= x
+                d[j] -= x
+        return plan
+
+
+class ProportionalController(_MarketBaseline):
+    """A community pool: every offer contributes and every request receives pro rata to its size
+    (the product coupling), over the pairs that can trade."""
+
+    name = "proportional"
+
+    def match(self, supply, demand, cost, obs, nodes_s, nodes_d):
+        ok = np.isfinite(cost)
+        moved = min(supply.sum(), demand.sum())
+        plan = np.outer(supply / supply.sum(), demand / demand.sum()) * moved * ok
+        return _within_marginals(plan, supply, demand)
+
+
+class ThresholdController(_MarketBaseline):
+    """One hop only: a node below the low level takes from its direct neighbours above the high
+    level (equal shares), and an overloaded node sends to neighbours with spare capacity."""
+
+    name = "threshold"
+
+    def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
+        super().reset(world_info, rng)
+        n = world_info.n_nodes
+        self.nbrs = [set() for _ in range(n)]
+        for a, b in zip(world_info.link_u.tolist(), world_info.link_v.tolist()):
+            self.nbrs[a].add(b)
+            self.nbrs[b].add(a)
+
+    def match(self, supply, demand, cost, obs, nodes_s, nodes_d):
+        ok = np.array([[t in self.nbrs[s] for t in nodes_d.tolist()] for s in nodes_s.tolist()],
+                      dtype=bool).reshape(len(nodes_s), len(nodes_d)) & np.isfinite(cost)
+        deg = np.maximum(ok.sum(0), 1)
+        plan = np.where(ok, demand[None, :] / deg[None, :], 0.0)
+        return _within_marginals(plan, supply, demand)
+
+
+def _within_marginals(plan: np.ndarray, supply: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    row = plan.sum(1)
+    plan = plan * np.minimum(1.0, supply / np.maximum(row, 1e-300))[:, None]
+    col = plan.sum(0)
+    return plan * np.minimum(1.0, demand / np.maximum(col, 1e-300))[None, :]

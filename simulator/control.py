@@ -27,6 +27,7 @@ class WorldInfo:
     min_wh: np.ndarray            # brownout level
     resume_wh: np.ndarray
     servers: np.ndarray
+    queue_capacity: np.ndarray
     speed: np.ndarray
     idle_power_w: np.ndarray
     active_power_w: np.ndarray

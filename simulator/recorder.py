@@ -72,6 +72,9 @@ class Recorder:
             for col, val in (audit.get("epoch") or {}).items():
                 df[col] = val
             parts.append(df)
+        for row in audit.get("rows") or ():
+            if len(row["src"]):
+                parts.append(pd.DataFrame({"epoch": np.int32(k), "time_s": k * self.w.dt, **row}))
         if parts:
             self.flows.append(pd.concat(parts, ignore_index=True))
 

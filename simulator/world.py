@@ -168,7 +168,7 @@ class World:
         return WorldInfo(
             n_nodes=self.n, names=tuple(self.names), node_class=p.class_idx,
             class_names=tuple(self.sc.nodes), capacity_wh=p.capacity_wh, min_wh=p.min_wh,
-            resume_wh=p.resume_wh, servers=p.servers, speed=p.speed, idle_power_w=p.idle_w,
+            resume_wh=p.resume_wh, servers=p.servers, queue_capacity=p.queue_cap, speed=p.speed, idle_power_w=p.idle_w,
             active_power_w=p.active_w, positions=self.positions, link_u=self.links.u,
             link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
             n_epochs=self.n_epochs,
