@@ -1,0 +1,409 @@
+"""Metrics of one run, computed from its run folder alone (nothing is simulated again).
+
+``load_run(dir)`` gives a ``Run`` whose tables load on first use; ``metrics(run)`` gives a nested,
+JSON-able dict: the energy ledger, service, batteries, fairness across nodes and node classes, a
+flat ``kpis`` dict, and with a baseline run every KPI divided by the baseline's (CityLearn's
+convention: 1 is "as good as the baseline"; see ``KPI_BETTER`` for which way is better).
+
+Definitions (the unit is in every name):
+
+* ``wh_per_completed_task``: energy consumed by the fleet (idle + tasks + transmit) per task
+  completed (on time or late); ``task_wh_per_completed_task`` counts the task energy only.
+* ``curtailed_share`` = curtailed / harvested; ``transport_loss_share`` = (sent - delivered) / sent.
+* Per-node ``service_ratio`` = tasks originated at the node and completed on time (wherever they
+  ran) / tasks originated at the node; NaN (left out of fairness) for a node that originated none.
+* ``uptime`` = share of epochs in which the node was up (neither failed nor browned out).
+* Battery ``throughput_wh`` (a wear proxy): energy through the battery terminals in both
+  directions. Within an epoch the model nets harvest and loads on the node's DC bus
+  (docs/model.md), so the battery charges ``max(b, 0)`` and discharges ``max(-b, 0)`` with
+  ``b = harvested - curtailed - consumed (idle + tasks + transmit)``; energy sharing adds ``sent``
+  (out) and ``delivered`` (in). Thus ``throughput = sum_epochs |b| + sent + delivered``, and
+  ``equivalent_full_cycles = throughput / (2 capacity)``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from otmarl.scenarios.errors import UserError
+
+from .fairness import FAIRNESS_FIELDS, fairness_summary
+
+__all__ = ["Run", "load_run", "metrics", "node_table", "fleet_table", "class_fairness_table",
+           "normalise_to_baseline", "KPI_BETTER", "OUTCOMES", "DROP_REASONS"]
+
+REQUIRED_FILES = ("summary.json", "timeseries.parquet", "tasks.parquet", "nodes.parquet")
+DROP_REASONS = ("queue_full", "expired", "node_down", "no_energy", "link_down")
+OUTCOMES = ("service_ratio", "uptime", "final_soc")
+CONSUMED = ("consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh")
+LEDGER_OUT = ("curtailed_wh",) + CONSUMED + ("self_discharge_wh", "conversion_loss_wh")
+ENERGY_COLS = ("harvested_wh",) + LEDGER_OUT + ("sent_wh", "delivered_wh")
+TASK_COLS = ["origin", "node", "generated_s", "end_s", "status", "drop_reason", "offloads"]
+
+#: For each KPI, whether a lower or a higher value is better (a normalised value < 1 is an
+#: improvement for "lower").
+KPI_BETTER = {
+    "energy_consumed_wh": "lower", "wh_per_completed_task": "lower", "curtailed_share": "lower",
+    "transport_loss_share": "lower", "on_time_ratio": "higher", "drop_ratio": "lower",
+    "latency_p50_s": "lower", "latency_p95_s": "lower", "brownout_node_hours": "lower",
+    "mean_soc": "higher", "final_soc_mean": "higher", "throughput_wh": "lower",
+    "service_jain": "higher", "service_gini": "lower", "service_worst_decile_mean": "higher",
+    "uptime_jain": "higher", "uptime_worst_decile_mean": "higher", "final_soc_gini": "lower",
+    "final_soc_equality_gap_w1": "lower",
+}
+
+
+@dataclass(eq=False)
+class Run:
+    """The files of one run folder; each table is read on first use and kept."""
+
+    path: Path
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def summary(self) -> dict:
+        return json.loads((self.path / "summary.json").read_text())
+
+    @cached_property
+    def metadata(self) -> dict:
+        p = self.path / "metadata.json"
+        return json.loads(p.read_text()) if p.exists() else {}
+
+    @cached_property
+    def timeseries(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "timeseries.parquet")
+
+    @cached_property
+    def tasks(self) -> pd.DataFrame:
+        """The task columns the metrics need (read the Parquet file yourself for all of them)."""
+        return pd.read_parquet(self.path / "tasks.parquet", columns=TASK_COLS)
+
+    @cached_property
+    def flows(self) -> pd.DataFrame:
+        return self._optional("flows", ["epoch", "time_s", "kind", "src", "dst", "amount",
+                                        "delivered_wh"])
+
+    @cached_property
+    def nodes(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "nodes.parquet")
+
+    @cached_property
+    def links(self) -> pd.DataFrame:
+        return self._optional("links", ["u", "v"])
+
+    def _optional(self, name: str, cols: list[str]) -> pd.DataFrame:
+        p = self.path / f"{name}.parquet"
+        return pd.read_parquet(p) if p.exists() else pd.DataFrame({c: [] for c in cols})
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.summary["n_nodes"])
+
+    @property
+    def n_epochs(self) -> int:
+        return int(self.summary["n_epochs"])
+
+    @property
+    def epoch_s(self) -> float:
+        return float(self.summary["horizon_h"]) * 3600.0 / max(self.n_epochs, 1)
+
+    @property
+    def label(self) -> str:
+        s = self.summary
+        return f"{s.get('scenario', '?')} / {s.get('policy', '?')} / seed {s.get('seed', '?')}"
+
+    def grid(self, col: str) -> np.ndarray:
+        """A timeseries column as an (epochs, nodes) array."""
+        key = ("grid", col)
+        if key not in self._cache:
+            ts = self.timeseries
+            vals = ts[col].to_numpy()
+            out = np.zeros((self.n_epochs, self.n_nodes), dtype=vals.dtype)
+            out[ts["epoch"].to_numpy(), ts["node"].to_numpy()] = vals
+            self._cache[key] = out
+        return self._cache[key]
+
+    def epoch_of(self, t_s) -> np.ndarray:
+        """The epoch holding each instant (the horizon's end belongs to the last epoch)."""
+        k = np.floor(np.asarray(t_s, dtype=float) / self.epoch_s)
+        return np.clip(np.nan_to_num(k, nan=-1), -1, self.n_epochs - 1).astype(np.int64)
+
+
+def _eq(col: pd.Series, value: str) -> np.ndarray:
+    """``col == value`` as a boolean array; fast on categorical columns (compares codes)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = list(col.cat.categories)
+        codes = col.cat.codes.to_numpy()
+        return codes == cats.index(value) if value in cats else np.zeros(len(col), bool)
+    return (col == value).to_numpy(bool)
+
+
+def load_run(path: str | os.PathLike) -> Run:
+    """Open a run folder written by ``otmarl run``; tables are read lazily."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"run folder '{p}' does not exist")
+    if not p.is_dir():
+        raise UserError(f"'{p}' is a file, not a run folder")
+    missing = [f for f in REQUIRED_FILES if not (p / f).is_file()]
+    if missing:
+        raise UserError(f"'{p}' is not a run folder: missing {', '.join(missing)} "
+                        "(make one with 'otmarl run SCENARIO --out DIR')")
+    run = Run(p)
+    for key in ("n_nodes", "n_epochs", "horizon_h"):
+        if key not in run.summary:
+            raise UserError(f"{p / 'summary.json'}: key '{key}' is missing; is this a run folder?")
+    return run
+
+
+def _as_run(run: Run | str | os.PathLike) -> Run:
+    return run if isinstance(run, Run) else load_run(run)
+
+
+# ------------------------------------------------------------------------------------ tables
+def _cached(run: Run, name: str, make):
+    if name not in run._cache:
+        run._cache[name] = make(run)
+    return run._cache[name]
+
+
+def node_table(run: Run) -> pd.DataFrame:
+    """One row per node: identity, service, up-time, SoC, energy and battery throughput."""
+    return _cached(run, "node_table", _node_table)
+
+
+def _node_table(run: Run) -> pd.DataFrame:
+    n, t = run.n_nodes, run.tasks
+    nodes = run.nodes.sort_values("node")
+    origin = t["origin"].to_numpy()
+    originated = np.bincount(origin, minlength=n)
+    on_time = np.bincount(origin[_eq(t["status"], "completed_on_time")], minlength=n)
+    dropped = np.bincount(origin[_eq(t["status"], "dropped")], minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        service = np.where(originated > 0, on_time / originated, np.nan)
+    hours = run.epoch_s / 3600.0
+    soc = run.grid("soc")
+    e = {c: run.grid(c).sum(0) for c in ENERGY_COLS}
+    bus = (run.grid("harvested_wh") - run.grid("curtailed_wh")
+           - sum(run.grid(c) for c in CONSUMED))
+    throughput = np.abs(bus).sum(0) + e["sent_wh"] + e["delivered_wh"]
+    cap = nodes["capacity_wh"].to_numpy()
+    return pd.DataFrame({
+        "node": nodes["node"].to_numpy(), "name": nodes["name"].to_numpy(),
+        "class": nodes["class"].to_numpy(), "x": nodes["x"].to_numpy(), "y": nodes["y"].to_numpy(),
+        "capacity_wh": cap, "originated": originated, "completed_on_time": on_time,
+        "dropped": dropped, "service_ratio": service,
+        "uptime": run.grid("up").mean(0) if run.n_epochs else np.full(n, np.nan),
+        "brownout_h": run.grid("browned").sum(0) * hours,
+        "down_h": (~run.grid("up")).sum(0) * hours,
+        "final_soc": soc[-1] if run.n_epochs else np.full(n, np.nan),
+        "mean_soc": soc.mean(0), "min_soc": soc.min(0),
+        "harvested_wh": e["harvested_wh"], "curtailed_wh": e["curtailed_wh"],
+        "consumed_wh": sum(e[c] for c in CONSUMED), "sent_wh": e["sent_wh"],
+        "delivered_wh": e["delivered_wh"], "throughput_wh": throughput,
+        "equivalent_full_cycles": throughput / (2.0 * cap)})
+
+
+def fleet_table(run: Run) -> pd.DataFrame:
+    """One row per epoch: SoC percentile bands over nodes, fleet energy, queues, task events."""
+    return _cached(run, "fleet_table", _fleet_table)
+
+
+def _fleet_table(run: Run) -> pd.DataFrame:
+    E = run.n_epochs
+    soc = run.grid("soc")
+    pct = np.percentile(soc, [10, 50, 90], axis=1) if soc.size else np.zeros((3, E))
+    out = {"epoch": np.arange(E), "time_h": np.arange(E) * run.epoch_s / 3600.0,
+           "soc_min": soc.min(1), "soc_p10": pct[0], "soc_p50": pct[1], "soc_p90": pct[2],
+           "soc_max": soc.max(1), "soc_mean": soc.mean(1), "stored_wh": run.grid("stored_wh").sum(1)}
+    for c in ENERGY_COLS:
+        out[c] = run.grid(c).sum(1)
+    out["consumed_wh"] = sum(out[c] for c in CONSUMED)
+    out["queue_len"] = run.grid("queue_len").sum(1)
+    out["nodes_up"] = run.grid("up").sum(1)
+    out["nodes_browned"] = run.grid("browned").sum(1)
+    out["nodes_failed"] = run.grid("failed").sum(1)
+    t = run.tasks
+    end_k = run.epoch_of(t["end_s"].to_numpy())
+    count = lambda k: np.bincount(k[k >= 0], minlength=E)[:E]  # noqa: E731
+    out["generated"] = count(run.epoch_of(t["generated_s"].to_numpy()))
+    out["completed_on_time"] = count(end_k[_eq(t["status"], "completed_on_time")])
+    out["completed_late"] = count(end_k[_eq(t["status"], "completed_late")])
+    for r in DROP_REASONS:
+        out[f"dropped_{r}"] = count(end_k[_eq(t["drop_reason"], r)])
+    f = run.flows
+    tasks_f = f[f["kind"] == "task"]
+    out["tasks_routed"] = np.bincount(tasks_f["epoch"].to_numpy(np.int64), minlength=E,
+                                      weights=tasks_f["amount"].to_numpy(float))[:E]
+    out["energy_transfers"] = np.bincount(f.loc[f["kind"] == "energy", "epoch"].to_numpy(np.int64),
+                                          minlength=E)[:E]
+    return pd.DataFrame(out)
+
+
+def class_fairness_table(run: Run) -> pd.DataFrame:
+    """Fairness of each outcome over the whole fleet, within each class, and between class means.
+
+    Columns: scope ('fleet' | 'class' | 'between_classes'), class, outcome, then FAIRNESS_FIELDS.
+    """
+    nt = node_table(run)
+    rows = []
+    for o in OUTCOMES:
+        rows.append({"scope": "fleet", "class": "", "outcome": o, **fairness_summary(nt[o])})
+        for cls, g in nt.groupby("class", sort=True):
+            rows.append({"scope": "class", "class": cls, "outcome": o, **fairness_summary(g[o])})
+        means = nt.groupby("class", sort=True)[o].mean()
+        rows.append({"scope": "between_classes", "class": "", "outcome": o,
+                     **fairness_summary(means.to_numpy())})
+    return pd.DataFrame(rows, columns=["scope", "class", "outcome", *FAIRNESS_FIELDS])
+
+
+# ----------------------------------------------------------------------------------- metrics
+def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | None = None) -> dict:
+    """Every metric of a run as a nested JSON-able dict (NaN becomes None)."""
+    run = _as_run(run)
+    nodes, fleet = node_table(run), fleet_table(run)
+    s = run.summary
+    out = {"run": {"path_name": run.path.name, "scenario": s.get("scenario"),
+                   "policy": s.get("policy"), "seed": s.get("seed"), "n_nodes": run.n_nodes,
+                   "n_epochs": run.n_epochs, "horizon_h": s.get("horizon_h"),
+                   "epoch_s": run.epoch_s},
+           "energy": _energy(run, nodes, fleet), "service": _service(run),
+           "batteries": _batteries(run, nodes, fleet), "fairness": _fairness(run)}
+    out["kpis"] = _kpis(out)
+    if baseline is not None:
+        base = metrics(baseline)
+        out["baseline"] = {"run": base["run"], "kpis": base["kpis"],
+                           "normalised": normalise_to_baseline(out["kpis"], base["kpis"])}
+    return _jsonable(out)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None
+
+
+def _energy(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
+    led = {"initial_stored_wh": float(run.nodes["initial_wh"].sum())}
+    led.update({c: float(fleet[c].sum()) for c in ENERGY_COLS})
+    led["final_stored_wh"] = float(fleet["stored_wh"].iloc[-1]) if len(fleet) else led["initial_stored_wh"]
+    led["transport_loss_wh"] = led["sent_wh"] - led["delivered_wh"]
+    led["ledger_error_wh"] = (led["initial_stored_wh"] + led["harvested_wh"]
+                              - sum(led[c] for c in LEDGER_OUT) - led["sent_wh"]
+                              + led["delivered_wh"] - led["final_stored_wh"])
+    t = run.summary["tasks"]
+    done = t["completed_on_time"] + t["completed_late"]
+    consumed = sum(led[c] for c in CONSUMED)
+    return {"ledger": led, "consumed_wh": consumed,
+            "wh_per_completed_task": _ratio(consumed, done),
+            "task_wh_per_completed_task": _ratio(led["consumed_tasks_wh"], done),
+            "curtailed_share": _ratio(led["curtailed_wh"], led["harvested_wh"]),
+            "transport_loss_share": _ratio(led["transport_loss_wh"], led["sent_wh"])}
+
+
+def _service(run: Run) -> dict:
+    t = run.tasks
+    st = t["status"]
+    n = len(t)
+    on_time = int(np.count_nonzero(_eq(st, "completed_on_time")))
+    late = int(np.count_nonzero(_eq(st, "completed_late")))
+    dropped = {r: int(np.count_nonzero(_eq(t["drop_reason"], r))) for r in DROP_REASONS}
+    done = _eq(st, "completed_on_time") | _eq(st, "completed_late")
+    lat = (t["end_s"].to_numpy() - t["generated_s"].to_numpy())[done]
+    qs = dict(zip(("p50", "p90", "p95", "p99"), np.percentile(lat, [50, 90, 95, 99]))) if lat.size else {}
+    return {"generated": n, "completed_on_time": on_time, "completed_late": late,
+            "on_time_ratio": _ratio(on_time, n), "completion_ratio": _ratio(on_time + late, n),
+            "dropped": dropped, "dropped_total": sum(dropped.values()),
+            "drop_ratio": _ratio(sum(dropped.values()), n),
+            "in_system_at_end": int(sum(np.count_nonzero(_eq(st, x))
+                                        for x in ("queued", "running", "in_transit"))),
+            "offloaded": int(np.count_nonzero(t["offloads"].to_numpy() > 0)),
+            "latency_s": {"mean": float(lat.mean()) if lat.size else None,
+                          **{k: qs.get(k) for k in ("p50", "p90", "p95", "p99")},
+                          "max": float(lat.max()) if lat.size else None}}
+
+
+def _batteries(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
+    soc = run.grid("soc")
+    bands = {c[4:]: fleet[c].tolist() for c in ("soc_min", "soc_p10", "soc_p50", "soc_p90",
+                                                 "soc_max", "soc_mean")}
+    return {"min_soc": float(soc.min()) if soc.size else None,
+            "mean_soc": float(soc.mean()) if soc.size else None,
+            "final_soc_mean": float(nodes["final_soc"].mean()),
+            "brownout_node_hours": float(nodes["brownout_h"].sum()),
+            "down_node_hours": float(nodes["down_h"].sum()),
+            "nodes_ever_browned": int((nodes["brownout_h"] > 0).sum()),
+            "throughput_wh": float(nodes["throughput_wh"].sum()),
+            "equivalent_full_cycles": {"mean": float(nodes["equivalent_full_cycles"].mean()),
+                                       "max": float(nodes["equivalent_full_cycles"].max())},
+            "soc_bands": {"time_h": fleet["time_h"].tolist(), **bands}}
+
+
+def _fairness(run: Run) -> dict:
+    tab = class_fairness_table(run)
+    fields = list(FAIRNESS_FIELDS)
+    pick = lambda df: {r.outcome: {f: getattr(r, f) for f in fields}  # noqa: E731
+                       for r in df.itertuples(index=False)}
+    classes = {cls: pick(g) for cls, g in tab[tab["scope"] == "class"].groupby("class", sort=True)}
+    return {"nodes": pick(tab[tab["scope"] == "fleet"]), "classes": classes,
+            "between_classes": pick(tab[tab["scope"] == "between_classes"])}
+
+
+def _kpis(m: dict) -> dict:
+    e, s, b, f = m["energy"], m["service"], m["batteries"], m["fairness"]["nodes"]
+    return {"energy_consumed_wh": e["consumed_wh"], "wh_per_completed_task": e["wh_per_completed_task"],
+            "curtailed_share": e["curtailed_share"], "transport_loss_share": e["transport_loss_share"],
+            "on_time_ratio": s["on_time_ratio"], "drop_ratio": s["drop_ratio"],
+            "latency_p50_s": s["latency_s"]["p50"], "latency_p95_s": s["latency_s"]["p95"],
+            "brownout_node_hours": b["brownout_node_hours"], "mean_soc": b["mean_soc"],
+            "final_soc_mean": b["final_soc_mean"], "throughput_wh": b["throughput_wh"],
+            "service_jain": f["service_ratio"]["jain"], "service_gini": f["service_ratio"]["gini"],
+            "service_worst_decile_mean": f["service_ratio"]["worst_decile_mean"],
+            "uptime_jain": f["uptime"]["jain"],
+            "uptime_worst_decile_mean": f["uptime"]["worst_decile_mean"],
+            "final_soc_gini": f["final_soc"]["gini"],
+            "final_soc_equality_gap_w1": f["final_soc"]["equality_gap_w1"]}
+
+
+def normalise_to_baseline(kpis: dict, base: dict) -> dict:
+    """Each numeric KPI divided by the baseline's (nested dicts are followed).
+
+    A KPI whose baseline is missing, zero or not a finite number gives None; keys missing from
+    the baseline are left out.
+    """
+    out = {}
+    for k, v in kpis.items():
+        if k not in base:
+            continue
+        b = base[k]
+        if isinstance(v, dict) and isinstance(b, dict):
+            out[k] = normalise_to_baseline(v, b)
+        elif _number(v) and _number(b) and b != 0:
+            out[k] = float(v) / float(b)
+        else:
+            out[k] = None
+    return out
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) \
+        and math.isfinite(float(x))
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(float(x)) else None
+    return x

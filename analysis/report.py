@@ -1,0 +1,346 @@
+"""Reports of a run: one self-contained HTML file, Markdown tables, CSV and JSON exports.
+
+``report(run_dir)`` writes, into the run folder by default:
+
+* ``report.html``: every script, style and number inline; charts drawn by a small hand-written
+  SVG kit (``templates/report.js``); nothing is fetched, so it opens offline from a file or mail.
+* ``report.md``: the summary tables in Markdown.
+* ``metrics.json``: ``metrics(run, baseline)``.
+* ``report_nodes.csv`` (per node), ``report_fleet.csv`` (per epoch), ``report_fairness.csv`` (per
+  class and outcome), ``report_kpis.csv`` (headline KPIs, with the baseline if given).
+
+``comparison_report(table, out)`` renders a table of metrics per policy (columns policy, metric,
+mean, ci_low, ci_high, n) side by side with 95 % CI error bars.
+"""
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from otmarl.scenarios.errors import UserError
+
+from .fairness import FAIRNESS_FIELDS
+from .metrics import (DROP_REASONS, KPI_BETTER, OUTCOMES, Run, class_fairness_table, fleet_table,
+                      load_run, metrics, node_table)
+from .report_assets import dumps_for_html, payload, quantise, template
+
+__all__ = ["report", "comparison_report", "summary_tables", "FORMATS", "KPI_LABELS"]
+
+FORMATS = ("html", "md", "csv", "json")
+COMPARISON_COLUMNS = ("policy", "metric", "mean", "ci_low", "ci_high", "n")
+
+KPI_LABELS = {
+    "energy_consumed_wh": "energy consumed (Wh)", "wh_per_completed_task": "Wh per completed task",
+    "curtailed_share": "curtailed share of harvest", "transport_loss_share": "transport-loss share of sent",
+    "on_time_ratio": "on-time completion ratio", "drop_ratio": "drop ratio",
+    "latency_p50_s": "latency p50 (s)", "latency_p95_s": "latency p95 (s)",
+    "brownout_node_hours": "brownout (node-hours)", "mean_soc": "mean SoC",
+    "final_soc_mean": "final SoC (mean over nodes)", "throughput_wh": "battery throughput (Wh)",
+    "service_jain": "service ratio: Jain", "service_gini": "service ratio: Gini",
+    "service_worst_decile_mean": "service ratio: worst-decile mean", "uptime_jain": "up-time: Jain",
+    "uptime_worst_decile_mean": "up-time: worst-decile mean", "final_soc_gini": "final SoC: Gini",
+    "final_soc_equality_gap_w1": "final SoC: equality gap (W1)",
+}
+CARDS = ("on_time_ratio", "wh_per_completed_task", "brownout_node_hours", "latency_p95_s",
+         "service_jain", "service_worst_decile_mean", "curtailed_share", "transport_loss_share")
+OUTCOME_LABELS = {"service_ratio": "service ratio", "uptime": "up-time", "final_soc": "final SoC"}
+
+Table = tuple[str, list[str], list[list]]   # title, header, rows
+
+
+# ------------------------------------------------------------------------------- entry point
+def report(run_dir: str | os.PathLike, baseline: str | os.PathLike | None = None,
+           formats: str | Iterable[str] = FORMATS, out: str | os.PathLike | None = None
+           ) -> dict[str, Path]:
+    """Write the report files of a run; return ``{kind: path}`` (kinds: html, md, json,
+    nodes_csv, fleet_csv, fairness_csv, kpis_csv)."""
+    fmts = parse_formats(formats)
+    run = load_run(run_dir)
+    base = load_run(baseline) if baseline is not None else None
+    m = metrics(run, base)
+    out_dir = Path(out) if out is not None else run.path
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out: '{out_dir}' is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    if "json" in fmts:
+        paths["json"] = _write(out_dir / "metrics.json", json.dumps(m, indent=2) + "\n")
+    if "csv" in fmts:
+        paths.update(_write_csvs(run, m, out_dir))
+    if "md" in fmts:
+        paths["md"] = _write(out_dir / "report.md", markdown(run, m))
+    if "html" in fmts:
+        paths["html"] = _write(out_dir / "report.html", html_report(run, m, base))
+    return paths
+
+
+def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    items = [f.strip().lower() for f in items if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise UserError(f"--format: {', '.join(map(repr, bad)) or 'nothing given'}: choose from "
+                        f"{', '.join(FORMATS)} (comma-separated)")
+    return tuple(dict.fromkeys(items))
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _write_csvs(run: Run, m: dict, out: Path) -> dict[str, Path]:
+    kpis = pd.DataFrame({"kpi": list(m["kpis"]), "value": list(m["kpis"].values()),
+                         "better": [KPI_BETTER.get(k, "") for k in m["kpis"]]})
+    if "baseline" in m:
+        kpis["baseline"] = [m["baseline"]["kpis"].get(k) for k in kpis["kpi"]]
+        kpis["normalised"] = [m["baseline"]["normalised"].get(k) for k in kpis["kpi"]]
+    tables = {"nodes_csv": ("report_nodes.csv", node_table(run)),
+              "fleet_csv": ("report_fleet.csv", fleet_table(run)),
+              "fairness_csv": ("report_fairness.csv", class_fairness_table(run)),
+              "kpis_csv": ("report_kpis.csv", kpis)}
+    paths = {}
+    for key, (name, df) in tables.items():
+        df.to_csv(out / name, index=False)
+        paths[key] = out / name
+    return paths
+
+
+# ----------------------------------------------------------------------------- the tables
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool) or isinstance(v, str):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    v = float(v)
+    if v != v:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+def _better_mark(kpi: str, ratio) -> str:
+    if ratio is None or kpi not in KPI_BETTER or abs(ratio - 1) < 1e-3:
+        return ""
+    good = (ratio < 1) == (KPI_BETTER[kpi] == "lower")
+    return "better" if good else "worse"
+
+
+def summary_tables(m: dict) -> list[Table]:
+    """The report's tables as (title, header, rows of values), shared by Markdown and HTML."""
+    base = m.get("baseline")
+    head = ["KPI", "value"] + (["baseline", "run / baseline", ""] if base else []) + ["better"]
+    kpi_rows = []
+    for k, v in m["kpis"].items():
+        row = [KPI_LABELS.get(k, k), v]
+        if base:
+            r = base["normalised"].get(k)
+            row += [base["kpis"].get(k), r, _better_mark(k, r)]
+        kpi_rows.append(row + [KPI_BETTER.get(k, "")])
+    e, s, b = m["energy"], m["service"], m["batteries"]
+    ledger = [[k, v] for k, v in e["ledger"].items()]
+    service = [[k.replace("_", " "), s[k]] for k in (
+        "generated", "completed_on_time", "completed_late", "on_time_ratio", "completion_ratio",
+        "dropped_total", "drop_ratio", "in_system_at_end", "offloaded")]
+    drops = [[r.replace("_", " "), s["dropped"][r]] for r in DROP_REASONS]
+    latency = [[k, v] for k, v in s["latency_s"].items()]
+    batt = [[k.replace("_", " "), b[k]] for k in (
+        "min_soc", "mean_soc", "final_soc_mean", "brownout_node_hours", "down_node_hours",
+        "nodes_ever_browned", "throughput_wh")]
+    batt += [["equivalent full cycles (mean)", b["equivalent_full_cycles"]["mean"]],
+             ["equivalent full cycles (max)", b["equivalent_full_cycles"]["max"]]]
+    fields = [f for f in FAIRNESS_FIELDS if f not in ("min", "max")]
+    fhead = [f.replace("_", " ") for f in fields]
+    fair = m["fairness"]
+    nodes_rows = [[OUTCOME_LABELS[o]] + [fair["nodes"][o][f] for f in fields] for o in OUTCOMES]
+    class_rows = [[c, OUTCOME_LABELS[o]] + [fair["classes"][c][o][f] for f in fields]
+                  for c in fair["classes"] for o in OUTCOMES]
+    between = [[OUTCOME_LABELS[o]] + [fair["between_classes"][o][f] for f in fields] for o in OUTCOMES]
+    return [("Headline KPIs", head, kpi_rows),
+            ("Energy ledger (Wh)", ["item", "Wh"], ledger),
+            ("Service", ["item", "value"], service),
+            ("Drops by reason", ["reason", "tasks"], drops),
+            ("Latency of completed tasks (s)", ["statistic", "s"], latency),
+            ("Batteries", ["item", "value"], batt),
+            ("Fairness across nodes", ["outcome"] + fhead, nodes_rows),
+            ("Fairness within each class", ["class", "outcome"] + fhead, class_rows),
+            ("Fairness between class means", ["outcome"] + fhead, between)]
+
+
+DEFINITIONS = (
+    "Service ratio of a node: tasks it originated that completed on time / tasks it originated "
+    "(nodes that originated none are left out). Up-time: share of epochs neither failed nor "
+    "browned out. Jain: (Σx)² / (n Σx²). Gini: Σᵢ Σⱼ |xᵢ − xⱼ| / (2 n² mean), 0 = equal. "
+    "Worst decile: mean of the ⌈n/10⌉ smallest values. Equality gap (W1): Wasserstein-1 distance "
+    "to every node at the mean = mean |x − mean|. Battery throughput: Σ |harvested − curtailed − "
+    "consumed| over epochs + sent + delivered; equivalent full cycles = throughput / (2 capacity). "
+    "Normalised KPIs: run / baseline (1 = as the baseline).")
+
+
+def markdown(run: Run, m: dict) -> str:
+    r = m["run"]
+    lines = [f"# otmarl report: {r['scenario']} / {r['policy']} / seed {r['seed']}", "",
+             f"{r['n_nodes']} nodes, {r['horizon_h']:g} h in {r['n_epochs']} epochs of "
+             f"{r['epoch_s']:g} s." + (f" Baseline: {m['baseline']['run']['scenario']} / "
+                                       f"{m['baseline']['run']['policy']} / seed "
+                                       f"{m['baseline']['run']['seed']}." if "baseline" in m else ""), ""]
+    for title, head, rows in summary_tables(m):
+        lines += [f"## {title}", "", _md_table(head, rows), ""]
+    lines += ["## Definitions", "", DEFINITIONS, ""]
+    return "\n".join(lines)
+
+
+def _md_table(head: Sequence[str], rows: list[list]) -> str:
+    cell = lambda v: _fmt(v).replace("|", "\\|")  # noqa: E731
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    out += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------- HTML
+def _html_table(title: str, head: Sequence[str], rows: list[list]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+
+    def td(v) -> str:
+        cls = ' class="good"' if v == "better" else ' class="bad"' if v == "worse" else ""
+        text = _fmt(v)
+        if text.startswith("**") and text.endswith("**"):   # the best of a comparison row
+            return f"<td><b>{html.escape(text[2:-2])}</b></td>"
+        return f"<td{cls}>{html.escape(text)}</td>"
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in rows)
+    return (f"<div><h3>{html.escape(title)}</h3><table><thead><tr>{th}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def _cards(m: dict) -> str:
+    base = m.get("baseline")
+    out = []
+    for k in CARDS:
+        v = m["kpis"].get(k)
+        badge = ""
+        if base:
+            r = base["normalised"].get(k)
+            mark = _better_mark(k, r)
+            badge = (f'<div class="b {"good" if mark == "better" else "bad" if mark else "muted"}">'
+                     f"× {_fmt(r)} of baseline</div>")
+        out.append(f'<div class="card"><div class="k">{html.escape(KPI_LABELS[k])}</div>'
+                   f'<div class="v">{html.escape(_fmt(v))}</div>{badge}</div>')
+    return '<div class="cards">' + "".join(out) + "</div>"
+
+
+def _figure(name: str, caption: str, note: str = "", wide: bool = False) -> str:
+    return (f'<figure{" class=wide" if wide else ""}><figcaption>{html.escape(caption)}</figcaption>'
+            f'<div class="chart" data-chart="{name}"></div>'
+            + (f'<p class="note">{html.escape(note)}</p>' if note else "") + "</figure>")
+
+
+CHARTS = (
+    ("Batteries and energy", [
+        ("soc_band", "Fleet state of charge", "Bands: p10–p90 and min–max over nodes at each epoch end."),
+        ("energy", "Harvest against consumption", "Fleet totals per epoch; click a legend key to hide a series.")]),
+    ("Service", [
+        ("queue", "Queue backlog", "Tasks waiting at each epoch end, summed over nodes."),
+        ("drops", "Drops over time, by reason", "Tasks dropped in each epoch (stacked), and late completions.")]),
+    ("Flows", [
+        ("energy_flows", "Energy flows per epoch", "Energy sent between nodes and what arrived after transport losses."),
+        ("task_flows", "Task flows per epoch", "Tasks routed to another node, against tasks generated and completed on time.")]),
+)
+
+
+def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
+    r = m["run"]
+    title = f"otmarl report: {r['scenario']} / {r['policy']} / seed {r['seed']}"
+    sub = (f"{r['n_nodes']:,} nodes · {r['horizon_h']:g} h · {r['n_epochs']} epochs of "
+           f"{r['epoch_s'] / 60:g} min" + (f" · baseline: {baseline.label}" if baseline else ""))
+    parts = [f"<header><h1>{html.escape(title)}</h1><p>{html.escape(sub)}</p></header><main>",
+             "<h2>Headline</h2>", _cards(m)]
+    for section, charts in CHARTS:
+        parts.append(f"<h2 id={section.split()[0].lower()}>{section}</h2><div class=grid>")
+        parts += [_figure(*c) for c in charts]
+        parts.append("</div>")
+    parts += ["<h2 id=network>Network</h2><div class=grid>",
+              _figure("map", "Network map", "Nodes coloured by state of charge at the chosen time "
+                      "(red ring: down); ring colour: class; lines: the largest energy and task "
+                      "flows of that step, width by amount.", wide=True), "</div>",
+              "<h2 id=fairness>Fairness across nodes</h2><div class=grid>",
+              _figure("lorenz", "Lorenz curves", "The further below the diagonal, the less equal."),
+              _figure("sorted", "Per-node outcome, sorted", "Worst-off nodes on the left."),
+              _figure("classes", "By node class", "Mean per class; hover for Jain, Gini and the worst decile."),
+              "</div>", "<h2 id=tables>Tables</h2><div class=tables>"]
+    parts += [_html_table(*t) for t in summary_tables(m)]
+    parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
+              f"<p>Made by otmarl report from the run folder '{html.escape(run.path.name)}'.</p>"
+              "</footer></main>"]
+    return _page(title, "".join(parts), payload(run, m, baseline))
+
+
+def _page(title: str, body: str, data: dict) -> str:
+    page = template("report.html")
+    for key, val in (("TITLE", html.escape(title)), ("CSS", template("report.css")),
+                     ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
+        page = page.replace("{{" + key + "}}", val)
+    return page
+
+
+# ---------------------------------------------------------------------------- comparison
+def comparison_report(table: pd.DataFrame, out: str | os.PathLike,
+                      title: str = "otmarl comparison") -> dict[str, Path]:
+    """Metrics per policy side by side with 95 % CI error bars.
+
+    ``table`` has columns policy, metric, mean, ci_low, ci_high, n (one row per policy and
+    metric; CI bounds may be NaN). Writes comparison.html, comparison.md and comparison.csv into
+    the folder ``out``; returns ``{"html", "md", "csv"}`` paths.
+    """
+    missing = [c for c in COMPARISON_COLUMNS if c not in table.columns]
+    if missing:
+        raise UserError(f"comparison table: missing column(s) {', '.join(missing)}; "
+                        f"expected {', '.join(COMPARISON_COLUMNS)}")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t = table.loc[:, list(COMPARISON_COLUMNS)].copy()
+    metrics_ = list(dict.fromkeys(t["metric"]))
+    data = {"cmp": {mt: quantise(g.drop(columns="metric").to_dict("records"))
+                    for mt, g in t.groupby("metric", sort=False)}}
+    figs = "".join(
+        f'<figure><figcaption>{html.escape(KPI_LABELS.get(mt, mt))}'
+        f'{" (" + KPI_BETTER[mt] + " is better)" if mt in KPI_BETTER else ""}</figcaption>'
+        f'<div class="chart" data-chart="cmp-{html.escape(mt)}" data-kind="cmp" '
+        f'data-metric="{html.escape(mt)}"></div></figure>' for mt in metrics_)
+    policies = list(dict.fromkeys(t["policy"]))
+    head, rows = _comparison_rows(t, metrics_, policies)
+    body = (f"<header><h1>{html.escape(title)}</h1><p>{len(policies)} policies · "
+            f"{len(metrics_)} metrics · mean and 95 % confidence interval</p></header><main>"
+            f"<h2>Metrics</h2><div class=grid>{figs}</div><h2>Table</h2>"
+            f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div></main>")
+    paths = {"html": _write(out_dir / "comparison.html", _page(title, body, data)),
+             "md": _write(out_dir / "comparison.md", f"# {title}\n\n" + _md_table(head, rows) + "\n")}
+    t.to_csv(out_dir / "comparison.csv", index=False)
+    paths["csv"] = out_dir / "comparison.csv"
+    return paths
+
+
+def _comparison_rows(t: pd.DataFrame, metrics_: list[str], policies: list[str]):
+    head = ["metric"] + policies
+    rows = []
+    for mt in metrics_:
+        g = t[t["metric"] == mt].set_index("policy")
+        best = None
+        if mt in KPI_BETTER and g["mean"].notna().any():
+            best = g["mean"].idxmin() if KPI_BETTER[mt] == "lower" else g["mean"].idxmax()
+        row = [KPI_LABELS.get(mt, mt)]
+        for p in policies:
+            if p not in g.index:
+                row.append("–")
+                continue
+            x = g.loc[p]
+            cell = f"{_fmt(x['mean'])} [{_fmt(x['ci_low'])}, {_fmt(x['ci_high'])}]"
+            row.append(f"**{cell}**" if p == best else cell)
+        rows.append(row)
+    return head, rows

@@ -1,0 +1,219 @@
+"""The data behind the HTML report's charts: decimated, quantised, JSON-ready.
+
+Budgets keep a 10,000-node day under a few MB of JSON: fleet series have at most
+``MAX_POINTS`` points (epochs are merged into buckets beyond that), the network map shows at most
+``MAX_MAP_NODES`` nodes (a class-stratified, evenly spread sample) over at most ``MAX_FRAMES``
+time frames, and every float keeps ``SIG_DIGITS`` significant digits.
+"""
+from __future__ import annotations
+
+import json
+import math
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from .fairness import lorenz
+from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
+
+__all__ = ["payload", "quantise", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+           "MAX_MAP_NODES"]
+
+MAX_POINTS = 1500
+MAX_FRAMES = 200
+MAX_MAP_NODES = 2000
+MAX_LINKS = 6000
+MAX_FLOWS_PER_FRAME = 150
+MAX_BARS = 300
+LORENZ_POINTS = 201
+SIG_DIGITS = 4
+
+# fleet columns: summed over an epoch bucket (extensive) or averaged (intensive)
+SUMMED = ("harvested_wh", "curtailed_wh", "consumed_wh", "consumed_idle_wh", "consumed_tasks_wh",
+          "consumed_tx_wh", "sent_wh", "delivered_wh", "generated", "completed_on_time",
+          "completed_late", "tasks_routed", "energy_transfers") + tuple(f"dropped_{r}" for r in DROP_REASONS)
+AVERAGED = ("soc_p10", "soc_p50", "soc_p90", "soc_mean", "stored_wh", "queue_len", "nodes_up",
+            "nodes_browned")
+
+
+def template(name: str) -> str:
+    """A file of ``analysis/templates`` (the HTML shell, its CSS and its JavaScript)."""
+    return resources.files("otmarl.analysis").joinpath("templates", name).read_text("utf-8")
+
+
+def quantise(x, sig: int = SIG_DIGITS):
+    """Round floats to ``sig`` significant digits (recursively through lists and dicts).
+
+    NaN and inf become None; ints and strings pass through.
+    """
+    if isinstance(x, dict):
+        return {k: quantise(v, sig) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [quantise(v, sig) for v in x]
+    if isinstance(x, np.ndarray):
+        return quantise(x.tolist(), sig)
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        if not math.isfinite(v):
+            return None
+        return float(f"{v:.{sig}g}")
+    return x
+
+
+def dumps_for_html(data) -> str:
+    """Compact JSON that is safe inside a ``<script>`` element."""
+    s = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    return s.replace("</", "<\\/").replace("<!--", "<\\!--")
+
+
+def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
+    """Everything the report's JavaScript draws, as one JSON-able dict."""
+    s = run.summary
+    data = {"meta": {"label": run.label, "scenario": s.get("scenario"), "policy": s.get("policy"),
+                     "seed": s.get("seed"), "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
+                     "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s},
+            "fleet": fleet_series(run), "map": map_data(run), "fair": fairness_data(run),
+            "baseline": None}
+    if baseline is not None:
+        b = fleet_series(baseline)
+        data["baseline"] = {"label": baseline.label, **{k: b[k] for k in (
+            "t", "soc_p50", "queue_len", "harvested_wh", "consumed_wh")}}
+    return quantise(data)
+
+
+# ------------------------------------------------------------------------------ fleet series
+def _buckets(n: int, max_n: int) -> np.ndarray:
+    """Start index of each bucket when ``n`` items are merged into at most ``max_n`` buckets."""
+    k = math.ceil(n / max_n) if n > max_n else 1
+    return np.arange(0, n, k)
+
+
+def fleet_series(run: Run) -> dict:
+    """Per-epoch fleet aggregates as lists, merged into buckets beyond ``MAX_POINTS`` epochs."""
+    f = fleet_table(run)
+    starts = _buckets(len(f), MAX_POINTS)
+    out = {"t": f["time_h"].to_numpy()[starts].tolist() if len(f) else []}
+    for c in SUMMED:
+        out[c] = np.add.reduceat(f[c].to_numpy(float), starts).tolist() if len(f) else []
+    counts = np.diff(np.append(starts, len(f)))
+    for c in AVERAGED:
+        out[c] = (np.add.reduceat(f[c].to_numpy(float), starts) / counts).tolist() if len(f) else []
+    out["soc_min"] = np.minimum.reduceat(f["soc_min"].to_numpy(), starts).tolist() if len(f) else []
+    out["soc_max"] = np.maximum.reduceat(f["soc_max"].to_numpy(), starts).tolist() if len(f) else []
+    out["bucket_epochs"] = int(counts.max()) if len(counts) else 1
+    out["reasons"] = [r for r in DROP_REASONS if any(out[f"dropped_{r}"])]
+    return out
+
+
+# --------------------------------------------------------------------------------- the map
+def map_nodes(nodes: pd.DataFrame, limit: int = MAX_MAP_NODES) -> np.ndarray:
+    """Node ids to draw: all if few, else a class-stratified evenly spread sample of ``limit``.
+
+    Each class gets its share of ``limit`` but at least ``min(count, 20)`` nodes, so a small
+    class (cluster heads) stays visible on a 10,000-node map.
+    """
+    if len(nodes) <= limit:
+        return nodes["node"].to_numpy()
+    picked = []
+    for _, g in nodes.groupby("class", sort=True):
+        ids = g["node"].to_numpy()
+        k = min(len(ids), max(20, round(limit * len(ids) / len(nodes))))
+        picked.append(ids[np.linspace(0, len(ids) - 1, k).round().astype(int)])
+    return np.unique(np.concatenate(picked))
+
+
+def map_data(run: Run) -> dict:
+    nodes = run.nodes.sort_values("node").reset_index(drop=True)
+    shown = map_nodes(nodes)
+    frames = _buckets(run.n_epochs, MAX_FRAMES)
+    flows = _frame_flows(run, frames)
+    ends = np.concatenate([np.asarray(fl[:, :2], np.int64).ravel() for fl in flows]) if flows else []
+    pts = np.union1d(shown, np.asarray(ends, np.int64))
+    index = {int(n): i for i, n in enumerate(pts)}
+    soc, up = run.grid("soc"), run.grid("up")
+    last = np.append(frames[1:], run.n_epochs) - 1          # state at each frame's last epoch
+    classes = sorted(nodes["class"].unique().tolist())
+    cls_idx = {c: i for i, c in enumerate(classes)}
+    return {
+        "n_total": run.n_nodes, "classes": classes, "pts": len(pts),
+        "x": nodes["x"].to_numpy()[pts], "y": nodes["y"].to_numpy()[pts],
+        "cls": [cls_idx[c] for c in nodes["class"].to_numpy()[pts]],
+        "name": nodes["name"].to_numpy()[pts].tolist() if len(pts) <= MAX_MAP_NODES else None,
+        "shown": [index[int(n)] for n in shown], "shown_ids": shown,
+        "links": _links(run, index),
+        "t": (frames * run.epoch_s / 3600.0).tolist(),
+        # SoC in thousandths as ints, down nodes as a string of 0/1 per frame: compact JSON
+        "soc": [np.rint(soc[k, shown] * 1000).astype(int).tolist() for k in last],
+        "down": ["".join(np.where(up[k, shown], "0", "1")) for k in last] if run.n_epochs else [],
+        "flows": [[[index[int(a)], index[int(b)], v, int(kind)] for a, b, v, kind in fl.tolist()]
+                  for fl in flows],
+    }
+
+
+def _links(run: Run, index: dict[int, int]) -> list[list[int]]:
+    lk = run.links
+    if not len(lk):
+        return []
+    u, v = lk["u"].to_numpy(), lk["v"].to_numpy()
+    keep = [(index[a], index[b]) for a, b in zip(u.tolist(), v.tolist()) if a in index and b in index]
+    step = math.ceil(len(keep) / MAX_LINKS) if len(keep) > MAX_LINKS else 1
+    return [list(p) for p in keep[::step]]
+
+
+def _frame_flows(run: Run, frames: np.ndarray) -> list[np.ndarray]:
+    """Per frame: the largest flows as rows (src, dst, amount, kind 0 energy / 1 task)."""
+    f = run.flows
+    if not len(f) or not len(frames):
+        return [np.zeros((0, 4)) for _ in frames]
+    frame = np.searchsorted(frames, f["epoch"].to_numpy(), side="right") - 1
+    g = pd.DataFrame({"frame": frame, "src": f["src"].to_numpy(), "dst": f["dst"].to_numpy(),
+                      "kind": (f["kind"] == "task").to_numpy().astype(int),
+                      "amount": f["amount"].to_numpy(float)})
+    g = g.groupby(["frame", "kind", "src", "dst"], as_index=False, sort=False)["amount"].sum()
+    g = g.sort_values(["frame", "amount"], ascending=[True, False])
+    g = g[g.groupby("frame").cumcount() < MAX_FLOWS_PER_FRAME]
+    out = [np.zeros((0, 4)) for _ in frames]
+    for k, part in g.groupby("frame", sort=True):
+        out[int(k)] = part[["src", "dst", "amount", "kind"]].to_numpy(float)
+    return out
+
+
+# ---------------------------------------------------------------------------- fairness data
+def fairness_data(run: Run) -> dict:
+    nt = node_table(run)
+    classes = sorted(nt["class"].unique().tolist())
+    tab = class_fairness_table(run)
+    out = {"classes": classes, "outcomes": {}}
+    for o in OUTCOMES:
+        ok = nt[~nt[o].isna()]
+        order = np.argsort(ok[o].to_numpy(), kind="stable")
+        vals = ok[o].to_numpy()[order]
+        p, L = lorenz(vals)
+        if len(p) > LORENZ_POINTS:
+            grid = np.linspace(0, 1, LORENZ_POINTS)
+            p, L = grid, np.interp(grid, p, L)
+        rows = tab[tab["outcome"] == o]
+        out["outcomes"][o] = {
+            "lorenz": [p.tolist(), L.tolist()],
+            "sorted": _sorted_bars(vals, ok["class"].to_numpy()[order], ok["name"].to_numpy()[order],
+                                   classes),
+            "fleet": rows[rows["scope"] == "fleet"].iloc[0].drop(["scope", "class", "outcome"]).to_dict(),
+            "by_class": {r["class"]: {k: r[k] for k in ("n", "mean", "min", "max", "jain", "gini",
+                                                        "worst_decile_mean")}
+                         for r in rows[rows["scope"] == "class"].to_dict("records")}}
+    return out
+
+
+def _sorted_bars(vals: np.ndarray, cls: np.ndarray, names: np.ndarray, classes: list[str]) -> dict:
+    """Sorted per-node values: one bar per node if few, else ``MAX_BARS`` rank bins (bin means)."""
+    ci = {c: i for i, c in enumerate(classes)}
+    if len(vals) <= MAX_BARS:
+        return {"v": vals.tolist(), "cls": [ci[c] for c in cls], "name": names.tolist(), "bins": None}
+    edges = np.linspace(0, len(vals), MAX_BARS + 1).round().astype(int)
+    means = np.add.reduceat(vals, edges[:-1]) / np.diff(edges)
+    return {"v": means.tolist(), "cls": None, "name": None, "bins": edges.tolist()}

@@ -1,0 +1,28 @@
+"""``otmarl report RUN_DIR [--baseline RUN_DIR] [--format html,md,csv,json] [--out DIR]``."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``report`` subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "report", help="energy and fairness report of a run folder (HTML, Markdown, CSV, JSON)",
+        description="Write report.html (self-contained, opens offline), report.md, metrics.json "
+                    "and CSV tables for a run folder written by 'otmarl run'.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by 'otmarl run'")
+    p.add_argument("--baseline", metavar="RUN_DIR",
+                   help="a baseline run folder: every KPI is also given as run / baseline")
+    p.add_argument("--format", default="html,md,csv,json", metavar="LIST",
+                   help="comma-separated subset of html,md,csv,json (default: all)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR)")
+    return p
+
+
+def cmd(args: argparse.Namespace) -> int:
+    """Run ``otmarl report``; user errors propagate as UserError (exit code 2 in the CLI)."""
+    from otmarl.analysis.report import report
+    paths = report(args.run_dir, baseline=args.baseline, formats=args.format, out=args.out)
+    for kind, path in paths.items():
+        print(f"{kind:13s} {path}")
+    return 0
