@@ -118,8 +118,9 @@ def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyM
 
 
 def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
-    """Offers: waiting tasks predicted to miss their deadline or beyond the backlog target.
-    Requests: whole tasks a node can finish in the next epoch with its free servers and energy."""
+    """Offers: waiting tasks predicted to miss their deadline, to overflow the queue or to exceed
+    the backlog target over the next epoch (arrivals expected as in the last one). Requests: whole
+    tasks a node can finish in the next epoch with its free servers, energy and queue room."""
     n, dt = len(obs.stored_wh), info.dt_s
     w, ptr = obs.waiting_ids, obs.waiting_ptr
     node = np.repeat(np.arange(n), np.diff(ptr))
@@ -130,14 +131,20 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     miss = np.bincount(node, finish > obs.task_deadline_s[w], n)
     load = obs.busy_s * info.servers + obs.queue_work_s / info.speed
     mean_service = max(info.mean_task_work_s, 1e-9) / info.speed
-    excess = np.floor(np.maximum(load - p.backlog_epochs * dt * info.servers, 0.0) / mean_service)
-    offer = np.where(obs.up, np.minimum(np.maximum(miss, excess), obs.queue_len), 0).astype(np.int64)
-    spare = np.maximum(info.servers * dt - load, 0.0)
+    # expected over the next epoch if nothing moves: arrivals as in the last epoch
+    incoming = obs.arrivals_last * mean_service
+    served = np.minimum(load + incoming, info.servers * dt)
+    left = (load + incoming - served) / mean_service                  # tasks still waiting
+    overflow = np.maximum(left - info.queue_capacity, 0.0)             # would be dropped
+    excess = np.maximum(load + incoming - served - p.backlog_epochs * dt * info.servers, 0.0) / mean_service
+    want = np.ceil(np.maximum(np.maximum(overflow, excess), miss))
+    offer = np.where(obs.up, np.minimum(want, obs.queue_len), 0).astype(np.int64)
+    spare = np.maximum(info.servers * dt - load - incoming, 0.0)
     e_task = info.active_power_w * mean_service / 3600.0
     energy_room = obs.budget_wh + p.clearness * obs.harvest_clear_wh - obs.idle_need_wh
     by_energy = np.where(e_task > 0, np.floor(np.maximum(energy_room, 0) / np.where(e_task > 0, e_task, 1)),
                          np.inf)
-    room = np.maximum(info.queue_capacity - obs.queue_len, 0)
+    room = np.maximum(info.queue_capacity - obs.queue_len - obs.arrivals_last, 0)
     take = np.minimum(np.minimum(np.floor(spare / mean_service), by_energy), room)
     take = np.where(obs.up & stored_ok & (offer == 0), take, 0).astype(np.int64)
     o, r = np.flatnonzero(offer > 0), np.flatnonzero(take > 0)

@@ -57,6 +57,7 @@ class Observation:
     idle_need_wh: np.ndarray      # idle energy the node needs this epoch
     harvest_last_wh: np.ndarray   # harvest in the previous epoch (persistence forecast)
     harvest_clear_wh: np.ndarray  # clear-sky (noise-free) harvest expected this epoch
+    arrivals_last: np.ndarray     # tasks that reached each node's queue in the previous epoch
     queue_len: np.ndarray         # waiting tasks
     queue_work_s: np.ndarray      # waiting work at speed 1, s
     busy_s: np.ndarray            # remaining service of running tasks, per server, s

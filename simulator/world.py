@@ -157,6 +157,7 @@ class World:
         self.transit: list[int] = []
         self.next_pending = 0
         self.harvest_last = np.zeros(n)
+        self.arrivals_last = np.zeros(n, np.int64)
         # per-epoch boundary flows, read by the engines' settlement
         self.sent = np.zeros(n)
         self.received = np.zeros(n)
@@ -246,7 +247,7 @@ class World:
             headroom_wh=headroom, budget_wh=budget,
             idle_need_wh=np.where(self.up, self.p.idle_w * self.dt / 3600.0, 0.0),
             harvest_last_wh=self.harvest_last.copy(), harvest_clear_wh=self.harvest.clear_wh(k),
-            queue_len=qlen, queue_work_s=np.bincount(wn, self.tasks.work_s[w], self.n),
+            arrivals_last=self.arrivals_last.copy(), queue_len=qlen, queue_work_s=np.bincount(wn, self.tasks.work_s[w], self.n),
             busy_s=busy / np.maximum(self.p.servers, 1), slack_s=slack, network=self.net,
             waiting_ids=w, waiting_ptr=ptr, task_deadline_s=self.tasks.deadline_s,
             task_data_kb=self.tasks.data_kb, task_work_s=self.tasks.work_s)
@@ -338,4 +339,5 @@ class World:
         if len(due):
             self.transit = tr[self.arrive_s[tr] >= t1].tolist()
         ids = np.concatenate([gen, due])
+        self.arrivals_last = np.bincount(self.node[ids], minlength=self.n)
         return ids[np.lexsort((ids, self.arrive_s[ids]))]
