@@ -10,7 +10,8 @@
   class and outcome), ``report_kpis.csv`` (headline KPIs, with the baseline if given).
 
 ``comparison_report(table, out)`` renders a table of metrics per policy (columns policy, metric,
-mean, ci_low, ci_high, n) side by side with 95 % CI error bars.
+mean, ci_low, ci_high, n; the long table of ``otmarl compare``) side by side with 95 % CI error
+bars, into comparison.html and comparison.md.
 """
 from __future__ import annotations
 
@@ -290,18 +291,26 @@ def _page(title: str, body: str, data: dict) -> str:
 
 
 # ---------------------------------------------------------------------------- comparison
-def comparison_report(table: pd.DataFrame, out: str | os.PathLike,
-                      title: str = "otmarl comparison") -> dict[str, Path]:
+#: Which way is better for the metrics of ``otmarl compare`` (besides ``KPI_BETTER``).
+COMPARE_BETTER = {"completed_on_time": "higher", "dropped": "lower", "transport_loss_wh": "lower",
+                  "loss_per_delivered": "lower", "curtailed_wh": "lower"}
+
+
+def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = "otmarl comparison",
+                      labels: dict[str, str] | None = None) -> dict[str, Path]:
     """Metrics per policy side by side with 95 % CI error bars.
 
-    ``table`` has columns policy, metric, mean, ci_low, ci_high, n (one row per policy and
-    metric; CI bounds may be NaN). Writes comparison.html, comparison.md and comparison.csv into
-    the folder ``out``; returns ``{"html", "md", "csv"}`` paths.
+    ``table`` has columns policy, metric, mean, ci_low, ci_high, n (one row per policy and metric,
+    as ``otmarl.compare.confidence_table`` makes it; CI bounds may be NaN). ``labels`` maps a
+    metric to a caption. Writes comparison.html and comparison.md into the folder ``out``
+    (the table's own CSV is left alone); returns ``{"html", "md"}`` paths.
     """
     missing = [c for c in COMPARISON_COLUMNS if c not in table.columns]
     if missing:
         raise UserError(f"comparison table: missing column(s) {', '.join(missing)}; "
                         f"expected {', '.join(COMPARISON_COLUMNS)}")
+    labels = {**KPI_LABELS, **(labels or {})}
+    better = {**KPI_BETTER, **COMPARE_BETTER}
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t = table.loc[:, list(COMPARISON_COLUMNS)].copy()
@@ -309,32 +318,32 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike,
     data = {"cmp": {mt: quantise(g.drop(columns="metric").to_dict("records"))
                     for mt, g in t.groupby("metric", sort=False)}}
     figs = "".join(
-        f'<figure><figcaption>{html.escape(KPI_LABELS.get(mt, mt))}'
-        f'{" (" + KPI_BETTER[mt] + " is better)" if mt in KPI_BETTER else ""}</figcaption>'
+        f'<figure><figcaption>{html.escape(labels.get(mt, mt))}'
+        f'{" (" + better[mt] + " is better)" if mt in better else ""}</figcaption>'
         f'<div class="chart" data-chart="cmp-{html.escape(mt)}" data-kind="cmp" '
         f'data-metric="{html.escape(mt)}"></div></figure>' for mt in metrics_)
     policies = list(dict.fromkeys(t["policy"]))
-    head, rows = _comparison_rows(t, metrics_, policies)
+    head, rows = _comparison_rows(t, metrics_, policies, labels, better)
     body = (f"<header><h1>{html.escape(title)}</h1><p>{len(policies)} policies · "
-            f"{len(metrics_)} metrics · mean and 95 % confidence interval</p></header><main>"
+            f"{len(metrics_)} metrics · mean and 95 % confidence interval; the best mean of a "
+            f"row is in bold</p></header><main>"
             f"<h2>Metrics</h2><div class=grid>{figs}</div><h2>Table</h2>"
             f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div></main>")
-    paths = {"html": _write(out_dir / "comparison.html", _page(title, body, data)),
-             "md": _write(out_dir / "comparison.md", f"# {title}\n\n" + _md_table(head, rows) + "\n")}
-    t.to_csv(out_dir / "comparison.csv", index=False)
-    paths["csv"] = out_dir / "comparison.csv"
-    return paths
+    md = f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold.\n\n" + _md_table(head, rows)
+    return {"html": _write(out_dir / "comparison.html", _page(title, body, data)),
+            "md": _write(out_dir / "comparison.md", md + "\n")}
 
 
-def _comparison_rows(t: pd.DataFrame, metrics_: list[str], policies: list[str]):
+def _comparison_rows(t: pd.DataFrame, metrics_: list[str], policies: list[str],
+                     labels: dict[str, str], better: dict[str, str]):
     head = ["metric"] + policies
     rows = []
     for mt in metrics_:
         g = t[t["metric"] == mt].set_index("policy")
         best = None
-        if mt in KPI_BETTER and g["mean"].notna().any():
-            best = g["mean"].idxmin() if KPI_BETTER[mt] == "lower" else g["mean"].idxmax()
-        row = [KPI_LABELS.get(mt, mt)]
+        if mt in better and g["mean"].notna().any():
+            best = g["mean"].idxmin() if better[mt] == "lower" else g["mean"].idxmax()
+        row = [labels.get(mt, mt)]
         for p in policies:
             if p not in g.index:
                 row.append("–")

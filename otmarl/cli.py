@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Callable, Sequence
 
+from otmarl import report_cmd
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 
 
@@ -105,6 +106,7 @@ def _int(v: str, what: str) -> int:
 
 COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run,
                                  "compare": _cmd_compare}
+COMMANDS["report"] = report_cmd.cmd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
     c.add_argument("--quiet", action="store_true")
+    report_cmd.add_parser(sub)
     return p
 
 

@@ -1,0 +1,206 @@
+"""Reports of a real tiny run: every file, the Markdown and CSV contents, and report.html opened in
+a real headless Chromium (every chart drawn, no request leaving the file, a screenshot).
+
+Chromium is a system prerequisite (Debian: ``apt-get install chromium``); without it these tests
+fail and say so.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from otmarl.analysis import comparison_report, load_run, metrics, report
+from otmarl.scenarios.errors import UserError
+
+CHARTS = {"soc_band", "energy", "queue", "drops", "energy_flows", "task_flows", "map", "lorenz",
+          "sorted", "classes"}
+
+
+# -------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    from otmarl.run import run
+    base = tmp_path_factory.mktemp("runs")
+    return {p: run("microgrid-solar", policy=p, out=base / p, overrides=["horizon_h=24"])
+            for p in ("random", "local")}
+
+
+@pytest.fixture(scope="module")
+def built(runs, tmp_path_factory) -> dict[str, Path]:
+    return report(runs["random"], baseline=runs["local"], out=tmp_path_factory.mktemp("report"))
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("headless Chromium is needed to test report.html and was not found on PATH; "
+                    "install it with: apt-get update && apt-get install -y chromium")
+    return exe
+
+
+def browse(page: Path, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Open ``page`` in headless Chromium with every host unresolvable; return the process."""
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={tmp / 'chromium-profile'}",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=5000", *extra,
+            page.resolve().as_uri()]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, f"chromium failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def page_requests(net_log: Path) -> list[str]:
+    """URLs a web page asked for, from a Chromium net log.
+
+    Chromium itself phones home (updates, accounts) even headless; those requests carry
+    ``initiator: 'not an origin'``. Requests made by a page carry its origin ('null' for file://).
+    """
+    text = net_log.read_text()
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:            # a log cut short lacks its closing brackets
+        log = json.loads(text.rstrip().rstrip(",") + "]}")
+    kinds = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    return [ev["params"]["url"] for ev in log["events"]
+            if kinds.get(ev["type"]) == "URL_REQUEST_START_JOB" and "url" in ev.get("params", {})
+            and ev["params"].get("initiator") != "not an origin"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+# ------------------------------------------------------------------------------ the files
+def test_every_file_is_written(built, runs):
+    assert set(built) == {"html", "md", "json", "nodes_csv", "fleet_csv", "fairness_csv", "kpis_csv"}
+    for p in built.values():
+        assert p.is_file() and p.stat().st_size > 0
+    m = json.loads(built["json"].read_text())
+    assert m == json.loads(json.dumps(metrics(runs["random"], baseline=runs["local"])))
+    run = load_run(runs["random"])
+    nodes = pd.read_csv(built["nodes_csv"])
+    assert len(nodes) == run.n_nodes and {"service_ratio", "uptime", "final_soc", "throughput_wh"} <= set(nodes)
+    fleet = pd.read_csv(built["fleet_csv"])
+    assert len(fleet) == run.n_epochs == 24
+    np.testing.assert_allclose(fleet["harvested_wh"].sum(), run.summary["energy"]["harvested_wh"], rtol=1e-9)
+    fair = pd.read_csv(built["fairness_csv"])
+    assert set(fair["outcome"]) == {"service_ratio", "uptime", "final_soc"}
+    kpis = pd.read_csv(built["kpis_csv"])
+    assert {"kpi", "value", "baseline", "normalised"} <= set(kpis)
+    on_time = kpis.set_index("kpi").loc["on_time_ratio"]
+    np.testing.assert_allclose(on_time["normalised"], on_time["value"] / on_time["baseline"], rtol=1e-9)
+
+
+def test_markdown_holds_the_summary_tables(built, runs):
+    md = built["md"].read_text()
+    s = json.loads((runs["random"] / "summary.json").read_text())
+    assert md.startswith("# otmarl report: microgrid-solar / random / seed 0")
+    for title in ("## Headline KPIs", "## Energy ledger (Wh)", "## Drops by reason",
+                  "## Fairness across nodes", "## Fairness within each class"):
+        assert title in md
+    assert f"| generated | {s['tasks']['generated']:,} |" in md
+    assert "| KPI | value | baseline | run / baseline |" in md
+
+
+def test_formats_and_output_folder(runs, tmp_path):
+    paths = report(runs["random"], formats="md, json", out=tmp_path / "only")
+    assert set(paths) == {"md", "json"}
+    assert sorted(p.name for p in (tmp_path / "only").iterdir()) == ["metrics.json", "report.md"]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"formats": "html,pdf"}, "'pdf': choose from html, md, csv, json"),
+    ({"formats": ""}, "nothing given"),
+    ({"baseline": "no/such/run"}, "does not exist"),
+])
+def test_user_errors(runs, tmp_path, kwargs, match):
+    with pytest.raises(UserError, match=match):
+        report(runs["random"], out=tmp_path, **kwargs)
+
+
+def test_cli_report_exit_codes(runs, tmp_path, capsys):
+    from otmarl.cli import main
+    assert main(["report", str(runs["random"]), "--format", "md", "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "report.md").is_file()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+
+
+def test_html_is_self_contained(built):
+    page = built["html"].read_text()
+    # no external resource of any kind: src/href/url() with a scheme or protocol-relative
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//|ftp:)""", page, re.I)
+    assert not re.search(r"""url\(\s*["']?\s*(?:https?:|//)""", page, re.I)
+    assert not re.search(r"@import|<link\b|<iframe\b|<img\b", page, re.I)
+    for api in ("fetch(", "XMLHttpRequest", "WebSocket", "EventSource", "import(", "sendBeacon"):
+        assert api not in page, api
+    assert page.count("<script") == 2                    # the data and the chart kit, both inline
+    assert len(re.findall(r'data-chart="([^"]+)"', page)) == len(CHARTS)
+
+
+# ---------------------------------------------------------------------------- in Chromium
+def rendered(dom: str) -> dict[str, str]:
+    """data-chart name -> the attributes of its element, from a dumped DOM."""
+    return {m.group(1): m.group(0) for m in re.finditer(r'<div[^>]*?data-chart="([^"]+)"[^>]*>', dom)}
+
+
+def test_every_chart_renders_in_chromium(built, tmp_path):
+    dom = browse(built["html"], tmp_path, "--dump-dom").stdout
+    charts = rendered(dom)
+    assert set(charts) == CHARTS
+    not_drawn = [n for n, tag in charts.items() if 'data-rendered="1"' not in tag or "data-error" in tag]
+    assert not not_drawn, f"charts not drawn: {not_drawn}"
+    assert dom.count("<svg") >= len(CHARTS)              # each chart drew an SVG
+
+
+def test_no_request_leaves_the_file(built, tmp_path):
+    log = tmp_path / "net.json"
+    browse(built["html"], tmp_path, f"--log-net-log={log}", "--dump-dom")
+    urls = page_requests(log)
+    assert all(u.startswith(("file:", "data:", "blob:")) for u in urls), urls
+
+
+def test_the_network_check_catches_a_request(tmp_path):
+    """The net-log check above must be able to fail: a page that fetches is caught."""
+    page = tmp_path / "leaky.html"
+    page.write_text('<!DOCTYPE html><img src="https://example.invalid/pixel.png">'
+                    '<script>fetch("http://example.invalid/data.json").catch(() => 0)</script>')
+    log = tmp_path / "net.json"
+    browse(page, tmp_path, f"--log-net-log={log}", "--dump-dom")
+    urls = page_requests(log)
+    assert "https://example.invalid/pixel.png" in urls and "http://example.invalid/data.json" in urls
+
+
+def test_screenshot(built, tmp_path):
+    shot = tmp_path / "report.png"
+    browse(built["html"], tmp_path, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}")
+    assert png_size(shot) == (1400, 3000)
+    assert shot.stat().st_size > 100_000                 # a drawn page, not a blank one
+
+
+def test_comparison_report_renders(tmp_path):
+    table = pd.DataFrame({"policy": ["random", "ot", "random", "ot"],
+                          "metric": ["on_time_ratio", "on_time_ratio", "dropped", "dropped"],
+                          "mean": [0.8, 0.9, 12.0, 7.0], "ci_low": [0.75, 0.88, 10.0, np.nan],
+                          "ci_high": [0.85, 0.92, 14.0, np.nan], "n": [5, 5, 5, 5]})
+    paths = comparison_report(table, tmp_path / "cmp")
+    md = paths["md"].read_text()
+    assert "| on-time completion ratio | 0.8 [0.75, 0.85] | **0.9 [0.88, 0.92]** |" in md
+    assert "| dropped | 12 [10, 14] | **7 [–, –]** |" in md
+    charts = rendered(browse(paths["html"], tmp_path, "--dump-dom").stdout)
+    assert set(charts) == {"cmp-on_time_ratio", "cmp-dropped"}
+    assert all('data-rendered="1"' in tag for tag in charts.values())
+    with pytest.raises(UserError, match="missing column"):
+        comparison_report(table.drop(columns="ci_low"), tmp_path / "bad")
