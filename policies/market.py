@@ -109,13 +109,21 @@ def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyM
     target = np.where(obs.up, target, np.maximum(target, info.resume_wh * 1.05))
     request = np.where(obs.failed, 0.0, np.clip(target - stored, 0.0, obs.headroom_wh))
     request[offer > 0] = 0.0
+    return energy_market_from(obs, p, offer, request)
+
+
+def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
+                       request: np.ndarray) -> EnergyMarket:
+    """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
+    Offers are capped at what each node may send and requests at what it may receive."""
+    offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
+    request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
     eff = obs.network.energy_efficiency(o, r) if len(o) and len(r) else np.zeros((len(o), len(r)))
     cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
     best = eff.max(axis=0) if len(o) else np.zeros(len(r))
     demand_sent = np.where(best > 0, request[r] / np.where(best > 0, best, 1.0), 0.0)
     return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent)
-
 
 def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
     """Offers: waiting tasks predicted to miss their deadline, to overflow the queue or to exceed

@@ -54,18 +54,22 @@ class OTController:
 
     # ---------------------------------------------------------------------------- decide
     def decide(self, obs: Observation) -> Decision:
-        p, audit, rows = self.p, {}, []
+        p = self.p
+        em = M.energy_market(obs, self.info, p) if p.energy else None
+        ok = obs.stored_wh > p.low_soc * obs.capacity_wh
+        tm = M.task_market(obs, self.info, p, ok) if p.tasks else None
+        return self.clear(obs, em, tm)
+
+    def clear(self, obs: Observation, em: M.EnergyMarket | None, tm: M.TaskMarket | None) -> Decision:
+        """Clear given markets (either may be None) by OT; updates ``energy_price``/``task_price``."""
+        audit: dict = {}
+        prices: dict = {}
         energy = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
         tasks = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-        em = tm = None
-        prices: dict = {}
-        if p.energy:
-            em = M.energy_market(obs, self.info, p)
+        if em is not None:
             energy = self._clear_energy(em, obs, audit, prices)
-        sent = np.bincount(energy[0], energy[2], len(obs.stored_wh))
-        if p.tasks:
-            ok = obs.stored_wh > p.low_soc * obs.capacity_wh
-            tm = M.task_market(obs, self.info, p, ok)
+        if tm is not None:
+            sent = np.bincount(energy[0], energy[2], len(obs.stored_wh))
             tasks = self._clear_tasks(tm, obs, audit, prices, sent)
         audit["rows"] = M.offer_rows(em, tm, prices)
         return M.build_decision(energy, tasks, audit)

@@ -1,0 +1,252 @@
+"""Entropic solvers: Sinkhorn on the balanced problem, and KL-unbalanced Sinkhorn.
+
+Both share one log-stabilised scaling loop (our own, in numpy, rather than POT's):
+
+* costs are divided by the largest finite real cost, so ``reg`` and ``reg_m`` are relative to the
+  cost scale (reg=1e-3 blurs over 0.1 % of the largest cost) and the same defaults work in Wh,
+  seconds or euros;
+* the kernel is K_ij = a_i b_j exp((f_i + g_j - C_ij) / eps): the reference measure a x b makes
+  the potentials f, g soft c-transforms that stay finite for nodes without mass, and the running
+  potentials are absorbed into K whenever the scalings grow (per entry, unlike POT's stabilised
+  unbalanced solver which absorbs one scalar), so nothing under- or overflows at small eps;
+* eps is lowered geometrically (eps-scaling) from 1 to ``reg``, which cuts the iteration count at
+  small eps;
+* infeasible pairs keep cost +inf, i.e. an exact zero in the kernel: no big-M, no leak.
+
+The unbalanced variant minimises <C,P> + eps KL(P | a x b / m) + reg_m (KL(P1 | a) + KL(P'1 | b))
+with masses divided by m = (sum a + sum b) / 2, so the plan scales linearly with the masses. We use
+our loop instead of ``ot.unbalanced.sinkhorn_unbalanced`` for the inf handling and the per-entry
+absorption above; the tests cross-check it against POT on finite instances.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+from otmarl.policies.transport_core import (
+    Problem, SolveOptions, TransportResult, balance_problem, make_problem, partial_result, trivial_result,
+)
+from otmarl.policies.transport_exact import partial_duals, solve_exact
+
+SINKHORN_MAX_ITER = 20_000
+SINKHORN_TOL = 1e-6
+"""Balanced: L1 marginal error relative to the total mass. Unbalanced: largest potential change
+per iteration, relative to the cost scale."""
+_ABSORB_LOG = 30.0
+_EPS_STEP = 4.0
+_STAGE_TOL = 1e-3
+_TRUNCATE = float(np.exp(-100.0))
+_SPARSE_MIN = 40_000
+OMEGA = 1.5
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Outcome of the scaling loop on the rows / columns that carry mass (normalised units)."""
+
+    plan: np.ndarray
+    f: np.ndarray
+    g: np.ndarray
+    iterations: int
+    status: str
+
+
+def _kernel(a: np.ndarray, b: np.ndarray, c: np.ndarray, f: np.ndarray, g: np.ndarray,
+            eps: float) -> np.ndarray | sp.csr_matrix:
+    """K_ij = a_i b_j exp((f_i + g_j - c_ij)/eps); large kernels drop entries below exp(-100).
+
+    After absorption the scalings stay within exp(+-30), so a dropped entry would carry at most
+    exp(-40) of mass: truncation is invisible, and on allocator instances it keeps a few percent
+    of the entries, which makes each iteration 10-20x cheaper.
+    """
+    with np.errstate(under="ignore", divide="ignore"):
+        fa = f + eps * np.log(a)
+        gb = g + eps * np.log(b)
+        k = np.exp((fa[:, None] + gb[None, :] - c) / eps)
+    if k.size < _SPARSE_MIN:
+        return k
+    keep = k >= _TRUNCATE
+    if keep.mean() > 0.3:
+        return k
+    return sp.csr_matrix(np.where(keep, k, 0.0))
+
+
+def _update(mass: np.ndarray, k_other: np.ndarray, pot: np.ndarray, eps: float, fi: float) -> np.ndarray:
+    """Scaling update; fi = reg_m / (reg_m + eps) (1 when balanced) turns it into the KL version."""
+    if fi == 1.0:
+        return mass / k_other
+    return (mass / k_other) ** fi * np.exp(-pot * (1.0 - fi) / eps)
+
+
+def _relax(old: np.ndarray, new: np.ndarray, omega: float) -> np.ndarray:
+    """Over-relaxed update old^(1-omega) new^omega (omega = 1: plain Sinkhorn)."""
+    return new if omega == 1.0 else old ** (1.0 - omega) * new ** omega
+
+
+def scaling_loop(a: np.ndarray, b: np.ndarray, c: np.ndarray, eps_target: float, reg_m: float,
+                 max_iter: int, tol: float) -> Scaling:
+    """Log-stabilised, eps-scaled, over-relaxed Sinkhorn; ``reg_m=inf`` is the balanced problem.
+
+    ``a``, ``b`` > 0, every row and column of ``c`` has a finite entry. Over-relaxation
+    (omega = 1.5) cuts iterations 2-3x on allocator instances but is not guaranteed to converge
+    far from the optimum: if it produces non-finite values the loop reruns plainly (omega = 1).
+    """
+    out = _eps_scaling(a, b, c, eps_target, reg_m, max_iter, tol, OMEGA)
+    if out.status == "nan" and OMEGA != 1.0:
+        again = _eps_scaling(a, b, c, eps_target, reg_m, max_iter, tol, 1.0)
+        return replace(again, iterations=again.iterations + out.iterations)
+    return out
+
+
+def _eps_scaling(a: np.ndarray, b: np.ndarray, c: np.ndarray, eps_target: float, reg_m: float,
+                 max_iter: int, tol: float, omega: float) -> Scaling:
+    """Stages of decreasing eps (factor 4) from 1 to eps_target, each warm-started."""
+    f = c.min(axis=1)
+    g = (c - f[:, None]).min(axis=0)
+    eps, it = max(1.0, eps_target), 0
+    while True:
+        last = eps <= eps_target
+        fi = 1.0 if np.isinf(reg_m) else reg_m / (reg_m + eps)
+        stage = _stage(a, b, c, f, g, eps, fi, tol if last else max(tol, _STAGE_TOL), max_iter - it, omega)
+        f, g, it = stage.f, stage.g, it + stage.iterations
+        if last or stage.status != "converged":
+            return replace(stage, iterations=it)
+        eps = max(eps_target, eps / _EPS_STEP)
+
+
+def _stage(a: np.ndarray, b: np.ndarray, c: np.ndarray, f: np.ndarray, g: np.ndarray, eps: float, fi: float,
+           tol: float, max_iter: int, omega: float) -> Scaling:
+    """Scaling iterations at one eps, absorbing the scalings into (f, g) when they grow."""
+    k = _kernel(a, b, c, f, g, eps)
+    u, v = np.ones_like(a), np.ones_like(b)
+    ktu = k.T @ u
+    status, it = "max_iter_reached", 0
+    while it < max_iter:
+        v_new = _relax(v, _update(b, ktu, g, eps, fi), omega)
+        kv = k @ v_new
+        u_new = _relax(u, _update(a, kv, f, eps, fi), omega)
+        ktu = k.T @ u_new
+        it += 1
+        if not (np.all(np.isfinite(u_new)) and np.all(np.isfinite(v_new)) and np.all(ktu > 0)):
+            return Scaling(np.zeros(c.shape), f, g, it, "nan")
+        if fi == 1.0:  # L1 error of both marginals
+            err = float(np.abs(u_new * kv - a).sum() + np.abs(v_new * ktu - b).sum())
+        else:  # largest change of the potentials
+            err = eps * max(np.abs(np.log(u_new / u)).max(), np.abs(np.log(v_new / v)).max())
+        u, v = u_new, v_new
+        if err < tol:
+            status = "converged"
+            break
+        if max(np.abs(np.log(u)).max(), np.abs(np.log(v)).max()) > _ABSORB_LOG:
+            f, g = f + eps * np.log(u), g + eps * np.log(v)
+            k = _kernel(a, b, c, f, g, eps)
+            u, v = np.ones_like(a), np.ones_like(b)
+            ktu = k.T @ u
+    plan = sp.diags(u) @ k @ sp.diags(v) if sp.issparse(k) else u[:, None] * k * v[None, :]
+    plan = plan.toarray() if sp.issparse(plan) else plan
+    return Scaling(plan, f + eps * np.log(u), g + eps * np.log(v), it, status)
+
+
+def soft_c_transform(c: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, fi: float) -> np.ndarray:
+    """Row potentials -fi eps log sum_j b_j exp((g_j - c_ij)/eps): +inf for a row without partners."""
+    with np.errstate(divide="ignore"):
+        return -fi * eps * logsumexp((g[None, :] - c) / eps, b=np.broadcast_to(b, c.shape), axis=1)
+
+
+def _kl(x: np.ndarray, y: np.ndarray) -> float:
+    """Generalised KL divergence sum x log(x/y) - x + y (0 log 0 = 0)."""
+    pos = x > 0
+    return float(np.sum(x[pos] * np.log(x[pos] / y[pos])) - x.sum() + y.sum())
+
+
+def _cost_scale(p: Problem) -> float:
+    finite = p.cost[p.feasible]
+    top = float(finite.max()) if finite.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def _fallback(p: Problem, opts: SolveOptions, reason: str) -> TransportResult:
+    res = solve_exact(p, replace(opts, max_iter=None))
+    return partial_result(p, res.plan, res.u, res.v, "exact", f"fallback:{reason}", res.iterations)
+
+
+# -- balanced Sinkhorn -------------------------------------------------------------------------
+def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
+    """Entropic transport on the balanced problem; falls back to exact on failure if allowed."""
+    if p.trivial:
+        return trivial_result(p, "sinkhorn")
+    bal = balance_problem(p)
+    scale, total = _cost_scale(p), float(bal.a.sum())
+    c = bal.cost / scale
+    c[:-1, :-1][bal.infeasible] = np.inf
+    rows, cols = bal.a > 0, bal.b > 0
+    a, b = bal.a[rows] / total, bal.b[cols] / total
+    out = scaling_loop(a, b, c[np.ix_(rows, cols)], opts.reg, np.inf,
+                       opts.max_iter or SINKHORN_MAX_ITER, opts.tol or SINKHORN_TOL)
+    if out.status != "converged" and opts.fallback:
+        return _fallback(p, opts, out.status)
+    ext = np.zeros_like(c)
+    ext[np.ix_(rows, cols)] = out.plan * np.minimum(1.0, b / out.plan.sum(axis=0))[None, :] * total
+    f, g = np.zeros(c.shape[0]), np.zeros(c.shape[1])
+    f[rows], g[cols] = out.f, out.g
+    f[~rows] = soft_c_transform(c[np.ix_(~rows, cols)], out.g, b, opts.reg, 1.0)
+    g[~cols] = soft_c_transform(c[np.ix_(rows, ~cols)].T, out.f, a, opts.reg, 1.0)
+    u, v = partial_duals(f * scale, g * scale)
+    res = partial_result(p, ext[:-1, :-1], u, v, "sinkhorn", out.status, out.iterations)
+    full = np.block([[res.plan, res.unserved_supply[:, None]], [res.unserved_demand[None, :], np.array([[res.moved]])]])
+    entropy = opts.reg * scale * _kl(full, np.outer(bal.a, bal.b) / total)
+    return partial_result(p, res.plan, u, v, "sinkhorn", out.status, out.iterations, extra_objective=entropy)
+
+
+# -- KL-unbalanced Sinkhorn --------------------------------------------------------------------
+def solve_unbalanced(p: Problem, opts: SolveOptions) -> TransportResult:
+    """KL-relaxed marginals (partial service); the plan never exceeds supply or demand.
+
+    The KL relaxation may create mass (a row sum above its supply when transport is cheap); rows,
+    then columns, are scaled down so that no node sends more than it offers or receives more than
+    it asked for. ``u``, ``v`` are the converged potentials of the unclipped optimum,
+    u_i = -reg_m log(row_sum_i / a_i) (+inf for a node that cannot trade).
+    """
+    if p.trivial:
+        return trivial_result(p, "unbalanced")
+    scale = _cost_scale(p)
+    norm = 0.5 * float(p.supply.sum() + p.demand.sum())
+    c = np.where(p.feasible, p.cost / scale, np.inf)
+    rows = (p.supply > 0) & p.feasible.any(axis=1)
+    cols = (p.demand > 0) & p.feasible.any(axis=0)
+    rows &= p.feasible[:, cols].any(axis=1)
+    cols &= p.feasible[rows].any(axis=0)
+    a, b = p.supply[rows] / norm, p.demand[cols] / norm
+    out = scaling_loop(a, b, c[np.ix_(rows, cols)], opts.reg, opts.reg_m,
+                       opts.max_iter or SINKHORN_MAX_ITER, opts.tol or SINKHORN_TOL)
+    if out.status != "converged" and opts.fallback:
+        return _fallback_unbalanced(p, opts, out.status)
+    raw = out.plan * np.minimum(1.0, a / np.maximum(out.plan.sum(axis=1), 1e-300))[:, None]
+    raw *= np.minimum(1.0, b / np.maximum(raw.sum(axis=0), 1e-300))[None, :]
+    plan = np.zeros(p.cost.shape)
+    plan[np.ix_(rows, cols)] = raw * norm
+    fi = opts.reg_m / (opts.reg_m + opts.reg)
+    f, g = np.full(rows.size, np.inf), np.full(cols.size, np.inf)
+    f[rows], g[cols] = out.f, out.g
+    f[~rows] = soft_c_transform(c[np.ix_(~rows, cols)], out.g, b, opts.reg, fi)
+    g[~cols] = soft_c_transform(c[np.ix_(rows, ~cols)].T, out.f, a, opts.reg, fi)
+    extra = _unbalanced_terms(plan, p, opts, scale, norm)
+    return partial_result(p, plan, f * scale, g * scale, "unbalanced", out.status, out.iterations,
+                          extra_objective=extra)
+
+
+def _unbalanced_terms(plan: np.ndarray, p: Problem, opts: SolveOptions, scale: float, norm: float) -> float:
+    """eps KL(P | a x b / m) + reg_m (KL(P1 | a) + KL(P'1 | b)) in cost units."""
+    entropy = _kl(plan, np.outer(p.supply, p.demand) / norm)
+    marg = _kl(plan.sum(axis=1), p.supply) + _kl(plan.sum(axis=0), p.demand)
+    return scale * (opts.reg * entropy + opts.reg_m * marg)
+
+
+def _fallback_unbalanced(p: Problem, opts: SolveOptions, reason: str) -> TransportResult:
+    """Exact partial transport with the default penalty (moves as much as is feasible)."""
+    exact = make_problem(p.supply, p.demand, p.cost, None)
+    res = solve_exact(exact, replace(opts, max_iter=None))
+    return partial_result(exact, res.plan, res.u, res.v, "exact", f"fallback:{reason}", res.iterations)
