@@ -155,6 +155,19 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     room = np.maximum(info.queue_capacity - obs.queue_len - obs.arrivals_last, 0)
     take = np.minimum(np.minimum(np.floor(spare / mean_service), by_energy), room)
     take = np.where(obs.up & stored_ok & (offer == 0), take, 0).astype(np.int64)
+    return task_market_from(obs, info, p, offer, take)
+
+
+def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: np.ndarray,
+                     take: np.ndarray) -> TaskMarket:
+    """The task market for given per-node counts offered and accepted (e.g. set by MARL actions).
+    Offers are capped at the waiting tasks of up nodes; a node does not both offer and take."""
+    dt = info.dt_s
+    offer = np.where(obs.up, np.minimum(np.maximum(offer, 0), obs.queue_len), 0).astype(np.int64)
+    take = np.where(obs.up & (offer == 0), np.maximum(take, 0), 0).astype(np.int64)
+    load = obs.busy_s * info.servers + obs.queue_work_s / info.speed
+    mean_service = max(info.mean_task_work_s, 1e-9) / info.speed
+    e_task = info.active_power_w * mean_service / 3600.0
     o, r = np.flatnonzero(offer > 0), np.flatnonzero(take > 0)
     if not len(o) or not len(r):
         return TaskMarket(Side(o, offer[o]), Side(r, take[r]), np.zeros((len(o), len(r))))
@@ -167,7 +180,6 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     cost = (transit + wait[None, :]) / dt + p.energy_weight * e_rel[None, :]
     cost = np.where(np.isfinite(transit) & (done_at <= slack[:, None]), cost, np.inf)
     return TaskMarket(Side(o, offer[o]), Side(r, take[r]), cost)
-
 
 # ------------------------------------------------------------------------- plan -> decision
 def round_plan(plan: np.ndarray, row_cap: np.ndarray, col_cap: np.ndarray) -> np.ndarray:

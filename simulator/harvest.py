@@ -34,8 +34,6 @@ def epoch_times(sc: S.Scenario) -> pd.DatetimeIndex:
 
 def solar_poa_wh_per_m2(sc: S.Scenario, h: S.SolarHarvest) -> tuple[np.ndarray, np.ndarray]:
     """(clear-sky POA, irradiance used) per epoch in Wh/m^2; equal unless irradiance='tmy'."""
-    import pvlib
-
     with warnings.catch_warnings():
         # pvlib calls pandas APIs that newer pandas deprecates; nothing a user can act on
         warnings.simplefilter("ignore", category=DeprecationWarning)

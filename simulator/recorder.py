@@ -81,7 +81,6 @@ class Recorder:
     # --------------------------------------------------------------------------------- end
     def finish(self, meta: dict) -> RunResult:
         self.check_invariants()
-        w = self.w
         return RunResult(summary=self.summary(meta), timeseries=self.timeseries(),
                          tasks=self.task_table(), flows=self.flow_table(),
                          nodes=self.node_table(), links=self.link_table())
