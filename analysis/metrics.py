@@ -69,21 +69,20 @@ class Run:
 
     @cached_property
     def summary(self) -> dict:
-        return json.loads((self.path / "summary.json").read_text())
+        return self._json("summary.json")
 
     @cached_property
     def metadata(self) -> dict:
-        p = self.path / "metadata.json"
-        return json.loads(p.read_text()) if p.exists() else {}
+        return self._json("metadata.json") if (self.path / "metadata.json").exists() else {}
 
     @cached_property
     def timeseries(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "timeseries.parquet")
+        return self._parquet("timeseries")
 
     @cached_property
     def tasks(self) -> pd.DataFrame:
         """The task columns the metrics need (read the Parquet file yourself for all of them)."""
-        return pd.read_parquet(self.path / "tasks.parquet", columns=TASK_COLS)
+        return self._parquet("tasks", TASK_COLS)
 
     @cached_property
     def flows(self) -> pd.DataFrame:
@@ -92,7 +91,7 @@ class Run:
 
     @cached_property
     def nodes(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "nodes.parquet")
+        return self._parquet("nodes")
 
     @cached_property
     def links(self) -> pd.DataFrame:
@@ -100,7 +99,22 @@ class Run:
 
     def _optional(self, name: str, cols: list[str]) -> pd.DataFrame:
         p = self.path / f"{name}.parquet"
-        return pd.read_parquet(p) if p.exists() else pd.DataFrame({c: [] for c in cols})
+        return self._parquet(name) if p.exists() else pd.DataFrame({c: [] for c in cols})
+
+    def _parquet(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        p = self.path / f"{name}.parquet"
+        try:
+            return pd.read_parquet(p, columns=columns)
+        except (OSError, ValueError, KeyError) as e:   # pyarrow's errors derive from these
+            raise UserError(f"{p}: cannot read this run table ({type(e).__name__}: {e}); "
+                            "write the run folder again with 'otmarl run'") from None
+
+    def _json(self, name: str) -> dict:
+        p = self.path / name
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise UserError(f"{p}: cannot read this file ({e})") from None
 
     @property
     def n_nodes(self) -> int:

@@ -17,7 +17,7 @@ import pandas as pd
 from .fairness import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
-__all__ = ["payload", "quantise", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+__all__ = ["payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
            "MAX_MAP_NODES"]
 
 MAX_POINTS = 1500
@@ -65,6 +65,31 @@ def quantise(x, sig: int = SIG_DIGITS):
     return x
 
 
+def q(a, sig: int = SIG_DIGITS) -> list:
+    """An array as a list of floats rounded to ``sig`` significant digits (NaN/inf as None).
+
+    Vectorised: the value is scaled by an exact power of ten, rounded, and scaled back by the
+    same exact power, so each float is the double nearest its short decimal and JSON prints it
+    short (0.3, not 0.30000000000000004).
+    """
+    a = np.asarray(a, dtype=float)
+    finite = np.isfinite(a)
+    safe = np.where(finite & (a != 0), np.abs(a), 1.0)
+    shift = sig - 1 - np.floor(np.log10(safe)).astype(int)          # digits after the point
+    out = np.empty_like(a)
+    up = shift >= 0
+    if up.any():
+        f = 10.0 ** np.minimum(shift[up], 22)
+        out[up] = np.round(a[up] * f) / f
+    if (~up).any():
+        f = 10.0 ** (-shift[~up])
+        out[~up] = np.round(a[~up] / f) * f
+    out[a == 0] = 0.0
+    if finite.all():
+        return out.tolist()
+    return [v if ok else None for v, ok in zip(out.tolist(), finite.tolist())]
+
+
 def dumps_for_html(data) -> str:
     """Compact JSON that is safe inside a ``<script>`` element."""
     s = json.dumps(data, separators=(",", ":"), allow_nan=False)
@@ -72,18 +97,19 @@ def dumps_for_html(data) -> str:
 
 
 def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
-    """Everything the report's JavaScript draws, as one JSON-able dict."""
+    """Everything the report's JavaScript draws, as one JSON-able dict (already quantised)."""
     s = run.summary
-    data = {"meta": {"label": run.label, "scenario": s.get("scenario"), "policy": s.get("policy"),
-                     "seed": s.get("seed"), "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
-                     "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s},
+    data = {"meta": quantise({"label": run.label, "scenario": s.get("scenario"),
+                              "policy": s.get("policy"), "seed": s.get("seed"),
+                              "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
+                              "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s}),
             "fleet": fleet_series(run), "map": map_data(run), "fair": fairness_data(run),
             "baseline": None}
     if baseline is not None:
         b = fleet_series(baseline)
         data["baseline"] = {"label": baseline.label, **{k: b[k] for k in (
             "t", "soc_p50", "queue_len", "harvested_wh", "consumed_wh")}}
-    return quantise(data)
+    return data
 
 
 # ------------------------------------------------------------------------------ fleet series
@@ -96,16 +122,18 @@ def _buckets(n: int, max_n: int) -> np.ndarray:
 def fleet_series(run: Run) -> dict:
     """Per-epoch fleet aggregates as lists, merged into buckets beyond ``MAX_POINTS`` epochs."""
     f = fleet_table(run)
+    if not len(f):
+        return {"t": [], "bucket_epochs": 1, "reasons": [],
+                **{c: [] for c in SUMMED + AVERAGED + ("soc_min", "soc_max")}}
     starts = _buckets(len(f), MAX_POINTS)
-    out = {"t": f["time_h"].to_numpy()[starts].tolist() if len(f) else []}
-    for c in SUMMED:
-        out[c] = np.add.reduceat(f[c].to_numpy(float), starts).tolist() if len(f) else []
     counts = np.diff(np.append(starts, len(f)))
-    for c in AVERAGED:
-        out[c] = (np.add.reduceat(f[c].to_numpy(float), starts) / counts).tolist() if len(f) else []
-    out["soc_min"] = np.minimum.reduceat(f["soc_min"].to_numpy(), starts).tolist() if len(f) else []
-    out["soc_max"] = np.maximum.reduceat(f["soc_max"].to_numpy(), starts).tolist() if len(f) else []
-    out["bucket_epochs"] = int(counts.max()) if len(counts) else 1
+    col = lambda c: f[c].to_numpy(float)  # noqa: E731
+    out = {"t": q(col("time_h")[starts])}
+    out.update({c: q(np.add.reduceat(col(c), starts)) for c in SUMMED})
+    out.update({c: q(np.add.reduceat(col(c), starts) / counts) for c in AVERAGED})
+    out["soc_min"] = q(np.minimum.reduceat(col("soc_min"), starts))
+    out["soc_max"] = q(np.maximum.reduceat(col("soc_max"), starts))
+    out["bucket_epochs"] = int(counts.max())
     out["reasons"] = [r for r in DROP_REASONS if any(out[f"dropped_{r}"])]
     return out
 
@@ -132,55 +160,62 @@ def map_data(run: Run) -> dict:
     shown = map_nodes(nodes)
     frames = _buckets(run.n_epochs, MAX_FRAMES)
     flows = _frame_flows(run, frames)
-    ends = np.concatenate([np.asarray(fl[:, :2], np.int64).ravel() for fl in flows]) if flows else []
+    ends = np.concatenate([fl[0] for fl in flows] + [fl[1] for fl in flows]) if flows else []
     pts = np.union1d(shown, np.asarray(ends, np.int64))
-    index = {int(n): i for i, n in enumerate(pts)}
+    pos = np.searchsorted(pts, shown)
     soc, up = run.grid("soc"), run.grid("up")
     last = np.append(frames[1:], run.n_epochs) - 1          # state at each frame's last epoch
     classes = sorted(nodes["class"].unique().tolist())
     cls_idx = {c: i for i, c in enumerate(classes)}
     return {
         "n_total": run.n_nodes, "classes": classes, "pts": len(pts),
-        "x": nodes["x"].to_numpy()[pts], "y": nodes["y"].to_numpy()[pts],
+        "x": q(nodes["x"].to_numpy()[pts]), "y": q(nodes["y"].to_numpy()[pts]),
         "cls": [cls_idx[c] for c in nodes["class"].to_numpy()[pts]],
         "name": nodes["name"].to_numpy()[pts].tolist() if len(pts) <= MAX_MAP_NODES else None,
-        "shown": [index[int(n)] for n in shown], "shown_ids": shown,
-        "links": _links(run, index),
-        "t": (frames * run.epoch_s / 3600.0).tolist(),
+        "shown": pos.tolist(), "shown_ids": shown.tolist(),
+        "links": _links(run, pts),
+        "t": q(frames * run.epoch_s / 3600.0),
         # SoC in thousandths as ints, down nodes as a string of 0/1 per frame: compact JSON
         "soc": [np.rint(soc[k, shown] * 1000).astype(int).tolist() for k in last],
         "down": ["".join(np.where(up[k, shown], "0", "1")) for k in last] if run.n_epochs else [],
-        "flows": [[[index[int(a)], index[int(b)], v, int(kind)] for a, b, v, kind in fl.tolist()]
-                  for fl in flows],
+        "flows": [[list(r) for r in zip(np.searchsorted(pts, a).tolist(),
+                                        np.searchsorted(pts, b).tolist(), q(v), k.tolist())]
+                  for a, b, v, k in flows],
     }
 
 
-def _links(run: Run, index: dict[int, int]) -> list[list[int]]:
+def _links(run: Run, pts: np.ndarray) -> list[list[int]]:
+    """Links whose both ends are drawn, as index pairs into ``pts`` (at most ``MAX_LINKS``)."""
     lk = run.links
-    if not len(lk):
+    if not len(lk) or not len(pts):
         return []
-    u, v = lk["u"].to_numpy(), lk["v"].to_numpy()
-    keep = [(index[a], index[b]) for a, b in zip(u.tolist(), v.tolist()) if a in index and b in index]
-    step = math.ceil(len(keep) / MAX_LINKS) if len(keep) > MAX_LINKS else 1
-    return [list(p) for p in keep[::step]]
+    u, v = lk["u"].to_numpy(np.int64), lk["v"].to_numpy(np.int64)
+    iu, iv = np.searchsorted(pts, u).clip(0, len(pts) - 1), np.searchsorted(pts, v).clip(0, len(pts) - 1)
+    keep = np.flatnonzero((pts[iu] == u) & (pts[iv] == v))
+    keep = keep[::math.ceil(len(keep) / MAX_LINKS)] if len(keep) > MAX_LINKS else keep
+    return np.stack([iu[keep], iv[keep]], axis=1).tolist()
 
 
-def _frame_flows(run: Run, frames: np.ndarray) -> list[np.ndarray]:
-    """Per frame: the largest flows as rows (src, dst, amount, kind 0 energy / 1 task)."""
+def _frame_flows(run: Run, frames: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """Per frame, the largest flows: arrays (src, dst, amount, kind 0 energy / 1 task)."""
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
     f = run.flows
     if not len(f) or not len(frames):
-        return [np.zeros((0, 4)) for _ in frames]
-    frame = np.searchsorted(frames, f["epoch"].to_numpy(), side="right") - 1
-    g = pd.DataFrame({"frame": frame, "src": f["src"].to_numpy(), "dst": f["dst"].to_numpy(),
-                      "kind": (f["kind"] == "task").to_numpy().astype(int),
+        return [empty for _ in frames]
+    g = pd.DataFrame({"frame": np.searchsorted(frames, f["epoch"].to_numpy(), side="right") - 1,
+                      "kind": (f["kind"] == "task").to_numpy().astype(np.int64),
+                      "src": f["src"].to_numpy(np.int64), "dst": f["dst"].to_numpy(np.int64),
                       "amount": f["amount"].to_numpy(float)})
-    g = g.groupby(["frame", "kind", "src", "dst"], as_index=False, sort=False)["amount"].sum()
-    g = g.sort_values(["frame", "amount"], ascending=[True, False])
-    g = g[g.groupby("frame").cumcount() < MAX_FLOWS_PER_FRAME]
-    out = [np.zeros((0, 4)) for _ in frames]
-    for k, part in g.groupby("frame", sort=True):
-        out[int(k)] = part[["src", "dst", "amount", "kind"]].to_numpy(float)
-    return out
+    g = g.groupby(["frame", "kind", "src", "dst"], sort=False)["amount"].sum().reset_index()
+    fr, amt = g["frame"].to_numpy(), g["amount"].to_numpy()
+    order = np.lexsort((-amt, fr))                          # by frame, largest flow first
+    fr = fr[order]
+    first = np.searchsorted(fr, np.arange(len(frames)))     # where each frame starts
+    rank = np.arange(len(fr)) - first[fr]
+    keep = order[rank < MAX_FLOWS_PER_FRAME]
+    cols = [g[c].to_numpy()[keep] for c in ("src", "dst", "amount", "kind")]
+    cut = np.searchsorted(g["frame"].to_numpy()[keep], np.arange(1, len(frames)))
+    return [tuple(parts) for parts in zip(*(np.split(c, cut) for c in cols))]
 
 
 # ---------------------------------------------------------------------------- fairness data
@@ -199,13 +234,14 @@ def fairness_data(run: Run) -> dict:
             p, L = grid, np.interp(grid, p, L)
         rows = tab[tab["outcome"] == o]
         out["outcomes"][o] = {
-            "lorenz": [p.tolist(), L.tolist()],
+            "lorenz": [q(p), q(L)],
             "sorted": _sorted_bars(vals, ok["class"].to_numpy()[order], ok["name"].to_numpy()[order],
                                    classes),
-            "fleet": rows[rows["scope"] == "fleet"].iloc[0].drop(["scope", "class", "outcome"]).to_dict(),
-            "by_class": {r["class"]: {k: r[k] for k in ("n", "mean", "min", "max", "jain", "gini",
-                                                        "worst_decile_mean")}
-                         for r in rows[rows["scope"] == "class"].to_dict("records")}}
+            "fleet": quantise(rows[rows["scope"] == "fleet"].iloc[0]
+                              .drop(["scope", "class", "outcome"]).to_dict()),
+            "by_class": quantise({r["class"]: {k: r[k] for k in ("n", "mean", "min", "max", "jain",
+                                                                 "gini", "worst_decile_mean")}
+                                  for r in rows[rows["scope"] == "class"].to_dict("records")})}
     return out
 
 
@@ -213,7 +249,7 @@ def _sorted_bars(vals: np.ndarray, cls: np.ndarray, names: np.ndarray, classes: 
     """Sorted per-node values: one bar per node if few, else ``MAX_BARS`` rank bins (bin means)."""
     ci = {c: i for i, c in enumerate(classes)}
     if len(vals) <= MAX_BARS:
-        return {"v": vals.tolist(), "cls": [ci[c] for c in cls], "name": names.tolist(), "bins": None}
+        return {"v": q(vals), "cls": [ci[c] for c in cls], "name": names.tolist(), "bins": None}
     edges = np.linspace(0, len(vals), MAX_BARS + 1).round().astype(int)
     means = np.add.reduceat(vals, edges[:-1]) / np.diff(edges)
-    return {"v": means.tolist(), "cls": None, "name": None, "bins": edges.tolist()}
+    return {"v": q(means), "cls": None, "name": None, "bins": edges.tolist()}

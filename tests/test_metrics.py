@@ -239,3 +239,23 @@ def test_baseline_normalisation_on_real_runs(tiny_run, tmp_path):
             np.testing.assert_allclose(v, m["kpis"][k] / b, rtol=1e-12)
     self_norm = metrics(tiny_run, baseline=tiny_run)["baseline"]["normalised"]
     assert all(v is None or v == pytest.approx(1.0) for v in self_norm.values())
+
+
+def test_unreadable_tables_are_user_errors(tmp_path):
+    run_dir = write_hand_run(tmp_path / "hand")
+    (run_dir / "timeseries.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="timeseries.parquet: cannot read"):
+        metrics(run_dir)
+    other = write_hand_run(tmp_path / "hand2")
+    pd.read_parquet(other / "tasks.parquet").drop(columns="offloads").to_parquet(other / "tasks.parquet")
+    with pytest.raises(UserError, match="tasks.parquet: cannot read"):
+        metrics(other)
+
+
+def test_analysis_never_imports_policies():
+    import subprocess
+    import sys
+    code = ("import sys, otmarl.analysis, otmarl.report_cmd; "
+            "print(sorted(m for m in sys.modules if m.startswith('otmarl.policies')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -204,3 +204,23 @@ def test_comparison_report_renders(tmp_path):
     assert all('data-rendered="1"' in tag for tag in charts.values())
     with pytest.raises(UserError, match="missing column"):
         comparison_report(table.drop(columns="ci_low"), tmp_path / "bad")
+
+
+# ----------------------------------------------------------------------- budgets, by hand
+def test_quantiser_keeps_four_significant_digits():
+    from otmarl.analysis.report_assets import dumps_for_html, q
+    vals = [0.1 + 0.2, 12345.6, 3.14159e-7, 0.0, float("nan"), -2.71828, 999.96]
+    assert q(vals) == [0.3, 12350.0, 3.142e-07, 0.0, None, -2.718, 1000.0]
+    assert json.dumps(q([0.1 + 0.2])) == "[0.3]"
+    assert dumps_for_html({"s": "</script><!--"}) == '{"s":"<\\/script><\\!--"}'
+
+
+def test_map_sample_keeps_every_class_within_budget():
+    from otmarl.analysis.report_assets import MAX_MAP_NODES, map_nodes
+    classes = ["sensor"] * 10_000 + ["shaded"] * 150 + ["head"] * 50
+    nodes = pd.DataFrame({"node": np.arange(len(classes)), "class": classes})
+    shown = map_nodes(nodes)
+    assert len(shown) <= MAX_MAP_NODES + 40 and len(np.unique(shown)) == len(shown)
+    counts = nodes.set_index("node").loc[shown, "class"].value_counts()
+    assert counts["head"] >= 20 and counts["shaded"] >= 20 and counts["sensor"] >= 1900
+    assert map_nodes(nodes.iloc[:500]).tolist() == list(range(500))     # few nodes: all of them
