@@ -136,7 +136,8 @@ def _better_mark(kpi: str, ratio) -> str:
 def summary_tables(m: dict) -> list[Table]:
     """The report's tables as (title, header, rows of values), shared by Markdown and HTML."""
     base = m.get("baseline")
-    head = ["KPI", "value"] + (["baseline", "run / baseline", ""] if base else []) + ["better"]
+    head = ["KPI", "value"] + (["baseline", "run / baseline", "vs baseline"] if base else []) \
+        + ["better when"]
     kpi_rows = []
     for k, v in m["kpis"].items():
         row = [KPI_LABELS.get(k, k), v]
@@ -145,7 +146,7 @@ def summary_tables(m: dict) -> list[Table]:
             row += [base["kpis"].get(k), r, _better_mark(k, r)]
         kpi_rows.append(row + [KPI_BETTER.get(k, "")])
     e, s, b = m["energy"], m["service"], m["batteries"]
-    ledger = [[k, v] for k, v in e["ledger"].items()]
+    ledger = [[k.removesuffix("_wh").replace("_", " "), v] for k, v in e["ledger"].items()]
     service = [[k.replace("_", " "), s[k]] for k in (
         "generated", "completed_on_time", "completed_late", "on_time_ratio", "completion_ratio",
         "dropped_total", "drop_ratio", "in_system_at_end", "offloaded")]
@@ -153,7 +154,7 @@ def summary_tables(m: dict) -> list[Table]:
     latency = [[k, v] for k, v in s["latency_s"].items()]
     batt = [[k.replace("_", " "), b[k]] for k in (
         "min_soc", "mean_soc", "final_soc_mean", "brownout_node_hours", "down_node_hours",
-        "nodes_ever_browned", "throughput_wh")]
+        "nodes_ever_browned")] + [["throughput (Wh)", b["throughput_wh"]]]
     batt += [["equivalent full cycles (mean)", b["equivalent_full_cycles"]["mean"]],
              ["equivalent full cycles (max)", b["equivalent_full_cycles"]["max"]]]
     fields = [f for f in FAIRNESS_FIELDS if f not in ("min", "max")]

@@ -186,7 +186,7 @@
                { name: "consumed by tasks", y: F.consumed_tasks_wh, color: "#b07aa1", dash: "4 3" }]
         .concat(aligned ? bl("harvested_wh", "harvested", "#9c755f").concat(bl("consumed_wh", "consumed", "#ff9da7")) : []) }),
     queue: h => xyChart(h, {
-      x: F.t, xlabel: "hours", ylabel: "tasks waiting",
+      x: F.t, xlabel: "hours", ylabel: "count",
       series: [{ name: "queued tasks (fleet)", y: F.queue_len, color: "#4e79a7" },
                { name: "nodes browned out", y: F.nodes_browned, color: "#e15759", dash: "3 3" }]
         .concat(aligned ? bl("queue_len", "queued", "#76b7b2") : []) }),
@@ -350,7 +350,7 @@
       v.forEach((u, i) => el("rect", { x: x(i).toFixed(1), y: y(u).toFixed(1), width: bw.toFixed(2), height: (y(0) - y(u)).toFixed(1),
                                        fill: S.cls ? PAL[S.cls[i] % PAL.length] : PAL[0] }, svg));
       el("line", { x1: M.l, x2: W - M.r, y1: y(st.mean), y2: y(st.mean), class: "mean" }, svg);
-      el("text", { x: W - M.r - 4, y: y(st.mean) - 4, "text-anchor": "end", class: "small" }, svg).textContent = `mean ${fmt(st.mean)}`;
+      el("text", { x: W - M.r - 4, y: y(st.mean) - 4, "text-anchor": "end", class: "small halo" }, svg).textContent = `mean ${fmt(st.mean)}`;
       hover(svg, x, y, i => S.cls ? `<b>${esc(S.name[i])}</b> (${esc(classes[S.cls[i]])})<br>${esc(ONAME[sel.value])}: ${fmt(v[i])}`
         : `<b>nodes ranked ${S.bins[i] + 1}–${S.bins[i + 1]}</b><br>mean ${esc(ONAME[sel.value])}: ${fmt(v[i])}`,
         v.map((_, i) => i), 0.5);
