@@ -127,7 +127,8 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
 
 def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
     """Offers: waiting tasks predicted to miss their deadline, to overflow the queue or to exceed
-    the backlog target over the next epoch (arrivals expected as in the last one). Requests: whole
+    the backlog target over the next epoch (arrivals expected as in the last one), and every
+    waiting task of a node below its low state of charge. Requests: whole
     tasks a node can finish in the next epoch with its free servers, energy and queue room."""
     n, dt = len(obs.stored_wh), info.dt_s
     w, ptr = obs.waiting_ids, obs.waiting_ptr
@@ -146,6 +147,9 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     overflow = np.maximum(left - info.queue_capacity, 0.0)             # would be dropped
     excess = np.maximum(load + incoming - served - p.backlog_epochs * dt * info.servers, 0.0) / mean_service
     want = np.ceil(np.maximum(np.maximum(overflow, excess), miss))
+    # a node short of energy offers all its waiting tasks: compute is cheaper where energy is
+    poor = obs.stored_wh < p.low_soc * obs.capacity_wh
+    want = np.where(poor, obs.queue_len, want)
     offer = np.where(obs.up, np.minimum(want, obs.queue_len), 0).astype(np.int64)
     spare = np.maximum(info.servers * dt - load - incoming, 0.0)
     e_task = info.active_power_w * mean_service / 3600.0
