@@ -52,7 +52,7 @@ def quantise(x, sig: int = SIG_DIGITS):
     if isinstance(x, (list, tuple)):
         return [quantise(v, sig) for v in x]
     if isinstance(x, np.ndarray):
-        return quantise(x.tolist(), sig)
+        return q(x, sig) if x.dtype.kind == "f" else quantise(x.tolist(), sig)
     if isinstance(x, (bool, np.bool_)):
         return bool(x)
     if isinstance(x, (int, np.integer)):

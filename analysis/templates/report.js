@@ -25,9 +25,9 @@
   function fmt(v) {
     if (v == null || !isFinite(v)) return "–";
     const a = Math.abs(v);
-    if (a >= 1e9) return (v / 1e9).toPrecision(3) + "G";
-    if (a >= 1e6) return (v / 1e6).toPrecision(3) + "M";
-    if (a >= 1e4) return (v / 1e3).toPrecision(3) + "k";
+    if (a >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
+    if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+    if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
     if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
     return String(+v.toPrecision(3));
   }
