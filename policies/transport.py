@@ -61,7 +61,7 @@ def solve(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, method: 
           supply_clusters: ArrayLike | None = None, demand_clusters: ArrayLike | None = None,
           supply_xy: ArrayLike | None = None, demand_xy: ArrayLike | None = None,
           rng: np.random.Generator | int = 0, cluster_cost: Literal["mean", "min"] = "mean",
-          refine_rounds: int = 10, gap_tol: float = 1e-3, knn: int = 10) -> TransportResult:
+          refine_rounds: int = 10, gap_tol: float = 0.02, knn: int = 20) -> TransportResult:
     """Move ``supply`` (n_s,) to ``demand`` (n_d,) at ``cost`` (n_s, n_d) per unit, ``inf`` = infeasible.
 
     ``penalty``: per unit left unserved, a number or a pair (supply side, demand side) of numbers

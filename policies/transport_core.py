@@ -134,9 +134,9 @@ class SolveOptions:
     """How member costs aggregate into a cluster-to-cluster cost ('hierarchical')."""
     refine_rounds: int = 10
     """Pricing rounds of the sparse exact refinement; 0 keeps the plain coarse-to-fine plan."""
-    gap_tol: float = 1e-3
-    """Stop refining once (objective - certified lower bound) <= gap_tol * objective."""
-    knn: int = 10
+    gap_tol: float = 0.02
+    """Stop refining once (objective - certified lower bound) <= gap_tol * transport cost."""
+    knn: int = 20
     """Cheapest partners per supply added to the refinement support ('hierarchical')."""
 
 
@@ -169,17 +169,20 @@ def as_masses(x: ArrayLike, name: str) -> np.ndarray:
 
 
 def as_cost(cost: ArrayLike, n_s: int, n_d: int) -> np.ndarray:
-    """A (n_s, n_d) float64 copy of ``cost``; +inf marks infeasible pairs, anything else must be >= 0."""
-    c = np.array(cost, dtype=np.float64)
+    """``cost`` as a read-only (n_s, n_d) float64 array; +inf marks infeasible pairs, the rest must be >= 0.
+
+    Not copied when already float64: the matrix can be large and the solvers never write to it.
+    """
+    c = np.asarray(cost, dtype=np.float64).view()
     if c.shape != (n_s, n_d):
         raise TransportInputError(f"cost has shape {c.shape}, expected (n_supply, n_demand) = ({n_s}, {n_d})")
-    if np.isnan(c).any():
-        i, j = np.argwhere(np.isnan(c))[0]
-        raise TransportInputError(f"cost[{i}, {j}] is NaN (use np.inf for an infeasible pair)")
-    if (c < 0).any():
-        i, j = np.argwhere(c < 0)[0]
-        raise TransportInputError(f"cost[{i}, {j}]={c[i, j]} must be >= 0 (np.inf marks an infeasible pair)")
-    return _frozen(c)
+    bad = ~(c >= 0)  # NaN and negatives in one pass
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        what = "is NaN" if np.isnan(c[i, j]) else f"={c[i, j]} must be >= 0"
+        raise TransportInputError(f"cost[{i}, {j}] {what} (np.inf marks an infeasible pair)")
+    c.setflags(write=False)
+    return c
 
 
 def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +203,7 @@ def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[
     return out[0], out[1]
 
 
-def default_penalty(cost: np.ndarray) -> float:
+def default_penalty(cost: np.ndarray, feasible: np.ndarray | None = None) -> float:
     """A per-unit penalty large enough that the optimum moves as much mass as is feasible.
 
     A plan that leaves mass unserved although more could move admits an augmenting path from an
@@ -211,11 +214,11 @@ def default_penalty(cost: np.ndarray) -> float:
     backward pairs over at most K = min(n_s, n_d) forward pairs, cost <= K*D, so the default
     becomes 2*K*D. (No "+1" is added so that the rule is unit-free; D == 0 gives 1.)
     """
-    finite = cost[np.isfinite(cost)]
-    d = float(finite.max()) if finite.size else 0.0
+    feasible = np.isfinite(cost) if feasible is None else feasible
+    d = float(np.max(cost, where=feasible, initial=0.0)) if cost.size else 0.0
     if d <= 0:
         return 1.0
-    k = 1 if finite.size == cost.size else min(cost.shape)
+    k = 1 if feasible.all() else min(cost.shape)
     return 2.0 * k * d
 
 
@@ -230,8 +233,10 @@ def make_problem(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, p
         ps, pd = as_penalties(penalty, a.size, b.size, 1.0)
         return Problem(a, b, None, ps, pd)
     c = as_cost(cost, a.size, b.size)
-    ps, pd = as_penalties(penalty, a.size, b.size, default_penalty(c) if penalty is None else 0.0)
-    return Problem(a, b, c, ps, pd, _frozen(np.isfinite(c)))
+    feasible = _frozen(c < np.inf)
+    default = default_penalty(c, feasible) if penalty is None else 0.0
+    ps, pd = as_penalties(penalty, a.size, b.size, default)
+    return Problem(a, b, c, ps, pd, feasible)
 
 
 # -- balancing ---------------------------------------------------------------------------------
@@ -261,13 +266,20 @@ def balance_problem(p: Problem) -> Balanced:
 # -- results -----------------------------------------------------------------------------------
 def partial_result(p: Problem, plan: np.ndarray, u: np.ndarray, v: np.ndarray, solver: str, status: str,
                    iterations: int, *, extra_objective: float = 0.0, lower_bound: float | None = None,
-                   edge_flow: np.ndarray | None = None, cost: np.ndarray | None = None) -> TransportResult:
-    """Assemble a result; unserved masses are the marginal residuals, so marginals hold by construction."""
-    cost = p.cost if cost is None else cost
-    plan = np.maximum(plan, 0.0)
-    us = np.maximum(p.supply - plan.sum(axis=1), 0.0)
-    ud = np.maximum(p.demand - plan.sum(axis=0), 0.0)
-    value = float(np.sum(plan * np.where(plan > 0, cost, 0.0)))
+                   edge_flow: np.ndarray | None = None, cost: np.ndarray | None = None,
+                   known: tuple[float, np.ndarray, np.ndarray] | None = None) -> TransportResult:
+    """Assemble a result; unserved masses are the marginal residuals, so marginals hold by construction.
+
+    ``known`` = (value, row sums, column sums) of a non-negative plan spares passes over a large one.
+    """
+    if known is None:
+        cost = p.cost if cost is None else cost
+        plan = np.maximum(plan, 0.0) if plan.size and plan.min() < 0 else plan
+        nz = np.nonzero(plan)
+        known = (float(plan[nz] @ cost[nz]), plan.sum(axis=1), plan.sum(axis=0))
+    value, sent, received = known
+    us = np.maximum(p.supply - sent, 0.0)
+    ud = np.maximum(p.demand - received, 0.0)
     unserved = float(p.supply_penalty @ us + p.demand_penalty @ ud)
     return TransportResult(
         plan=_frozen(plan), value=value, objective=value + unserved + extra_objective,

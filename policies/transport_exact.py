@@ -72,19 +72,25 @@ def solve_exact(p: Problem, opts: SolveOptions) -> TransportResult:
     """Exact partial transport: dense ``ot.emd`` on the balanced problem."""
     if p.trivial:
         return trivial_result(p, "exact")
-    bal = balance_problem(p)
-    out = run_emd(bal.a, bal.b, bal.cost, opts.max_iter or EMD_MAX_ITER)
-    plan = checked_plan(out.plan[:-1, :-1], bal.infeasible, float(bal.a.sum()))
+    plan, out = exact_plan(p, opts.max_iter or EMD_MAX_ITER)
     u, v = partial_duals(out.u, out.v)
     return partial_result(p, plan, u, v, "exact", out.status, 0)
 
 
-def solve_sparse(p: Problem, rows: np.ndarray, cols: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray,
+def exact_plan(p: Problem, max_iter: int) -> tuple[np.ndarray, EmdOutput]:
+    """The real part of the exact plan, checked, and the raw ``ot.emd`` output (non-trivial p)."""
+    bal = balance_problem(p)
+    out = run_emd(bal.a, bal.b, bal.cost, max_iter)
+    return checked_plan(out.plan[:-1, :-1], bal.infeasible, float(bal.a.sum())), out
+
+
+def solve_sparse(p: Problem, rows: np.ndarray, cols: np.ndarray, max_iter: int) -> tuple[Triplets, np.ndarray,
                                                                                          np.ndarray, str]:
     """Exact partial transport restricted to the feasible pairs (rows[k], cols[k]).
 
-    Dummy pairs are always included, so the restricted problem is feasible. Returns the dense real
-    plan, the partial duals (optimal for the restricted problem) and the status.
+    Dummy pairs are always included, so the restricted problem is feasible. Returns the real part
+    of the plan as (rows, cols, mass) triplets, the partial duals (optimal for the restricted
+    problem) and the status.
     """
     n_s, n_d = p.cost.shape
     r = np.concatenate([rows, np.arange(n_s), np.full(n_d, n_s), [n_s]])
@@ -95,8 +101,28 @@ def solve_sparse(p: Problem, rows: np.ndarray, cols: np.ndarray, max_iter: int) 
     b = np.append(p.demand, p.supply.sum())
     out = run_emd(a, b, cost, max_iter)
     g = out.plan.tocoo()
-    real = (g.row < n_s) & (g.col < n_d)
-    plan = np.zeros((n_s, n_d))
-    np.add.at(plan, (g.row[real], g.col[real]), g.data[real])
+    real = (g.row < n_s) & (g.col < n_d) & (g.data > 0)
     u, v = partial_duals(out.u, out.v)
-    return plan, u, v, out.status
+    return Triplets(g.row[real].astype(np.int64), g.col[real].astype(np.int64), g.data[real]), u, v, out.status
+
+
+@dataclass(frozen=True)
+class Triplets:
+    """A sparse plan: mass[k] moves from supply rows[k] to demand cols[k] (pairs may repeat)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    mass: np.ndarray
+
+    @staticmethod
+    def concat(parts: list[Triplets]) -> Triplets:
+        if not parts:
+            return Triplets(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        return Triplets(*(np.concatenate([getattr(t, f) for t in parts]) for f in ("rows", "cols", "mass")))
+
+    def dense(self, shape: tuple[int, int]) -> np.ndarray:
+        """The (n_s, n_d) plan, repeated pairs summed."""
+        keys, inverse = np.unique(self.rows * shape[1] + self.cols, return_inverse=True)
+        plan = np.zeros(shape)
+        plan.ravel()[keys] = np.bincount(inverse, self.mass, keys.size)
+        return plan

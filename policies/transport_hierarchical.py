@@ -11,8 +11,10 @@
    used so far + each supply's ``knn`` cheapest partners), solved with POT's sparse network
    simplex, then priced against the full cost matrix with the duals: pairs of negative reduced
    cost join the support and the sparse problem is solved again. The c-transform of the duals
-   gives a certified lower bound, so the loop stops when (objective - bound) <= gap_tol *
-   objective, or with status 'optimal' when no pair prices out (then the plan is exact).
+   gives a certified lower bound on the optimal objective, so the loop stops with status
+   'converged' when (objective - bound) <= gap_tol * transport cost (relative to the transport
+   cost, not the objective, whose unserved penalties would dilute it), or 'optimal' when no pair
+   prices out (then the plan is exact).
 
 Steps 1-4 alone (``refine_rounds=0``) are cheap but leave a large gap when supply and demand
 interleave (uniform points: the proportional split sends far-side members across the cluster; we
@@ -25,31 +27,31 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
 
 from otmarl.policies.transport_core import (
     Problem, SolveOptions, TransportInputError, TransportResult, partial_result, trivial_result,
 )
-from otmarl.policies.transport_exact import EMD_MAX_ITER, solve_exact, solve_sparse
+from otmarl.policies.transport_exact import EMD_MAX_ITER, Triplets, exact_plan, solve_exact, solve_sparse
 
 _PRICE_BLOCK = 2**20
 """Cost entries priced per block (memory bound of the pricing pass)."""
 
 
 def solve_hierarchical(p: Problem, opts: SolveOptions) -> TransportResult:
-    """Coarse-to-fine transport (module docstring)."""
+    """Coarse-to-fine transport (module docstring). Works on the nodes that carry mass."""
     if p.trivial:
         return trivial_result(p, "hierarchical")
     ls, ld = cluster_labels(p, opts)
-    rows, cols = p.supply > 0, p.demand > 0
+    rows, cols = np.flatnonzero(p.supply > 0), np.flatnonzero(p.demand > 0)
     sub = _restrict(p, rows, cols)
     ls, ld = _compact(ls[rows]), _compact(ld[cols])
     coarse = _coarse(sub, ls, ld, opts.cluster_cost)
-    plan = _fine(sub, ls, ld, coarse.plan)
-    plan += _leftovers(sub, plan)
+    fine = _fine(sub, ls, ld, coarse.plan)
+    plan = Triplets.concat([fine, _leftovers(sub, fine)])
     if opts.refine_rounds <= 0:
-        u, v = coarse.u[ls], coarse.v[ld]
-        return _embed(p, rows, cols, plan, u, v, "heuristic", 0, None)
+        return _embed(p, rows, cols, plan, coarse.u[ls], coarse.v[ld], "heuristic", 0, None)
     plan, u, v, status, rounds, bound = refine(sub, plan, opts)
     return _embed(p, rows, cols, plan, u, v, status, rounds, bound)
 
@@ -103,7 +105,9 @@ def _compact(labels: np.ndarray) -> np.ndarray:
 
 # -- coarse and fine levels --------------------------------------------------------------------
 def _restrict(p: Problem, rows: np.ndarray, cols: np.ndarray) -> Problem:
-    """The sub-problem on the given rows and columns (inputs already validated)."""
+    """The sub-problem on the given rows and columns (no copy when they are all of them)."""
+    if rows.size == p.supply.size and cols.size == p.demand.size:
+        return p
     return Problem(p.supply[rows], p.demand[cols], p.cost[np.ix_(rows, cols)], p.supply_penalty[rows],
                    p.demand_penalty[cols], p.feasible[np.ix_(rows, cols)])
 
@@ -112,84 +116,97 @@ def _coarse(p: Problem, ls: np.ndarray, ld: np.ndarray, how: str) -> TransportRe
     """Exact transport between clusters."""
     ks, kd = ls.max() + 1, ld.max() + 1
     a, b = np.bincount(ls, p.supply, ks), np.bincount(ld, p.demand, kd)
-    os, od = np.argsort(ls, kind="stable"), np.argsort(ld, kind="stable")
-    starts_s = np.searchsorted(ls[os], np.arange(ks))
-    starts_d = np.searchsorted(ld[od], np.arange(kd))
-    block = p.cost[np.ix_(os, od)]
-    if how == "min":
-        cost = np.minimum.reduceat(np.minimum.reduceat(block, starts_s, axis=0), starts_d, axis=1)
-    elif how == "mean":
-        fin = np.isfinite(block)
-        total = np.add.reduceat(np.add.reduceat(np.where(fin, block, 0.0), starts_s, 0), starts_d, 1)
-        count = np.add.reduceat(np.add.reduceat(fin.astype(float), starts_s, 0), starts_d, 1)
+    ms = sp.csr_matrix((np.ones(ls.size), (ls, np.arange(ls.size))), shape=(ks, ls.size))
+    md = sp.csc_matrix((np.ones(ld.size), (np.arange(ld.size), ld)), shape=(ld.size, kd))
+    if how == "mean":
+        finite = p.feasible.all()
+        total = (ms @ (p.cost if finite else np.where(p.feasible, p.cost, 0.0))) @ md
+        count = np.outer(ms.sum(axis=1), md.sum(axis=0)) if finite else (ms @ p.feasible.astype(float)) @ md
         cost = np.divide(total, count, out=np.full(total.shape, np.inf), where=count > 0)
+    elif how == "min":
+        os, od = np.argsort(ls, kind="stable"), np.argsort(ld, kind="stable")
+        starts_s, starts_d = np.searchsorted(ls[os], np.arange(ks)), np.searchsorted(ld[od], np.arange(kd))
+        block = p.cost[np.ix_(os, od)]
+        cost = np.minimum.reduceat(np.minimum.reduceat(block, starts_s, axis=0), starts_d, axis=1)
     else:
         raise TransportInputError(f"cluster_cost must be 'mean' or 'min', got {how!r}")
     ps = np.bincount(ls, p.supply * p.supply_penalty, ks) / a
     pd = np.bincount(ld, p.demand * p.demand_penalty, kd) / b
-    coarse = Problem(a, b, cost, ps, pd, np.isfinite(cost))
+    coarse = Problem(a, b, np.asarray(cost), ps, pd, np.isfinite(cost))
     return solve_exact(coarse, SolveOptions())
 
 
-def _fine(p: Problem, ls: np.ndarray, ld: np.ndarray, flows: np.ndarray) -> np.ndarray:
+def _members(labels: np.ndarray) -> list[np.ndarray]:
+    return np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels))[:-1])
+
+
+def _block(p: Problem, rows: np.ndarray, cols: np.ndarray, a: np.ndarray, b: np.ndarray) -> Triplets:
+    """Exact sub-problem on rows x cols with masses a, b; its plan as global triplets."""
+    sub = Problem(a, b, p.cost[np.ix_(rows, cols)], p.supply_penalty[rows], p.demand_penalty[cols],
+                  p.feasible[np.ix_(rows, cols)])
+    plan, _ = exact_plan(sub, EMD_MAX_ITER)
+    i, j = np.nonzero(plan)
+    return Triplets(rows[i], cols[j], plan[i, j])
+
+
+def _fine(p: Problem, ls: np.ndarray, ld: np.ndarray, flows: np.ndarray) -> Triplets:
     """Exact sub-problem per linked cluster pair, masses split in proportion to the members'."""
     a_k, b_l = np.bincount(ls, p.supply), np.bincount(ld, p.demand)
-    members_s = np.split(np.argsort(ls, kind="stable"), np.cumsum(np.bincount(ls))[:-1])
-    members_d = np.split(np.argsort(ld, kind="stable"), np.cumsum(np.bincount(ld))[:-1])
-    plan = np.zeros(p.cost.shape)
-    tiny = 1e-14 * flows.sum()
-    for k, l in zip(*np.nonzero(flows > tiny)):
+    members_s, members_d = _members(ls), _members(ld)
+    parts = []
+    for k, l in zip(*np.nonzero(flows > 1e-14 * flows.sum())):
         rows, cols = members_s[k], members_d[l]
-        block = Problem(p.supply[rows] * (flows[k, l] / a_k[k]), p.demand[cols] * (flows[k, l] / b_l[l]),
-                        p.cost[np.ix_(rows, cols)], p.supply_penalty[rows], p.demand_penalty[cols],
-                        p.feasible[np.ix_(rows, cols)])
-        plan[np.ix_(rows, cols)] += solve_exact(block, SolveOptions()).plan
-    return plan
+        share_s, share_d = flows[k, l] / a_k[k], flows[k, l] / b_l[l]
+        parts.append(_block(p, rows, cols, p.supply[rows] * share_s, p.demand[cols] * share_d))
+    return Triplets.concat(parts)
 
 
-def _leftovers(p: Problem, plan: np.ndarray) -> np.ndarray:
+def _leftovers(p: Problem, plan: Triplets) -> Triplets:
     """One exact pass over the supply and demand the fine level left unplaced."""
-    extra = np.zeros_like(plan)
-    res_s, res_d = p.supply - plan.sum(axis=1), p.demand - plan.sum(axis=0)
-    rows = res_s > 1e-12 * p.supply.sum()
-    cols = res_d > 1e-12 * p.demand.sum()
-    if rows.any() and cols.any():
-        block = Problem(res_s[rows], res_d[cols], p.cost[np.ix_(rows, cols)], p.supply_penalty[rows],
-                        p.demand_penalty[cols], p.feasible[np.ix_(rows, cols)])
-        extra[np.ix_(rows, cols)] = solve_exact(block, SolveOptions()).plan
-    return extra
+    res_s = p.supply - np.bincount(plan.rows, plan.mass, p.supply.size)
+    res_d = p.demand - np.bincount(plan.cols, plan.mass, p.demand.size)
+    rows = np.flatnonzero(res_s > 1e-12 * p.supply.sum())
+    cols = np.flatnonzero(res_d > 1e-12 * p.demand.sum())
+    if rows.size == 0 or cols.size == 0:
+        return Triplets.concat([])
+    return _block(p, rows, cols, res_s[rows], res_d[cols])
 
 
 # -- refinement --------------------------------------------------------------------------------
-def refine(p: Problem, plan: np.ndarray, opts: SolveOptions):
+def refine(p: Problem, plan: Triplets, opts: SolveOptions):
     """Sparse exact transport with pricing rounds (module docstring, step 5); all masses > 0."""
-    n_s, n_d = p.cost.shape
-    keys = np.flatnonzero(plan.ravel() > 0)
-    keys = np.union1d(keys, _knn_keys(p, opts.knn))
-    tol = 1e-12 * max(float(p.cost[p.feasible].max(initial=0.0)), 1.0)
-    status, bound = "max_rounds_reached", None
-    for rounds in range(1, opts.refine_rounds + 1):
+    n_d = p.demand.size
+    keys = np.union1d(plan.rows * n_d + plan.cols, _knn_keys(p, opts.knn))
+    tol = 1e-12 * max(float(np.max(p.cost, where=p.feasible, initial=0.0)), 1.0)
+    status, rounds = "max_rounds_reached", 0
+    while rounds < opts.refine_rounds:
+        rounds += 1
         plan, u, v, emd_status = solve_sparse(p, keys // n_d, keys % n_d, opts.max_iter or EMD_MAX_ITER)
         row_min, row_arg, col_min, col_arg = _price(p.cost, u, v)
         u_feasible = np.minimum(p.supply_penalty, row_min)
         bound = float(p.supply @ u_feasible + p.demand @ v)
-        new_rows = np.flatnonzero(row_min - u < -tol)
-        new_cols = np.flatnonzero(col_min - v < -tol)
-        objective = float(np.sum(plan * np.where(plan > 0, p.cost, 0.0))
-                          + p.supply_penalty @ (p.supply - plan.sum(axis=1))
-                          + p.demand_penalty @ (p.demand - plan.sum(axis=0)))
+        new_rows, new_cols = np.flatnonzero(row_min - u < -tol), np.flatnonzero(col_min - v < -tol)
+        objective, value = _objective(p, plan)
         if emd_status != "optimal":
             status = f"sparse_{emd_status}"
             break
         if new_rows.size == 0 and new_cols.size == 0:
             status = "optimal"
             break
-        if objective - bound <= opts.gap_tol * abs(objective):
+        if objective - bound <= opts.gap_tol * value:
             status = "converged"
             break
         added = np.concatenate([new_rows * n_d + row_arg[new_rows], col_arg[new_cols] * n_d + new_cols])
         keys = np.union1d(keys, added)
     return plan, u_feasible, v, status, rounds, bound
+
+
+def _objective(p: Problem, plan: Triplets) -> tuple[float, float]:
+    """Objective (transport cost + unserved penalties) and transport cost of a sparse plan."""
+    served_s = np.bincount(plan.rows, plan.mass, p.supply.size)
+    served_d = np.bincount(plan.cols, plan.mass, p.demand.size)
+    value = float(plan.mass @ p.cost[plan.rows, plan.cols])
+    return value + float(p.supply_penalty @ (p.supply - served_s) + p.demand_penalty @ (p.demand - served_d)), value
 
 
 def _knn_keys(p: Problem, k: int) -> np.ndarray:
@@ -223,16 +240,21 @@ def _price(cost: np.ndarray, u: np.ndarray, v: np.ndarray):
     return row_min, row_arg, col_min, col_arg
 
 
-def _embed(p: Problem, rows: np.ndarray, cols: np.ndarray, plan: np.ndarray, u: np.ndarray, v: np.ndarray,
+def _embed(p: Problem, rows: np.ndarray, cols: np.ndarray, plan: Triplets, u: np.ndarray, v: np.ndarray,
            status: str, rounds: int, bound: float | None) -> TransportResult:
     """Back to the full index set; massless nodes get c-transform duals, which keeps (u, v) feasible."""
-    full = np.zeros(p.cost.shape)
-    full[np.ix_(rows, cols)] = plan
-    uu, vv = np.zeros(rows.size), np.zeros(cols.size)
+    plan = Triplets(rows[plan.rows], cols[plan.cols], plan.mass)
+    full = plan.dense(p.cost.shape)
+    uu, vv = np.zeros(p.supply.size), np.zeros(p.demand.size)
     uu[rows], vv[cols] = u, v
-    if (~cols).any():
-        vv[~cols] = np.minimum(p.demand_penalty[~cols], (p.cost[np.ix_(rows, ~cols)] - u[:, None]).min(axis=0,
-                                                                                               initial=np.inf))
-    if (~rows).any():
-        uu[~rows] = np.minimum(p.supply_penalty[~rows], (p.cost[~rows] - vv[None, :]).min(axis=1, initial=np.inf))
-    return partial_result(p, full, uu, vv, "hierarchical", status, rounds, lower_bound=bound)
+    zero_s, zero_d = np.setdiff1d(np.arange(uu.size), rows), np.setdiff1d(np.arange(vv.size), cols)
+    if zero_d.size:
+        slack = (p.cost[np.ix_(rows, zero_d)] - u[:, None]).min(axis=0, initial=np.inf)
+        vv[zero_d] = np.minimum(p.demand_penalty[zero_d], slack)
+    if zero_s.size:
+        slack = (p.cost[zero_s] - vv[None, :]).min(axis=1, initial=np.inf)
+        uu[zero_s] = np.minimum(p.supply_penalty[zero_s], slack)
+    served = (np.bincount(plan.rows, plan.mass, uu.size), np.bincount(plan.cols, plan.mass, vv.size))
+    value = float(plan.mass @ p.cost[plan.rows, plan.cols])
+    return partial_result(p, full, uu, vv, "hierarchical", status, rounds, lower_bound=bound,
+                          known=(value, *served))

@@ -1,0 +1,132 @@
+"""Speed and cost gap of the transport solvers on allocator-like instances.
+
+Nodes sit uniformly in the unit square; a third offer (supply), a third request (demand), the rest
+only relay. Masses are uniform on [0, 1] per node, so totals differ (imbalance is normal). Two cost
+models:
+
+* ``euclid``: cost = euclidean distance between a supply and a demand node;
+* ``graph``: a random geometric graph over all nodes (edge cost = length), cost = shortest-path
+  distance (``shortest_path_costs``); the 'network' method solves the same instance on the graph.
+
+For each size and method: median wall time of one ``solve`` call over ``--repeats`` runs, the gap
+(total_cost - exact) / exact value, and the status. 'unbalanced' solves a different (KL-relaxed)
+problem, so its column shows the share of the exact plan's moved mass it moves instead of a gap.
+
+    python benchmarks/allocator.py --sizes 100,1000,3000,10000 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
+
+from otmarl.policies.transport import FlowGraph, TransportResult, shortest_path_costs, solve
+
+METHODS = ("exact", "network", "sinkhorn", "unbalanced", "hierarchical")
+ENTROPIC_MAX_PAIRS = 1_200_000
+"""Sinkhorn / unbalanced beyond this many pairs take minutes per call (thousands of dense
+iterations over the full matrix): skipped."""
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One benchmark instance: masses, cost matrix, positions, and the graph for 'network'."""
+
+    supply: np.ndarray
+    demand: np.ndarray
+    cost: np.ndarray
+    supply_xy: np.ndarray
+    demand_xy: np.ndarray
+    graph: FlowGraph | None
+    supply_nodes: np.ndarray
+    demand_nodes: np.ndarray
+
+
+def make_instance(n: int, kind: str, rng: np.random.Generator) -> Instance:
+    """``n`` nodes in the unit square, roles and masses as in the module docstring."""
+    xy = rng.random((n, 2))
+    role = rng.permutation(np.arange(n) % 3)
+    s_nodes, d_nodes = np.flatnonzero(role == 0), np.flatnonzero(role == 1)
+    supply, demand = rng.random(s_nodes.size), rng.random(d_nodes.size)
+    if kind == "euclid":
+        cost = cdist(xy[s_nodes], xy[d_nodes])
+        return Instance(supply, demand, cost, xy[s_nodes], xy[d_nodes], None, s_nodes, d_nodes)
+    radius = np.sqrt(2.0 * np.log(n) / (np.pi * n))  # above the connectivity threshold
+    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
+    src, dst = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    length = np.linalg.norm(xy[src] - xy[dst], axis=1)
+    graph = FlowGraph(n, src, dst, length)
+    cost = shortest_path_costs(n, src, dst, length, s_nodes, d_nodes)
+    return Instance(supply, demand, cost, xy[s_nodes], xy[d_nodes], graph, s_nodes, d_nodes)
+
+
+def run(method: str, inst: Instance) -> TransportResult:
+    """One solve call with the method's defaults."""
+    if method == "network":
+        return solve(inst.supply, inst.demand, None, "network", graph=inst.graph,
+                     supply_nodes=inst.supply_nodes, demand_nodes=inst.demand_nodes,
+                     penalty=2 * float(inst.cost[np.isfinite(inst.cost)].max()))
+    if method == "hierarchical":
+        return solve(inst.supply, inst.demand, inst.cost, method, supply_xy=inst.supply_xy,
+                     demand_xy=inst.demand_xy, rng=0)
+    return solve(inst.supply, inst.demand, inst.cost, method)
+
+
+def skip_reason(method: str, inst: Instance) -> str | None:
+    """Why a method is not run on an instance, or None."""
+    if method == "network" and inst.graph is None:
+        return "no graph"
+    if method in ("sinkhorn", "unbalanced") and inst.cost.size > ENTROPIC_MAX_PAIRS:
+        return f"> {ENTROPIC_MAX_PAIRS:,} pairs: minutes per call"
+    return None
+
+
+def timed(method: str, inst: Instance, repeats: int) -> tuple[float, TransportResult]:
+    """Median wall time over ``repeats`` calls and the last result."""
+    times, res = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        res = run(method, inst)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), res
+
+
+def quality(method: str, res: TransportResult, exact: TransportResult) -> str:
+    """Gap against exact, or the moved-mass share for 'unbalanced'."""
+    if method == "unbalanced":
+        return f"moves {res.moved / exact.moved:6.1%}"
+    gap = (res.total_cost - exact.total_cost) / exact.value
+    return f"gap {gap:+.2e}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,3000,10000", help="node counts, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="calls per measurement (median)")
+    parser.add_argument("--kinds", default="euclid,graph", help="cost models: euclid, graph")
+    parser.add_argument("--methods", default=",".join(METHODS), help="methods to run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    print(f"{'kind':6} {'nodes':>6} {'pairs':>11} {'method':12} {'median s':>9}  {'quality':16} status")
+    for kind in args.kinds.split(","):
+        for n in (int(x) for x in args.sizes.split(",")):
+            inst = make_instance(n, kind, rng)
+            exact_time, exact = timed("exact", inst, args.repeats)
+            for method in args.methods.split(","):
+                head = f"{kind:6} {n:6d} {inst.cost.size:11,d} {method:12}"
+                reason = skip_reason(method, inst)
+                if reason:
+                    print(f"{head} {'':>9}  skipped ({reason})")
+                    continue
+                t, res = (exact_time, exact) if method == "exact" else timed(method, inst, args.repeats)
+                print(f"{head} {t:9.4f}  {quality(method, res, exact):16} {res.status}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
