@@ -1,0 +1,250 @@
+"""The numpy core behind the PettingZoo env: arrays in, arrays out, one control epoch per step.
+
+``MarlCore(scenario, options)``: ``reset(seed) -> obs (n, d)``; ``step(actions (n, k)) -> obs,
+rewards (n,), truncated, info``; ``state()``; ``masks()``. Our trainers drive it directly; the
+dict API (``env.py``) is a thin layer on top. The reward is defined here (docs/marl.md).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from otmarl.scenarios import Scenario, load
+from otmarl.scenarios.errors import UserError
+from otmarl.simulator import Simulation
+from otmarl.simulator.control import Decision
+from otmarl.simulator.recorder import Recorder
+from otmarl.simulator.world import DONE_LATE, DONE_ON_TIME, DROPPED
+
+from .actions import DirectActions, MarketActions
+from .features import FeatureBuilder
+
+MODES = ("market", "direct")
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the team reward's terms (per epoch); see docs/marl.md."""
+
+    on_time: float = 1.0
+    """Tasks completed on time this epoch, per task expected per epoch (scenario mean)."""
+    dropped: float = 0.5
+    """Tasks dropped this epoch (any reason), per task expected per epoch (a penalty)."""
+    unserved: float = 1.0
+    """Share of the nodes' idle load not served this epoch (brownout; failed nodes excluded)."""
+    loss: float = 0.5
+    """Energy spent moving things (transport loss + transmit energy) / total idle load per epoch."""
+    fairness: float = 1.0
+    """Change of Jain's index of the per-node on-time ratio (by origin, cumulative): the
+    episode's sum of this term is the final index minus the first."""
+    local: float = 0.0
+    """Mix of local shaping: agent i gets (1 - local) * team + local * (its own on-time
+    completions and unserved load, same scales); 0 = pure team reward."""
+
+    @classmethod
+    def parse(cls, value: "RewardWeights | dict | None") -> "RewardWeights":
+        if value is None or isinstance(value, cls):
+            return value or cls()
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(value) - known)
+        if bad:
+            raise UserError(f"reward: unknown weight '{bad[0]}' (known: {', '.join(sorted(known))})")
+        return cls(**{k: float(v) for k, v in value.items()})
+
+
+@dataclass(frozen=True)
+class EnvOptions:
+    """Options of the MARL env (all documented in docs/marl.md)."""
+
+    mode: str = "market"
+    """'market': actions set offers and requests that OT clears; 'direct': actions pick
+    neighbours to send to (no OT, the ablation)."""
+    reward: RewardWeights = field(default_factory=RewardWeights)
+    """Team reward weights."""
+    engine: str = "fast"
+    """Simulation engine."""
+    direct_energy_share: float = 0.5
+    """Direct mode: share of the spare energy (above ``direct_spare_soc``) sent per epoch."""
+    direct_spare_soc: float = 0.5
+    """Direct mode: energy above this state of charge counts as spare."""
+    direct_task_share: float = 0.5
+    """Direct mode: share of the waiting tasks (rounded up, most urgent first) sent."""
+    record_flows: bool = False
+    """Keep the run's flow table (only needed to write a run folder; slow)."""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"mode: unknown mode '{self.mode}' (choose market or direct)")
+        for name in ("direct_energy_share", "direct_spare_soc", "direct_task_share"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise UserError(f"{name}: value {v:g} must be between 0 and 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EnvOptions":
+        d = dict(d)
+        d["reward"] = RewardWeights.parse(d.get("reward"))
+        return cls(**d)
+
+
+def resolve_scenario(scenario: "str | os.PathLike | Scenario", overrides=(),
+                     horizon_h: float | None = None) -> Scenario:
+    """A Scenario from a built-in name, a path or a Scenario, with overrides and horizon."""
+    if isinstance(scenario, Scenario):
+        if overrides:
+            raise UserError("overrides apply to a scenario name or file, not to a Scenario object")
+        sc = scenario
+    else:
+        sc = load(scenario, list(overrides))
+    if horizon_h is not None:
+        epochs = horizon_h * 3600.0 / sc.control_interval_s
+        if horizon_h <= 0 or abs(epochs - round(epochs)) > 1e-9 * max(1.0, epochs):
+            raise UserError(f"horizon_h: value {horizon_h:g} must be > 0 and a whole number of "
+                            f"control epochs of {sc.control_interval_s:g} s")
+        sc = sc.model_copy(update={"horizon_h": float(horizon_h)})
+    return sc
+
+
+def start_tod_s(sc: Scenario) -> float:
+    """Seconds since local midnight at the scenario's start."""
+    t = sc.start
+    return t.hour * 3600.0 + t.minute * 60.0 + t.second
+
+
+class _NoFlowRecorder(Recorder):
+    """Every per-epoch series (the summary and the invariants use them) but no flow table: its
+    per-epoch DataFrames would cost more than the rest of an env step."""
+
+    def _flows(self, k: int, flows: dict) -> None:
+        pass
+
+
+def jain(x: np.ndarray) -> float:
+    """Jain's fairness index (1 = equal; 1/n = one takes all); 1 for an empty or all-zero x."""
+    s2 = float(np.dot(x, x))
+    return float(x.sum() ** 2 / (len(x) * s2)) if len(x) and s2 > 0 else 1.0
+
+
+class MarlCore:
+    """One simulated run at a time; ``reset(seed)`` starts the next."""
+
+    def __init__(self, scenario: Scenario, options: EnvOptions = EnvOptions()):
+        self.sc, self.opt = scenario, options
+        self.names = tuple(scenario.node_names())
+        self.n = len(self.names)
+        self.sim: Simulation | None = None
+        self.seed: int | None = None
+        self.tod_offset_s = start_tod_s(scenario)
+        self._setup(Simulation(scenario, 0, options.engine))   # spaces need the static world
+
+    # ------------------------------------------------------------------------------ set-up
+    def _setup(self, sim: Simulation) -> None:
+        self.sim = sim
+        if not self.opt.record_flows:
+            sim.recorder = _NoFlowRecorder(sim.world)
+        info = self.info = sim.world.info()
+        self.features = FeatureBuilder(info, self.tod_offset_s)
+        if self.opt.mode == "market":
+            self.actions = MarketActions(info, sim.world.rng["policy"])
+        else:
+            o = self.opt
+            self.actions = DirectActions(info, o.direct_energy_share, o.direct_spare_soc, o.direct_task_share)
+        self.spec = self.actions.spec
+        w = sim.world
+        self.prev_status = w.status.copy()
+        self.origin = w.tasks.origin
+        self.on_time_by = np.zeros(self.n)        # per origin node, cumulative
+        self.resolved_by = np.zeros(self.n)
+        self.jain = 1.0
+        self.per_epoch_tasks = max(len(w.tasks) / max(w.n_epochs, 1), 1.0)
+        self.idle_full_wh = info.idle_power_w * info.dt_s / 3600.0
+        self.total_idle_wh = max(float(self.idle_full_wh.sum()), 1e-12)
+        self.team_return = 0.0
+        self.terms: dict = {}
+        self._observe()
+
+    @property
+    def obs_dim(self) -> int:
+        return self.obs.shape[1]
+
+    @property
+    def state_dim(self) -> int:
+        return self.features.state_dim
+
+    def reset(self, seed: int) -> np.ndarray:
+        self.seed = int(seed)
+        self._setup(Simulation(self.sc, self.seed, self.opt.engine))
+        return self.obs
+
+    # -------------------------------------------------------------------------------- step
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict]:
+        """Map actions (n, len(nvec)) ints to a valid decision and simulate one epoch."""
+        a = np.asarray(actions, np.int64).reshape(self.n, len(self.spec.nvec))
+        a = np.clip(a, 0, np.asarray(self.spec.nvec) - 1)
+        return self.step_decision(self.actions.decide(self.cur, a))
+
+    def step_decision(self, decision: Decision) -> tuple[np.ndarray, np.ndarray, bool, dict]:
+        """Simulate one epoch under a given decision (e.g. from a baseline controller)."""
+        if self.sim.done:
+            raise UserError("the episode is over (truncated at the horizon): call reset()")
+        self.sim.step(decision)
+        rewards = self._reward()
+        self._observe()
+        return self.obs, rewards, self.sim.done, self.terms
+
+    def _observe(self) -> None:
+        sim = self.sim
+        if sim.done:      # look without applying the next boundary's faults or recoveries
+            self.cur = sim.world.observe(sim.k, sim.k * sim.world.dt)
+        else:
+            self.cur = sim.observe()
+        self.obs = self.features.observe(self.cur, self.actions.energy_price, self.actions.task_price)
+
+    def state(self) -> np.ndarray:
+        return self.features.state(self.obs)
+
+    def masks(self) -> np.ndarray:
+        return self.actions.masks(self.cur)
+
+    # ------------------------------------------------------------------------------ reward
+    def _reward(self) -> np.ndarray:
+        w, wt, sim, n = self.sim.world, self.opt.reward, self.sim, self.n
+        changed = np.flatnonzero(w.status != self.prev_status)
+        st = w.status[changed]
+        self.prev_status[changed] = st
+        done = changed[(st == DONE_ON_TIME) | (st == DONE_LATE) | (st == DROPPED)]
+        on_time = changed[st == DONE_ON_TIME]
+        n_on, n_drop = len(on_time), int(np.count_nonzero(st == DROPPED))
+        if len(done):
+            self.on_time_by += np.bincount(self.origin[on_time], minlength=n)
+            self.resolved_by += np.bincount(self.origin[done], minlength=n)
+            seen = self.resolved_by > 0
+            j = jain(self.on_time_by[seen] / self.resolved_by[seen])
+        else:
+            j = self.jain
+        d_jain, self.jain = j - self.jain, j
+        e = sim.last_energy
+        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], 0.0)
+        unserved[w.failed] = 0.0      # a fault is not the controller's doing
+        moved = float(w.sent.sum() - w.received.sum() + e["consumed_tx_wh"].sum())
+        lam = self.per_epoch_tasks
+        terms = {"on_time": n_on / lam, "dropped": n_drop / lam,
+                 "unserved": float(unserved.sum()) / self.total_idle_wh,
+                 "loss": moved / self.total_idle_wh, "fairness": d_jain}
+        team = (wt.on_time * terms["on_time"] - wt.dropped * terms["dropped"]
+                - wt.unserved * terms["unserved"] - wt.loss * terms["loss"] + wt.fairness * terms["fairness"])
+        self.team_return += team
+        self.terms = {**terms, "team": team, "late": int(np.count_nonzero(st == DONE_LATE)) / lam,
+                      "plan": self.actions.plan}
+        if wt.local == 0.0:
+            return np.full(n, team)
+        on_time_at = np.bincount(w.node[on_time], minlength=n)        # where they were served
+        local = (wt.on_time * on_time_at / (lam / n)
+                 - wt.unserved * unserved / np.maximum(self.idle_full_wh, 1e-12))
+        return (1.0 - wt.local) * team + wt.local * local

@@ -1,0 +1,126 @@
+"""Observations of the MARL env: one flat feature vector per node, and the global state.
+
+Every feature is a dimensionless ratio clipped to a documented range, computed with numpy for all
+nodes at once from the simulator's ``Observation``, the static ``WorldInfo`` and the allocator's
+last shadow prices, and nothing else: a trained policy deployed as a Controller sees exactly the
+features it was trained on. The table is in docs/marl.md.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from otmarl.simulator.control import Observation, WorldInfo
+
+#: (name, low, high) of each observation feature, in order.
+FEATURES: tuple[tuple[str, float, float], ...] = (
+    ("soc", 0, 1),             # stored / capacity
+    ("up", 0, 1),              # serving this epoch
+    ("failed", 0, 1),          # down by a fault
+    ("sendable", 0, 1),        # sendable / capacity
+    ("headroom", 0, 1),        # headroom / capacity
+    ("budget", 0, 10),         # battery budget / per-epoch full load (idle + all servers busy)
+    ("harvest_last", 0, 10),   # last epoch's harvest / full load
+    ("harvest_clear", 0, 10),  # clear-sky harvest of this epoch / full load
+    ("queue", 0, 1),           # waiting tasks / queue capacity
+    ("backlog", 0, 10),        # waiting work in epochs of the node's servers
+    ("busy", 0, 1),            # remaining service of running tasks / epoch
+    ("arrivals", 0, 10),       # last epoch's arrivals' work / the node's capacity per epoch
+    ("slack", 0, 1),           # earliest deadline slack / (10 epochs); 1 when nothing waits
+    ("tod_sin", -1, 1),        # time of day
+    ("tod_cos", -1, 1),
+    ("progress", 0, 1),        # epoch / epochs in the run
+    ("nbr_soc", 0, 1),         # mean soc of graph neighbours
+    ("nbr_queue", 0, 1),       # mean queue fill of graph neighbours
+    ("nbr_up", 0, 1),          # share of graph neighbours up
+    ("energy_price", -10, 10),  # the allocator's last dual of the node's energy (0 if none)
+    ("task_price", -10, 10),    # ... and of its compute
+)
+NAMES = tuple(f[0] for f in FEATURES)
+LOW = np.array([f[1] for f in FEATURES], np.float32)
+HIGH = np.array([f[2] for f in FEATURES], np.float32)
+COL = {name: i for i, name in enumerate(NAMES)}
+#: per-node columns of the global state (then tod_sin, tod_cos, progress once)
+STATE_NODE = ("soc", "up", "harvest_last", "harvest_clear", "queue", "backlog", "slack",
+              "energy_price", "task_price")
+STATE_GLOBAL = ("tod_sin", "tod_cos", "progress")
+#: features whose distribution moves by construction (clock), left out of drift detection
+CLOCK = ("tod_sin", "tod_cos", "progress")
+
+
+def neighbours(info: WorldInfo) -> tuple[list[np.ndarray], np.ndarray]:
+    """Sorted graph neighbours of every node, and the link index of each (node, neighbour) pair
+    as a padded (n, max degree) array (-1 where a node has fewer neighbours)."""
+    n = info.n_nodes
+    u, v = np.asarray(info.link_u, np.int64), np.asarray(info.link_v, np.int64)
+    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+    link = np.concatenate([np.arange(len(u)), np.arange(len(u))])
+    order = np.lexsort((dst, src))
+    src, dst, link = src[order], dst[order], link[order]
+    ptr = np.searchsorted(src, np.arange(n + 1))
+    nbrs = [dst[ptr[i]:ptr[i + 1]] for i in range(n)]
+    width = max((len(x) for x in nbrs), default=0)
+    links = np.full((n, max(width, 1)), -1, np.int64)
+    for i in range(n):
+        links[i, :ptr[i + 1] - ptr[i]] = link[ptr[i]:ptr[i + 1]]
+    return nbrs, links
+
+
+class FeatureBuilder:
+    """Builds the (n, len(FEATURES)) float32 observation array and the global state."""
+
+    def __init__(self, info: WorldInfo, tod_offset_s: float = 0.0):
+        self.info, self.tod_offset_s = info, float(tod_offset_s)
+        n, dt = info.n_nodes, info.dt_s
+        full_w = info.idle_power_w + info.active_power_w * info.servers
+        self.full_load_wh = np.where(full_w > 0, full_w * dt / 3600.0, info.capacity_wh)
+        self.inv_cap = 1.0 / info.capacity_wh
+        self.inv_qcap = 1.0 / np.maximum(info.queue_capacity, 1)
+        self.inv_capacity_s = 1.0 / (info.speed * info.servers * dt)   # work-s per epoch
+        self.mean_work_s = max(info.mean_task_work_s, 1e-9)
+        nbrs, _ = neighbours(info)
+        deg = np.array([len(x) for x in nbrs], float)
+        rows = np.repeat(np.arange(n), deg.astype(np.int64))
+        cols = np.concatenate(nbrs) if n else np.zeros(0, np.int64)
+        w = 1.0 / np.maximum(deg, 1.0)
+        self.mean_nbr = csr_matrix((w[rows], (rows, cols)), shape=(n, n))
+        if n <= 512:      # a dense product is faster than scipy's sparse overhead at this size
+            self.mean_nbr = self.mean_nbr.toarray()
+        self.inv_full = 1.0 / self.full_load_wh
+        self.arrival_work = self.mean_work_s * self.inv_capacity_s
+        self.buf = np.zeros((len(FEATURES), n))
+        self.state_cols = np.array([COL[c] for c in STATE_NODE])
+        self.global_cols = np.array([COL[c] for c in STATE_GLOBAL])
+        self.state_dim = n * len(STATE_NODE) + len(STATE_GLOBAL)
+
+    def observe(self, obs: Observation, energy_price: np.ndarray, task_price: np.ndarray) -> np.ndarray:
+        """The feature array of this epoch (a new array)."""
+        info, dt = self.info, self.info.dt_s
+        soc = obs.stored_wh * self.inv_cap
+        qfill = obs.queue_len * self.inv_qcap
+        nbr = self.mean_nbr @ np.stack([soc, qfill, obs.up], axis=1)
+        angle = 2.0 * np.pi * ((obs.time_s + self.tod_offset_s) % 86400.0) / 86400.0
+        # rows in FEATURES order; one transpose and one clip at the end
+        rows = (soc, obs.up, obs.failed, obs.sendable_wh * self.inv_cap, obs.headroom_wh * self.inv_cap,
+                obs.budget_wh * self.inv_full, obs.harvest_last_wh * self.inv_full,
+                obs.harvest_clear_wh * self.inv_full, qfill, obs.queue_work_s * self.inv_capacity_s,
+                obs.busy_s * (1.0 / dt), obs.arrivals_last * self.arrival_work,
+                np.minimum(obs.slack_s, 10.0 * dt) * (0.1 / dt), math.sin(angle), math.cos(angle),
+                obs.epoch / max(info.n_epochs, 1), nbr[:, 0], nbr[:, 1], nbr[:, 2],
+                energy_price, task_price)
+        f = self.buf
+        for i, r in enumerate(rows):
+            f[i] = r
+        return np.clip(f.T, LOW, HIGH).astype(np.float32)
+
+    def state(self, feats: np.ndarray) -> np.ndarray:
+        """The global state for centralised critics: STATE_NODE of every node, then the clock."""
+        return np.concatenate([feats[:, self.state_cols].ravel(), feats[0, self.global_cols]])
+
+    def state_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.info.n_nodes
+        lo = np.concatenate([np.tile(LOW[self.state_cols], n), LOW[self.global_cols]])
+        hi = np.concatenate([np.tile(HIGH[self.state_cols], n), HIGH[self.global_cols]])
+        return lo, hi

@@ -1,0 +1,153 @@
+"""The MARL env: PettingZoo's own conformance tests, rendering, determinism, masks, valid
+decisions from any action, and the reward cross-checked against the run's summary."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pettingzoo")
+
+from pettingzoo.test import api_test, parallel_api_test  # noqa: E402
+
+from otmarl.policies.marl import EnvOptions, MarlCore, aec_env, parallel_env  # noqa: E402
+from otmarl.policies.marl.core import jain, resolve_scenario  # noqa: E402
+from otmarl.policies.marl.features import COL, NAMES  # noqa: E402
+
+DAY = dict(horizon_h=24)
+
+
+@pytest.mark.parametrize("mode", ["market", "direct"])
+def test_parallel_api(mode):
+    parallel_api_test(parallel_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+
+
+@pytest.mark.filterwarnings("ignore:Action space for each agent probably")   # MultiDiscrete is fine
+@pytest.mark.parametrize("mode", ["market", "direct"])
+def test_aec_api(mode):
+    api_test(aec_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+
+
+def test_render_modes():
+    env = parallel_env("microgrid-solar", render_mode="ansi", **DAY)
+    env.reset(seed=1)
+    text = env.render()
+    assert isinstance(text, str) and "home_9" in text and len(text.splitlines()) == 12
+    env = parallel_env("microgrid-solar", render_mode="rgb_array", **DAY)
+    env.reset(seed=1)
+    img = env.render()
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8
+    assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > 10 and img.shape[1] > 10
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 3      # links, nodes, background
+
+
+def test_spaces_are_cached_and_state_matches():
+    env = parallel_env("microgrid-solar", **DAY)
+    a = env.possible_agents[0]
+    assert env.observation_space(a) is env.observation_space(a)
+    assert env.action_space(a) is env.action_space(a)
+    assert env.observation_space(a) is not env.observation_space(env.possible_agents[1])
+    obs, _ = env.reset(seed=0)
+    assert env.possible_agents == [f"home_{i}" for i in range(10)]
+    assert obs[a].shape == (len(NAMES),) and obs[a].dtype == np.float32
+    assert env.state_space.contains(env.state())
+
+
+def _rollout(seed: int, mode: str, steps: int = 200):
+    env = parallel_env("microgrid-solar", mode=mode, horizon_h=240)
+    for k, a in enumerate(env.possible_agents):
+        env.action_space(a).seed(1000 * seed + k)
+    out = [env.reset(seed=seed)]
+    for _ in range(steps):
+        acts = {a: env.action_space(a).sample() for a in env.agents}
+        out.append(env.step(acts))
+    return out
+
+
+def _same(x, y) -> bool:
+    if isinstance(x, dict):
+        return x.keys() == y.keys() and all(_same(x[k], y[k]) for k in x)
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
+    return np.array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("mode", ["market", "direct"])
+def test_same_seed_same_trajectory_other_seed_differs(mode):
+    a, b, c = _rollout(3, mode), _rollout(3, mode), _rollout(4, mode)
+    assert len(a) == 201
+    assert _same(a, b)
+    assert not _same([s[0] for s in a], [s[0] for s in c])       # observations differ
+    moved = sum(s[4]["home_0"]["plan"]["energy_sent_wh"] for s in a[1:])
+    assert moved > 0                                               # random actions do act
+
+
+def test_reward_terms_add_up_to_the_run_summary():
+    sc = resolve_scenario("microgrid-solar", horizon_h=48)
+    core = MarlCore(sc, EnvOptions(mode="direct"))
+    core.reset(5)
+    lam = core.per_epoch_tasks
+    tot = {"on_time": 0.0, "dropped": 0.0, "fairness": 0.0, "team": 0.0}
+    done = False
+    while not done:
+        _, r, done, terms = core.step(np.zeros((core.n, 2), np.int64))   # nobody moves anything
+        for k in tot:
+            tot[k] += terms[k]
+        assert terms["loss"] == 0.0 and np.all(r == terms["team"])
+    s = core.sim.finish({}).summary
+    assert round(tot["on_time"] * lam) == s["tasks"]["completed_on_time"]
+    assert round(tot["dropped"] * lam) == sum(s["tasks"]["dropped"].values())
+    t = core.sim.recorder.task_table()
+    res = t[t.status.isin(["completed_on_time", "completed_late", "dropped"])]
+    ratio = res.groupby("origin").status.apply(lambda x: (x == "completed_on_time").mean()).to_numpy()
+    np.testing.assert_allclose(1.0 + tot["fairness"], jain(ratio), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tot["team"], core.team_return, rtol=1e-12)
+
+
+def test_direct_action_sends_the_documented_share_to_the_chosen_neighbour():
+    sc = resolve_scenario("microgrid-solar", horizon_h=24)
+    core = MarlCore(sc, EnvOptions(mode="direct", direct_energy_share=0.5, direct_spare_soc=0.3))
+    core.reset(0)
+    obs = core.cur
+    a = np.zeros((core.n, 2), np.int64)
+    giver = int(np.argmax(obs.stored_wh / obs.capacity_wh))
+    a[giver, 0] = 1                                  # first neighbour by index
+    to = int(core.actions.slot_node[giver, 1])
+    expect = 0.5 * (obs.stored_wh[giver] - 0.3 * obs.capacity_wh[giver])
+    assert expect > 0
+    core.step(a)
+    f = core.sim.last_flows["energy"]
+    assert list(f["src"]) == [giver] and list(f["dst"]) == [to]
+    np.testing.assert_allclose(f["wh"], [expect], rtol=1e-9)
+    np.testing.assert_allclose(f["delivered"], [expect * 0.97], rtol=1e-9)   # one hop at 0.97
+
+
+def test_browned_out_node_is_masked_and_its_actions_do_nothing():
+    env = parallel_env("microgrid-solar", mode="market", horizon_h=24,
+                       overrides=["nodes.home.battery.initial_soc=0.05"])
+    obs, infos = env.reset(seed=0)
+    a = env.possible_agents[0]
+    assert obs[a][COL["up"]] == 0.0
+    mask = infos[a]["action_mask"]
+    assert [m.tolist() for m in mask] == [[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 0, 0],
+                                          [1, 0, 0, 0]]
+    full = np.array([3, 0, 0, 3, 3])                 # masked: offer all energy and tasks
+    _, _, _, _, infos = env.step({x: full for x in env.agents})
+    assert infos[a]["plan"]["energy_transfers"] == 0 and infos[a]["plan"]["task_routes"] == 0
+
+
+@pytest.mark.parametrize("mode", ["market", "direct"])
+def test_any_action_is_a_valid_decision_under_limits_and_faults(mode):
+    # edge-offload: 60 W per hop, random link and node faults, overloaded nodes; masks ignored
+    sc = resolve_scenario("edge-offload", ["faults.random.link_mtbf_h=2", "faults.random.node_mtbf_h=20"],
+                          horizon_h=1)
+    core = MarlCore(sc, EnvOptions(mode=mode))
+    core.reset(1)
+    rng = np.random.default_rng(0)
+    nvec = np.array(core.spec.nvec)
+    moved = 0.0
+    done = False
+    while not done:                                   # the world raises on any invalid decision
+        _, _, done, terms = core.step(rng.integers(0, nvec, (core.n, len(nvec))))
+        moved += terms["plan"]["energy_sent_wh"] + terms["plan"]["tasks_routed"]
+    assert moved > 0
+    core.sim.finish({})                               # and the run's invariants hold
