@@ -179,8 +179,8 @@ def as_cost(cost: ArrayLike, n_s: int, n_d: int) -> np.ndarray:
     bad = ~(c >= 0)  # NaN and negatives in one pass
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        what = "is NaN" if np.isnan(c[i, j]) else f"={c[i, j]} must be >= 0"
-        raise TransportInputError(f"cost[{i}, {j}] {what} (np.inf marks an infeasible pair)")
+        what = " is NaN" if np.isnan(c[i, j]) else f"={c[i, j]} must be >= 0"
+        raise TransportInputError(f"cost[{i}, {j}]{what} (np.inf marks an infeasible pair)")
     c.setflags(write=False)
     return c
 
@@ -278,6 +278,8 @@ def partial_result(p: Problem, plan: np.ndarray, u: np.ndarray, v: np.ndarray, s
         nz = np.nonzero(plan)
         known = (float(plan[nz] @ cost[nz]), plan.sum(axis=1), plan.sum(axis=0))
     value, sent, received = known
+    _check_marginal(sent, p.supply, "supply", solver)
+    _check_marginal(received, p.demand, "demand", solver)
     us = np.maximum(p.supply - sent, 0.0)
     ud = np.maximum(p.demand - received, 0.0)
     unserved = float(p.supply_penalty @ us + p.demand_penalty @ ud)
@@ -288,6 +290,15 @@ def partial_result(p: Problem, plan: np.ndarray, u: np.ndarray, v: np.ndarray, s
         unserved_cost=unserved, edge_flow=None if edge_flow is None else _frozen(edge_flow),
         lower_bound=lower_bound,
     )
+
+
+def _check_marginal(moved: np.ndarray, mass: np.ndarray, side: str, solver: str) -> None:
+    """A plan may not move more than a node offers / requests (beyond rounding)."""
+    over = moved - mass
+    slack = 1e-9 * (mass + mass.sum() / max(mass.size, 1))
+    if over.size and np.any(over > slack):
+        k = int(np.argmax(over - slack))
+        raise TransportError(f"{solver} plan moves {moved[k]:.12g} at {side} {k}, more than its {mass[k]:.12g}")
 
 
 def trivial_result(p: Problem, solver: str) -> TransportResult:

@@ -188,6 +188,17 @@ def soft_c_transform(c: np.ndarray, g: np.ndarray, b: np.ndarray, eps: float, fi
         return -fi * eps * logsumexp((g[None, :] - c) / eps, b=np.broadcast_to(b, c.shape), axis=1)
 
 
+def clip_to_marginals(plan: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Scale rows, then columns, down so that no row sum exceeds a and no column sum exceeds b.
+
+    A converged entropic plan misses its marginals by at most the tolerance (over-relaxed updates
+    satisfy neither side exactly); the KL-unbalanced plan may exceed them by design.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plan = plan * np.minimum(1.0, np.nan_to_num(a / plan.sum(axis=1), nan=1.0, posinf=1.0))[:, None]
+        return plan * np.minimum(1.0, np.nan_to_num(b / plan.sum(axis=0), nan=1.0, posinf=1.0))[None, :]
+
+
 def _kl(x: np.ndarray, y: np.ndarray) -> float:
     """Generalised KL divergence sum x log(x/y) - x + y (0 log 0 = 0)."""
     pos = x > 0
@@ -220,7 +231,7 @@ def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
     if out.status != "converged" and opts.fallback:
         return _fallback(p, opts, out.status)
     ext = np.zeros_like(c)
-    ext[np.ix_(rows, cols)] = out.plan * np.minimum(1.0, b / out.plan.sum(axis=0))[None, :] * total
+    ext[np.ix_(rows, cols)] = clip_to_marginals(out.plan, a, b) * total
     f, g = np.zeros(c.shape[0]), np.zeros(c.shape[1])
     f[rows], g[cols] = out.f, out.g
     f[~rows] = soft_c_transform(c[np.ix_(~rows, cols)], out.g, b, opts.reg, 1.0)
@@ -255,10 +266,8 @@ def solve_unbalanced(p: Problem, opts: SolveOptions) -> TransportResult:
                        opts.max_iter or SINKHORN_MAX_ITER, opts.tol or SINKHORN_TOL)
     if out.status != "converged" and opts.fallback:
         return _fallback_unbalanced(p, opts, out.status)
-    raw = out.plan * np.minimum(1.0, a / np.maximum(out.plan.sum(axis=1), 1e-300))[:, None]
-    raw *= np.minimum(1.0, b / np.maximum(raw.sum(axis=0), 1e-300))[None, :]
     plan = np.zeros(p.cost.shape)
-    plan[np.ix_(rows, cols)] = raw * norm
+    plan[np.ix_(rows, cols)] = clip_to_marginals(out.plan, a, b) * norm
     fi = opts.reg_m / (opts.reg_m + opts.reg)
     f, g = np.full(rows.size, np.inf), np.full(cols.size, np.inf)
     f[rows], g[cols] = out.f, out.g

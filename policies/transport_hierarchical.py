@@ -177,7 +177,9 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions):
     """Sparse exact transport with pricing rounds (module docstring, step 5); all masses > 0."""
     n_d = p.demand.size
     keys = np.union1d(plan.rows * n_d + plan.cols, _knn_keys(p, opts.knn))
-    tol = 1e-12 * max(float(np.max(p.cost, where=p.feasible, initial=0.0)), 1.0)
+    scale = max(float(np.max(p.cost, where=p.feasible, initial=0.0)), float(p.supply_penalty.max()),
+                float(p.demand_penalty.max()))
+    tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
     status, rounds = "max_rounds_reached", 0
     while rounds < opts.refine_rounds:
         rounds += 1
@@ -197,7 +199,11 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions):
             status = "converged"
             break
         added = np.concatenate([new_rows * n_d + row_arg[new_rows], col_arg[new_cols] * n_d + new_cols])
-        keys = np.union1d(keys, added)
+        grown = np.union1d(keys, added)
+        if grown.size == keys.size:  # what prices out is already in the support: rounding noise
+            status = "optimal"
+            break
+        keys = grown
     return plan, u_feasible, v, status, rounds, bound
 
 
