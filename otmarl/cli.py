@@ -12,6 +12,7 @@ import time
 from typing import Callable, Sequence
 
 from otmarl import report_cmd
+from otmarl import sweep_cmd
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 
 
@@ -107,6 +108,7 @@ def _int(v: str, what: str) -> int:
 COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run,
                                  "compare": _cmd_compare}
 COMMANDS["report"] = report_cmd.cmd
+COMMANDS["sweep"] = sweep_cmd.cmd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
     c.add_argument("--quiet", action="store_true")
     report_cmd.add_parser(sub)
+    sweep_cmd.add_parser(sub)
     return p
 
 

@@ -1,0 +1,348 @@
+"""Sweeps: the same rows on every backend (in this process, joblib processes, a Dask cluster),
+resuming after a kill without touching finished runs, failed runs recorded, sweep file errors at
+their exact FILE:LINE:COL, the example, the summary (cross-checked in SQL) and the report.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from otmarl.cli import main
+from otmarl.compare import METRICS
+from otmarl.policies import REGISTRY
+from otmarl.run import run
+from otmarl.scenarios import ScenarioError, builtin_names, builtin_path, load
+from otmarl.sweep import load_sweep, run_key, sweep
+from otmarl.sweep_report import read_rows, summarize
+
+# 3 capacities x 2 policies x 2 seeds = 12 runs of 6 simulated hours
+SWEEP = """\
+name: tiny
+base: microgrid-solar
+overrides: {horizon_h: 6}
+policies: [local, ot]
+seeds: 2
+root_seed: 11
+grid:
+  nodes.home.battery.capacity_wh: [5000, 10000, 15000]
+"""
+TIMING = ["wall_s", "simulate_s", "worker"]
+
+
+def write(folder: Path, text: str, name: str = "s.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+def outcome(out: Path) -> tuple[pd.DataFrame, dict[str, bytes]]:
+    """The rows without timings, by key, and every run's summary.json."""
+    rows, _ = read_rows(out)
+    rows = rows.drop(columns=TIMING).sort_values("key").reset_index(drop=True)
+    return rows, {k: (out / "runs" / k / "summary.json").read_bytes() for k in rows["key"]}
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("sweep")
+    f = write(base, SWEEP)
+    res = sweep(f, base / "seq", jobs=1)
+    assert (res.total, len(res.ran), res.failed) == (12, 12, [])
+    return f, base / "seq"
+
+
+# ------------------------------------------------------------------------------ the design
+def test_rows_seeds_and_keys(sequential):
+    _, out = sequential
+    rows, _ = read_rows(out)
+    assert len(rows) == 12 and set(rows["status"]) == {"ok"}
+    assert list(rows["run"]) == list(range(12))
+    # seed of (point p, seed index s) is child p * 2 + s of the root; both policies share it
+    kids = np.random.SeedSequence(11).spawn(6)
+    for _, r in rows.iterrows():
+        want = int(kids[r["point"] * 2 + r["seed_index"]].generate_state(1, np.uint64)[0]) >> 1
+        assert r["seed"] == want
+    assert rows.groupby(["point", "seed_index"])["seed"].nunique().eq(1).all()
+    assert rows["seed"].nunique() == 6
+    assert list(rows["nodes.home.battery.capacity_wh"]) == [5000] * 4 + [10000] * 4 + [15000] * 4
+    # the key is the hash of the scenario the run recorded, its policy and seed
+    for _, r in rows.iterrows():
+        meta = json.loads((out / "runs" / r["key"] / "metadata.json").read_text())
+        assert run_key(meta["scenario"], r["policy"], int(r["seed"])) == r["key"]
+
+
+def test_a_row_is_reproduced_by_a_plain_run(sequential, tmp_path):
+    _, out = sequential
+    rows, _ = read_rows(out)
+    r = rows[(rows["policy"] == "ot") & (rows["nodes.home.battery.capacity_wh"] == 10000)].iloc[0]
+    sc = load("microgrid-solar", ["horizon_h=6", "nodes.home.battery.capacity_wh=10000"])
+    folder = run(sc, policy="ot", seed=int(r["seed"]), out=tmp_path / "again")
+    assert (folder / "summary.json").read_bytes() == (out / "runs" / r["key"] / "summary.json").read_bytes()
+
+
+# ------------------------------------------------------------------------------ backends
+def test_joblib_two_processes_gives_the_same_results(sequential, tmp_path):
+    f, seq = sequential
+    res = sweep(f, tmp_path / "jl", jobs=2)
+    assert (res.total, len(res.ran), res.failed) == (12, 12, [])
+    assert len({r["worker"] for r in res.rows}) == 2            # really two processes
+    a, b = outcome(seq), outcome(tmp_path / "jl")
+    pd.testing.assert_frame_equal(a[0], b[0])
+    assert a[1] == b[1]
+
+
+@pytest.fixture
+def dask_cluster():
+    from distributed import LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_dask_cluster_gives_the_same_results(sequential, tmp_path, dask_cluster, monkeypatch):
+    f, seq = sequential
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", dask_cluster.scheduler_address)
+    res = sweep(f, tmp_path / "dk", backend="dask")            # the address from the environment
+    assert (res.total, len(res.ran), res.failed) == (12, 12, [])
+    a, b = outcome(seq), outcome(tmp_path / "dk")
+    pd.testing.assert_frame_equal(a[0], b[0])
+    assert a[1] == b[1]
+    again = sweep(f, tmp_path / "dk", backend="dask", address=dask_cluster.scheduler_address)
+    assert (len(again.skipped), again.ran) == (12, [])
+
+
+# -------------------------------------------------------------------------------- resume
+def test_killed_sweep_resumes_with_only_the_missing_runs(tmp_path):
+    f = write(tmp_path, SWEEP.replace("horizon_h: 6", "horizon_h: 24"))  # ~0.2 s a run
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "otmarl", "sweep", str(f), "--out", str(out),
+                             "--jobs", "1", "--quiet"], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    rows = lambda: sorted((out / "runs").glob("*/row.parquet"))  # noqa: E731
+    while len(rows()) < 3 and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]
+    before = {p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in rows()}
+    assert 3 <= len(before) < 12
+
+    res = sweep(f, out, jobs=1)
+    assert sorted(res.skipped) == sorted(before)
+    assert len(res.ran) == 12 - len(before) and not set(res.ran) & set(before)
+    after = {p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in rows()}
+    assert {k: after[k] for k in before} == before               # finished rows never rewritten
+    assert len(after) == 12 and not list(out.glob("runs/*/.row.parquet.*.tmp"))
+
+
+# ------------------------------------------------------------------------------ failures
+FAILING = """\
+base: microgrid-solar
+overrides: {horizon_h: 6}
+policies: [random]
+grid:
+  controller.params.p_act: [0.5, oops]     # the random controller reads float(p_act)
+"""
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_completes(tmp_path, capsys):
+    f = write(tmp_path, FAILING)
+    res = sweep(f, tmp_path / "out", jobs=1)
+    assert res.total == 2 and len(res.ran) == 2 and len(res.failed) == 1
+    bad = res.failed[0]
+    doc = json.loads((tmp_path / "out" / "failures" / f"{bad}.json").read_text())
+    assert doc["error"] == "ValueError: could not convert string to float: 'oops'"
+    assert doc["traceback"].startswith("Traceback (most recent call last)")
+    rows, _ = read_rows(tmp_path / "out")
+    by = rows.set_index("controller.params.p_act")
+    assert by.loc["oops", "status"] == "failed" and by.loc["oops", "error"] == doc["error"]
+    assert all(math.isnan(by.loc["oops", m]) for m in METRICS)
+    assert by.loc["0.5", "status"] == "ok" and by.loc["0.5", "on_time_ratio"] > 0
+    s = summarize(tmp_path / "out")
+    assert set(s.table["n"]) == {1} and len(s.failed) == 1
+    # the next invocation runs the failed run again, and only it; the CLI exits with 1
+    assert main(["sweep", str(f), "--out", str(tmp_path / "out"), "--jobs", "1", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "2 runs: 1 already done, 1 run now, 1 failed" in captured.out
+    assert "1 run(s) failed" in captured.err
+
+
+# --------------------------------------------------------------------------- file errors
+def first_lines(text: str, tmp_path: Path, monkeypatch, files: dict[str, str] | None = None) -> list[str]:
+    """First lines of the problems of the sweep file ``s.yaml`` holding ``text``."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, text)
+    for name, body in (files or {}).items():
+        write(tmp_path, body, name)
+    with pytest.raises(ScenarioError) as info:
+        load_sweep("s.yaml")
+    return [m.splitlines()[0] for m in info.value.messages]
+
+
+KNOWN = ", ".join(sorted(REGISTRY))
+
+
+def test_errors_structure_policies_and_paths_at_once(tmp_path, monkeypatch):
+    got = first_lines("""\
+base: microgrid-solar
+policies: [local, otx]
+seeds: 0
+grdi:
+  horizon_h: [1]
+zip:
+  nodes.home.batery.capacity_wh: [5000, 10000]
+  nodes.hom.speed: [1, 2]
+""", tmp_path, monkeypatch)
+    assert got == [
+        f"s.yaml:2:19: policies.1: unknown policy 'otx'; did you mean 'ot'? (known: {KNOWN})",
+        "s.yaml:3:8: seeds: value 0 must be >= 1",
+        "s.yaml:4:1: grdi: unknown key 'grdi'; did you mean 'grid'?",
+        "s.yaml:7:14: unknown key 'batery'; did you mean 'battery'?",
+        "s.yaml:8:9: nodes has no 'hom'; did you mean 'home'? (it has: home)",
+    ]
+
+
+def test_errors_values_at_the_item_that_gave_them(tmp_path, monkeypatch):
+    got = first_lines("""\
+base: microgrid-solar
+overrides:
+  horizon_h: 6
+grid:
+  nodes.home.battery.capacity_wh: [5000, -1]
+  'nodes.home.battery.min_soc':
+    - 0.05
+    - 0.5
+random:
+  samples: 4
+  params:
+    nodes.home.harvest.efficiency: {uniform: [1.5, 2.0]}
+""", tmp_path, monkeypatch)
+    assert got[:2] == ["s.yaml:5:42: nodes.home.battery.capacity_wh: value -1 must be > 0",
+                       "s.yaml:8:7: nodes.home.battery.min_soc: value 0.5 must be <= resume_soc=0.1"]
+    assert re.fullmatch(r"s\.yaml:12:36: nodes\.home\.harvest\.efficiency: value 1\.\d+ must be <= 1 "
+                        r"\(and 3 more like it\)", got[2]) and len(got) == 3
+
+
+def test_errors_of_the_design(tmp_path, monkeypatch):
+    got = first_lines("""\
+base: microgrid-solr
+grid:
+  controller.policy: [local, ot]
+  nodes.home.battery: [{capacity_wh: 5}]
+zip:
+  nodes.home.battery.capacity_wh: [1, 2]
+  nodes.home.speed: [1]
+random:
+  samples: 0
+  params:
+    location.latitude_deg: {loguniform: [0, 10], choice: [1]}
+""", tmp_path, monkeypatch)
+    assert got == [
+        "s.yaml:1:7: base: 'microgrid-solr': no such file (relative to the sweep file's folder) and "
+        f"no built-in scenario; did you mean 'microgrid-solar'? (built-ins: {', '.join(builtin_names())})",
+        "s.yaml:3:3: grid.controller.policy: the policy is swept by 'policies: [...]', not by a parameter",
+        "s.yaml:6:3: zip.nodes.home.battery.capacity_wh: overlaps 'nodes.home.battery' (under grid)",
+        "s.yaml:7:21: zip.nodes.home.speed: has 1 value, but 'nodes.home.battery.capacity_wh' has 2; "
+        "zip walks its lists together",
+        "s.yaml:9:12: random.samples: value 0 must be >= 1",
+        "s.yaml:11:42: random.params.location.latitude_deg.loguniform.0: value 0 must be > 0 (a log scale)",
+        "s.yaml:11:50: random.params.location.latitude_deg.choice: give one of uniform, loguniform, "
+        "choice (this one also has 'loguniform')",
+    ]
+
+
+def test_errors_of_a_base_file_are_reported_at_the_base(tmp_path, monkeypatch):
+    text = builtin_path("microgrid-solar").read_text().replace("horizon_h: 72", "horizon_h: -72")
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith("horizon_h:"))
+    got = first_lines("base: home.yaml\ngrid: {nodes.home.count: [1, 2]}\n", tmp_path, monkeypatch,
+                      {"home.yaml": text})
+    assert got == [f"home.yaml:{line}:12: horizon_h: value -72 must be > 0"]
+    assert first_lines("# nothing\n", tmp_path, monkeypatch) == [
+        "s.yaml:1:1: the file is empty; a sweep needs at least 'base' (see 'otmarl sweep example')"]
+
+
+# ------------------------------------------------------------------------------- the CLI
+def test_example_is_a_valid_documented_sweep(tmp_path, capsys, monkeypatch):
+    assert main(["sweep", "example"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("\n#") >= 10                              # documented
+    f = write(tmp_path, text)
+    sw = load_sweep(f)
+    assert (len(sw.points), sw.policies, sw.spec.seed_count) == (6, ("local", "proportional", "ot"), 3)
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    assert "6 points x 3 policies x 3 seeds = 54 runs" in capsys.readouterr().out
+
+
+def test_cli_bad_input_exits_with_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    f = write(tmp_path, SWEEP)
+    for args, needle in ((["summary"], "name the sweep's output folder"),
+                         (["summary", str(tmp_path)], "not a sweep folder"),
+                         ([str(f), "--backend", "dask"], "--address tcp://HOST:8786"),
+                         ([str(f), "--jobs", "0"], "--jobs: value 0 must be >= 1"),
+                         ([str(f), "extra"], "goes with --out"),
+                         ([str(tmp_path / "nope.yaml")], "cannot read the file")):
+        assert main(["sweep", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, err
+
+
+# ----------------------------------------------------------------------- summary, report
+def test_summary_matches_sql_and_is_written(sequential, capsys):
+    f, out = sequential
+    assert main(["sweep", "summary", str(out), "--metrics", "on_time_ratio,dropped"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split() == ["policy", "capacity_wh", "on_time_ratio", "dropped", "n"]
+    table = pd.read_csv(out / "summary.csv")
+    assert len(table) == 3 * 2 * len(METRICS)
+    assert set(table[table["metric"] == "on_time_ratio"]["n"]) == {2}
+    sql = duckdb.connect().execute(
+        'SELECT policy, "nodes.home.battery.capacity_wh" AS cap, avg(on_time_ratio), '
+        "stddev_samp(on_time_ratio), count(*) FROM read_parquet($1) GROUP BY ALL",
+        [str(out / "runs" / "*" / "row.parquet")]).fetchall()
+    t = table[table["metric"] == "on_time_ratio"].set_index(["policy", "nodes.home.battery.capacity_wh"])
+    for pol, cap, mean, sd, n in sql:
+        half = 12.706204736174707 * sd / math.sqrt(n)            # Student t, 1 dof, 97.5 %
+        r = t.loc[(pol, cap)]
+        np.testing.assert_allclose([r["mean"], r["ci_high"] - r["mean"]], [mean, half], rtol=1e-12, atol=1e-15)
+
+
+def test_report_is_self_contained_and_every_chart_renders(sequential, tmp_path):
+    _, out = sequential
+    table = summarize(out).table
+    page = (out / "report.html").read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)|<link\b|@import|<img\b""", page, re.I)
+    for api in ("fetch(", "XMLHttpRequest", "WebSocket", "import("):
+        assert api not in page
+    names = re.findall(r'data-chart="([^"]+)"', page)
+    assert len(names) == len(METRICS) and page.count("<script") == 2
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("headless Chromium is needed to draw report.html: apt-get install -y chromium")
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                          "--virtual-time-budget=5000", "--dump-dom", (out / "report.html").resolve().as_uri()],
+                         capture_output=True, text=True).stdout
+    tags = re.findall(r'<div[^>]*data-chart="[^"]+"[^>]*>', dom)
+    assert len(tags) == len(METRICS)
+    assert all('data-rendered="1"' in t and "data-error" not in t for t in tags), tags
+    # a line per policy and metric with two points or more (local delivers no energy: no loss per
+    # Wh delivered)
+    lines = (table.dropna(subset=["mean"]).groupby(["metric", "policy"]).size() >= 2).sum()
+    assert 2 * len(METRICS) - 3 <= lines < 2 * len(METRICS)
+    assert dom.count("<svg") == len(METRICS) and dom.count("<polyline") == lines
