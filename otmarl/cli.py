@@ -12,7 +12,7 @@ import time
 from typing import Callable, Sequence
 
 from otmarl import report_cmd
-from otmarl import sweep_cmd
+from otmarl import train_cmd
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 
 
@@ -108,7 +108,8 @@ def _int(v: str, what: str) -> int:
 COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run,
                                  "compare": _cmd_compare}
 COMMANDS["report"] = report_cmd.cmd
-COMMANDS["sweep"] = sweep_cmd.cmd
+COMMANDS["train"] = train_cmd.cmd_train
+COMMANDS["evaluate"] = train_cmd.cmd_evaluate
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
     c.add_argument("--quiet", action="store_true")
     report_cmd.add_parser(sub)
-    sweep_cmd.add_parser(sub)
+    train_cmd.add_parser(sub)
     return p
 
 

@@ -74,7 +74,7 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Run every (policy, seed), write runs under ``out`` and the table as CSV and JSON."""
     sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
-    unknown = [p for p in policies if p not in REGISTRY]
+    unknown = [p for p in policies if p not in REGISTRY and not p.startswith("marl:")]
     if unknown:
         raise UserError(f"--policies: unknown policy '{unknown[0]}' (known: {', '.join(sorted(REGISTRY))})")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)

@@ -16,7 +16,11 @@ REGISTRY: dict[str, Callable[..., Controller]] = {
 
 
 def make_controller(name: str) -> Controller:
-    """The controller registered as ``name`` (it reads its parameters from WorldInfo.params)."""
+    """The controller registered as ``name`` (it reads its parameters from WorldInfo.params),
+    or ``marl:DIR``: the MARL policy trained into DIR (needs the marl extra)."""
+    if name.startswith("marl:"):
+        from .marl.controller import make     # lazily: torch only when a trained policy is asked for
+        return make(name)
     if name not in REGISTRY:
         import difflib
         close = difflib.get_close_matches(name, REGISTRY, n=1)

@@ -19,7 +19,7 @@ from otmarl.simulator.control import Decision
 from otmarl.simulator.recorder import Recorder
 from otmarl.simulator.world import DONE_LATE, DONE_ON_TIME, DROPPED
 
-from .actions import DirectActions, MarketActions
+from .actions import DirectActions, MarketActions, plan_summary
 from .features import FeatureBuilder
 
 MODES = ("market", "direct")
@@ -187,10 +187,14 @@ class MarlCore:
         """Map actions (n, len(nvec)) ints to a valid decision and simulate one epoch."""
         a = np.asarray(actions, np.int64).reshape(self.n, len(self.spec.nvec))
         a = np.clip(a, 0, np.asarray(self.spec.nvec) - 1)
-        return self.step_decision(self.actions.decide(self.cur, a))
+        return self._advance(self.actions.decide(self.cur, a))
 
     def step_decision(self, decision: Decision) -> tuple[np.ndarray, np.ndarray, bool, dict]:
         """Simulate one epoch under a given decision (e.g. from a baseline controller)."""
+        self.actions.plan = plan_summary(decision)
+        return self._advance(decision)
+
+    def _advance(self, decision: Decision) -> tuple[np.ndarray, np.ndarray, bool, dict]:
         if self.sim.done:
             raise UserError("the episode is over (truncated at the horizon): call reset()")
         self.sim.step(decision)

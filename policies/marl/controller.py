@@ -1,0 +1,83 @@
+"""A trained MARL policy behind the Controller seam (``--policy marl:DIR``).
+
+Each epoch: the same features as the env (``features.py``), normalised with the statistics
+saved at training time, through the shared actor; the most likely option per component (or a
+sample, ``sample=True``) among those the mask allows; then the env's own action mapping turns
+the actions into a valid decision (market mode clears them by OT).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from otmarl.scenarios.errors import UserError
+from otmarl.simulator.control import Decision, Observation, WorldInfo
+
+from . import deps
+from .actions import DirectActions, MarketActions
+from .core import EnvOptions
+from .features import NAMES, FeatureBuilder
+
+
+class MarlController:
+    """``MarlController(folder)``: the policy trained into ``folder`` by ``otmarl train``."""
+
+    def __init__(self, folder: str | Path, sample: bool = False):
+        from .common import load_meta
+        torch = deps.torch()
+        from .nets import Actor, RunningNorm
+        self.folder = Path(folder)
+        self.meta = meta = load_meta(folder)
+        self.name = f"marl:{folder}"
+        if list(meta["features"]) != list(NAMES):
+            raise UserError(f"{folder}: trained on features {meta['features']}, this version has "
+                            f"{list(NAMES)}; retrain the policy")
+        self.options = EnvOptions.from_dict(meta["env"])
+        self.actor = Actor(meta["obs_dim"], meta["action"]["nvec"], meta["hidden"])
+        self.actor.load_state_dict(torch.load(self.folder / "actor.pt"))
+        self.actor.eval()
+        self.norm = RunningNorm.from_dict(meta["obs_norm"])
+        self.sample = sample
+        self.torch = torch
+
+    def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
+        self.info, self.rng = world_info, rng
+        self.features = FeatureBuilder(world_info, self.meta["tod_offset_s"])
+        o = self.options
+        if o.mode == "market":
+            self.actions = MarketActions(world_info, rng)
+        else:
+            self.actions = DirectActions(world_info, o.direct_energy_share, o.direct_spare_soc,
+                                         o.direct_task_share)
+        trained = tuple(self.meta["action"]["nvec"])
+        if tuple(self.actions.spec.nvec) != trained:
+            raise UserError(f"{self.folder}: the policy acts on {trained} options per component, "
+                            f"this scenario's network gives {tuple(self.actions.spec.nvec)} (direct mode "
+                            "needs the same largest node degree)")
+        self.gen = self.torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+
+    def act(self, obs: Observation) -> np.ndarray:
+        """Actions (n, components) for this epoch."""
+        torch = self.torch
+        f = self.features.observe(obs, self.actions.energy_price, self.actions.task_price)
+        x = torch.as_tensor(self.norm(f))
+        mask = torch.as_tensor(self.actions.masks(obs))
+        with torch.no_grad():
+            logits = self.actor.logits(x, mask)
+            if self.sample:
+                a = [torch.multinomial(torch.softmax(z, -1), 1, generator=self.gen)[:, 0] for z in logits]
+            else:
+                a = [z.argmax(-1) for z in logits]
+        return torch.stack(a, -1).numpy()
+
+    def decide(self, obs: Observation) -> Decision:
+        return self.actions.decide(obs, self.act(obs))
+
+
+def make(name: str) -> MarlController:
+    """The controller for ``marl:DIR``."""
+    folder = name.split(":", 1)[1]
+    if not folder:
+        raise UserError("--policy marl:DIR: name the checkpoint folder, e.g. marl:runs/mappo")
+    return MarlController(folder)

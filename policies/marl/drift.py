@@ -1,0 +1,97 @@
+"""Wasserstein drift detection between sliding windows, and a learning rate that follows it.
+
+The trainer pushes one row per epoch: the mean over agents (and parallel envs) of every
+non-clock observation feature, and the team reward. ``check`` compares the last ``window`` rows
+(new) with the ``window`` before them (reference):
+
+    d = mean over columns j of W1(ref_j / s_j, new_j / s_j)
+
+(1-D Wasserstein-1 between the empirical distributions, each column scaled by its pooled standard
+deviation ``s_j``; constant columns are left out). The threshold is calibrated on the windows
+themselves: the 2*window rows are cut into blocks of ``block`` consecutive rows (blocks keep
+the autocorrelation a plain permutation would destroy), the blocks are permuted ``n_perm``
+times, and the (1 - alpha) quantile of d over the permutations is the threshold ``tau``. The
+learning rate is
+
+    lr = lr0 * clip(1 + beta * (d / tau - 1), 1, max_factor),
+
+so it rises with the normalised distance once a shift is significant and returns to lr0 when the
+windows agree again.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def w1_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """W1 between the columns of two samples of equal size (n, d): mean |sorted x - sorted y|."""
+    return np.abs(np.sort(x, axis=0) - np.sort(y, axis=0)).mean(axis=0)
+
+
+def drift_distance(ref: np.ndarray, new: np.ndarray) -> float:
+    """Mean over columns of the standardised W1 distance between two windows (n, d)."""
+    both = np.concatenate([ref, new])
+    s = both.std(axis=0)
+    keep = s > 1e-12
+    if not keep.any():
+        return 0.0
+    return float(w1_columns(ref[:, keep] / s[keep], new[:, keep] / s[keep]).mean())
+
+
+@dataclass(frozen=True)
+class DriftSignal:
+    distance: float
+    threshold: float
+
+    @property
+    def ratio(self) -> float:
+        return self.distance / self.threshold if self.threshold > 0 else 0.0
+
+    @property
+    def drift(self) -> bool:
+        return self.distance > self.threshold
+
+
+class DriftDetector:
+    """Sliding windows of rows; ``check()`` gives the distance and its permutation threshold."""
+
+    def __init__(self, window: int, block: int | None = None, n_perm: int = 100,
+                 alpha: float = 0.05, seed: int = 0):
+        if window < 2:
+            raise ValueError(f"window={window} must be >= 2 rows")
+        self.window, self.n_perm, self.alpha = int(window), int(n_perm), float(alpha)
+        self.block = max(1, int(block if block is not None else window // 8))
+        self.rows: deque = deque(maxlen=2 * self.window)
+        self.rng = np.random.default_rng(seed)
+
+    def push(self, row: np.ndarray) -> None:
+        self.rows.append(np.asarray(row, float).ravel())
+
+    @property
+    def ready(self) -> bool:
+        return len(self.rows) == 2 * self.window
+
+    def check(self) -> DriftSignal | None:
+        """None until two full windows are in."""
+        if not self.ready:
+            return None
+        x = np.stack(self.rows)
+        w = self.window
+        d = drift_distance(x[:w], x[w:])
+        nb = -(-len(x) // self.block)
+        blocks = [x[i * self.block:(i + 1) * self.block] for i in range(nb)]
+        null = np.empty(self.n_perm)
+        for k in range(self.n_perm):
+            y = np.concatenate([blocks[i] for i in self.rng.permutation(nb)])
+            null[k] = drift_distance(y[:w], y[w:])
+        return DriftSignal(d, float(np.quantile(null, 1.0 - self.alpha)))
+
+
+def lr_factor(signal: DriftSignal | None, beta: float = 1.0, max_factor: float = 3.0) -> float:
+    """clip(1 + beta (d/tau - 1), 1, max_factor); 1 without a signal."""
+    if signal is None:
+        return 1.0
+    return float(np.clip(1.0 + beta * (signal.ratio - 1.0), 1.0, max_factor))

@@ -1,0 +1,90 @@
+"""Small torch networks and observation normalisation shared by the trainers and the trained
+Controller: a shared actor with one masked categorical head per action component, a critic."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import deps
+
+torch = deps.torch()
+nn = torch.nn
+
+MASKED = -1e8      # logit of a masked option: exp underflows to exactly 0
+
+
+def _layer(i: int, o: int, std: float = float(np.sqrt(2))) -> "nn.Linear":
+    lin = nn.Linear(i, o)
+    nn.init.orthogonal_(lin.weight, std)
+    nn.init.constant_(lin.bias, 0.0)
+    return lin
+
+
+def mlp(i: int, hidden: int, o: int, out_std: float) -> "nn.Sequential":
+    return nn.Sequential(_layer(i, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(),
+                         _layer(hidden, o, out_std))
+
+
+class Actor(nn.Module):
+    """pi(a | o): independent categoricals over the components of a MultiDiscrete action."""
+
+    def __init__(self, obs_dim: int, nvec, hidden: int = 64):
+        super().__init__()
+        self.nvec = [int(k) for k in nvec]
+        self.net = mlp(obs_dim, hidden, sum(self.nvec), 0.01)
+
+    def logits(self, obs, mask=None) -> list:
+        z = self.net(obs)
+        if mask is not None:
+            z = torch.where(mask.bool(), z, torch.full_like(z, MASKED))
+        return list(torch.split(z, self.nvec, dim=-1))
+
+    def probs(self, obs, mask=None) -> list:
+        return [torch.softmax(z, -1) for z in self.logits(obs, mask)]
+
+    def act(self, obs, mask, action=None, greedy: bool = False):
+        """(action (B, K), log-prob (B,), entropy (B,), per-component probabilities)."""
+        logits = self.logits(obs, mask)
+        dists = [torch.distributions.Categorical(logits=z) for z in logits]
+        if action is None:
+            action = torch.stack([z.argmax(-1) if greedy else d.sample()
+                                  for z, d in zip(logits, dists)], -1)
+        logp = torch.stack([d.log_prob(action[..., k]) for k, d in enumerate(dists)], -1).sum(-1)
+        ent = torch.stack([d.entropy() for d in dists], -1).sum(-1)
+        return action, logp, ent, [d.probs for d in dists]
+
+
+class Critic(nn.Module):
+    def __init__(self, in_dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = mlp(in_dim, hidden, 1, 1.0)
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+class RunningNorm:
+    """Running mean and variance (parallel algorithm); ``__call__`` standardises and clips."""
+
+    def __init__(self, dim: int, clip: float = 5.0):
+        self.mean, self.var, self.count, self.clip = np.zeros(dim), np.ones(dim), 1e-4, clip
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, float).reshape(-1, len(self.mean))
+        m, v, c = x.mean(0), x.var(0), len(x)
+        delta, tot = m - self.mean, self.count + c
+        self.mean = self.mean + delta * c / tot
+        self.var = (self.var * self.count + v * c + delta ** 2 * self.count * c / tot) / tot
+        self.count = tot
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -self.clip, self.clip).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": float(self.count),
+                "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunningNorm":
+        r = cls(len(d["mean"]), d["clip"])
+        r.mean, r.var, r.count = np.array(d["mean"]), np.array(d["var"]), d["count"]
+        return r
