@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 from otmarl import report_cmd
 from otmarl import train_cmd
+from otmarl import sweep_cmd
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 
 
@@ -110,6 +111,7 @@ COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_sc
 COMMANDS["report"] = report_cmd.cmd
 COMMANDS["train"] = train_cmd.cmd_train
 COMMANDS["evaluate"] = train_cmd.cmd_evaluate
+COMMANDS["sweep"] = sweep_cmd.cmd
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
+    sweep_cmd.add_parser(sub)
     return p
 
 
