@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from otmarl.scenarios.errors import UserError
 
@@ -77,7 +79,12 @@ class Run:
 
     @cached_property
     def timeseries(self) -> pd.DataFrame:
-        return self._parquet("timeseries")
+        return self._timeseries_table.to_pandas()
+
+    @cached_property
+    def _timeseries_table(self) -> pa.Table:
+        # kept as Arrow: the metrics take columns as numpy arrays, skipping a pandas frame
+        return self._read("timeseries", pq.read_table)
 
     @cached_property
     def tasks(self) -> pd.DataFrame:
@@ -102,9 +109,12 @@ class Run:
         return self._parquet(name) if p.exists() else pd.DataFrame({c: [] for c in cols})
 
     def _parquet(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return self._read(name, lambda p: pd.read_parquet(p, columns=columns))
+
+    def _read(self, name: str, reader):
         p = self.path / f"{name}.parquet"
         try:
-            return pd.read_parquet(p, columns=columns)
+            return reader(p)
         except (OSError, ValueError, KeyError) as e:   # pyarrow's errors derive from these
             raise UserError(f"{p}: cannot read this run table ({type(e).__name__}: {e}); "
                             "write the run folder again with 'otmarl run'") from None
@@ -137,17 +147,38 @@ class Run:
         """A timeseries column as an (epochs, nodes) array."""
         key = ("grid", col)
         if key not in self._cache:
-            ts = self.timeseries
-            vals = ts[col].to_numpy()
-            out = np.zeros((self.n_epochs, self.n_nodes), dtype=vals.dtype)
-            out[ts["epoch"].to_numpy(), ts["node"].to_numpy()] = vals
+            E, n = self.n_epochs, self.n_nodes
+            try:
+                vals = self._timeseries_table.column(col).to_numpy()
+            except KeyError:
+                raise UserError(f"{self.path / 'timeseries.parquet'}: column '{col}' is missing; "
+                                "write the run folder again with 'otmarl run'") from None
+            if self._dense():
+                out = vals.reshape(E, n)
+            else:
+                out = np.zeros((E, n), dtype=vals.dtype)
+                out[self._column("epoch"), self._column("node")] = vals
             self._cache[key] = out
         return self._cache[key]
 
+    def _column(self, col: str) -> np.ndarray:
+        return self._timeseries_table.column(col).to_numpy()
+
+    def _dense(self) -> bool:
+        """Whether the timeseries rows are exactly epoch-major, node-minor (as the recorder writes)."""
+        if "dense" not in self._cache:
+            E, n = self.n_epochs, self.n_nodes
+            ep, node = self._column("epoch"), self._column("node")
+            self._cache["dense"] = (len(ep) == E * n and np.array_equal(ep.reshape(E, n)[:, 0], np.arange(E))
+                                    and np.array_equal(node.reshape(E, n), np.broadcast_to(np.arange(n), (E, n)))
+                                    and np.all(ep.reshape(E, n) == ep.reshape(E, n)[:, :1]))
+        return self._cache["dense"]
+
     def epoch_of(self, t_s) -> np.ndarray:
-        """The epoch holding each instant (the horizon's end belongs to the last epoch)."""
-        k = np.floor(np.asarray(t_s, dtype=float) / self.epoch_s)
-        return np.clip(np.nan_to_num(k, nan=-1), -1, self.n_epochs - 1).astype(np.int64)
+        """The epoch holding each instant; -1 for NaN (the horizon's end is in the last epoch)."""
+        t = np.asarray(t_s, dtype=float)
+        k = np.minimum(t // self.epoch_s, self.n_epochs - 1)
+        return np.where(np.isnan(t), -1, k).astype(np.int64)
 
 
 def _eq(col: pd.Series, value: str) -> np.ndarray:
