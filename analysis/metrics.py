@@ -297,6 +297,10 @@ def class_fairness_table(run: Run) -> pd.DataFrame:
 
     Columns: scope ('fleet' | 'class' | 'between_classes'), class, outcome, then FAIRNESS_FIELDS.
     """
+    return _cached(run, "class_fairness_table", _class_fairness_table)
+
+
+def _class_fairness_table(run: Run) -> pd.DataFrame:
     nt = node_table(run)
     rows = []
     for o in OUTCOMES:
