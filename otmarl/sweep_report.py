@@ -116,10 +116,11 @@ def format_table(s: SweepSummary, metrics: list[str] | None = None) -> str:
     by = ["policy", *s.params]
     names = short_names(s.params)
     wide = s.table[s.table["metric"].isin(metrics)]
-    groups = list(dict.fromkeys(map(tuple, wide[by].astype(str).to_numpy())))
-    cells = {(tuple(map(str, r[by])), r["metric"]): _cell(r) for _, r in wide.iterrows()}
+    group = [tuple(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r) for r in wide[by].to_numpy()]
+    groups = list(dict.fromkeys(group))
+    cells = {(g, m): _cell(r) for g, (_, r), m in zip(group, wide.iterrows(), wide["metric"])}
+    n_of = {g: str(r["n"]) for g, (_, r) in zip(group, wide.iterrows())}
     head = ["policy", *(names[p] for p in s.params), *metrics, "n"]
-    n_of = {tuple(map(str, r[by])): str(r["n"]) for _, r in wide.iterrows()}
     body = [[*g, *(cells.get((g, m), "") for m in metrics), n_of[g]] for g in groups]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     return "\n".join("  ".join(str(x).rjust(w) if i > len(by) - 1 else str(x).ljust(w)

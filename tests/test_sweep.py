@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,15 @@ grid:
   nodes.home.battery.capacity_wh: [5000, 10000, 15000]
 """
 TIMING = ["wall_s", "simulate_s", "worker"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lighter_workers():
+    """Worker processes import POT, which imports torch when it is installed (seconds per process
+    on a busy machine); the runs never use it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POT_BACKEND_DISABLE_PYTORCH", "1")
+        yield
 
 
 def write(folder: Path, text: str, name: str = "s.yaml") -> Path:
@@ -94,12 +104,30 @@ def test_a_row_is_reproduced_by_a_plain_run(sequential, tmp_path):
 
 
 # ------------------------------------------------------------------------------ backends
-def test_joblib_two_processes_gives_the_same_results(sequential, tmp_path):
+def test_joblib_two_processes_same_results_even_when_a_worker_is_killed(sequential, tmp_path):
     f, seq = sequential
-    res = sweep(f, tmp_path / "jl", jobs=2)
-    assert (res.total, len(res.ran), res.failed) == (12, 12, [])
-    assert len({r["worker"] for r in res.rows}) == 2            # really two processes
-    a, b = outcome(seq), outcome(tmp_path / "jl")
+    out, killed, stop = tmp_path / "jl", [], threading.Event()
+
+    def kill_the_first_worker():  # the one that wrote the first row, busy with its next run
+        while not (killed or stop.is_set()):
+            rows = list(out.glob("runs/*/row.parquet"))
+            if rows:
+                pid = int(pd.read_parquet(rows[0])["worker"][0].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_the_first_worker)
+    killer.start()
+    try:
+        res = sweep(f, out, jobs=2)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed and (res.total, len(res.ran), res.failed) == (12, 12, [])
+    workers = set(read_rows(out)[0]["worker"])
+    assert len(workers) >= 3                                   # two processes, then a new pool
+    a, b = outcome(seq), outcome(out)
     pd.testing.assert_frame_equal(a[0], b[0])
     assert a[1] == b[1]
 
