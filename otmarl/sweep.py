@@ -19,7 +19,8 @@ Seeds: with ``seeds: N``, the run at point p and seed index s (of N) gets
 the listed seeds themselves at every point. Every policy at (p, s) gets the same seed, so policies
 are compared on the same random draws. Runs are keyed by the sha256 of the canonical JSON of
 (resolved scenario, policy, seed): results are the same on every backend and in every order, and a
-second invocation on DIR skips every run whose row says 'ok' (failed runs are run again).
+second invocation on DIR skips every run whose row says 'ok' (failed runs are run again). Rows of
+runs no longer in the design (after editing the sweep file) stay on disk, out of the summary.
 """
 from __future__ import annotations
 
@@ -194,15 +195,15 @@ def sweep(source: str | os.PathLike | Sweep, out: str | os.PathLike, *, backend:
     for job, row, error in runner(todo) if todo else ():
         res.ran.append(job.key)
         if row is not None:
-            if not (job.folder / ROW).exists():
-                raise UserError(f"--out {out}: the workers write runs where this machine cannot see "
-                                f"them (no {job.folder / ROW}); use a folder shared by every worker")
             res.rows.append(row)
         if error is not None or (row is not None and row["status"] != "ok"):
             res.failed.append(job.key)
         if progress:
             progress(len(done) + len(res.ran), len(all_jobs), len(res.failed))
     res.wall_s = time.perf_counter() - t0
+    if res.rows and not any((out / "runs" / r["key"] / ROW).exists() for r in res.rows):
+        raise UserError(f"--out {out}: the workers wrote their runs where this machine cannot see "
+                        f"them; use a folder that every worker sees at the same path")
     return res
 
 

@@ -32,7 +32,6 @@ from otmarl.scenarios.errors import OtmarlError, UserError
 #: Restarts of the joblib pool after a worker process died (killed, out of memory, crashed).
 POOL_RESTARTS = 2
 ROW = "row.parquet"
-Outcome = tuple["Job", "dict | None", "str | None"]
 
 
 class SweepError(OtmarlError):
@@ -70,6 +69,10 @@ class Job:
     @property
     def failure_file(self) -> Path:
         return Path(self.out) / "failures" / f"{self.key}.json"
+
+
+Outcome = tuple[Job, "dict | None", "str | None"]
+"""A finished run: (job, its row or None, an error or None)."""
 
 
 # ------------------------------------------------------------------------------ the worker
