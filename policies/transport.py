@@ -6,8 +6,9 @@ One functional entry point, ``solve(supply, demand, cost, method, ...)``, over f
 ``exact``        POT network simplex (``ot.emd``) on the balanced problem; LP duals.
 ``network``      min-cost flow on the graph (``graph=FlowGraph``), HiGHS; honours edge capacities;
                  W1 over shortest paths when they are unlimited; per-edge flows in ``edge_flow``.
-``sinkhorn``     entropic (log-stabilised, eps-scaled), ``reg`` relative to the largest cost; falls
-                 back to ``exact`` (status 'fallback:<reason>') if it does not converge.
+``sinkhorn``     entropic (log-stabilised, eps-scaled, over-relaxed), ``reg`` relative to the
+                 largest cost; falls back to ``exact`` (status 'fallback:<reason>') if it does not
+                 converge.
 ``unbalanced``   KL-relaxed marginals (``reg_m``) for partial service; plan clipped to the marginals.
 ``hierarchical`` clusters -> coarse exact -> fine exact sub-problems -> leftovers -> sparse exact
                  refinement with a certified lower bound; for thousands of nodes.
@@ -15,7 +16,17 @@ One functional entry point, ``solve(supply, demand, cost, method, ...)``, over f
 
 Unequal totals are normal: unsent supply and unmet demand are explicit (``unserved_supply`` /
 ``unserved_demand``) at ``penalty`` per unit; ``np.inf`` costs mark pairs that cannot trade. See
-``transport_core`` for the problem every method solves and the default penalty.
+``transport_core`` for the problem every method solves, the duals and the default penalty.
+
+Status vocabulary: 'optimal' (exact, or hierarchical with no pair pricing out), 'converged'
+(iterative method within its tolerance; hierarchical within ``gap_tol`` of its certified bound),
+'heuristic' (hierarchical without refinement), 'max_iter_reached' / 'max_rounds_reached', and
+'fallback:<reason>' (the exact plan replaced a failed iterative one; ``solver`` says 'exact').
+
+Measured (``benchmarks/allocator.py``, ``tests/test_transport.py``): exact at 1000 nodes
+(333 x 333) in ~0.02 s; sinkhorn at reg=1e-3 within 0.8 % of exact up to 3000 nodes (2 % at
+10 000); hierarchical within 0.1 % at 10 000 nodes (certified <= 2 %) in 0.8 s of CPU time
+against 2.2 s for exact.
 """
 from __future__ import annotations
 
@@ -25,21 +36,41 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-
 from otmarl.policies.transport_core import (
-    Balanced, Penalty, Problem, SolveOptions, TransportError, TransportInputError, TransportResult, balance,
-    default_penalty, make_problem,
+    Balanced,
+    Penalty,
+    Problem,
+    SolveOptions,
+    TransportError,
+    TransportInputError,
+    TransportResult,
+    balance,
+    default_penalty,
+    make_problem,
 )
 from otmarl.policies.transport_entropic import solve_sinkhorn, solve_unbalanced
 from otmarl.policies.transport_exact import solve_exact
 from otmarl.policies.transport_hierarchical import solve_hierarchical
 from otmarl.policies.transport_network import (
-    FlowGraph, network_default_penalty, path_efficiency, shortest_path_costs, solve_network,
+    FlowGraph,
+    network_default_penalty,
+    path_efficiency,
+    shortest_path_costs,
+    solve_network,
 )
 
 __all__ = [
-    "Balanced", "FlowGraph", "METHODS", "TransportError", "TransportInputError", "TransportResult", "balance",
-    "default_penalty", "path_efficiency", "shortest_path_costs", "solve",
+    "METHODS",
+    "Balanced",
+    "FlowGraph",
+    "TransportError",
+    "TransportInputError",
+    "TransportResult",
+    "balance",
+    "default_penalty",
+    "path_efficiency",
+    "shortest_path_costs",
+    "solve",
 ]
 
 Method = Literal["exact", "network", "sinkhorn", "unbalanced", "hierarchical"]

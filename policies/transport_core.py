@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-
 from otmarl.scenarios.errors import OtmarlError
 
 if TYPE_CHECKING:

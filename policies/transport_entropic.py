@@ -9,9 +9,20 @@ Both share one log-stabilised scaling loop (our own, in numpy, rather than POT's
   the potentials f, g soft c-transforms that stay finite for nodes without mass, and the running
   potentials are absorbed into K whenever the scalings grow (per entry, unlike POT's stabilised
   unbalanced solver which absorbs one scalar), so nothing under- or overflows at small eps;
-* eps is lowered geometrically (eps-scaling) from 1 to ``reg``, which cuts the iteration count at
-  small eps;
-* infeasible pairs keep cost +inf, i.e. an exact zero in the kernel: no big-M, no leak.
+* eps is lowered geometrically (eps-scaling) from 1 to ``reg``, and the updates are over-relaxed
+  with an omega estimated from the observed convergence rate: together 3-30x fewer iterations
+  (e.g. 1000 nodes: 16 000 -> 1 100 iterations);
+* large kernels are stored sparse without the entries below exp(-100) (10-15 % of them are kept at
+  reg=1e-3 on allocator instances);
+* infeasible pairs keep cost +inf, i.e. an exact zero in the kernel: no big-M, no leak;
+* status 'converged' means the L1 marginal error is below ``tol`` (default 1e-6 of the mass);
+  the plan is then scaled down onto the marginals, so it is always feasible.
+
+Measured gap (total_cost vs exact, relative to the exact transport cost) at the default reg=1e-3:
+max 0.8 % over 1600 random instances of 2-60 nodes per side; on the euclidean benchmark instances
+0.03 % at 100 nodes, 0.3 % at 1000, 0.8 % at 3000, 2 % at 10 000 (``benchmarks/allocator.py``): the
+blur is fixed relative to the largest cost while typical transport distances shrink with n. Slowly mixing instances (about 1 in 130 of the
+random ones) need more than 20 000 iterations and fall back to exact.
 
 The unbalanced variant minimises <C,P> + eps KL(P | a x b / m) + reg_m (KL(P1 | a) + KL(P'1 | b))
 with masses divided by m = (sum a + sum b) / 2, so the plan scales linearly with the masses. We use
@@ -24,12 +35,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import logsumexp
-
 from otmarl.policies.transport_core import (
-    Problem, SolveOptions, TransportResult, balance_problem, make_problem, partial_result, trivial_result,
+    Problem,
+    SolveOptions,
+    TransportResult,
+    balance_problem,
+    make_problem,
+    partial_result,
+    trivial_result,
 )
 from otmarl.policies.transport_exact import partial_duals, solve_exact
+from scipy.special import logsumexp
 
 SINKHORN_MAX_ITER = 20_000
 SINKHORN_TOL = 1e-6
@@ -61,8 +77,7 @@ def _kernel(a: np.ndarray, b: np.ndarray, c: np.ndarray, f: np.ndarray, g: np.nd
     """K_ij = a_i b_j exp((f_i + g_j - c_ij)/eps); large kernels drop entries below exp(-100).
 
     After absorption the scalings stay within exp(+-30), so a dropped entry would carry at most
-    exp(-40) of mass: truncation is invisible, and on allocator instances it keeps a few percent
-    of the entries, which makes each iteration 10-20x cheaper.
+    exp(-40) of mass: truncation is invisible, and it makes each iteration several times cheaper.
     """
     with np.errstate(under="ignore", divide="ignore"):
         fa = f + eps * np.log(a)
@@ -238,7 +253,8 @@ def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
     g[~cols] = soft_c_transform(c[np.ix_(rows, ~cols)].T, out.f, a, opts.reg, 1.0)
     u, v = partial_duals(f * scale, g * scale)
     res = partial_result(p, ext[:-1, :-1], u, v, "sinkhorn", out.status, out.iterations)
-    full = np.block([[res.plan, res.unserved_supply[:, None]], [res.unserved_demand[None, :], np.array([[res.moved]])]])
+    full = np.block([[res.plan, res.unserved_supply[:, None]],
+                     [res.unserved_demand[None, :], np.array([[res.moved]])]])
     entropy = opts.reg * scale * _kl(full, np.outer(bal.a, bal.b) / total)
     return partial_result(p, res.plan, u, v, "sinkhorn", out.status, out.iterations, extra_objective=entropy)
 

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 import scipy.sparse as sp
-
 from otmarl.policies.transport_core import (
-    Problem, SolveOptions, TransportError, TransportResult, balance_problem, partial_result,
+    Problem,
+    SolveOptions,
+    TransportError,
+    TransportResult,
+    balance_problem,
+    partial_result,
     trivial_result,
 )
 

@@ -18,12 +18,16 @@ import numpy as np
 import ot
 import pytest
 import scipy.sparse as sp
+from otmarl.policies.transport import (
+    FlowGraph,
+    balance,
+    default_penalty,
+    path_efficiency,
+    shortest_path_costs,
+    solve,
+)
 from scipy.optimize import linprog
 from scipy.spatial.distance import cdist
-
-from otmarl.policies.transport import (
-    FlowGraph, TransportInputError, balance, default_penalty, path_efficiency, shortest_path_costs, solve,
-)
 
 RTOL = 1e-9
 
@@ -138,7 +142,7 @@ def test_default_penalty_moves_as_much_as_is_feasible(seed):
     a, b, cost = random_instance(200 + seed, n_max=30, inf_frac=0.85)  # sparse: long augmenting paths
     res = solve(a, b, cost, "exact")
     g = nx.DiGraph()
-    for i, j in zip(*np.nonzero(np.isfinite(cost))):
+    for i, j in zip(*np.nonzero(np.isfinite(cost)), strict=False):
         g.add_edge(("s", i), ("d", j))
     for i in range(a.size):
         g.add_edge("src", ("s", i), capacity=a[i])
@@ -196,14 +200,14 @@ def networkx_cost(graph, s_nodes, d_nodes, a, b, penalty) -> float:
     """Independent optimum: networkx min-cost flow with explicit dummy source and sink."""
     g = nx.DiGraph()
     g.add_nodes_from(range(graph.n_nodes), demand=0)
-    for s, d, c, cap in zip(graph.edge_src, graph.edge_dst, graph.edge_cost, graph.edge_capacity):
+    for s, d, c, cap in zip(graph.edge_src, graph.edge_dst, graph.edge_cost, graph.edge_capacity, strict=False):
         g.add_edge(int(s), int(d), weight=int(c), **({} if np.isinf(cap) else {"capacity": int(cap)}))
     g.add_node("dummy_supply", demand=-int(b.sum()))
     g.add_node("dummy_demand", demand=int(a.sum()))
-    for v, m in zip(s_nodes, a):
+    for v, m in zip(s_nodes, a, strict=False):
         g.nodes[int(v)]["demand"] -= int(m)
         g.add_edge(int(v), "dummy_demand", weight=penalty)
-    for v, m in zip(d_nodes, b):
+    for v, m in zip(d_nodes, b, strict=False):
         g.nodes[int(v)]["demand"] += int(m)
         g.add_edge("dummy_supply", int(v), weight=penalty)
     g.add_edge("dummy_supply", "dummy_demand", weight=0)
@@ -276,7 +280,7 @@ def test_shortest_path_costs_match_networkx():
     w[:5] = 0.0  # zero-weight edges are edges
     g = nx.DiGraph()
     g.add_nodes_from(range(31))  # node 30 is isolated
-    for s, d, c in zip(src, dst, w):
+    for s, d, c in zip(src, dst, w, strict=False):
         if not g.has_edge(s, d) or g[s][d]["weight"] > c:  # parallel edges: cheapest counts
             g.add_edge(int(s), int(d), weight=float(c))
     sources, targets = np.array([0, 3, 3, 30]), np.arange(31)
