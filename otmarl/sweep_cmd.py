@@ -92,14 +92,15 @@ def _summary(folder: str, metrics: str | None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    from otmarl.sweep import design, load_sweep, sweep
+    from otmarl.sweep import design, finished, load_sweep, sweep
     names = _metrics(a.metrics)
     sw = load_sweep(a.target)
     out = Path(a.out or f"runs/sweep-{Path(a.target).stem}")
     if a.dry_run:
-        n = len(design(sw, out))
+        jobs = design(sw, out)
         print(f"{a.target}: ok: {len(sw.points)} points x {len(sw.policies)} policies x "
-              f"{sw.spec.seed_count} seeds = {n} runs into {out}")
+              f"{sw.spec.seed_count} seeds = {len(jobs)} runs into {out} "
+              f"({len(finished(jobs))} already done)")
         return 0
     progress = None if a.quiet else SweepProgress(f"sweep {a.target}")
     try:
