@@ -84,6 +84,10 @@ def _cmd_run(a) -> int:
           f"{done - t['completed_on_time']} late, {sum(t['dropped'].values())} dropped; "
           f"harvested {e['harvested_wh'] / 1000:.3g} kWh, transport loss {e['transport_loss_wh']:.3g} Wh, "
           f"brownout {s['nodes']['brownout_node_hours']:.3g} node-h")
+    if a.report:
+        from otmarl.analysis import report
+        written = report(out)
+        print(f"report: {written['html']}")
     return 0
 
 
@@ -96,6 +100,11 @@ def _cmd_compare(a) -> int:
                     progress=None if a.quiet else Progress(f"compare {a.scenario}"))
     print(format_table(table))
     print(f"written: {out}/comparison.csv, {out}/comparison.json, {out}/runs.csv")
+    if a.report:
+        from otmarl.analysis import comparison_report
+        from otmarl.compare import METRICS
+        written = comparison_report(table, out, title=f"{a.scenario}: policies compared", labels=METRICS)
+        print(f"report: {written['html']}")
     return 0
 
 
@@ -106,12 +115,10 @@ def _int(v: str, what: str) -> int:
         raise UserError(f"{what}: value '{v}' must be a whole number >= 0 or 'random'") from None
 
 
-COMMANDS: dict[str, Callable] = {"validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run,
-                                 "compare": _cmd_compare}
-COMMANDS["report"] = report_cmd.cmd
-COMMANDS["train"] = train_cmd.cmd_train
-COMMANDS["evaluate"] = train_cmd.cmd_evaluate
-COMMANDS["sweep"] = sweep_cmd.cmd
+COMMANDS: dict[str, Callable] = {
+    "validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run, "compare": _cmd_compare,
+    "report": report_cmd.cmd, "train": train_cmd.cmd_train, "evaluate": train_cmd.cmd_evaluate,
+    "sweep": sweep_cmd.cmd}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -133,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
                    help="override a scenario field, e.g. --set horizon_h=24")
     r.add_argument("--engine", default="fast", help="fast (default) or reference")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
+    r.add_argument("--report", action="store_true", help="also write report.html/md and CSV/JSON tables")
     c = sub.add_parser("compare", help="policies side by side across seeds (mean and 95%% CI)")
     c.add_argument("scenario")
     c.add_argument("--policies", default="local,greedy,proportional,ot")
@@ -141,6 +149,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
     c.add_argument("--quiet", action="store_true")
+    c.add_argument("--report", action="store_true", help="also write comparison.html/md")
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     sweep_cmd.add_parser(sub)

@@ -22,7 +22,7 @@ class LocalController:
 
 class RandomController:
     """Each up node, with probability ``p_act`` (params), sends a random share of its spare energy
-    to a random reachable node and a random number of its waiting tasks to another random node,
+    to a random neighbour, or a random number of its waiting tasks to a random up neighbour,
     always within the limits the world enforces."""
 
     name = "random"
@@ -30,21 +30,26 @@ class RandomController:
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info, self.rng = world_info, rng
         self.p_act = float(world_info.params.get("p_act", 0.3))
+        n = world_info.n_nodes
+        self.nbrs: list[list[int]] = [[] for _ in range(n)]
+        for a, b in zip(world_info.link_u.tolist(), world_info.link_v.tolist()):
+            self.nbrs[a].append(b)
+            self.nbrs[b].append(a)
 
     def decide(self, obs: Observation) -> Decision:
-        rng, n = self.rng, len(obs.stored_wh)
-        up = np.flatnonzero(obs.up)
-        if len(up) < 2:
-            return Decision()
+        rng = self.rng
         es, ed, ew, ts, td, tc = [], [], [], [], [], []
         room = obs.headroom_wh.copy()
         load = np.zeros(len(self.info.link_u))
         limit = self.info.link_power_limit_w * self.info.dt_s / 3600.0
-        for s in up:
-            if rng.uniform() < self.p_act and obs.sendable_wh[s] > 0:
-                t = int(rng.integers(n))
-                eff = obs.network.energy_efficiency([s], [t])[0, 0] if t != s else 0.0
-                if eff > 0 and not obs.failed[t]:
+        for s in np.flatnonzero(obs.up):
+            nb = self.nbrs[s]
+            if not nb:
+                continue
+            t = nb[int(rng.integers(len(nb)))]
+            if rng.uniform() < self.p_act and obs.sendable_wh[s] > 0 and not obs.failed[t]:
+                eff = obs.network.energy_efficiency([s], [t])[0, 0]
+                if eff > 0:
                     edges = obs.network.energy.edges(int(s), t)
                     wh = rng.uniform() * min(obs.sendable_wh[s], room[t] / eff,
                                              np.min(limit[edges] - load[edges]) if edges else np.inf)
@@ -53,9 +58,8 @@ class RandomController:
                         room[t] -= wh * eff
                         load[edges] += wh
                         continue
-            if rng.uniform() < self.p_act and obs.queue_len[s] > 0:
-                t = int(up[rng.integers(len(up))])
-                if t == s or not np.isfinite(obs.network.task.rows([s])[0, t]):
+            if rng.uniform() < self.p_act and obs.queue_len[s] > 0 and obs.up[t]:
+                if not np.isfinite(obs.network.task.rows([s])[0, t]):
                     continue
                 count = int(rng.integers(1, obs.queue_len[s] + 1))
                 ids = obs.waiting_of(int(s))[:count]

@@ -83,3 +83,17 @@ def test_reference_engine_from_the_cli(tmp_path):
     assert sr["tasks"] == sf["tasks"]
     for k, v in sf["energy"].items():
         assert abs(sr["energy"][k] - v) <= 1e-9 * max(1.0, abs(v)), k
+
+
+def test_report_flags_on_run_and_compare(tmp_path):
+    r = _cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet",
+             "--report")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "r" / "report.html").stat().st_size > 10_000
+    c = _cli("compare", "microgrid-solar", "--set", "horizon_h=6", "--seeds", "2", "--policies",
+             "local,ot", "--out", str(tmp_path / "c"), "--quiet", "--report")
+    assert c.returncode == 0, c.stderr
+    html = (tmp_path / "c" / "comparison.html").read_text()
+    assert "on_time_ratio" in html and 'data-chart' in html
+    table = (tmp_path / "c" / "comparison.csv").read_text()
+    assert table.count("\n") == 1 + 2 * 10          # header + 2 policies x 10 metrics
