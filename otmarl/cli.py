@@ -8,37 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Callable, Sequence
 
-from otmarl import report_cmd
-from otmarl import train_cmd
-from otmarl import sweep_cmd
+from otmarl import report_cmd, sweep_cmd, train_cmd
+from otmarl.progress import Progress
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
-
-
-class Progress:
-    """A live line on a terminal; a plain line every few seconds otherwise."""
-
-    def __init__(self, label: str, every_s: float = 5.0, stream=None):
-        self.label, self.every_s = label, every_s
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.t0 = self.last = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self.last < (0.2 if self.tty else self.every_s):
-            return
-        self.last = now
-        el = now - self.t0
-        eta = el / done * (total - done) if done else float("nan")
-        line = f"{self.label}: {done}/{total} epochs, {el:.1f} s elapsed, ETA {eta:.1f} s"
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if done == total else ""))
-        elif el > 2.0:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 def _cmd_validate(a) -> int:

@@ -55,11 +55,12 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = simulate(sc, controller, seed, engine=engine, progress=progress)
+    wall = time.perf_counter() - t0
     meta = {"scenario": json.loads(sc.model_dump_json()), "scenario_yaml": dump_yaml(sc),
             "seed": seed, "policy": sc.controller.policy, "engine": engine,
             "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
-            "wall_s": time.perf_counter() - t0}
+            "wall_s": wall}
     write_run(out, result, meta)
     return out
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from importlib import resources
 from pathlib import Path
+
+from otmarl.progress import Progress
 
 USAGE = ("otmarl sweep SWEEP.yaml [--out DIR] [--backend local|dask] [--address ADDR] [--jobs N]\n"
          "       otmarl sweep summary DIR [--metrics LIST]\n"
@@ -102,7 +103,7 @@ def _run(a: argparse.Namespace) -> int:
               f"{sw.spec.seed_count} seeds = {len(jobs)} runs into {out} "
               f"({len(finished(jobs))} already done)")
         return 0
-    progress = None if a.quiet else SweepProgress(f"sweep {a.target}")
+    progress = None if a.quiet else Progress(f"sweep {a.target}", unit="runs", quiet_s=0.0)
     try:
         res = sweep(sw, out, backend=a.backend, address=a.address, jobs=a.jobs, retries=a.retries,
                     progress=progress)
@@ -117,32 +118,3 @@ def _run(a: argparse.Namespace) -> int:
         print(f"{len(res.failed)} run(s) failed: errors in {out / 'failures'}; the same command "
               f"runs them again", file=sys.stderr)
     return code
-
-
-class SweepProgress:
-    """Runs done, failures and ETA: a live line on a terminal, a plain line every few seconds
-    otherwise (like ``otmarl.cli.Progress``, which counts epochs)."""
-
-    def __init__(self, label: str, every_s: float = 5.0, stream=None):
-        self.label, self.every_s = label, every_s
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.t0 = self.last = time.monotonic()
-        self.start: int | None = None
-
-    def __call__(self, done: int, total: int, failed: int) -> None:
-        now = time.monotonic()
-        if self.start is None:
-            self.start = done  # runs finished by an earlier invocation do not count for the ETA
-        if done < total and done > self.start and now - self.last < (0.2 if self.tty else self.every_s):
-            return
-        self.last = now
-        el, new = now - self.t0, done - self.start
-        eta = f"ETA {el / new * (total - done):.0f} s" if new else "ETA -"
-        line = (f"{self.label}: {done}/{total} runs ({self.start} resumed), {failed} failed, "
-                f"{el:.0f} s elapsed, {eta}")
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if done == total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
