@@ -97,11 +97,12 @@ def cmd_train(args) -> int:
         if args.quiet or not every.due(final):
             return
         ret = row["episode_return"]
+        ret = "-" if ret != ret else f"{ret:.2f}"          # NaN until an episode has finished
         eta = row["wall_s"] / row["global_step"] * (row["total_steps"] - row["global_step"])
+        rate = row["agent_steps"] / row["wall_s"]
         print(f"train {args.algo} {name}: step {row['global_step']}/{row['total_steps']}, "
-              f"reward/epoch {row['reward_mean']:.3f}, episode return "
-              f"{'-' if ret != ret else f'{ret:.2f}'}, {row['sps'] * (row['agent_steps'] / row['global_step']):.0f} "
-              f"agent-steps/s, lr {row['lr']:.2e}, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+              f"reward/epoch {row['reward_mean']:.3f}, episode return {ret}, {rate:.0f} agent-steps/s, "
+              f"lr {row['lr']:.2e}, ETA {eta:.0f} s", file=sys.stderr, flush=True)
 
     folder = mod.train(a, progress)
     print(f"{folder}: actor.pt, critic.pt, policy.json, train.csv (use --policy marl:{folder})")

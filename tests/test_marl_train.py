@@ -108,7 +108,8 @@ def test_sinkhorn_divergence_zero_iff_equal_and_differentiable():
     for d in ([1.0, -1.0, 0, 0], [0, 0.5, 0.5, -1.0]):
         d = torch.tensor(d, dtype=torch.float64)
         h = 1e-5
-        fd = (sinkhorn_divergence(a.detach() + h * d, b, C4) - sinkhorn_divergence(a.detach() - h * d, b, C4)) / (2 * h)
+        fd = (sinkhorn_divergence(a.detach() + h * d, b, C4)
+              - sinkhorn_divergence(a.detach() - h * d, b, C4)) / (2 * h)
         np.testing.assert_allclose(float((a.grad * d).sum()), float(fd), rtol=1e-5, atol=1e-8)
 
 
@@ -131,7 +132,7 @@ def test_barycenter_of_identical_distributions_is_that_distribution():
 
 # ------------------------------------------------------------------------------------ drift
 def _run_detector(x: np.ndarray, window: int) -> list[DriftSignal]:
-    det = DriftDetector(window, block=5, n_perm=200, seed=0)
+    det = DriftDetector(window, block=2, n_perm=200, seed=0)
     out = []
     for k, row in enumerate(x):
         det.push(row)
@@ -147,7 +148,7 @@ def test_drift_detector_flags_a_shift_and_not_a_stationary_sequence():
     assert len(flags) == 9 and sum(flags) <= 1         # 5% false alarms expected
     shifted = rng.normal(size=(120, 5))
     shifted[60:, :3] += 1.5                             # three of five columns move by 1.5 sd
-    det = DriftDetector(60, block=5, n_perm=200, seed=0)
+    det = DriftDetector(60, block=2, n_perm=200, seed=0)
     for row in shifted:
         det.push(row)
     sig = det.check()

@@ -284,7 +284,8 @@ def train(args: PPOArgs, critic_kind: str, progress: Callable[[dict], None] | No
                 ratio = (logp - f_logp[i]).exp()
                 a_mb = f_adv[i]
                 a_mb = (a_mb - a_mb.mean()) / (a_mb.std() + 1e-8)
-                pg = torch.max(-a_mb * ratio, -a_mb * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                clipped = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+                pg = torch.max(-a_mb * ratio, -a_mb * clipped).mean()
                 v_loss = 0.5 * ((critic(f_ci[i]) - f_ret[i]) ** 2).mean()
                 loss = pg - args.ent_coef * ent.mean() + args.vf_coef * v_loss
                 if consensus is not None:
