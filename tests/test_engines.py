@@ -90,3 +90,22 @@ def test_random_scenarios_exercise_every_branch():
     assert {"queue_full", "expired", "node_down"} <= seen_reason
     assert {"completed_on_time", "completed_late", "dropped"} <= seen_status
     assert brown > 0 and offl > 0
+
+
+def test_cross_check_covers_both_fast_paths(monkeypatch):
+    """The random scenarios above must send node-epochs through the vectorised Lindley path and
+    through the event kernel, or the equality test would not cover both."""
+    from otmarl.simulator.engine_fast import FastEngine
+    seen = {"vectorised": 0, "kernel": 0}
+    original = FastEngine._lindley
+
+    def counting(self, *args):
+        out = original(self, *args)
+        seen["vectorised"] += int(out[0].sum())
+        seen["kernel"] += int((~out[0]).sum())
+        return out
+
+    monkeypatch.setattr(FastEngine, "_lindley", counting)
+    for seed in range(20):
+        _run(random_scenario(seed), "fast", seed)
+    assert seen["vectorised"] > 100 and seen["kernel"] > 100, seen
