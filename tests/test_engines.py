@@ -18,6 +18,7 @@ def random_scenario(seed: int) -> Scenario:
     n_classes = int(r.integers(1, 3))
     nodes = {}
     for c in range(n_classes):
+        light = bool(r.uniform() < 0.5)
         cap = float(r.uniform(0.5, 20))
         nodes[f"c{c}"] = {
             "count": int(r.integers(1, 4)),
@@ -33,10 +34,14 @@ def random_scenario(seed: int) -> Scenario:
             "idle_power_w": {"uniform": [0.0, float(r.uniform(0, 10))]},
             "active_power_w": float(r.uniform(0, 60)),
             "speed": {"uniform": [0.5, 2.0]},
-            "servers": int(r.integers(1, 4)),
-            "queue": {"capacity": int(r.integers(1, 8)), "discipline": str(r.choice(["fifo", "edf"]))},
+            # half the classes in the regime of the vectorised path (one FIFO server, roomy queue,
+            # light load), half in the event kernel's (several servers, EDF, tiny queues, bursts)
+            "servers": 1 if light else int(r.integers(1, 4)),
+            "queue": {"capacity": int(r.integers(20, 40)) if light else int(r.integers(1, 8)),
+                      "discipline": "fifo" if light else str(r.choice(["fifo", "edf"]))},
             "on_down": str(r.choice(["hold", "drop"])),
-            "workload": {"arrival": {"kind": "poisson", "rate_per_h": float(r.uniform(20, 400))},
+            "workload": {"arrival": {"kind": "poisson",
+                                     "rate_per_h": float(r.uniform(5, 60) if light else r.uniform(20, 400))},
                          "work_s": {"exponential": {"mean": float(r.uniform(5, 60))}},
                          "data_kb": {"uniform": [0, 50]},
                          "deadline_s": {"uniform": [10, float(r.uniform(20, 900))]}},
