@@ -92,9 +92,21 @@ class Run:
         return self._parquet("tasks", TASK_COLS)
 
     @cached_property
-    def flows(self) -> pd.DataFrame:
+    def _flow_rows(self) -> pd.DataFrame:
         return self._optional("flows", ["epoch", "time_s", "kind", "src", "dst", "amount",
                                         "delivered_wh"])
+
+    @cached_property
+    def flows(self) -> pd.DataFrame:
+        """Energy transfers and task routes only (kind 'energy' or 'task')."""
+        f = self._flow_rows
+        return f[f["kind"].isin(("energy", "task"))].reset_index(drop=True)
+
+    @cached_property
+    def market(self) -> pd.DataFrame:
+        """The allocator's offers and requests (kinds '<energy|task>_<offer|request>', dst -1)."""
+        f = self._flow_rows
+        return f[~f["kind"].isin(("energy", "task"))].reset_index(drop=True)
 
     @cached_property
     def nodes(self) -> pd.DataFrame:

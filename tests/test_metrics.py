@@ -259,3 +259,15 @@ def test_analysis_never_imports_policies():
             "print(sorted(m for m in sys.modules if m.startswith('otmarl.policies')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_market_rows_are_not_flows(tmp_path):
+    """The OT allocator's offer/request audit rows (dst = -1) must not be drawn or counted as
+    transfers."""
+    from otmarl.analysis import load_run
+    from otmarl.run import run
+    out = run("microgrid-solar", policy="ot", seed=1, out=tmp_path / "ot", overrides=["horizon_h=24"])
+    r = load_run(out)
+    assert set(r.flows["kind"]) <= {"energy", "task"} and (r.flows["dst"] >= 0).all()
+    assert set(r.market["kind"]) >= {"energy_offer", "energy_request"}
+    assert (r.market["dst"] == -1).all()
