@@ -41,6 +41,7 @@ from otmarl.policies.transport_core import (
     Penalty,
     Problem,
     SolveOptions,
+    SparsePlan,
     TransportError,
     TransportInputError,
     TransportResult,
@@ -63,6 +64,7 @@ __all__ = [
     "METHODS",
     "Balanced",
     "FlowGraph",
+    "SparsePlan",
     "TransportError",
     "TransportInputError",
     "TransportResult",
@@ -92,15 +94,19 @@ def solve(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, method: 
           supply_clusters: ArrayLike | None = None, demand_clusters: ArrayLike | None = None,
           supply_xy: ArrayLike | None = None, demand_xy: ArrayLike | None = None,
           rng: np.random.Generator | int = 0, cluster_cost: Literal["mean", "min"] = "mean",
-          refine_rounds: int = 10, gap_tol: float = 0.02, knn: int = 20) -> TransportResult:
+          refine_rounds: int = 10, gap_tol: float = 0.02, knn: int = 40,
+          dense_plan: bool = True) -> TransportResult:
     """Move ``supply`` (n_s,) to ``demand`` (n_d,) at ``cost`` (n_s, n_d) per unit, ``inf`` = infeasible.
 
     ``penalty``: per unit left unserved, a number or a pair (supply side, demand side) of numbers
     or per-node arrays; None picks a value that makes the plan move as much as is feasible, then
     minimise cost (``default_penalty``; for 'network' ``network_default_penalty``). Not used by
     'unbalanced', whose marginals are relaxed by ``reg_m`` instead. ``cost`` may be None for
-    'network' (the graph defines the costs). The other keywords belong to one method each, as
-    documented on ``SolveOptions``. Raises ``TransportInputError`` (a ValueError) for bad inputs.
+    'network' (the graph defines the costs). ``dense_plan=False`` returns the plan as coordinates
+    only (``plan_coo``, a ``SparsePlan``; ``plan`` is None): 'hierarchical' then never builds the
+    (n_s, n_d) array, which at 3300 x 3300 costs 0.01-0.2 s (mostly page faults of a fresh 90 MB
+    array). The other keywords belong to one method each, as documented on ``SolveOptions``.
+    Raises ``TransportInputError`` (a ValueError) for bad inputs.
     """
     if method not in _SOLVERS:
         raise TransportInputError(f"method={method!r} is not one of {', '.join(METHODS)}")
@@ -108,9 +114,12 @@ def solve(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, method: 
         max_iter=max_iter, tol=tol, reg=reg, reg_m=reg_m, fallback=fallback, graph=graph,
         supply_nodes=supply_nodes, demand_nodes=demand_nodes, supply_clusters=supply_clusters,
         demand_clusters=demand_clusters, supply_xy=supply_xy, demand_xy=demand_xy, rng=rng,
-        cluster_cost=cluster_cost, refine_rounds=refine_rounds, gap_tol=gap_tol, knn=knn))
+        cluster_cost=cluster_cost, refine_rounds=refine_rounds, gap_tol=gap_tol, knn=knn, dense_plan=dense_plan))
     problem = _problem(method, supply, demand, cost, penalty, opts)
-    return _SOLVERS[method](problem, opts)
+    res = _SOLVERS[method](problem, opts)
+    if not dense_plan and res.plan is not None:
+        res = replace(res, plan=None, plan_coo=res.plan_coo or SparsePlan.from_dense(res.plan))
+    return res
 
 
 def _problem(method: str, supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, penalty: Penalty,

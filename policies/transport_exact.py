@@ -1,4 +1,10 @@
-"""Exact transport with POT's network simplex (``ot.emd``), dense or on a sparse support."""
+"""Exact transport with POT's network simplex (``ot.emd``), dense or on a sparse support.
+
+``RestrictedExact`` solves the partial problem restricted to a chosen set of pairs again and again
+as the set grows (column generation), each solve warm-started from the previous duals through
+POT's compiled sparse solver (``emd_c_sparse``, warm starts since POT 0.9.7; without it each solve
+starts cold through ``ot.emd``).
+"""
 from __future__ import annotations
 
 import warnings
@@ -12,10 +18,17 @@ from otmarl.policies.transport_core import (
     SolveOptions,
     TransportError,
     TransportResult,
+    any_true,
     balance_problem,
     partial_result,
     trivial_result,
 )
+
+try:  # the compiled solvers behind ot.emd; the sparse one takes warm-start potentials since POT 0.9.7
+    from ot.lp.emd_wrap import emd_c as _emd_c
+    from ot.lp.emd_wrap import emd_c_sparse as _emd_c_sparse
+except ImportError:  # pragma: no cover - older POT: everything through ot.emd, cold starts
+    _emd_c = _emd_c_sparse = None
 
 EMD_MAX_ITER = 10_000_000
 _EMD_STATUS = {1: "optimal", 3: "max_iter_reached"}
@@ -63,13 +76,29 @@ def partial_duals(u_ext: np.ndarray, v_ext: np.ndarray) -> tuple[np.ndarray, np.
 
 def checked_plan(plan: np.ndarray, infeasible: np.ndarray, total: float) -> np.ndarray:
     """Raise if mass sits on an infeasible pair (big-M > ps + pd forbids it at the optimum)."""
-    if not infeasible.any():
+    if not any_true(infeasible):
         return plan
     bad = np.where(infeasible, plan, 0.0)
     if bad.max() > 1e-12 * total:
         i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
         raise TransportError(f"solver put {bad[i, j]:.3g} on infeasible pair ({i}, {j}): big-M too small")
     return np.where(infeasible, 0.0, plan)
+
+
+def balanced_dense_plan(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray | None:
+    """Exact plan of a balanced problem (equal totals > 0, finite costs), or None if that fails.
+
+    Calls POT's compiled solver directly: no dummy row and column, none of ``ot.emd``'s checks and
+    conversions (a third of its time on 60 x 60 blocks). None sends the caller to the general path.
+    """
+    total = float(a.sum())
+    if _emd_c is None or not total > 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan, _, _, _, code = _emd_c(a / total, b / float(b.sum()), np.ascontiguousarray(cost, dtype=np.float64),
+                                     EMD_MAX_ITER, 1)
+    return plan * total if int(code) == 1 else None
 
 
 def solve_exact(p: Problem, opts: SolveOptions) -> TransportResult:
@@ -96,18 +125,83 @@ def solve_sparse(p: Problem, rows: np.ndarray, cols: np.ndarray, max_iter: int) 
     of the plan as (rows, cols, mass) triplets, the partial duals (optimal for the restricted
     problem) and the status.
     """
-    n_s, n_d = p.cost.shape
-    r = np.concatenate([rows, np.arange(n_s), np.full(n_d, n_s), [n_s]])
-    c = np.concatenate([cols, np.full(n_s, n_d), np.arange(n_d), [n_d]])
-    w = np.concatenate([p.cost[rows, cols], p.supply_penalty, p.demand_penalty, [0.0]])
-    cost = sp.coo_matrix((w, (r, c)), shape=(n_s + 1, n_d + 1))
-    a = np.append(p.supply, p.demand.sum())
-    b = np.append(p.demand, p.supply.sum())
-    out = run_emd(a, b, cost, max_iter)
-    g = out.plan.tocoo()
-    real = (g.row < n_s) & (g.col < n_d) & (g.data > 0)
-    u, v = partial_duals(out.u, out.v)
-    return Triplets(g.row[real].astype(np.int64), g.col[real].astype(np.int64), g.data[real]), u, v, out.status
+    sol = RestrictedExact(p, max_iter).solve(rows, cols)
+    return sol.plan, sol.u, sol.v, sol.status
+
+
+@dataclass(frozen=True)
+class RestrictedSolution:
+    """Plan (triplets over real pairs), partial duals optimal for the restricted problem, status."""
+
+    plan: Triplets
+    u: np.ndarray
+    v: np.ndarray
+    status: str
+
+
+class RestrictedExact:
+    """The partial problem of ``p`` restricted to chosen pairs, solved repeatedly with warm starts.
+
+    Every solve includes the dummy pairs (i, dummy), (dummy, j) and (dummy, dummy) of ``balance``,
+    so each restricted problem is feasible. Each solve after the first starts from the potentials
+    of the previous one, which makes a solve after adding a few pairs several times cheaper than a
+    cold one. ``perturb`` > 0 multiplies each pair's cost by 1 + perturb * h with a fixed
+    pseudo-random h in [0, 1) of the pair: it breaks the ties of degenerate costs (shortest-path
+    distances), without which the warm start does not find the previous basis again (measured: a
+    re-solve after adding 10 pairs to 67 000 took 0.06 s unperturbed, 0.02 s at 1e-7). The plan is
+    then optimal for the perturbed costs, so its true cost is within a factor 1 + perturb of the
+    restricted optimum; ``costs`` gives the perturbed costs, against which the duals price exactly.
+    """
+
+    def __init__(self, p: Problem, max_iter: int, perturb: float = 0.0):
+        n_s, n_d = p.cost.shape
+        self.p, self.max_iter, self.perturb = p, int(max_iter), float(perturb)
+        self._dummy_rows = np.concatenate([np.arange(n_s), np.full(n_d, n_s), [n_s]]).astype(np.uint64)
+        self._dummy_cols = np.concatenate([np.full(n_s, n_d), np.arange(n_d), [n_d]]).astype(np.uint64)
+        self._dummy_cost = np.concatenate([p.supply_penalty, p.demand_penalty, [0.0]])
+        a = np.append(p.supply, p.demand.sum())
+        b = np.append(p.demand, p.supply.sum())
+        self.total = float(a.sum())
+        self._a, self._b = a / self.total, b / float(b.sum())  # equal totals to the last bit
+        self._warm: tuple[np.ndarray, np.ndarray] | None = None
+
+    def costs(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The (perturbed) costs the solver sees for pairs (rows[k], cols[k])."""
+        c = self.p.cost[rows, cols]
+        if self.perturb:
+            h = ((rows * self.p.cost.shape[1] + cols) % 1_000_003) * 104_729 % 1_000_003 / 1_000_003.0
+            c = c * (1.0 + self.perturb * h)
+        return c
+
+    def solve(self, rows: np.ndarray, cols: np.ndarray, cost: np.ndarray | None = None) -> RestrictedSolution:
+        """Solve on the pairs (rows[k], cols[k]) (feasible, no repeats); ``cost`` = ``costs(rows, cols)``."""
+        n_s, n_d = self.p.cost.shape
+        cost = self.costs(rows, cols) if cost is None else cost
+        r = np.concatenate([rows.astype(np.uint64), self._dummy_rows])
+        c = np.concatenate([cols.astype(np.uint64), self._dummy_cols])
+        w = np.concatenate([cost, self._dummy_cost])
+        if _emd_c_sparse is None:  # pragma: no cover - older POT
+            out = run_emd(self._a * self.total, self._b * self.total,
+                          sp.coo_matrix((w, (r.astype(np.int64), c.astype(np.int64))), shape=(n_s + 1, n_d + 1)),
+                          self.max_iter)
+            g = out.plan.tocoo()
+            fr, fc, fm, alpha, beta, status = g.row, g.col, g.data, out.u, out.v, out.status
+        else:
+            warm = {} if self._warm is None else {"alpha_init": self._warm[0], "beta_init": self._warm[1]}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    fr, fc, fm, _, alpha, beta, code = _emd_c_sparse(self._a, self._b, r, c, w, self.max_iter, **warm)
+                except TypeError:  # pragma: no cover - POT < 0.9.7 takes no warm start
+                    fr, fc, fm, _, alpha, beta, code = _emd_c_sparse(self._a, self._b, r, c, w, self.max_iter)
+            if int(code) not in _EMD_STATUS:
+                raise TransportError(f"sparse network simplex failed on a feasible problem (result code {code})")
+            fm, status = fm * self.total, _EMD_STATUS[int(code)]
+            self._warm = (alpha, beta)
+        fr, fc = fr.astype(np.int64), fc.astype(np.int64)
+        real = (fr < n_s) & (fc < n_d) & (fm > 0)
+        u, v = partial_duals(np.asarray(alpha, float), np.asarray(beta, float))
+        return RestrictedSolution(Triplets(fr[real], fc[real], fm[real]), u, v, status)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,18 @@ import pytest
 import scipy.sparse as sp
 from otmarl.policies.transport import (
     FlowGraph,
+    SparsePlan,
     balance,
     default_penalty,
     path_efficiency,
     shortest_path_costs,
     solve,
 )
+from otmarl.policies.transport_core import make_problem
+from otmarl.policies.transport_exact import RestrictedExact
+from otmarl.policies.transport_hierarchical import certify
 from scipy.optimize import linprog
+from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
 RTOL = 1e-9
@@ -413,6 +418,107 @@ def test_hierarchical_is_deterministic_given_a_seed():
     again = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, rng=np.random.default_rng(3),
                   refine_rounds=0)
     np.testing.assert_array_equal(first.plan, again.plan)
+
+
+def test_hierarchical_sparse_plan_equals_dense():
+    a, b, cost, xs, xd = blobs(4, 800, shared=True)
+    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd)
+    coo = res.plan_coo
+    np.testing.assert_array_equal(coo.dense(), res.plan)
+    np.testing.assert_array_equal(coo.tocsr().toarray(), res.plan)
+    keys = coo.rows * b.size + coo.cols
+    assert np.all(np.diff(keys) > 0) and coo.mass.min() > 0  # unique pairs, sorted, positive
+    lean = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, dense_plan=False)
+    assert lean.plan is None
+    for field in ("rows", "cols", "mass"):
+        np.testing.assert_array_equal(getattr(lean.plan_coo, field), getattr(coo, field))
+    assert lean.total_cost == res.total_cost and lean.moved == res.moved and lean.lower_bound == res.lower_bound
+    np.testing.assert_array_equal(lean.u, res.u)
+
+
+@pytest.mark.parametrize("method", ["exact", "sinkhorn", "unbalanced"])
+def test_dense_plan_false_gives_the_same_plan_as_coordinates(method):
+    a, b, cost = random_instance(7, n_max=40, inf_frac=0.2)
+    dense = solve(a, b, cost, method)
+    lean = solve(a, b, cost, method, dense_plan=False)
+    assert dense.plan_coo is None and lean.plan is None and isinstance(lean.plan_coo, SparsePlan)
+    np.testing.assert_array_equal(lean.plan_coo.dense(), np.where(dense.plan > 0, dense.plan, 0.0))
+    assert lean.moved == pytest.approx(dense.moved, rel=1e-12)
+    assert lean.total_cost == dense.total_cost
+
+
+@pytest.mark.parametrize("seed,inf_frac", [(0, 0.0), (1, 0.3)])
+def test_restricted_exact_warm_start_equals_cold_solve(seed, inf_frac):
+    a, b, cost = random_instance(60 + seed, n_max=80, inf_frac=inf_frac, geometric=True)
+    p = make_problem(a, b, cost, None)
+    rng = np.random.default_rng(seed)
+    i, j = np.nonzero(np.isfinite(cost))
+    order = rng.permutation(i.size)
+    small, large = np.sort(order[: i.size // 4]), np.sort(order[: i.size // 2])
+    warm = RestrictedExact(p, 10**7)
+    warm.solve(i[small], j[small])
+    again = warm.solve(i[large], j[large])  # starts from the duals of the smaller support
+    cold = RestrictedExact(p, 10**7).solve(i[large], j[large])
+    cost_of = lambda sol: sol.plan.mass @ cost[sol.plan.rows, sol.plan.cols]
+    assert again.status == cold.status == "optimal"
+    np.testing.assert_allclose(cost_of(again), cost_of(cold), rtol=1e-9)
+    # optimal duals of the restricted problem: feasible on its pairs, tight on the plan
+    reduced = cost[i[large], j[large]] - again.u[i[large]] - again.v[j[large]]
+    assert reduced.min() >= -1e-9
+    np.testing.assert_allclose(cost[again.plan.rows, again.plan.cols],
+                               again.u[again.plan.rows] + again.v[again.plan.cols], atol=1e-9)
+
+
+def test_restricted_exact_perturbation_stays_within_its_factor():
+    a, b, cost = random_instance(70, n_max=60, geometric=True)
+    p = make_problem(a, b, cost, None)
+    i, j = np.nonzero(np.isfinite(cost))
+    exact = RestrictedExact(p, 10**7).solve(i, j)
+    perturbed = RestrictedExact(p, 10**7, perturb=1e-6)
+    sol = perturbed.solve(i, j)
+    value = lambda s: s.plan.mass @ cost[s.plan.rows, s.plan.cols]
+    assert value(exact) <= value(sol) * (1 + 1e-12) and value(sol) <= value(exact) * (1 + 1e-6) + 1e-12
+    assert np.all(perturbed.costs(i, j) >= cost[i, j]) and np.all(perturbed.costs(i, j) <= cost[i, j] * (1 + 1e-6))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_certify_gives_a_valid_bound_and_feasible_duals(seed):
+    a, b, cost = random_instance(80 + seed, inf_frac=0.1 * seed, geometric=True)
+    p = make_problem(a, b, cost, None)
+    exact = solve(a, b, cost, "exact")
+    rng = np.random.default_rng(seed)
+    i, j = np.nonzero(np.isfinite(cost))
+    keep = np.sort(rng.permutation(i.size)[: max(1, i.size // 5)])
+    sol = RestrictedExact(p, 10**7).solve(i[keep], j[keep])  # duals that violate pairs outside the support
+    for enough in (np.inf, -np.inf):  # both repairs, or rows first only
+        bound, u, v, row_min, col_min = certify(p, sol.u, sol.v, enough=enough)
+        assert bound <= exact.total_cost * (1 + 1e-12)
+        np.testing.assert_allclose(bound, a @ u + b @ v, rtol=1e-12)
+        assert np.all(u <= p.supply_penalty + 1e-12) and np.all(v <= p.demand_penalty + 1e-12)
+        finite = np.isfinite(cost)
+        assert (cost - u[:, None] - v[None, :])[finite].min() >= -1e-12 * default_penalty(cost)
+        np.testing.assert_allclose(row_min, (cost - sol.v).min(axis=1))  # inf stays inf
+        np.testing.assert_allclose(col_min, (cost - sol.u[:, None]).min(axis=0))
+    exact_duals = certify(p, exact.u, exact.v)[0]
+    np.testing.assert_allclose(exact_duals, exact.total_cost, rtol=1e-9)
+
+
+def test_hierarchical_on_shortest_path_costs():
+    rng = np.random.default_rng(3)
+    n = 600
+    xy = rng.random((n, 2))
+    pairs = cKDTree(xy).query_pairs(0.09, output_type="ndarray")
+    src, dst = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
+    length = np.linalg.norm(xy[src] - xy[dst], axis=1)
+    s_nodes, d_nodes = np.arange(0, n, 3), np.arange(1, n, 3)
+    cost = shortest_path_costs(n, src, dst, length, s_nodes, d_nodes)
+    a, b = rng.random(s_nodes.size), rng.random(d_nodes.size)
+    exact = solve(a, b, cost, "exact")
+    res = solve(a, b, cost, "hierarchical", supply_xy=xy[s_nodes], demand_xy=xy[d_nodes])
+    assert res.status in ("converged", "optimal")
+    assert 0 <= gap(res, exact) < 0.02
+    assert res.lower_bound <= exact.total_cost * (1 + 1e-12)
+    assert_marginals(res, a, b)
 
 
 # -- trivial cases and inputs ------------------------------------------------------------------
