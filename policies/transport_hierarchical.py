@@ -61,8 +61,10 @@ _FIRST = 8
 """Nearest candidate partners per node in the first restricted support (the rest wait in the pool)."""
 _PRICE_BLOCK = 2**17
 """Cost entries priced per block (the block and its temporaries stay in cache)."""
-_PERTURB = 1e-7
-"""Relative cost perturbation of the restricted solves (``RestrictedExact``), at most 1e-4 * gap_tol."""
+_PERTURB, _PERTURB_PER_GAP = 1e-7, 1e-4
+"""Relative cost perturbation of the restricted solves (``RestrictedExact``): at most _PERTURB and
+_PERTURB_PER_GAP * gap_tol (none for gap_tol = 0); dropped for one more solve when nothing is left
+to add but the certificate still falls short."""
 _MAX_INNER = 10
 """Restricted solves between two full pricing passes, at most."""
 
@@ -254,9 +256,9 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
     cmax = float(np.max(p.cost, where=p.feasible, initial=0.0))
     scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
     tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
-    perturb = min(_PERTURB, 1e-4 * opts.gap_tol)
+    perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)
     tol_full = tol + 2.0 * perturb * cmax  # the duals price the perturbed costs exactly, the true ones to this
-    solver = RestrictedExact(p, opts.max_iter or EMD_MAX_ITER, perturb)
+    solver = RestrictedExact(p, opts.max_iter or EMD_MAX_ITER, perturb)  # perturb: see _PERTURB
     pool_rows, pool_cols = np.divmod(pool, n_d)
     pool_cost = solver.costs(pool_rows, pool_cols)
     inner_limit = max(n_s, n_d) // 8
@@ -277,11 +279,11 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
         if sol.status != "optimal":
             status = f"sparse_{sol.status}"
             break
+        if n_negative == 0 and new_rows.size == 0 and new_cols.size == 0 and solver.perturb == 0:
+            status = "optimal"
+            break
         if objective - bound <= opts.gap_tol * value:
             status = "converged"
-            break
-        if n_negative == 0 and new_rows.size == 0 and new_cols.size == 0:
-            status = "optimal" if perturb == 0 else "converged"
             break
         if rounds >= opts.refine_rounds:
             break
@@ -290,9 +292,13 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
         added = _spread(new_rows, row_arg, col_arg, new_cols, near, n_d)
         added = added[p.feasible[added // n_d, added % n_d]]
         grown = _union(keys, pool[negative], added)
-        if grown.size == keys.size:  # what prices out is already in the support: rounding noise
-            status = "optimal" if perturb == 0 else "converged"
-            break
+        if grown.size == keys.size:  # what prices out is already in the support: rounding noise,
+            if solver.perturb == 0:  # or the cost perturbation: then solve once more without it
+                status = "optimal"
+                break
+            solver.perturb, tol_full = 0.0, tol
+            pool_cost = solver.costs(pool_rows, pool_cols)
+            continue
         keys = grown
         if not np.isin(added, pool, assume_unique=False).all():
             pool = _union(pool, added)

@@ -503,6 +503,19 @@ def test_certify_gives_a_valid_bound_and_feasible_duals(seed):
     np.testing.assert_allclose(exact_duals, exact.total_cost, rtol=1e-9)
 
 
+def test_hierarchical_drops_a_perturbation_that_blocks_the_certificate(monkeypatch):
+    import otmarl.policies.transport_hierarchical as hierarchical
+
+    monkeypatch.setattr(hierarchical, "_PERTURB", 0.05)  # 5 % cost noise against a 0.01 % target
+    monkeypatch.setattr(hierarchical, "_PERTURB_PER_GAP", 1e3)
+    a, b, cost, xs, xd = blobs(2, 400, shared=True)
+    exact = solve(a, b, cost, "exact")
+    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, gap_tol=1e-4, refine_rounds=50)
+    assert res.status in ("converged", "optimal")
+    assert res.total_cost - res.lower_bound <= 1e-4 * res.value
+    assert gap(res, exact) <= 1e-4 and res.lower_bound <= exact.total_cost * (1 + 1e-12)
+
+
 def test_hierarchical_on_shortest_path_costs():
     rng = np.random.default_rng(3)
     n = 600
