@@ -179,9 +179,9 @@ class SolveOptions:
     gap_tol: float = 0.02
     """Stop refining once (objective - certified lower bound) <= gap_tol * transport cost."""
     knn: int = 40
-    """Candidate partners per node of the refinement ('hierarchical'): the ``knn`` nearest (by
-    position, else cheapest) partners of each supply and, with positions, of each demand, priced
-    after every restricted solve; the nearest 8 of them start the support."""
+    """Candidate partners per supply of the refinement ('hierarchical'): its ``knn`` nearest
+    demands (by position, else its cheapest partners), priced after every restricted solve; the
+    nearest 8 (and, with positions, each demand's 8 nearest supplies) start the support."""
     dense_plan: bool = True
     """False: leave ``TransportResult.plan`` None and return the plan as ``plan_coo`` only."""
 

@@ -432,7 +432,8 @@ def test_hierarchical_sparse_plan_equals_dense():
     assert lean.plan is None
     for field in ("rows", "cols", "mass"):
         np.testing.assert_array_equal(getattr(lean.plan_coo, field), getattr(coo, field))
-    assert lean.total_cost == res.total_cost and lean.moved == res.moved and lean.lower_bound == res.lower_bound
+    assert lean.total_cost == res.total_cost and lean.lower_bound == res.lower_bound
+    assert lean.moved == pytest.approx(res.moved, rel=1e-12)  # summed in another order
     np.testing.assert_array_equal(lean.u, res.u)
 
 
