@@ -20,6 +20,7 @@ and the solvers check it.
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -39,6 +40,20 @@ class TransportError(OtmarlError):
 
 class TransportInputError(TransportError, ValueError):
     """Arrays handed to a transport solver that do not describe a valid problem."""
+
+
+def sparse_zeros(shape: tuple[int, int]) -> np.ndarray:
+    """``np.zeros(shape)`` for an array that will stay mostly zero.
+
+    A large one comes from its own anonymous memory mapping, without the transparent-huge-page
+    hint numpy gives its large allocations: filling a few entries then faults in only the 4 KiB
+    pages they touch. Measured at 3300 x 3300 with 7000 entries: 14 ms every time, against 7 ms
+    to 290 ms with huge pages (when the kernel has to compact memory to find them).
+    """
+    size = int(np.prod(shape)) * 8
+    if size < 1 << 24:
+        return np.zeros(shape)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=np.float64).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ class SparsePlan:
 
     def dense(self) -> np.ndarray:
         """The (n_s, n_d) array."""
-        plan = np.zeros(self.shape)
+        plan = sparse_zeros(self.shape)
         plan[self.rows, self.cols] = self.mass
         return plan
 
