@@ -256,7 +256,7 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
     pool = _union(pool, keys)
     near = None if xy is None else tuple(t.query(z, k=min(_SPREAD, len(z)))[1].reshape(len(z), -1)
                                          for t, z in zip(trees, xy, strict=True))
-    cmax = float(np.max(p.cost, where=p.feasible, initial=0.0))
+    cmax = float(p.cost.max(initial=0.0) if p.all_feasible else np.max(p.cost, where=p.feasible, initial=0.0))
     scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
     tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
     perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)

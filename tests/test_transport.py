@@ -517,6 +517,33 @@ def test_hierarchical_drops_a_perturbation_that_blocks_the_certificate(monkeypat
     assert gap(res, exact) <= 1e-4 and res.lower_bound <= exact.total_cost * (1 + 1e-12)
 
 
+def test_sparse_plan_round_trip_and_sparse_zeros():
+    from otmarl.policies.transport_core import sparse_zeros
+
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((30, 40)) < 0.1, rng.random((30, 40)), 0.0)
+    coo = SparsePlan.from_dense(dense)
+    np.testing.assert_array_equal(coo.dense(), dense)
+    np.testing.assert_array_equal(coo.tocsr().toarray(), dense)
+    assert coo.shape == (30, 40) and np.all(np.diff(coo.rows * 40 + coo.cols) > 0)
+    big = sparse_zeros((2100, 1000))  # 16.8 MB: its own mapping
+    assert big.shape == (2100, 1000) and big.dtype == np.float64 and big.flags.writeable and not big.any()
+    big[7, 9] = 1.5
+    assert big.sum() == 1.5
+
+
+def test_problem_feasibility_mask():
+    cost = np.array([[1.0, 2.0], [3.0, 4.0]])
+    p = make_problem([1.0, 1.0], [1.0, 1.0], cost, None)
+    assert p.all_feasible and p.feasible.shape == (2, 2) and p.feasible.all()
+    assert p.supply_penalty[0] == default_penalty(cost) == 8.0
+    cost[0, 1] = np.inf
+    q = make_problem([1.0, 1.0], [1.0, 1.0], cost, None)
+    assert not q.all_feasible
+    np.testing.assert_array_equal(q.feasible, [[True, False], [True, True]])
+    assert q.supply_penalty[0] == default_penalty(cost) == 2 * 2 * 4.0
+
+
 def test_hierarchical_on_shortest_path_costs():
     rng = np.random.default_rng(3)
     n = 600
