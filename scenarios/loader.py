@@ -39,13 +39,17 @@ def load(source: str | os.PathLike, overrides: Sequence[str] = ()) -> S.Scenario
     the source line and a caret.
     """
     path, shown = _locate(source)
+    return _load_text(read_text(path, shown), shown, path.absolute().parent, overrides)
+
+
+def read_text(path: FsPath, shown: str) -> str:
+    """A YAML file's text (a BOM is dropped); unreadable or non-UTF-8 files are ScenarioErrors."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise ScenarioError([f"{shown}: not a UTF-8 text file ({e.reason} at byte {e.start})"]) from None
     except OSError as e:
         raise ScenarioError([f"{shown}: cannot read the file: {e.strerror}"]) from None
-    return _load_text(text, shown, path.absolute().parent, overrides)
 
 
 def loads(text: str, filename: str = "<string>", overrides: Sequence[str] = ()) -> S.Scenario:

@@ -253,13 +253,7 @@ def load_sweep(source: str | os.PathLike, policies: Collection[str] | None = Non
     path = FsPath(shown)
     if path.is_dir():
         raise ScenarioError([f"{shown}: is a folder, not a sweep file"])
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ScenarioError([f"{shown}: not a UTF-8 text file ({e.reason} at byte {e.start})"]) from None
-    except OSError as e:
-        raise ScenarioError([f"{shown}: cannot read the file: {e.strerror}"]) from None
-    return _Loader(text, shown, path.absolute().parent, policies).load()
+    return _Loader(L.read_text(path, shown), shown, path.absolute().parent, policies).load()
 
 
 class _Mark(NamedTuple):
