@@ -18,8 +18,9 @@ Unequal totals are normal: unsent supply and unmet demand are explicit (``unserv
 ``unserved_demand``) at ``penalty`` per unit; ``np.inf`` costs mark pairs that cannot trade. See
 ``transport_core`` for the problem every method solves, the duals and the default penalty.
 
-Status vocabulary: 'optimal' (exact, or hierarchical with no pair pricing out), 'converged'
-(iterative method within its tolerance; hierarchical within ``gap_tol`` of its certified bound),
+Status vocabulary: 'optimal' (exact, or hierarchical with gap_tol=0 and no pair pricing out),
+'converged' (iterative method within its tolerance; hierarchical within ``gap_tol`` of its
+certified bound),
 'heuristic' (hierarchical without refinement), 'max_iter_reached' / 'max_rounds_reached', and
 'fallback:<reason>' (the exact plan replaced a failed iterative one; ``solver`` says 'exact').
 
