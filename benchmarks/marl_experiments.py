@@ -142,6 +142,7 @@ def align(out: Path) -> pd.DataFrame:
         folders = {f"{tag}-s{s}": trained(out, f"{tag}-s{s}", seed=s, total_steps=STEPS, align_lambda=lam)
                    for s in TRAIN_SEEDS}
         rows = eval_rows(out, folders, sc, "market", baselines=())
+        rows = rows[rows.policy.isin(list(folders))]
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "delivered_wh", "offloaded"]].mean()
         co = pd.DataFrame([coordination(f, sc, range(2)) for f in folders.values()], index=list(folders))
         lines.append({"lambda": lam, **{c: ci(per[c]) for c in per.columns},
