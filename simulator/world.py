@@ -261,12 +261,12 @@ class World:
         self.received[:] = 0.0
         self.tx_wh[:] = 0.0
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
-        over = np.flatnonzero(self.tx_wh > self.available_wh(self.stored) * (1 + 1e-9) + 1e-12)
+        avail = self.available_wh(self.stored)
+        over = np.flatnonzero(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
         if len(over):
             j = over[0]
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
-                                f"offloaded tasks but can draw only "
-                                f"{self.available_wh(self.stored)[j]:.6g} Wh this epoch")
+                                f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
         flows["audit"] = d.audit
         return flows
 
