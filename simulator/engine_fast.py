@@ -1,9 +1,11 @@
 """The fast engine: numpy state, closed-form energy settlement, tasks resolved per epoch.
 
-Agents interact only at epoch boundaries, so within an epoch each node's queue is independent:
-the engine walks every active node's events (arrivals, start opportunities, expiries) with two
-heaps, with no SimPy process per task, and settles all nodes' energy in one vectorised pass.
-It must agree with ``engine_reference`` exactly (tests/test_engines.py).
+Agents interact only at epoch boundaries, so within an epoch each node's queue is independent.
+Node-epochs whose outcome needs no event walk (a node serving nothing; one server whose queue
+order is never in question) are resolved for all nodes at once (``_vectorised``); the rest walk
+their events (arrivals, start opportunities, expiries) with two heaps (``serve_queue``). There is
+no SimPy process per task, and all nodes' energy is settled in one vectorised pass. It must agree
+with ``engine_reference`` exactly (tests/test_engines.py).
 """
 from __future__ import annotations
 
@@ -88,7 +90,8 @@ def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list,
     return starts, drops, used, [(v[0], i) for i, v in present.items()]
 
 
-LINDLEY_MAX = 16   # the most tasks per node-epoch the vectorised path takes
+LINDLEY_MAX = 16   # the most tasks per node-epoch the vectorised paths take
+SMALL_EPOCH = 48   # with at most this many tasks in play, every node walks its events
 
 
 class FastEngine:
@@ -96,6 +99,7 @@ class FastEngine:
 
     def __init__(self, world: World):
         self.w = world
+        self.small_epoch = SMALL_EPOCH
         self.free = [[0.0] * int(c) for c in world.p.servers]
         self.running = np.zeros(0, np.int64)
 
@@ -108,7 +112,7 @@ class FastEngine:
         s0 = w.stored
         sd = w.self_discharge_wh(s0)
         s1 = s0 - sd
-        avail = w.available_wh(s0)
+        avail = w.avail_now
         harvest, tx = w.harvest_now, w.tx_wh
         idle = np.where(w.up, p.idle_w * dth, 0.0)
         supply = harvest + avail
@@ -134,43 +138,15 @@ class FastEngine:
         w, p, t = self.w, self.w.p, self.w.tasks
         arr = w.arrivals(t1)
         wait = np.flatnonzero(w.status == WAITING)
-        ids = np.concatenate([wait, arr])
-        is_arrival = np.concatenate([np.zeros(len(wait), np.int64), np.ones(len(arr), np.int64)])
-        # group by node; the stable sort keeps waiting tasks first and arrivals in time order
-        order = np.argsort(w.node[ids], kind="stable")
-        ids, is_arrival = ids[order], is_arrival[order]
-        node = w.node[ids]
-        service = t.work_s[ids] / p.speed[node]
-        energy = p.active_w[node] * service / 3600.0
         task_wh = np.zeros(w.n)
-        if not len(ids):
-            self._finish_running(t1)
-            return task_wh
-        nodes, first = np.unique(node, return_index=True)
-        n_wait = np.add.reduceat(1 - is_arrival, first)
-        last = np.append(first[1:], len(ids))
-        fast, used, begun, begin_s = self._lindley(t0, t1, ids, service, energy, nodes, first, last,
-                                                   n_wait, budget, serve)
-        task_wh[nodes[fast]] = used
-        started = list(zip(ids[begun].tolist(), begin_s.tolist(), (begin_s + service[begun]).tolist()))
-        dropped = []
-        rest = np.flatnonzero(~fast)
-        if len(rest):
-            sel = np.concatenate([np.arange(first[g], last[g]) for g in rest])
-            rows = dict(zip(sel.tolist(), zip(w.arrive_s[ids[sel]].tolist(), ids[sel].tolist(),
-                                               t.deadline_s[ids[sel]].tolist(), service[sel].tolist(),
-                                               energy[sel].tolist())))
-            up, drop_down, qcap, edf = (w.up.tolist(), p.drop_on_down.tolist(), p.queue_cap.tolist(),
-                                        p.edf.tolist())
-            serve_l, budget_l = serve.tolist(), budget.tolist()
-            for g in rest.tolist():
-                nd, a, m, b = int(nodes[g]), int(first[g]), int(n_wait[g]), int(last[g])
-                s, d, u, _ = serve_queue(t0, t1, self.free[nd], [rows[k] for k in range(a, a + m)],
-                                         [rows[k] for k in range(a + m, b)], qcap[nd], edf[nd], up[nd],
-                                         drop_down[nd], serve_l[nd], budget_l[nd])
-                started += s
-                dropped += d
-                task_wh[nd] = u
+        ids = np.concatenate([wait, arr])
+        is_arrival = np.zeros(len(ids), bool)
+        is_arrival[len(wait):] = True
+        if len(ids) <= self.small_epoch:
+            # few tasks in play: the per-node event walk costs less than numpy's per-call overhead
+            started, dropped = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
+        else:
+            started, dropped = self._serve_many(t0, t1, ids, is_arrival, budget, serve, task_wh)
         w.status[arr] = WAITING
         if dropped:
             di, dt_, dr = (np.array(x) for x in zip(*dropped))
@@ -185,45 +161,122 @@ class FastEngine:
         self._finish_running(t1)
         return task_wh
 
-    def _lindley(self, t0, t1, ids, service, energy, nodes, first, last, n_wait, budget, serve):
-        """Vectorised across nodes: the Lindley recursion start_k = max(arrival_k, finish_{k-1})
-        for node-epochs with one FIFO server, nothing waiting at t0 and no more tasks than queue
-        places. A node is kept only if nothing would have expired, overflowed or been blocked by
-        energy; every other node goes through ``serve_queue``. The arithmetic (max, sums in start
+    def _walk(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[list, list]:
+        """``serve_queue`` for every node with tasks in ``ids`` (arrivals in (arrival, id) order)."""
+        if not len(ids):
+            return [], []
+        w, p, t = self.w, self.w.p, self.w.tasks
+        node = w.node[ids]
+        service = t.work_s[ids] / p.speed[node]
+        energy = p.active_w[node] * service / 3600.0
+        groups: dict[int, tuple[list, list]] = {}
+        for row in zip(node.tolist(), is_arrival.tolist(), w.arrive_s[ids].tolist(), ids.tolist(),
+                       t.deadline_s[ids].tolist(), service.tolist(), energy.tolist()):
+            g = groups.get(row[0])
+            if g is None:
+                g = groups[row[0]] = ([], [])
+            g[row[1]].append(row[2:])
+        up, drop_down, qcap, edf = (w.up.tolist(), p.drop_on_down.tolist(), p.queue_cap.tolist(),
+                                    p.edf.tolist())
+        serve_l, budget_l = serve.tolist(), budget.tolist()
+        started, dropped = [], []
+        for nd, (waiting, arrivals) in groups.items():
+            s, d, u, _ = serve_queue(t0, t1, self.free[nd], waiting, arrivals, qcap[nd], edf[nd], up[nd],
+                                     drop_down[nd], serve_l[nd], budget_l[nd])
+            started += s
+            dropped += d
+            task_wh[nd] = u
+        return started, dropped
+
+    def _serve_many(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[list, list]:
+        """The vectorised paths where they apply, the event walk for the other nodes."""
+        w, p, t = self.w, self.w.p, self.w.tasks
+        node = w.node[ids]
+        # by node; waiting tasks first in queue order ((deadline, id) under EDF, (arrival, id)
+        # under FIFO), then the arrivals in (arrival, id) order
+        key = np.where(is_arrival | ~p.edf[node], w.arrive_s[ids], t.deadline_s[ids])
+        order = np.lexsort((ids, key, is_arrival, node))
+        ids, is_arrival, node = ids[order], is_arrival[order], node[order]
+        service = t.work_s[ids] / p.speed[node]
+        energy = p.active_w[node] * service / 3600.0
+        nodes, first = np.unique(node, return_index=True)
+        last = np.append(first[1:], len(ids))
+        fast, used, begun, begin_s, dropped = self._vectorised(t0, t1, ids, is_arrival, service, energy,
+                                                               nodes, first, last, budget, serve)
+        task_wh[nodes[fast]] = used
+        started = list(zip(ids[begun].tolist(), begin_s.tolist(), (begin_s + service[begun]).tolist()))
+        rest = np.repeat(~fast, last - first)
+        s, d = self._walk(t0, t1, ids[rest], is_arrival[rest], budget, serve, task_wh)
+        return started + s, dropped + d
+
+    def _vectorised(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve):
+        """The node-epochs whose outcome needs no event walk, resolved for all nodes at once.
+
+        Every group here holds no more tasks than queue places (nothing can overflow) and at most
+        ``LINDLEY_MAX``. Two kinds:
+
+        - idle (the node serves nothing this epoch: down, or its load is unsustainable): each
+          task's fate is its own: an arrival at a node that is down and drops is dropped, one past
+          its deadline on arrival expires then, any other expires at its deadline if that falls in
+          the epoch, and the rest keep waiting;
+        - one server: the Lindley recursion start_k = max(arrival_k, t0, finish_{k-1}) in queue
+          order. Kept only if nothing expires and every start fits the energy budget and, under
+          EDF, no arrival is present at any earlier start (so the order is EDF's: waiting tasks
+          are in deadline order, and each arrival finds the server free of choices).
+
+        Every other node-epoch goes through ``serve_queue``. The arithmetic (max, sums in start
         order) is the kernel's, so both paths give identical numbers."""
         w, p, t = self.w, self.w.p, self.w.tasks
         size = last - first
-        fast = ((n_wait == 0) & (size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX))
-                & ~p.edf[nodes] & (p.servers[nodes] == 1) & w.up[nodes] & serve[nodes])
-        g = np.flatnonzero(fast)
-        empty = (fast, np.zeros(0), np.zeros(len(ids), bool), np.zeros(0))
+        small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
+        idle = small & ~serve[nodes]
+        fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
+        dropped: list = []
+        if idle.any():
+            member = np.repeat(idle, size)
+            sel = ids[member]
+            nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
+            a, d = w.arrive_s[sel], t.deadline_s[sel]
+            down = arrv & ~w.up[nd] & p.drop_on_down[nd]
+            late = arrv & ~down & (d < a)
+            due = ~down & ~late & (d < t1)
+            for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
+                dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
+        g = np.flatnonzero(fast & ~idle)
+        begun = np.zeros(len(ids), bool)
         if not len(g):
-            return empty
+            return fast, np.zeros(np.count_nonzero(fast)), begun, np.zeros(0), dropped
         free = np.array([self.free[nd][0] for nd in nodes[g].tolist()])
         arrive, deadline = w.arrive_s[ids], t.deadline_s[ids]
+        ready = np.maximum(arrive, t0)
+        edf = p.edf[nodes[g]]
         cum, ok = np.zeros(len(g)), np.ones(len(g), bool)
+        last_start = np.full(len(g), -np.inf)
         start = np.full(len(ids), np.inf)
         cap = budget[nodes[g]]
         sz, fi = size[g], first[g]
         for r in range(int(sz.max())):
             m = np.flatnonzero(sz > r)
             pos = fi[m] + r
-            s = np.maximum(arrive[pos], free[m])
+            s = np.maximum(ready[pos], free[m])
             began = s < t1
             c = cum[m] + np.where(began, energy[pos], 0.0)
-            ok[m] &= np.where(began, (s <= deadline[pos]) & (c <= cap[m]), deadline[pos] >= t1)
+            clash = edf[m] & is_arrival[pos] & (arrive[pos] <= last_start[m])
+            ok[m] &= ~clash & np.where(began, (s <= deadline[pos]) & (c <= cap[m]), deadline[pos] >= t1)
             start[pos] = np.where(began, s, np.inf)
             free[m] = np.where(began, s + service[pos], free[m])
             cum[m] = c
+            last_start[m] = np.where(began, s, last_start[m])
         fast[g[~ok]] = False
         keep = g[ok]
         for nd, f in zip(nodes[keep].tolist(), free[ok].tolist()):
             self.free[nd][0] = f
-        in_kept = np.zeros(len(ids), bool)
         for a, b in zip(first[keep].tolist(), last[keep].tolist()):
-            in_kept[a:b] = True
-        begun = in_kept & np.isfinite(start)
-        return fast, cum[ok], begun, start[begun]
+            begun[a:b] = True
+        begun &= np.isfinite(start)
+        used = np.zeros(len(nodes))
+        used[keep] = cum[ok]
+        return fast, used[fast], begun, start[begun], dropped
 
     def _finish_running(self, t1: float) -> None:
         w, r = self.w, self.running

@@ -100,8 +100,7 @@ class ReferenceEngine:
         pre = []
         for i, node in enumerate(self.nodes):
             stored, up = float(w.stored[i]), bool(w.up[i])
-            decay = (1.0 - p.self_discharge_per_day[i]) ** (w.dt / 86400.0)
-            sd = stored * (1.0 - decay)
+            sd = stored * float(w.sd_share[i])
             s1 = stored - sd
             avail = min(max(s1 - p.min_wh[i], 0.0) * p.eta_d[i], p.max_discharge_w[i] * dth) if up else 0.0
             harvest, tx = float(w.harvest_now[i]), float(w.tx_wh[i])

@@ -27,6 +27,14 @@ STATUS_NAMES = ("pending", "in_transit", "queued", "running", "completed_on_time
 DROP_REASONS = ("", "queue_full", "expired", "node_down", "no_energy", "link_down")
 Q_FULL, EXPIRED, NODE_DOWN = 1, 2, 3
 STREAMS = ("topology", "nodes", "workload", "harvest", "faults", "policy")
+_INT0, _FLOAT0 = np.zeros(0, np.int64), np.zeros(0)
+_NO_ENERGY = {"src": _INT0, "dst": _INT0, "wh": _FLOAT0, "delivered": _FLOAT0}
+_NO_TASKS = {"src": _INT0, "dst": _INT0, "count": _INT0}
+
+
+def _is_empty(d: Decision) -> bool:
+    return not (len(d.energy_src) or len(d.energy_dst) or len(d.energy_wh) or len(d.task_src)
+                or len(d.task_dst) or len(d.task_count) or d.task_ids)
 
 
 @dataclass
@@ -134,6 +142,9 @@ class World:
         self.net = NetworkState(n, self.links, mean_kb)
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
+        # share of the stored energy lost to self-discharge per epoch (both engines use it, so
+        # that they agree to the last bit)
+        self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
         self._init_state()
 
     # ------------------------------------------------------------------------ dynamic state
@@ -163,6 +174,8 @@ class World:
         self.received = np.zeros(n)
         self.tx_wh = np.zeros(n)
         self.harvest_now = np.zeros(n)
+        self.avail_boundary = np.zeros(n)   # available_wh at the boundary, before transfers
+        self.avail_now = np.zeros(n)        # ... and after them: what the engine may draw
 
     def info(self) -> WorldInfo:
         p = self.p
@@ -218,7 +231,8 @@ class World:
         sendable = np.where(self.up, np.maximum(self.stored - p.min_wh, 0.0), 0.0)
         headroom = np.where(self.failed, 0.0,
                             np.minimum(p.capacity_wh - self.stored, p.max_charge_w * dth))
-        return sendable, np.maximum(headroom, 0.0), self.available_wh(self.stored)
+        self.avail_boundary = self.available_wh(self.stored)
+        return sendable, np.maximum(headroom, 0.0), self.avail_boundary.copy()
 
     def available_wh(self, stored: np.ndarray) -> np.ndarray:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
@@ -228,7 +242,7 @@ class World:
                                             p.max_discharge_w * dth), 0.0)
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
-        return stored * -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
+        return stored * self.sd_share
 
     def observe(self, k: int, t0: float) -> Observation:
         w, ptr = self.waiting_by_node()
@@ -255,13 +269,17 @@ class World:
     # ------------------------------------------------------------------------ decisions
     def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         """Validate and carry out a decision. Returns the flow records of this epoch."""
-        d = normalise(d)
-        validate(d, obs, tuple(self.names))
         self.sent[:] = 0.0
         self.received[:] = 0.0
         self.tx_wh[:] = 0.0
+        if _is_empty(d):       # nothing to check or move (the common case in long runs)
+            self.avail_now = self.avail_boundary
+            return {"energy": _NO_ENERGY, "tasks": _NO_TASKS, "audit": d.audit}
+        d = normalise(d)
+        validate(d, obs, tuple(self.names))
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
-        avail = self.available_wh(self.stored)
+        avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
+                                  else self.avail_boundary)
         over = np.flatnonzero(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
         if len(over):
             j = over[0]

@@ -6,7 +6,7 @@ import pytest
 
 from otmarl.policies import make_controller
 from otmarl.scenarios.schema import Scenario
-from otmarl.simulator import simulate
+from otmarl.simulator import engine_fast, simulate
 
 N_SCENARIOS = 200
 
@@ -34,17 +34,19 @@ def random_scenario(seed: int) -> Scenario:
             "idle_power_w": {"uniform": [0.0, float(r.uniform(0, 10))]},
             "active_power_w": float(r.uniform(0, 60)),
             "speed": {"uniform": [0.5, 2.0]},
-            # half the classes in the regime of the vectorised path (one FIFO server, roomy queue,
-            # light load), half in the event kernel's (several servers, EDF, tiny queues, bursts)
+            # half the classes in the regime of the vectorised paths (one server, roomy queue,
+            # light load), half in the event kernel's (several servers, tiny queues, bursts)
             "servers": 1 if light else int(r.integers(1, 4)),
             "queue": {"capacity": int(r.integers(20, 40)) if light else int(r.integers(1, 8)),
-                      "discipline": "fifo" if light else str(r.choice(["fifo", "edf"]))},
+                      "discipline": str(r.choice(["fifo", "edf"]))},
             "on_down": str(r.choice(["hold", "drop"])),
             "workload": {"arrival": {"kind": "poisson",
                                      "rate_per_h": float(r.uniform(5, 60) if light else r.uniform(20, 400))},
-                         "work_s": {"exponential": {"mean": float(r.uniform(5, 60))}},
+                         # light classes: some long tasks with loose deadlines, so that tasks
+                         # still wait at a boundary on one server
+                         "work_s": {"exponential": {"mean": float(r.uniform(5, 200 if light else 60))}},
                          "data_kb": {"uniform": [0, 50]},
-                         "deadline_s": {"uniform": [10, float(r.uniform(20, 900))]}},
+                         "deadline_s": {"uniform": [10, float(r.uniform(20, 2400 if light else 900))]}},
         }
     n = sum(c["count"] for c in nodes.values())
     topo = r.choice(["complete", "star", "tree"]) if n > 1 else "complete"
@@ -65,9 +67,15 @@ def _run(sc: Scenario, engine: str, seed: int):
 
 
 @pytest.mark.parametrize("seed", range(N_SCENARIOS))
-def test_fast_equals_reference(seed):
+def test_fast_equals_reference(seed, monkeypatch):
     sc = random_scenario(seed)
-    fast, ref = _run(sc, "fast", seed), _run(sc, "reference", seed)
+    ref = _run(sc, "reference", seed)
+    _assert_same(_run(sc, "fast", seed), ref)      # these small epochs: the event walk
+    monkeypatch.setattr(engine_fast, "SMALL_EPOCH", 0)
+    _assert_same(_run(sc, "fast", seed), ref)      # the vectorised paths where they apply
+
+
+def _assert_same(fast, ref):
     tf, tr = fast.tasks, ref.tasks
     assert len(tf) == len(tr)
     for col in ("status", "drop_reason", "node", "offloads"):
@@ -97,20 +105,28 @@ def test_random_scenarios_exercise_every_branch():
     assert brown > 0 and offl > 0
 
 
-def test_cross_check_covers_both_fast_paths(monkeypatch):
-    """The random scenarios above must send node-epochs through the vectorised Lindley path and
-    through the event kernel, or the equality test would not cover both."""
-    from otmarl.simulator.engine_fast import FastEngine
-    seen = {"vectorised": 0, "kernel": 0}
-    original = FastEngine._lindley
+def test_cross_check_covers_every_fast_path(monkeypatch):
+    """The random scenarios above must send node-epochs through each vectorised path (idle
+    nodes; one server under FIFO and EDF, with and without tasks waiting at the boundary) and
+    through the event kernel, or the equality test would not cover them all."""
+    FastEngine = engine_fast.FastEngine
+    seen = dict.fromkeys(("idle", "fifo", "edf", "waiting", "kernel"), 0)
+    original = FastEngine._vectorised
 
-    def counting(self, *args):
-        out = original(self, *args)
-        seen["vectorised"] += int(out[0].sum())
-        seen["kernel"] += int((~out[0]).sum())
+    def counting(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve):
+        out = original(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve)
+        fast = out[0]
+        served = fast & serve[nodes]
+        waiting = np.add.reduceat((~is_arrival).astype(int), first) > 0
+        seen["idle"] += int((fast & ~serve[nodes]).sum())
+        seen["fifo"] += int((served & ~self.w.p.edf[nodes]).sum())
+        seen["edf"] += int((served & self.w.p.edf[nodes]).sum())
+        seen["waiting"] += int((served & waiting).sum())
+        seen["kernel"] += int((~fast).sum())
         return out
 
-    monkeypatch.setattr(FastEngine, "_lindley", counting)
-    for seed in range(20):
+    monkeypatch.setattr(FastEngine, "_vectorised", counting)
+    monkeypatch.setattr(engine_fast, "SMALL_EPOCH", 0)
+    for seed in range(N_SCENARIOS):
         _run(random_scenario(seed), "fast", seed)
-    assert seen["vectorised"] > 100 and seen["kernel"] > 100, seen
+    assert min(seen.values()) > 50, seen
