@@ -104,6 +104,11 @@ class Controller(Protocol):
 
 
 # ------------------------------------------------------------------------------ validation
+def first_true(mask: np.ndarray) -> int:
+    """Index of the first True in a 1-D mask, or -1 (cheaper than flatnonzero on the happy path)."""
+    return int(mask.argmax()) if mask.any() else -1
+
+
 def _arr(x, dtype) -> np.ndarray:
     return np.asarray(x, dtype=dtype).reshape(-1)
 
@@ -132,9 +137,9 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
     n = len(obs.stored_wh)
     for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
                       ("task_src", d.task_src), ("task_dst", d.task_dst)):
-        bad = np.flatnonzero((arr < 0) | (arr >= n))
-        if len(bad):
-            raise DecisionError(f"{what}[{bad[0]}]={arr[bad[0]]} is not a node index (0..{n - 1})")
+        if len(arr) and not 0 <= arr.min() <= arr.max() < n:
+            i = int(((arr < 0) | (arr >= n)).argmax())
+            raise DecisionError(f"{what}[{i}]={arr[i]} is not a node index (0..{n - 1})")
     _validate_energy(d, obs, names, tol)
     _validate_tasks(d, obs, names)
 
@@ -142,19 +147,18 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
 def _validate_energy(d: Decision, obs: Observation, names, tol: float) -> None:
     if not len(d.energy_wh):
         return
-    bad = np.flatnonzero(~np.isfinite(d.energy_wh) | (d.energy_wh < 0) | (d.energy_src == d.energy_dst))
-    if len(bad):
-        i = bad[0]
+    i = first_true(~np.isfinite(d.energy_wh) | (d.energy_wh < 0) | (d.energy_src == d.energy_dst))
+    if i >= 0:
         raise DecisionError(f"energy transfer {i}: {names[d.energy_src[i]]} -> {names[d.energy_dst[i]]} "
                             f"of {d.energy_wh[i]!r} Wh must be finite, > 0 and between two nodes")
-    for i in np.flatnonzero(~obs.up[d.energy_src] | obs.failed[d.energy_dst]):
+    i = first_true(~obs.up[d.energy_src] | obs.failed[d.energy_dst])
+    if i >= 0:
         raise DecisionError(f"energy transfer {i}: {names[d.energy_src[i]]} -> {names[d.energy_dst[i]]}: "
                             "the sender must be up and the receiver not failed")
     n = len(obs.stored_wh)
     sent = np.bincount(d.energy_src, d.energy_wh, n)
-    over = np.flatnonzero(sent > obs.sendable_wh * (1 + tol) + tol)
-    if len(over):
-        j = over[0]
+    j = first_true(sent > obs.sendable_wh * (1 + tol) + tol)
+    if j >= 0:
         raise DecisionError(f"node {names[j]} sends {sent[j]:.6g} Wh but may send at most "
                             f"{obs.sendable_wh[j]:.6g} Wh this epoch")
 
@@ -163,16 +167,17 @@ def _validate_tasks(d: Decision, obs: Observation, names) -> None:
     if not len(d.task_count):
         return
     n = len(obs.stored_wh)
-    for i in np.flatnonzero((d.task_count < 0) | (d.task_src == d.task_dst)):
+    i = first_true((d.task_count < 0) | (d.task_src == d.task_dst))
+    if i >= 0:
         raise DecisionError(f"task route {i}: {names[d.task_src[i]]} -> {names[d.task_dst[i]]} "
                             f"count {d.task_count[i]} must be > 0 and between two nodes")
-    for i in np.flatnonzero(~obs.up[d.task_src] | ~obs.up[d.task_dst]):
+    i = first_true(~obs.up[d.task_src] | ~obs.up[d.task_dst])
+    if i >= 0:
         raise DecisionError(f"task route {i}: {names[d.task_src[i]]} -> {names[d.task_dst[i]]}: "
                             "both nodes must be up")
     asked = np.bincount(d.task_src, d.task_count, n)
-    over = np.flatnonzero(asked > obs.queue_len)
-    if len(over):
-        j = over[0]
+    j = first_true(asked > obs.queue_len)
+    if j >= 0:
         raise DecisionError(f"node {names[j]} routes {asked[j]} tasks but has {obs.queue_len[j]} waiting")
     if d.task_ids is not None:
         for i, ids in enumerate(d.task_ids):

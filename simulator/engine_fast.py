@@ -137,7 +137,7 @@ class FastEngine:
     def _serve(self, t0: float, t1: float, budget: np.ndarray, serve: np.ndarray) -> np.ndarray:
         w, p, t = self.w, self.w.p, self.w.tasks
         arr = w.arrivals(t1)
-        wait = np.flatnonzero(w.status == WAITING)
+        wait = w.with_status(WAITING)
         task_wh = np.zeros(w.n)
         ids = np.concatenate([wait, arr])
         is_arrival = np.zeros(len(ids), bool)

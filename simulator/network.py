@@ -6,6 +6,7 @@ per epoch.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
@@ -144,6 +145,7 @@ class Paths:
                                    np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
         self._dist: dict[int, np.ndarray] = {}
         self._pred: dict[int, np.ndarray] = {}
+        self._edges: dict[tuple[int, int], list[int]] = {}
         self.version += 1
 
     def ensure(self, sources) -> None:
@@ -164,7 +166,11 @@ class Paths:
         return np.stack([self._dist[int(s)] for s in src])
 
     def edges(self, s: int, t: int) -> list[int]:
-        """Link indices on the path from s to t ([] when s == t); raises KeyError if unreachable."""
+        """Link indices on the path from s to t ([] when s == t); raises KeyError if unreachable.
+        Cached until the topology changes: do not modify the list."""
+        hit = self._edges.get((s, t))
+        if hit is not None:
+            return hit
         self.ensure([s])
         if not np.isfinite(self._dist[s][t]):
             raise KeyError((s, t))
@@ -174,7 +180,17 @@ class Paths:
             a, b = min(prev, cur), max(prev, cur)
             out.append(self._edge_lookup[(a, b)])
             cur = prev
-        return out[::-1]
+        out.reverse()
+        self._edges[(s, t)] = out
+        return out
+
+    def cost(self, s: int, t: int) -> float:
+        """Path cost from s to t (inf when unreachable)."""
+        d = self._dist.get(s)
+        if d is None:
+            self.ensure([s])
+            d = self._dist[s]
+        return float(d[t])
 
     def along(self, s: int, t: int, values: np.ndarray) -> float:
         """Sum of a per-link quantity along the path s -> t."""
@@ -194,6 +210,7 @@ class NetworkState:
         self.task = Paths(n, links, links.latency_s + mean_kb / links.bandwidth_kbps)
         self.link_up = np.ones(len(links), bool)
         self.node_failed = np.zeros(n, bool)
+        self._routes: dict[tuple[int, int], tuple[float, float, float]] = {}
 
     def set_state(self, link_up: np.ndarray, node_failed: np.ndarray) -> None:
         if np.array_equal(link_up, self.link_up) and np.array_equal(node_failed, self.node_failed):
@@ -201,15 +218,26 @@ class NetworkState:
         self.link_up, self.node_failed = link_up.copy(), node_failed.copy()
         for p in (self.energy, self.task):
             p.invalidate(link_up, ~node_failed)
+        self._routes = {}
 
     def energy_efficiency(self, sources, targets=None) -> np.ndarray:
         """Path efficiency from each source to each target (0 when unreachable)."""
         d = self.energy.rows(sources)
         return np.exp(-(d if targets is None else d[:, np.asarray(targets, np.int64)]))
 
+    def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
+        """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""
+        eff = math.exp(-self.energy.cost(s, t))
+        return (self.energy.edges(s, t), eff) if eff > 0 else ([], 0.0)
+
     def task_route(self, s: int, t: int) -> tuple[float, float, float]:
-        """(latency_s, seconds per kB, Wh per kB) summed along the task path s -> t."""
-        L = self.links
-        e = self.task.edges(s, t)
-        return (float(L.latency_s[e].sum()), float((1.0 / L.bandwidth_kbps[e]).sum()),
-                float(L.tx_energy_wh_per_kb[e].sum()))
+        """(latency_s, seconds per kB, Wh per kB) summed along the task path s -> t; raises
+        KeyError when t cannot be reached. Cached until the topology changes."""
+        hit = self._routes.get((s, t))
+        if hit is None:
+            L = self.links
+            e = self.task.edges(s, t)
+            hit = self._routes[(s, t)] = (float(L.latency_s[e].sum()),
+                                          float((1.0 / L.bandwidth_kbps[e]).sum()),
+                                          float(L.tx_energy_wh_per_kb[e].sum()))
+        return hit

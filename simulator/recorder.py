@@ -53,7 +53,7 @@ class Recorder:
         self.series["stored_wh"][k] = w.stored
         for f, v in flags.items():
             self.flags[f][k] = v
-        self.queue_len[k] = np.bincount(w.node[w.status == WAITING], minlength=w.n)
+        self.queue_len[k] = np.bincount(w.node[w.with_status(WAITING)], minlength=w.n)
         self._flows(k, flows)
 
     def _flows(self, k: int, flows: dict) -> None:

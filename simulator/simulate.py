@@ -59,6 +59,7 @@ class Simulation:
         w.harvest_now = w.harvest.step()
         flags = {"up": w.up.copy(), "failed": w.failed.copy(), "browned": w.browned.copy()}
         energy = self.engine.run_epoch(t0, t1)
+        w.close_finished()
         w.harvest_last = w.harvest_now
         self.recorder.epoch(self.k, energy, flags, flows)
         self.last_energy, self.last_flows = energy, flows

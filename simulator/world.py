@@ -15,7 +15,7 @@ import numpy as np
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import DecisionError
 
-from .control import Decision, Observation, WorldInfo, normalise, validate
+from .control import Decision, Observation, WorldInfo, first_true, normalise, validate
 from .harvest import HarvestModel
 from .network import NetworkState, make_graph, make_links
 from .workload import generate
@@ -166,7 +166,8 @@ class World:
         self.reason = np.zeros(m, np.int8)
         self.offloads = np.zeros(m, np.int16)
         self.transit: list[int] = []
-        self.next_pending = 0
+        self.next_pending = 0      # tasks from here on have not been generated yet
+        self.open_lo = 0           # tasks below this are finished (completed or dropped)
         self.harvest_last = np.zeros(n)
         self.arrivals_last = np.zeros(n, np.int64)
         # per-epoch boundary flows, read by the engines' settlement
@@ -191,8 +192,11 @@ class World:
 
     # ---------------------------------------------------------------------- boundary steps
     def apply_faults(self, k: int) -> None:
+        events = self.faults.get(k)
+        if not events:
+            return
         link_up, failed = self.link_up.copy(), self.failed.copy()
-        for kind, idx, down in self.faults.get(k, ()):
+        for kind, idx, down in events:
             if kind == "node":
                 failed[idx] = down
             else:
@@ -206,11 +210,24 @@ class World:
         self.browned = (self.browned & ~recover) | self.brown_next
         self.brown_next[:] = False
         was_up, self.up = self.up, ~self.failed & ~self.browned
-        going = np.flatnonzero(was_up & ~self.up & self.p.drop_on_down)
-        if len(going):
-            ids = np.flatnonzero((self.status == WAITING) & np.isin(self.node, going))
+        going = was_up & ~self.up & self.p.drop_on_down
+        if going.any():
+            going = going.nonzero()[0]
+            ids = self.with_status(WAITING)
+            ids = ids[np.isin(self.node[ids], going)]
             self.drop(ids, t0, NODE_DOWN)
             engine.remove(ids)
+
+    def with_status(self, code: int) -> np.ndarray:
+        """Ids of the tasks with a status that is not final (only open ids are scanned)."""
+        lo = self.open_lo
+        return lo + (self.status[lo:self.next_pending] == code).nonzero()[0]
+
+    def close_finished(self) -> None:
+        """Move ``open_lo`` past the tasks that are finished (after an epoch)."""
+        lo = self.open_lo
+        still = (self.status[lo:self.next_pending] < DONE_ON_TIME).nonzero()[0]
+        self.open_lo = lo + (int(still[0]) if len(still) else self.next_pending - lo)
 
     def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int) -> None:
         self.status[ids] = DROPPED
@@ -219,7 +236,7 @@ class World:
 
     def waiting_by_node(self) -> tuple[np.ndarray, np.ndarray]:
         """Waiting task ids sorted by (node, deadline, id) and per-node offsets (n+1)."""
-        w = np.flatnonzero(self.status == WAITING)
+        w = self.with_status(WAITING)
         w = w[np.lexsort((w, self.tasks.deadline_s[w], self.node[w]))]
         ptr = np.zeros(self.n + 1, np.int64)
         np.cumsum(np.bincount(self.node[w], minlength=self.n), out=ptr[1:])
@@ -252,7 +269,7 @@ class World:
         if len(w):
             first = ptr[:-1][qlen > 0]
             slack[qlen > 0] = self.tasks.deadline_s[w[first]] - t0
-        run = np.flatnonzero(self.status == RUNNING)
+        run = self.with_status(RUNNING)
         busy = np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
         sendable, headroom, budget = self.battery_view()
         return Observation(
@@ -280,9 +297,8 @@ class World:
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
         avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
                                   else self.avail_boundary)
-        over = np.flatnonzero(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
-        if len(over):
-            j = over[0]
+        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
+        if j >= 0:
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
                                 f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
         flows["audit"] = d.audit
@@ -291,18 +307,22 @@ class World:
     def _apply_energy(self, d: Decision, obs: Observation) -> dict:
         if not len(d.energy_wh):
             return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": d.energy_wh}
-        srcs = np.unique(d.energy_src)
-        row = {int(s): r for r, s in enumerate(srcs)}
-        eff_rows = self.net.energy_efficiency(srcs)
-        eff = eff_rows[[row[int(s)] for s in d.energy_src], d.energy_dst]
-        for i in np.flatnonzero(eff <= 0):
+        paths = self.net.energy
+        pairs = list(zip(d.energy_src.tolist(), d.energy_dst.tolist()))
+        eff = np.exp(-np.array([paths.cost(s, t) for s, t in pairs]))
+        i = first_true(eff <= 0)
+        if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
-        load = np.zeros(len(self.links))
-        for s, t, wh in zip(d.energy_src, d.energy_dst, d.energy_wh):
-            load[self.net.energy.edges(int(s), int(t))] += wh
+        on, amount = [], []
+        for (s, t), wh in zip(pairs, d.energy_wh.tolist()):
+            e = paths.edges(s, t)
+            on += e
+            amount += [wh] * len(e)
+        load = np.bincount(np.array(on, np.int64), np.array(amount), len(self.links))
         cap = self.links.power_limit_w * self.dt / 3600.0
-        for e in np.flatnonzero(load > cap * (1 + 1e-9)):
+        e = first_true(load > cap * (1 + 1e-9))
+        if e >= 0:
             raise DecisionError(f"link {self.names[self.links.u[e]]}-{self.names[self.links.v[e]]} "
                                 f"would carry {load[e]:.6g} Wh but its power limit allows "
                                 f"{cap[e]:.6g} Wh per epoch")
@@ -310,7 +330,8 @@ class World:
         sent = np.bincount(d.energy_src, d.energy_wh, self.n)
         recv = np.bincount(d.energy_dst, delivered, self.n)
         room = np.minimum(self.p.capacity_wh - (self.stored - sent), self.p.max_charge_w * self.dt / 3600)
-        for j in np.flatnonzero(recv > room * (1 + 1e-9) + 1e-12):
+        j = first_true(recv > room * (1 + 1e-9) + 1e-12)
+        if j >= 0:
             raise DecisionError(f"node {self.names[j]} would receive {recv[j]:.6g} Wh but has room "
                                 f"for {room[j]:.6g} Wh (capacity and charge limit)")
         self.stored = self.stored - sent + recv

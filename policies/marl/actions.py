@@ -146,9 +146,6 @@ class DirectActions:
         self.task_price = np.zeros(n)
         self.plan = _empty_plan()
         self.limit_wh = info.link_power_limit_w * info.dt_s / 3600.0
-        self._energy_paths: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
-        self._task_paths: dict[tuple[int, int], float | None] = {}
-        self._version = (-1, -1)
         self._mask = np.ones((n, 2 * (width + 1)), np.int8)
 
     def spare_wh(self, obs: Observation) -> np.ndarray:
@@ -168,31 +165,7 @@ class DirectActions:
         src = np.flatnonzero(dst >= 0)
         return src, dst[src]
 
-    def _check_paths(self, obs: Observation) -> None:
-        """Path caches hold while the topology does (the simulator bumps a version on changes)."""
-        v = (obs.network.energy.version, obs.network.task.version)
-        if v != self._version:
-            self._energy_paths, self._task_paths, self._version = {}, {}, v
-
-    def _energy_path(self, obs: Observation, s: int, t: int) -> tuple[np.ndarray, float]:
-        hit = self._energy_paths.get((s, t))
-        if hit is None:
-            net = obs.network.energy
-            eff = float(np.exp(-net.rows([s])[0, t]))
-            hit = (np.asarray(net.edges(s, t), np.int64) if eff > 0 else np.zeros(0, np.int64), eff)
-            self._energy_paths[(s, t)] = hit
-        return hit
-
-    def _task_wh_per_kb(self, obs: Observation, s: int, t: int) -> float | None:
-        if (s, t) not in self._task_paths:
-            try:
-                self._task_paths[(s, t)] = obs.network.task_route(s, t)[2]
-            except KeyError:          # no task path over the links that are up
-                self._task_paths[(s, t)] = None
-        return self._task_paths[(s, t)]
-
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
-        self._check_paths(obs)
         es, ed, ew, eff = self._energy(obs, a[:, 0])
         sent = np.bincount(es, ew, self.info.n_nodes) if len(es) else np.zeros(self.info.n_nodes)
         ts, td, tc = self._tasks(obs, a[:, 1], sent)
@@ -205,7 +178,8 @@ class DirectActions:
         ok = obs.up[src] & ~obs.failed[dst]
         src, dst = src[ok], dst[ok]
         wh = self.energy_share * self.spare_wh(obs)[src]
-        paths = [self._energy_path(obs, s, t) for s, t in zip(src.tolist(), dst.tolist())]
+        route = obs.network.energy_route       # cached until the topology changes
+        paths = [route(s, t) for s, t in zip(src.tolist(), dst.tolist())]
         eff = np.array([p[1] for p in paths])
         keep = (eff > 0) & (wh > 1e-9)
         if not keep.any():
@@ -220,10 +194,10 @@ class DirectActions:
         keep = wh > 1e-9
         return src[keep], dst[keep], wh[keep], eff[keep]
 
-    def _within_link_limits(self, paths: list[np.ndarray], wh: np.ndarray) -> np.ndarray:
+    def _within_link_limits(self, paths: list[list[int]], wh: np.ndarray) -> np.ndarray:
         """Scale each transfer by the tightest (limit / load) along its energy path: afterwards
         no link carries more than its limit (one pass suffices)."""
-        edges = np.concatenate(paths)
+        edges = np.array([e for p in paths for e in p], np.int64)
         owner = np.repeat(np.arange(len(paths)), [len(e) for e in paths])
         load = np.bincount(edges, wh[owner], len(self.limit_wh))
         if np.all(load <= self.limit_wh):
@@ -240,8 +214,9 @@ class DirectActions:
         count = np.ceil(self.task_share * obs.queue_len[src] - 1e-9).astype(np.int64)
         budget = obs.budget_wh - sent_wh
         for k, (s, t) in enumerate(zip(src.tolist(), dst.tolist())):
-            wh_per_kb = self._task_wh_per_kb(obs, s, t)
-            if wh_per_kb is None:
+            try:
+                wh_per_kb = obs.network.task_route(s, t)[2]     # cached like energy_route
+            except KeyError:          # no task path over the links that are up
                 count[k] = 0
                 continue
             need = np.cumsum(obs.task_data_kb[obs.waiting_of(s)[:count[k]]]) * wh_per_kb

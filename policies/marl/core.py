@@ -156,8 +156,10 @@ class MarlCore:
             o = self.opt
             self.actions = DirectActions(info, o.direct_energy_share, o.direct_spare_soc, o.direct_task_share)
         self.spec = self.actions.spec
+        self.top = np.asarray(self.spec.nvec, np.int64) - 1
         w = sim.world
         self.prev_status = w.status.copy()
+        self.scan_lo = 0          # tasks below it were finished at the last reward
         self.origin = w.tasks.origin
         self.on_time_by = np.zeros(self.n)        # per origin node, cumulative
         self.resolved_by = np.zeros(self.n)
@@ -186,7 +188,7 @@ class MarlCore:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict]:
         """Map actions (n, len(nvec)) ints to a valid decision and simulate one epoch."""
         a = np.asarray(actions, np.int64).reshape(self.n, len(self.spec.nvec))
-        a = np.clip(a, 0, np.asarray(self.spec.nvec) - 1)
+        a = np.minimum(np.maximum(a, 0), self.top)     # out-of-range components are clipped
         return self._advance(self.actions.decide(self.cur, a))
 
     def step_decision(self, decision: Decision) -> tuple[np.ndarray, np.ndarray, bool, dict]:
@@ -219,7 +221,9 @@ class MarlCore:
     # ------------------------------------------------------------------------------ reward
     def _reward(self) -> np.ndarray:
         w, wt, sim, n = self.sim.world, self.opt.reward, self.sim, self.n
-        changed = np.flatnonzero(w.status != self.prev_status)
+        lo, hi = self.scan_lo, w.next_pending          # only these can have changed
+        changed = lo + (w.status[lo:hi] != self.prev_status[lo:hi]).nonzero()[0]
+        self.scan_lo = w.open_lo
         st = w.status[changed]
         self.prev_status[changed] = st
         done = changed[(st == DONE_ON_TIME) | (st == DONE_LATE) | (st == DROPPED)]

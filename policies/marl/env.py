@@ -106,14 +106,14 @@ class OTMarlEnv(pz.ParallelEnv):
         core = self.core
         off = core.spec.offsets
         m = core.masks()
-        parts = [m[:, off[k]:off[k + 1]] for k in range(len(off) - 1)]
-        ep, tp = core.actions.energy_price, core.actions.task_price
+        masks = zip(*(m[:, off[k]:off[k + 1]] for k in range(len(off) - 1)))   # per agent
+        ep, tp = core.actions.energy_price.tolist(), core.actions.task_price.tolist()
         # the epoch's plan summary and team reward terms, one dict shared by all agents
         plan = {} if reset else dict(core.actions.plan)
         terms = {} if reset else {k: v for k, v in core.terms.items() if k != "plan"}
-        return {a: {"action_mask": tuple(p[i] for p in parts), "energy_price": float(ep[i]),
-                    "task_price": float(tp[i]), "plan": plan, "reward_terms": terms}
-                for i, a in enumerate(self.possible_agents)}
+        return {a: {"action_mask": mk, "energy_price": e, "task_price": t, "plan": plan,
+                    "reward_terms": terms}
+                for a, mk, e, t in zip(self.possible_agents, masks, ep, tp)}
 
     def state(self) -> np.ndarray:
         return self.core.state().astype(np.float32)

@@ -91,6 +91,7 @@ class FeatureBuilder:
         self.inv_full = 1.0 / self.full_load_wh
         self.arrival_work = self.mean_work_s * self.inv_capacity_s
         self.buf = np.zeros((len(FEATURES), n))
+        self.low, self.high = LOW[:, None].astype(float), HIGH[:, None].astype(float)
         self.state_cols = np.array([COL[c] for c in STATE_NODE])
         self.global_cols = np.array([COL[c] for c in STATE_GLOBAL])
         self.state_dim = n * len(STATE_NODE) + len(STATE_GLOBAL)
@@ -113,7 +114,9 @@ class FeatureBuilder:
         f = self.buf
         for i, r in enumerate(rows):
             f[i] = r
-        return np.clip(f.T, LOW, HIGH).astype(np.float32)
+        np.maximum(f, self.low, out=f)
+        np.minimum(f, self.high, out=f)
+        return np.ascontiguousarray(f.T, np.float32)
 
     def state(self, feats: np.ndarray) -> np.ndarray:
         """The global state for centralised critics: STATE_NODE of every node, then the clock."""
