@@ -128,6 +128,8 @@ def normalise(d: Decision) -> Decision:
         tc = np.array([len(x) for x in ids], np.int64)
     keep_e = ew != 0
     keep_t = tc != 0
+    if ids is None and keep_e.all() and keep_t.all():
+        return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     return Decision(es[keep_e], ed[keep_e], ew[keep_e], ts[keep_t], td[keep_t], tc[keep_t],
                     None if ids is None else [x for x, k in zip(ids, keep_t) if k], d.audit)
 

@@ -100,6 +100,10 @@ class FastEngine:
     def __init__(self, world: World):
         self.w = world
         self.small_epoch = SMALL_EPOCH
+        p = world.p
+        self.charge_loss, self.draw_loss = 1.0 - p.eta_c, 1.0 / p.eta_d - 1.0
+        self.brown_wh = p.min_wh * (1 + 1e-9) + 1e-12     # at or below it the node browns out
+        self.qcap, self.edf, self.drop_down = p.queue_cap.tolist(), p.edf.tolist(), p.drop_on_down.tolist()
         self.free = [[0.0] * int(c) for c in world.p.servers]
         self.running = np.zeros(0, np.int64)
 
@@ -108,28 +112,27 @@ class FastEngine:
 
     def run_epoch(self, t0: float, t1: float) -> dict:
         w, p = self.w, self.w.p
-        dth = w.dt / 3600.0
         s0 = w.stored
         sd = w.self_discharge_wh(s0)
         s1 = s0 - sd
         avail = w.avail_now
         harvest, tx = w.harvest_now, w.tx_wh
-        idle = np.where(w.up, p.idle_w * dth, 0.0)
+        idle = w.idle_wh * w.up
         supply = harvest + avail
         unsust = w.up & (idle + tx > supply)
         idle_used = np.where(unsust, np.maximum(supply - tx, 0.0), idle)
-        budget = np.where(w.up & ~unsust, supply - idle - tx, 0.0)
-        task_wh = self._serve(t0, t1, budget, w.up & ~unsust)
+        serve = w.up & ~unsust
+        budget = np.where(serve, supply - idle - tx, 0.0)
+        task_wh = self._serve(t0, t1, budget, serve)
         net = harvest - idle_used - tx - task_wh
         pos = net >= 0
-        charge = np.where(pos, np.minimum(np.minimum(net, p.max_charge_w * dth),
-                                          (p.capacity_wh - s1) / p.eta_c), 0.0)
+        charge = np.where(pos, np.minimum(np.minimum(net, w.charge_cap_wh), (p.capacity_wh - s1) / p.eta_c), 0.0)
         charge = np.maximum(charge, 0.0)
         draw = np.where(pos, 0.0, -net)
         curtailed = np.where(pos, net - charge, 0.0)
         w.stored = s1 + charge * p.eta_c - draw / p.eta_d
-        conv = charge * (1.0 - p.eta_c) + draw * (1.0 / p.eta_d - 1.0)
-        w.brown_next = w.up & (unsust | (w.stored <= p.min_wh * (1 + 1e-9) + 1e-12))
+        conv = charge * self.charge_loss + draw * self.draw_loss
+        w.brown_next = w.up & (unsust | (w.stored <= self.brown_wh))
         return {"harvested_wh": harvest, "curtailed_wh": curtailed, "consumed_idle_wh": idle_used,
                 "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx.copy(), "self_discharge_wh": sd,
                 "conversion_loss_wh": conv}
@@ -176,9 +179,8 @@ class FastEngine:
             if g is None:
                 g = groups[row[0]] = ([], [])
             g[row[1]].append(row[2:])
-        up, drop_down, qcap, edf = (w.up.tolist(), p.drop_on_down.tolist(), p.queue_cap.tolist(),
-                                    p.edf.tolist())
-        serve_l, budget_l = serve.tolist(), budget.tolist()
+        up, serve_l, budget_l = w.up.tolist(), serve.tolist(), budget.tolist()
+        qcap, edf, drop_down = self.qcap, self.edf, self.drop_down
         started, dropped = [], []
         for nd, (waiting, arrivals) in groups.items():
             s, d, u, _ = serve_queue(t0, t1, self.free[nd], waiting, arrivals, qcap[nd], edf[nd], up[nd],

@@ -211,6 +211,7 @@ class NetworkState:
         self.link_up = np.ones(len(links), bool)
         self.node_failed = np.zeros(n, bool)
         self._routes: dict[tuple[int, int], tuple[float, float, float]] = {}
+        self._energy_routes: dict[tuple[int, int], tuple[list[int], float]] = {}
 
     def set_state(self, link_up: np.ndarray, node_failed: np.ndarray) -> None:
         if np.array_equal(link_up, self.link_up) and np.array_equal(node_failed, self.node_failed):
@@ -218,7 +219,7 @@ class NetworkState:
         self.link_up, self.node_failed = link_up.copy(), node_failed.copy()
         for p in (self.energy, self.task):
             p.invalidate(link_up, ~node_failed)
-        self._routes = {}
+        self._routes, self._energy_routes = {}, {}
 
     def energy_efficiency(self, sources, targets=None) -> np.ndarray:
         """Path efficiency from each source to each target (0 when unreachable)."""
@@ -226,9 +227,13 @@ class NetworkState:
         return np.exp(-(d if targets is None else d[:, np.asarray(targets, np.int64)]))
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
-        """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""
-        eff = math.exp(-self.energy.cost(s, t))
-        return (self.energy.edges(s, t), eff) if eff > 0 else ([], 0.0)
+        """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable.
+        Cached until the topology changes: do not modify the list."""
+        hit = self._energy_routes.get((s, t))
+        if hit is None:
+            eff = math.exp(-self.energy.cost(s, t))
+            hit = self._energy_routes[(s, t)] = (self.energy.edges(s, t), eff) if eff > 0 else ([], 0.0)
+        return hit
 
     def task_route(self, s: int, t: int) -> tuple[float, float, float]:
         """(latency_s, seconds per kB, Wh per kB) summed along the task path s -> t; raises

@@ -13,6 +13,7 @@ node that is down cannot do; a masked action is still valid and simply does noth
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -37,8 +38,9 @@ class ActionSpec:
     nvec: tuple[int, ...]
     ordinal: tuple[bool, ...]
 
-    @property
+    @cached_property
     def offsets(self) -> np.ndarray:
+        """Where each component's options start in a concatenated mask row (and the end)."""
         return np.concatenate([[0], np.cumsum(self.nvec)])
 
 
@@ -146,7 +148,11 @@ class DirectActions:
         self.task_price = np.zeros(n)
         self.plan = _empty_plan()
         self.limit_wh = info.link_power_limit_w * info.dt_s / 3600.0
+        self.min_limit_wh = float(self.limit_wh.min()) if len(self.limit_wh) else np.inf
+        self._slot_flat = self.slot_node.ravel()
+        self._row_base = np.arange(n) * (width + 1)
         self._mask = np.ones((n, 2 * (width + 1)), np.int8)
+        self._links_version = -1
 
     def spare_wh(self, obs: Observation) -> np.ndarray:
         return np.minimum(np.maximum(obs.stored_wh - self.spare_soc * obs.capacity_wh, 0.0),
@@ -154,15 +160,20 @@ class DirectActions:
 
     def masks(self, obs: Observation) -> np.ndarray:
         w = self.has.shape[1]
-        link_ok = self.has & obs.network.link_up[self.nb_link]
+        version = obs.network.energy.version        # links and failures change only with it
+        if version != self._links_version:
+            self._link_ok = self.has & obs.network.link_up[self.nb_link]
+            self._to_working = self._link_ok & ~obs.failed[self.nb]
+            self._links_version = version
         m = self._mask.copy()
-        m[:, 1:w + 1] = link_ok & ~obs.failed[self.nb] & (obs.up & (self.spare_wh(obs) > 1e-9))[:, None]
-        m[:, w + 2:] = link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
+        m[:, 1:w + 1] = self._to_working & (obs.up & (self.spare_wh(obs) > 1e-9))[:, None]
+        m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
         return m
 
     def _targets(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        dst = self.slot_node[np.arange(len(slot)), np.minimum(slot, self.slot_node.shape[1] - 1)]
-        src = np.flatnonzero(dst >= 0)
+        """(sender, neighbour) of every node whose slot names a neighbour (slots are in range)."""
+        dst = self._slot_flat[self._row_base + slot]
+        src = (dst >= 0).nonzero()[0]
         return src, dst[src]
 
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
@@ -197,6 +208,8 @@ class DirectActions:
     def _within_link_limits(self, paths: list[list[int]], wh: np.ndarray) -> np.ndarray:
         """Scale each transfer by the tightest (limit / load) along its energy path: afterwards
         no link carries more than its limit (one pass suffices)."""
+        if wh.sum() <= self.min_limit_wh:       # no link can carry more than all of it
+            return wh
         edges = np.array([e for p in paths for e in p], np.int64)
         owner = np.repeat(np.arange(len(paths)), [len(e) for e in paths])
         load = np.bincount(edges, wh[owner], len(self.limit_wh))
@@ -212,14 +225,14 @@ class DirectActions:
         ok = obs.up[src] & obs.up[dst] & (obs.queue_len[src] > 0)
         src, dst = src[ok], dst[ok]
         count = np.ceil(self.task_share * obs.queue_len[src] - 1e-9).astype(np.int64)
-        budget = obs.budget_wh - sent_wh
+        budget = (obs.budget_wh - sent_wh) * (1 - 1e-9)
         for k, (s, t) in enumerate(zip(src.tolist(), dst.tolist())):
             try:
-                wh_per_kb = obs.network.task_route(s, t)[2]     # cached like energy_route
+                wh_per_kb = obs.network.task_route(s, t)[2]     # cached until topology changes
             except KeyError:          # no task path over the links that are up
                 count[k] = 0
                 continue
             need = np.cumsum(obs.task_data_kb[obs.waiting_of(s)[:count[k]]]) * wh_per_kb
-            count[k] = int(np.searchsorted(need, budget[s] * (1 - 1e-9), side="right"))
+            count[k] = int(np.searchsorted(need, budget[s], side="right"))
         keep = count > 0
         return src[keep], dst[keep], count[keep]

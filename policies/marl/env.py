@@ -85,9 +85,12 @@ class OTMarlEnv(pz.ParallelEnv):
     def step(self, actions: dict):
         if not self.agents:
             raise UserError("step() after the episode ended: call reset()")
-        a = np.zeros((self.core.n, len(self.core.spec.nvec)), np.int64)
-        for agent, act in actions.items():
-            a[self._index[agent]] = act
+        if len(actions) == len(self.agents) and list(actions) == self.agents:   # the usual case
+            a = np.array(list(actions.values()), np.int64)
+        else:       # some agents missing (they do nothing) or in another order
+            a = np.zeros((self.core.n, len(self.core.spec.nvec)), np.int64)
+            for agent, act in actions.items():
+                a[self._index[agent]] = act
         obs, rew, truncated, _ = self.core.step(a)
         names = self.agents
         obs_d = self._obs_dict(obs)
