@@ -28,6 +28,12 @@ def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list,
     opportunity joins the queue first; a task expires when the time is past its deadline; a task
     whose energy does not fit the node's remaining budget blocks the node until the next epoch.
     """
+    if not serve and not arrivals:
+        return _held(t1, waiting)
+    if serve and len(free) == 1 and len(waiting) + len(arrivals) <= qcap:
+        out = _one_server(t0, t1, free, waiting, arrivals, edf, budget)
+        if out is not None:
+            return out
     present: dict = {}
     order: list = []
     dl: list = []
@@ -88,6 +94,43 @@ def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list,
         starts.append((i, s, s + sv))
     expire(t1)
     return starts, drops, used, [(v[0], i) for i, v in present.items()]
+
+
+def _held(t1: float, waiting: list):
+    """``serve_queue`` when nothing starts or arrives: waiting tasks expire at their deadlines."""
+    return ([], [(i, d, EXPIRED) for _, i, d, _, _ in waiting if d < t1], 0.0,
+            [(a, i) for a, i, d, _, _ in waiting if d >= t1])
+
+
+def _one_server(t0: float, t1: float, free: list, waiting: list, arrivals: list, edf: bool,
+                budget: float):
+    """``serve_queue`` for one server when nothing can overflow: the Lindley recursion
+    start_k = max(arrival_k, t0, finish_{k-1}) in queue order. Returns None (and changes nothing)
+    when a task would expire, the energy budget would block, or under EDF an arrival is present
+    at an earlier start (the order would then be EDF's to choose): the event walk takes over."""
+    if len(waiting) > 1:
+        waiting = sorted(waiting, key=(lambda r: (r[2], r[1])) if edf else (lambda r: (r[0], r[1])))
+    f, used, last, nw = free[0], 0.0, -inf, len(waiting)
+    starts, rest = [], []
+    for k, (a, i, d, sv, e) in enumerate(waiting + arrivals):
+        if edf and k >= nw and a <= last:
+            return None
+        s = a if a > t0 else t0
+        if f > s:
+            s = f
+        if s < t1:
+            if d < s or used + e > budget:
+                return None
+            used += e
+            f = s + sv
+            last = s
+            starts.append((i, s, f))
+        elif d < t1:
+            return None
+        else:
+            rest.append((a, i))
+    free[0] = f
+    return starts, [], used, rest
 
 
 LINDLEY_MAX = 16   # the most tasks per node-epoch the vectorised paths take

@@ -107,11 +107,18 @@ def test_random_scenarios_exercise_every_branch():
 
 def test_cross_check_covers_every_fast_path(monkeypatch):
     """The random scenarios above must send node-epochs through each vectorised path (idle
-    nodes; one server under FIFO and EDF, with and without tasks waiting at the boundary) and
-    through the event kernel, or the equality test would not cover them all."""
+    nodes; one server under FIFO and EDF, with and without tasks waiting at the boundary), through
+    the event walk's one-server shortcut (taken and refused) and through the full event walk, or
+    the equality test would not cover them all."""
     FastEngine = engine_fast.FastEngine
-    seen = dict.fromkeys(("idle", "fifo", "edf", "waiting", "kernel"), 0)
+    seen = dict.fromkeys(("idle", "fifo", "edf", "waiting", "kernel", "one_server", "refused"), 0)
     original = FastEngine._vectorised
+    one_server = engine_fast._one_server
+
+    def counting_one(*args):
+        out = one_server(*args)
+        seen["one_server" if out is not None else "refused"] += 1
+        return out
 
     def counting(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve):
         out = original(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve)
@@ -126,7 +133,34 @@ def test_cross_check_covers_every_fast_path(monkeypatch):
         return out
 
     monkeypatch.setattr(FastEngine, "_vectorised", counting)
-    monkeypatch.setattr(engine_fast, "SMALL_EPOCH", 0)
-    for seed in range(N_SCENARIOS):
-        _run(random_scenario(seed), "fast", seed)
+    monkeypatch.setattr(engine_fast, "_one_server", counting_one)
+    for small in (engine_fast.SMALL_EPOCH, 0):
+        monkeypatch.setattr(engine_fast, "SMALL_EPOCH", small)
+        for seed in range(N_SCENARIOS):
+            _run(random_scenario(seed), "fast", seed)
     assert min(seen.values()) > 50, seen
+
+
+def test_tasks_held_at_a_browned_out_node(monkeypatch):
+    """Nodes without harvest brown out and hold their queues (on_down: hold) while tasks keep
+    arriving some epochs and not others: the event walk's shortcut for a node that serves nothing
+    and gets nothing must expire held tasks exactly as the reference engine does."""
+    sc = Scenario.model_validate({
+        "name": "held", "horizon_h": 3.0, "control_interval_s": 300.0,
+        "network": {"topology": {"kind": "complete"}},
+        "nodes": {"n": {"count": 3,
+                        "battery": {"capacity_wh": 2.0, "initial_soc": {"uniform": [0.3, 0.6]},
+                                    "min_soc": 0.1, "resume_soc": 0.5},
+                        "harvest": {"kind": "constant", "power_w": 0.0},
+                        "idle_power_w": 2.0, "active_power_w": 5.0, "servers": 1,
+                        "queue": {"capacity": 50, "discipline": "edf"}, "on_down": "hold",
+                        "workload": {"arrival": {"kind": "poisson", "rate_per_h": 6.0},
+                                     "work_s": {"exponential": {"mean": 200.0}},
+                                     "deadline_s": {"uniform": [600, 5400]}}}},
+        "controller": {"policy": "local"}})
+    held = engine_fast._held
+    calls = []
+    monkeypatch.setattr(engine_fast, "_held", lambda *a: calls.append(1) or held(*a))
+    fast, ref = _run(sc, "fast", 3), _run(sc, "reference", 3)
+    _assert_same(fast, ref)
+    assert len(calls) > 5 and (fast.tasks["drop_reason"] == "expired").sum() > 5

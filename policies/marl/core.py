@@ -157,6 +157,7 @@ class MarlCore:
             self.actions = DirectActions(info, o.direct_energy_share, o.direct_spare_soc, o.direct_task_share)
         self.spec = self.actions.spec
         self.top = np.asarray(self.spec.nvec, np.int64) - 1
+        self._ones = np.ones(self.n)
         w = sim.world
         self.prev_status = w.status.copy()
         self.scan_lo = 0          # tasks below it were finished at the last reward
@@ -251,7 +252,7 @@ class MarlCore:
         self.terms = {**terms, "team": team, "late": int(np.count_nonzero(st == DONE_LATE)) / lam,
                       "plan": self.actions.plan}
         if wt.local == 0.0:
-            return np.full(n, team)
+            return self._ones * team
         on_time_at = np.bincount(w.node[on_time], minlength=n)        # where they were served
         local = (wt.on_time * on_time_at / (lam / n)
                  - wt.unserved * unserved / np.maximum(self.idle_full_wh, 1e-12))

@@ -85,9 +85,12 @@ class FeatureBuilder:
         rows = np.repeat(np.arange(n), deg.astype(np.int64))
         cols = np.concatenate(nbrs) if n else np.zeros(0, np.int64)
         w = 1.0 / np.maximum(deg, 1.0)
-        self.mean_nbr = csr_matrix((w[rows], (rows, cols)), shape=(n, n))
+        # transposed, so that the (3, n) rows of soc, queue fill and up multiply it on the left
+        self.mean_nbr_t = csr_matrix((w[rows], (rows, cols)), shape=(n, n)).T.tocsr()
         if n <= 512:      # a dense product is faster than scipy's sparse overhead at this size
-            self.mean_nbr = self.mean_nbr.toarray()
+            self.mean_nbr_t = self.mean_nbr_t.toarray()
+        self.nbr_of = np.array([COL["soc"], COL["queue"], COL["up"]])
+        self.nbr_to = np.array([COL["nbr_soc"], COL["nbr_queue"], COL["nbr_up"]])
         self.inv_full = 1.0 / self.full_load_wh
         self.arrival_work = self.mean_work_s * self.inv_capacity_s
         self.buf = np.zeros((len(FEATURES), n))
@@ -101,7 +104,6 @@ class FeatureBuilder:
         info, dt = self.info, self.info.dt_s
         soc = obs.stored_wh * self.inv_cap
         qfill = obs.queue_len * self.inv_qcap
-        nbr = self.mean_nbr @ np.stack([soc, qfill, obs.up], axis=1)
         angle = 2.0 * np.pi * ((obs.time_s + self.tod_offset_s) % 86400.0) / 86400.0
         # rows in FEATURES order; one transpose and one clip at the end
         rows = (soc, obs.up, obs.failed, obs.sendable_wh * self.inv_cap, obs.headroom_wh * self.inv_cap,
@@ -109,11 +111,11 @@ class FeatureBuilder:
                 obs.harvest_clear_wh * self.inv_full, qfill, obs.queue_work_s * self.inv_capacity_s,
                 obs.busy_s * (1.0 / dt), obs.arrivals_last * self.arrival_work,
                 np.minimum(obs.slack_s, 10.0 * dt) * (0.1 / dt), math.sin(angle), math.cos(angle),
-                obs.epoch / max(info.n_epochs, 1), nbr[:, 0], nbr[:, 1], nbr[:, 2],
-                energy_price, task_price)
+                obs.epoch / max(info.n_epochs, 1), 0.0, 0.0, 0.0, energy_price, task_price)
         f = self.buf
         for i, r in enumerate(rows):
             f[i] = r
+        f[self.nbr_to] = f[self.nbr_of] @ self.mean_nbr_t      # neighbour means, before clipping
         np.maximum(f, self.low, out=f)
         np.minimum(f, self.high, out=f)
         return np.ascontiguousarray(f.T, np.float32)
