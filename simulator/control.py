@@ -39,6 +39,7 @@ class WorldInfo:
     n_epochs: int
     mean_task_work_s: float
     params: dict[str, Any] = field(default_factory=dict)  # controller.params of the scenario
+    start_s_of_day: float = 0.0   # local clock time at t = 0, seconds since midnight
 
 
 @dataclass

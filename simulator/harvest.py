@@ -22,23 +22,51 @@ SUBSTEP_S = 300.0
 LINKE_TURBIDITY = 3.0  # a typical rural/suburban value; fixed so that no data file is looked up
 
 
+def start_time(sc: S.Scenario) -> pd.Timestamp:
+    """The scenario's start, tz-aware (a naive start is local time at the scenario's place)."""
+    t = pd.Timestamp(sc.start)
+    return t.tz_localize(sc.location.timezone) if t.tzinfo is None else t
+
+
+def start_s_of_day(sc: S.Scenario) -> float:
+    """Local clock time at the start, seconds since midnight at the scenario's place."""
+    t = start_time(sc).tz_convert(sc.location.timezone)
+    return t.hour * 3600.0 + t.minute * 60.0 + t.second + t.microsecond * 1e-6
+
+
 def epoch_times(sc: S.Scenario) -> pd.DatetimeIndex:
     """Sub-sample instants (mid-points of SUBSTEP_S slices) covering the horizon, tz-aware."""
     dt = sc.control_interval_s
     sub = max(1, int(math.ceil(dt / SUBSTEP_S)))
     offs = (np.arange(sc.n_epochs * sub) + 0.5) * (dt / sub)
-    start = pd.Timestamp(sc.start).tz_localize(sc.location.timezone) if pd.Timestamp(sc.start).tzinfo is None \
-        else pd.Timestamp(sc.start)
-    return start + pd.to_timedelta(offs, unit="s"), sub
+    return start_time(sc) + pd.to_timedelta(offs, unit="s"), sub
+
+
+_POA_CACHE: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_POA_CACHE_SIZE = 16
 
 
 def solar_poa_wh_per_m2(sc: S.Scenario, h: S.SolarHarvest) -> tuple[np.ndarray, np.ndarray]:
-    """(clear-sky POA, irradiance used) per epoch in Wh/m^2; equal unless irradiance='tmy'."""
-    with warnings.catch_warnings():
-        # pvlib calls pandas APIs that newer pandas deprecates; nothing a user can act on
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        return _solar_poa(sc, h)
+    """(clear-sky POA, irradiance used) per epoch in Wh/m^2; equal unless irradiance='tmy'.
+
+    Deterministic in the place, dates, epochs and panel, so it is computed once per process for
+    each (an env resets a world per episode; a sweep runs many seeds): the arrays are shared
+    and read-only."""
+    key = "|".join((sc.location.model_dump_json(), str(sc.start), repr(sc.control_interval_s),
+                    str(sc.n_epochs), h.model_dump_json()))
+    hit = _POA_CACHE.get(key)
+    if hit is None:
+        with warnings.catch_warnings():
+            # pvlib calls pandas APIs that newer pandas deprecates; nothing a user can act on
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            hit = _solar_poa(sc, h)
+        for a in hit:
+            a.setflags(write=False)
+        if len(_POA_CACHE) >= _POA_CACHE_SIZE:
+            _POA_CACHE.pop(next(iter(_POA_CACHE)))
+        _POA_CACHE[key] = hit
+    return hit
 
 
 def _solar_poa(sc: S.Scenario, h: S.SolarHarvest) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import DecisionError
 
 from .control import Decision, Observation, WorldInfo, first_true, normalise, validate
-from .harvest import HarvestModel
+from .harvest import HarvestModel, start_s_of_day
 from .network import NetworkState, make_graph, make_links
 from .workload import generate
 
@@ -192,7 +192,7 @@ class World:
             link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
             n_epochs=self.n_epochs,
             mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,
-            params=dict(self.sc.controller.params))
+            params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc))
 
     # ---------------------------------------------------------------------- boundary steps
     def apply_faults(self, k: int) -> None:

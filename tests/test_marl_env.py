@@ -151,3 +151,21 @@ def test_any_action_is_a_valid_decision_under_limits_and_faults(mode):
         moved += terms["plan"]["energy_sent_wh"] + terms["plan"]["tasks_routed"]
     assert moved > 0
     core.sim.finish({})                               # and the run's invariants hold
+
+
+@pytest.mark.parametrize("start, hour", [("2024-06-21T06:00:00", 6.0),
+                                         ("2024-06-21T06:30:00+00:00", None)])
+def test_time_of_day_features_read_the_scenarios_own_clock(start, hour):
+    """tod_sin/tod_cos come from WorldInfo.start_s_of_day: local time at the scenario's place
+    (a tz-aware start is converted), so a policy deployed elsewhere reads that scenario's clock."""
+    import pandas as pd
+    sc = resolve_scenario("microgrid-solar", [f"start={start}"], 24)
+    if hour is None:     # 06:30 UTC in the scenario's zone
+        t = pd.Timestamp(start).tz_convert(sc.location.timezone)
+        hour = t.hour + t.minute / 60
+    core = MarlCore(sc)
+    obs = core.reset(0)
+    angle = 2 * np.pi * hour / 24
+    np.testing.assert_allclose(obs[0, [COL["tod_sin"], COL["tod_cos"]]], [np.sin(angle), np.cos(angle)],
+                               atol=1e-6)
+    assert core.info.start_s_of_day == pytest.approx(hour * 3600)

@@ -330,7 +330,7 @@ def train(args: PPOArgs, critic_kind: str, progress: Callable[[dict], None] | No
             "n_agents": n, "obs_dim": d, "state_dim": S, "critic_dim": C, "hidden": args.hidden,
             "features": list(NAMES), "action": {"names": list(cores[0].spec.names),
                                                 "nvec": list(nvec), "ordinal": list(cores[0].spec.ordinal)},
-            "tod_offset_s": cores[0].tod_offset_s, "obs_norm": obs_norm.to_dict(),
+            "obs_norm": obs_norm.to_dict(),
             "state_norm": state_norm.to_dict(), "steps": global_step}
     save_checkpoint(out, actor, critic, meta)
     return out

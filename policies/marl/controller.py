@@ -43,7 +43,7 @@ class MarlController:
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info, self.rng = world_info, rng
-        self.features = FeatureBuilder(world_info, self.meta["tod_offset_s"])
+        self.features = FeatureBuilder(world_info)     # the clock of the scenario it runs in
         o = self.options
         if o.mode == "market":
             self.actions = MarketActions(world_info, rng)

@@ -111,12 +111,6 @@ def resolve_scenario(scenario: "str | os.PathLike | Scenario", overrides=(),
     return sc
 
 
-def start_tod_s(sc: Scenario) -> float:
-    """Seconds since local midnight at the scenario's start."""
-    t = sc.start
-    return t.hour * 3600.0 + t.minute * 60.0 + t.second
-
-
 class _NoFlowRecorder(Recorder):
     """Every per-epoch series (the summary and the invariants use them) but no flow table: its
     per-epoch DataFrames would cost more than the rest of an env step."""
@@ -140,7 +134,6 @@ class MarlCore:
         self.n = len(self.names)
         self.sim: Simulation | None = None
         self.seed: int | None = None
-        self.tod_offset_s = start_tod_s(scenario)
         self._setup(Simulation(scenario, 0, options.engine))   # spaces need the static world
 
     # ------------------------------------------------------------------------------ set-up
@@ -149,7 +142,7 @@ class MarlCore:
         if not self.opt.record_flows:
             sim.recorder = _NoFlowRecorder(sim.world)
         info = self.info = sim.world.info()
-        self.features = FeatureBuilder(info, self.tod_offset_s)
+        self.features = FeatureBuilder(info)
         if self.opt.mode == "market":
             self.actions = MarketActions(info, sim.world.rng["policy"])
         else:

@@ -71,8 +71,8 @@ def neighbours(info: WorldInfo) -> tuple[list[np.ndarray], np.ndarray]:
 class FeatureBuilder:
     """Builds the (n, len(FEATURES)) float32 observation array and the global state."""
 
-    def __init__(self, info: WorldInfo, tod_offset_s: float = 0.0):
-        self.info, self.tod_offset_s = info, float(tod_offset_s)
+    def __init__(self, info: WorldInfo):
+        self.info, self.tod_offset_s = info, float(info.start_s_of_day)
         n, dt = info.n_nodes, info.dt_s
         full_w = info.idle_power_w + info.active_power_w * info.servers
         self.full_load_wh = np.where(full_w > 0, full_w * dt / 3600.0, info.capacity_wh)
