@@ -80,16 +80,17 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise UserError("--seeds: value 0 must be >= 1")
+    from otmarl.run import policy_slug
     out = Path(out)
     jobs_list = [(p, s) for p in policies for s in seed_list]
     if jobs > 1:
         from joblib import Parallel, delayed
-        summaries = Parallel(n_jobs=jobs)(delayed(_one)(sc, p, s, str(out / f"{p}-s{s}"))
+        summaries = Parallel(n_jobs=jobs)(delayed(_one)(sc, p, s, str(out / f"{policy_slug(p)}-s{s}"))
                                           for p, s in jobs_list)
     else:
         summaries = []
         for k, (p, s) in enumerate(jobs_list):
-            summaries.append(_one(sc, p, s, str(out / f"{p}-s{s}")))
+            summaries.append(_one(sc, p, s, str(out / f"{policy_slug(p)}-s{s}")))
             if progress:
                 progress(k + 1, len(jobs_list))
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}

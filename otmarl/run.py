@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -42,6 +43,11 @@ def versions() -> dict:
     return out
 
 
+def policy_slug(policy: str) -> str:
+    """A policy name fit for a folder name: 'marl:runs/mappo' -> 'marl-runs-mappo'."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", policy).strip("-") or "policy"
+
+
 def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, seed: int | None = 0,
         out: str | os.PathLike | None = None, overrides: Sequence[str] = (), engine: str = "fast",
         progress: Callable[[int, int], None] | None = None) -> Path:
@@ -51,7 +57,7 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
         sc = sc.model_copy(update={"controller": sc.controller.model_copy(update={"policy": policy})})
     seed = resolve_seed(seed)
     controller = make_controller(sc.controller.policy)
-    out = Path(out) if out is not None else Path("runs") / f"{sc.name}-{sc.controller.policy}-s{seed}"
+    out = Path(out) if out is not None else Path("runs") / f"{sc.name}-{policy_slug(sc.controller.policy)}-s{seed}"
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = simulate(sc, controller, seed, engine=engine, progress=progress)

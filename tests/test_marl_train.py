@@ -76,6 +76,23 @@ def test_trained_policy_runs_through_otmarl_run(trained, which, tmp_path):
     assert r["delivered_wh"] == s["energy"]["delivered_wh"]
 
 
+def test_trained_policy_compares_in_a_flat_folder(trained, tmp_path):
+    from otmarl.compare import compare
+    from otmarl.run import policy_slug
+    policy = f"marl:{trained[0]}"
+    table = compare("microgrid-solar", ["local", policy], 1, tmp_path / "cmp", overrides=["horizon_h=12"])
+    assert set(table["policy"]) == {"local", policy}
+    runs = sorted(p.name for p in (tmp_path / "cmp").iterdir() if p.is_dir())
+    assert runs == sorted(["local-s0", f"{policy_slug(policy)}-s0"]) and "/" not in policy_slug(policy)
+
+
+def test_policy_slug():
+    from otmarl.run import policy_slug
+    assert policy_slug("ot") == "ot"
+    assert policy_slug("marl:runs/mappo-s0") == "marl-runs-mappo-s0"
+    assert policy_slug("marl:../a b/c") == "marl-a-b-c"
+
+
 def test_marl_policy_names_fail_clearly(tmp_path):
     with pytest.raises(UserError, match="name the checkpoint folder"):
         make_controller("marl:")
