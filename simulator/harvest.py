@@ -179,13 +179,13 @@ class HarvestModel:
                 st["common"] = _ar1(st["common"], phi, self.rng)
                 st["own"] = _ar1(st["own"], phi, self.rng)
                 z = math.sqrt(c.shared) * st["common"] + math.sqrt(1 - c.shared) * st["own"]
-                kc = np.clip(c.mean_clearness + c.variability * z, 0.0, 1.0)
+                kc = np.minimum(np.maximum(c.mean_clearness + c.variability * z, 0.0), 1.0)
                 out[idx] = p * used[k] * kc
             elif kind == "wind":
                 h, st = data
                 phi = math.exp(-self.dt / (h.correlation_h * 3600.0))
                 st["z"] = _ar1(st["z"], phi, self.rng)
-                u = np.clip(ndtr(st["z"]), 1e-12, 1 - 1e-12)
+                u = np.minimum(np.maximum(ndtr(st["z"]), 1e-12), 1 - 1e-12)
                 speed = p * (-np.log1p(-u)) ** (1.0 / h.weibull_k)
                 out[idx] = np.interp(speed, h.power_curve_speed_m_s, h.power_curve_w,
                                      left=0.0, right=0.0) * self.dt / 3600.0

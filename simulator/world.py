@@ -148,6 +148,7 @@ class World:
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
         self.charge_cap_wh = self.p.max_charge_w * dth   # most a battery takes per epoch
+        self.discharge_cap_wh = self.p.max_discharge_w * dth   # ... and gives
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
         self._init_state()
 
@@ -246,7 +247,7 @@ class World:
 
     def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
-        p, dth = self.p, self.dt / 3600.0
+        p = self.p
         sendable = np.where(self.up, np.maximum(self.stored - p.min_wh, 0.0), 0.0)
         headroom = np.where(self.failed, 0.0, np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh))
         self.avail_boundary = self.available_wh(self.stored)
@@ -254,10 +255,9 @@ class World:
 
     def available_wh(self, stored: np.ndarray) -> np.ndarray:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
-        p, dth = self.p, self.dt / 3600.0
+        p = self.p
         s1 = stored - self.self_discharge_wh(stored)
-        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d,
-                                            p.max_discharge_w * dth), 0.0)
+        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d, self.discharge_cap_wh), 0.0)
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
         return stored * self.sd_share
