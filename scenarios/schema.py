@@ -400,6 +400,35 @@ class Controller(Model):
     """Parameters of that controller, validated by the controller itself."""
 
 
+class RewardWeights(Model):
+    """Weights of the MARL env's team reward terms, per epoch (docs/marl.md)."""
+
+    on_time: float = Field(1.0, ge=0)
+    """Tasks completed on time this epoch, per task expected per epoch (scenario mean)."""
+    dropped: float = Field(0.5, ge=0)
+    """Tasks dropped this epoch (any reason), per task expected per epoch (a penalty)."""
+    unserved: float = Field(1.0, ge=0)
+    """Share of the nodes' idle load not served this epoch (brownout; failed nodes excluded)."""
+    loss: float = Field(0.5, ge=0)
+    """Energy spent moving things (transport loss + transmit energy) / total idle load per epoch."""
+    fairness: float = Field(1.0, ge=0)
+    """Change of Jain's index of the per-node on-time ratio (by origin, cumulative): the
+    episode's sum of this term is the final index minus the first."""
+    local: float = Field(0.0, ge=0, le=1)
+    """Mix of local shaping: agent i gets (1 - local) * team + local * (its own on-time
+    completions and unserved load, same scales); 0 = pure team reward."""
+    credit: float = Field(0.0, ge=0, le=1)
+    """Mix of transport credit: agent i gets (1 - credit) * team + credit * n * share_i * team,
+    share_i being its part of this epoch's transport plan (its marginals: Wh sent and received,
+    tasks routed out and taken in; equal shares when nothing moved). Rewards still average to
+    the team reward; 0 = off."""
+
+
+class Marl(Model):
+    reward: RewardWeights = RewardWeights()
+    """Team reward weights of the MARL env (``otmarl train`` and ``parallel_env``)."""
+
+
 class Output(Model):
     timeseries: bool = True
     """Write timeseries.parquet (per node per epoch)."""
@@ -430,6 +459,8 @@ class Scenario(Model):
     """Node and link failures."""
     controller: Controller = Controller()
     """Who decides energy transfers and task routes."""
+    marl: Marl = Marl()
+    """Settings of the MARL env built on this scenario."""
     output: Output = Output()
     """Which run files to write."""
 

@@ -12,6 +12,7 @@ from pettingzoo.test import api_test, parallel_api_test  # noqa: E402
 from otmarl.policies.marl import EnvOptions, MarlCore, aec_env, parallel_env  # noqa: E402
 from otmarl.policies.marl.core import jain, resolve_scenario  # noqa: E402
 from otmarl.policies.marl.features import COL, NAMES  # noqa: E402
+from otmarl.scenarios.errors import UserError  # noqa: E402
 
 DAY = dict(horizon_h=24)
 
@@ -119,6 +120,43 @@ def test_direct_action_sends_the_documented_share_to_the_chosen_neighbour():
     assert list(f["src"]) == [giver] and list(f["dst"]) == [to]
     np.testing.assert_allclose(f["wh"], [expect], rtol=1e-9)
     np.testing.assert_allclose(f["delivered"], [expect * 0.97], rtol=1e-9)   # one hop at 0.97
+
+
+def test_transport_credit_splits_the_team_reward_by_plan_marginals():
+    """credit = 1: a lone energy transfer gives the whole team reward (n times over, averaged
+    back to r) to its two ends, in proportion to Wh sent and Wh received; credit = 0.5 mixes."""
+    sc = resolve_scenario("microgrid-solar", horizon_h=24)
+    out = {}
+    for credit in (0.0, 0.5, 1.0):
+        core = MarlCore(sc, EnvOptions(mode="direct", direct_spare_soc=0.3,
+                                       reward={"credit": credit}))
+        core.reset(0)
+        a = np.zeros((core.n, 2), np.int64)
+        giver = int(np.argmax(core.cur.stored_wh / core.cur.capacity_wh))
+        a[giver, 0] = 1
+        to = int(core.actions.slot_node[giver, 1])
+        _, r, _, terms = core.step(a)
+        out[credit] = r
+        np.testing.assert_allclose(r.mean(), terms["team"], rtol=1e-12)
+    team = out[0.0][0]
+    assert np.all(out[0.0] == team) and team != 0
+    f = core.sim.last_flows["energy"]
+    sent, got = float(f["wh"][0]), float(f["delivered"][0])
+    expect = np.zeros(core.n)
+    expect[giver], expect[to] = sent / (sent + got), got / (sent + got)
+    np.testing.assert_allclose(out[1.0], core.n * expect * team, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(out[0.5], 0.5 * team + 0.5 * out[1.0], rtol=1e-12)
+    with pytest.raises(UserError, match=r"reward: credit: Input should be less than or equal to 1 \(value 2\)"):
+        EnvOptions(reward={"credit": 2})
+    with pytest.raises(UserError, match="reward: credits: Extra inputs are not permitted"):
+        EnvOptions(reward={"credits": 0.5})
+
+
+def test_reward_weights_come_from_the_scenario_and_options_override_them():
+    sc = resolve_scenario("microgrid-solar", ["marl.reward.credit=0.25", "marl.reward.loss=0"], 24)
+    assert MarlCore(sc).weights.credit == 0.25 and MarlCore(sc).weights.loss == 0.0
+    w = MarlCore(sc, EnvOptions(reward={"loss": 2.0})).weights
+    assert (w.credit, w.loss, w.on_time) == (0.25, 2.0, 1.0)
 
 
 def test_browned_out_node_is_masked_and_its_actions_do_nothing():

@@ -22,7 +22,7 @@ from otmarl.simulator.world import DONE_ON_TIME
 
 from . import deps
 from .alignment import Consensus
-from .core import EnvOptions, MarlCore, RewardWeights, resolve_scenario
+from .core import EnvOptions, MarlCore, resolve_scenario
 from .drift import DriftDetector, lr_factor
 from .features import CLOCK, NAMES
 
@@ -43,7 +43,7 @@ class PPOArgs:
     mode: str = "market"
     """Env action mode: market (OT clears the offers the agents set) or direct (no OT)."""
     reward: dict = field(default_factory=dict)
-    """Reward weights overriding the defaults (see RewardWeights)."""
+    """Reward weights overriding the scenario's ``marl.reward`` (see RewardWeights)."""
     seed: int = 0
     """Seed of torch and of the episode seeds (drawn from it, so runs are reproducible)."""
     total_steps: int = 50_000
@@ -172,7 +172,7 @@ def train(args: PPOArgs, critic_kind: str, progress: Callable[[dict], None] | No
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sc = resolve_scenario(args.scenario, args.overrides, args.horizon_h)
-    opts = EnvOptions(mode=args.mode, reward=RewardWeights.parse(args.reward))
+    opts = EnvOptions(mode=args.mode, reward=dict(args.reward) or None)
     seeder = np.random.default_rng(args.seed)
     cores = [MarlCore(sc, opts) for _ in range(args.n_envs)]
     obs = np.stack([c.reset(int(seeder.integers(2**31 - 1))) for c in cores])   # (E, n, d)
@@ -326,7 +326,8 @@ def train(args: PPOArgs, critic_kind: str, progress: Callable[[dict], None] | No
         if progress is not None:
             progress(row | {"total_steps": num_updates * E * T})
     log.close()
-    meta = {"algo": critic_kind, "args": asdict(args), "env": opts.to_dict(), "scenario": sc.name,
+    env = {**opts.to_dict(), "reward": cores[0].weights.model_dump()}      # the weights used
+    meta = {"algo": critic_kind, "args": asdict(args), "env": env, "scenario": sc.name,
             "n_agents": n, "obs_dim": d, "state_dim": S, "critic_dim": C, "hidden": args.hidden,
             "features": list(NAMES), "action": {"names": list(cores[0].spec.names),
                                                 "nvec": list(nvec), "ordinal": list(cores[0].spec.ordinal)},

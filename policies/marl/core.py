@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from pydantic import ValidationError
+
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.schema import RewardWeights
 from otmarl.simulator import Simulation
 from otmarl.simulator.control import Decision
 from otmarl.simulator.recorder import Recorder
@@ -25,34 +28,18 @@ from .features import FeatureBuilder
 MODES = ("market", "direct")
 
 
-@dataclass(frozen=True)
-class RewardWeights:
-    """Weights of the team reward's terms (per epoch); see docs/marl.md."""
-
-    on_time: float = 1.0
-    """Tasks completed on time this epoch, per task expected per epoch (scenario mean)."""
-    dropped: float = 0.5
-    """Tasks dropped this epoch (any reason), per task expected per epoch (a penalty)."""
-    unserved: float = 1.0
-    """Share of the nodes' idle load not served this epoch (brownout; failed nodes excluded)."""
-    loss: float = 0.5
-    """Energy spent moving things (transport loss + transmit energy) / total idle load per epoch."""
-    fairness: float = 1.0
-    """Change of Jain's index of the per-node on-time ratio (by origin, cumulative): the
-    episode's sum of this term is the final index minus the first."""
-    local: float = 0.0
-    """Mix of local shaping: agent i gets (1 - local) * team + local * (its own on-time
-    completions and unserved load, same scales); 0 = pure team reward."""
-
-    @classmethod
-    def parse(cls, value: "RewardWeights | dict | None") -> "RewardWeights":
-        if value is None or isinstance(value, cls):
-            return value or cls()
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(value) - known)
-        if bad:
-            raise UserError(f"reward: unknown weight '{bad[0]}' (known: {', '.join(sorted(known))})")
-        return cls(**{k: float(v) for k, v in value.items()})
+def parse_reward(value: "RewardWeights | dict | None", base: RewardWeights | None = None) -> RewardWeights:
+    """Reward weights: ``value`` itself, or a dict of weights over ``base`` (default: the
+    defaults), or ``base`` when None. A bad weight is a UserError naming it."""
+    base = base if base is not None else RewardWeights()
+    if value is None or isinstance(value, RewardWeights):
+        return value if value is not None else base
+    try:
+        return RewardWeights.model_validate({**base.model_dump(), **dict(value)})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise UserError(f"reward: {where}: {err['msg']} (value {err.get('input')!r})") from None
 
 
 @dataclass(frozen=True)
@@ -62,8 +49,9 @@ class EnvOptions:
     mode: str = "market"
     """'market': actions set offers and requests that OT clears; 'direct': actions pick
     neighbours to send to (no OT, the ablation)."""
-    reward: RewardWeights = field(default_factory=RewardWeights)
-    """Team reward weights."""
+    reward: "RewardWeights | dict | None" = None
+    """Team reward weights: None takes the scenario's ``marl.reward``; a dict overrides some of
+    them."""
     engine: str = "fast"
     """Simulation engine."""
     direct_energy_share: float = 0.5
@@ -76,6 +64,7 @@ class EnvOptions:
     """Keep the run's flow table (only needed to write a run folder; slow)."""
 
     def __post_init__(self):
+        parse_reward(self.reward)           # a misspelt or out-of-range weight fails here
         if self.mode not in MODES:
             raise UserError(f"mode: unknown mode '{self.mode}' (choose market or direct)")
         for name in ("direct_energy_share", "direct_spare_soc", "direct_task_share"):
@@ -84,12 +73,11 @@ class EnvOptions:
                 raise UserError(f"{name}: value {v:g} must be between 0 and 1")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        r = self.reward
+        return {**asdict(self), "reward": r.model_dump() if isinstance(r, RewardWeights) else r}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EnvOptions":
-        d = dict(d)
-        d["reward"] = RewardWeights.parse(d.get("reward"))
         return cls(**d)
 
 
@@ -133,6 +121,7 @@ class MarlCore:
         self.names = tuple(scenario.node_names())
         self.n = len(self.names)
         self.sim: Simulation | None = None
+        self.weights = parse_reward(options.reward, scenario.marl.reward)
         self.seed: int | None = None
         self._setup(Simulation(scenario, 0, options.engine))   # spaces need the static world
 
@@ -214,7 +203,7 @@ class MarlCore:
 
     # ------------------------------------------------------------------------------ reward
     def _reward(self) -> np.ndarray:
-        w, wt, sim, n = self.sim.world, self.opt.reward, self.sim, self.n
+        w, wt, sim, n = self.sim.world, self.weights, self.sim, self.n
         lo, hi = self.scan_lo, w.next_pending          # only these can have changed
         changed = lo + (w.status[lo:hi] != self.prev_status[lo:hi]).nonzero()[0]
         self.scan_lo = w.open_lo
@@ -244,9 +233,19 @@ class MarlCore:
         self.team_return += team
         self.terms = {**terms, "team": team, "late": int(np.count_nonzero(st == DONE_LATE)) / lam,
                       "plan": self.actions.plan}
+        base = self._ones * team if wt.credit == 0.0 else self._credit(team, wt.credit)
         if wt.local == 0.0:
-            return self._ones * team
+            return base
         on_time_at = np.bincount(w.node[on_time], minlength=n)        # where they were served
         local = (wt.on_time * on_time_at / (lam / n)
                  - wt.unserved * unserved / np.maximum(self.idle_full_wh, 1e-12))
-        return (1.0 - wt.local) * team + wt.local * local
+        return (1.0 - wt.local) * base + wt.local * local
+
+    def _credit(self, team: float, c: float) -> np.ndarray:
+        """The team reward split by the nodes' marginals in this epoch's transport plan."""
+        w, t, n = self.sim.world, self.sim.last_flows["tasks"], self.n
+        parts = [w.sent + w.received,
+                 np.bincount(t["src"], t["count"], n) + np.bincount(t["dst"], t["count"], n)]
+        parts = [x / x.sum() for x in parts if x.sum() > 0]
+        share = sum(parts) / len(parts) if parts else self._ones / n
+        return team * ((1.0 - c) + c * n * share)

@@ -39,7 +39,7 @@ class OTMarlEnv(pz.ParallelEnv):
                  direct_spare_soc: float = 0.5, direct_task_share: float = 0.5):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode: unknown mode '{render_mode}' (choose ansi or rgb_array)")
-        self.options = EnvOptions(mode=mode, reward=RewardWeights.parse(reward), engine=engine,
+        self.options = EnvOptions(mode=mode, reward=reward, engine=engine,
                                   direct_energy_share=direct_energy_share,
                                   direct_spare_soc=direct_spare_soc, direct_task_share=direct_task_share)
         self.scenario = resolve_scenario(scenario, overrides, horizon_h)
