@@ -10,6 +10,8 @@ modes     the same with the direct action mode (no OT), and IPPO in market mode.
 align     MAPPO with barycenter consensus lambda in {-0.1, 0, 0.1}: reward, on-time ratio and
           coordination metrics (dispersion of the agents' action distributions around their
           barycenter, policy entropy, energy shared, tasks offloaded).
+credit    MAPPO with the transport credit (half of the team reward split by the nodes' marginals
+          in each epoch's plan) against the plain team reward.
 drift     regime-shift: MAPPO pre-trained on the two sunny days, then trained online through the
           eight days once (the overcast starts on day 3) with a frozen policy (lr 0), a constant
           learning rate, and the drift-adaptive one; reward per epoch after the shift, relative
@@ -150,6 +152,24 @@ def align(out: Path) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+# ------------------------------------------------------------------------------------ credit
+def credit(out: Path) -> pd.DataFrame:
+    """MAPPO (market mode) with the team reward (credit 0) and with half of it split by the
+    nodes' marginals in each epoch's transport plan (credit 0.5); evaluated on the team return."""
+    sc = resolve_scenario("microgrid-solar")
+    lines = []
+    for c in (0.0, 0.5):
+        tag = "mappo-market" if c == 0 else f"mappo-credit{c:g}"
+        folders = {f"{tag}-s{s}": trained(out, f"{tag}-s{s}", seed=s, total_steps=STEPS,
+                                          reward={} if c == 0 else {"credit": c})
+                   for s in TRAIN_SEEDS}
+        rows = eval_rows(out, folders, sc, "market", baselines=())
+        per = rows.groupby("policy")[["team_return", "on_time_ratio", "brownout_node_hours",
+                                      "delivered_wh", "offloaded"]].mean()
+        lines.append({"credit": c, **{k: ci(per[k]) for k in per.columns}})
+    return pd.DataFrame(lines)
+
+
 # ------------------------------------------------------------------------------------- drift
 def drift(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Phase A: pre-train on days 1-2 (sunny). Phase B: one online pass through the 8 days, the
@@ -201,13 +221,13 @@ def drift(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["learning", "modes", "align", "drift", "all"])
+    ap.add_argument("what", choices=["learning", "modes", "align", "credit", "drift", "all"])
     ap.add_argument("--out", default="runs/marl-exp")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     pd.set_option("display.width", 200)
-    todo = ["learning", "modes", "align", "drift"] if a.what == "all" else [a.what]
+    todo = ["learning", "modes", "align", "credit", "drift"] if a.what == "all" else [a.what]
     for what in todo:
         if what == "learning":
             t = learning(out)
@@ -215,6 +235,8 @@ def main() -> None:
             t = modes(out)
         elif what == "align":
             t = align(out)
+        elif what == "credit":
+            t = credit(out)
         else:
             t, per = drift(out)
             print(per.round(4).to_string(index=False))
