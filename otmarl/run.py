@@ -57,7 +57,9 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
         sc = sc.model_copy(update={"controller": sc.controller.model_copy(update={"policy": policy})})
     seed = resolve_seed(seed)
     controller = make_controller(sc.controller.policy)
-    out = Path(out) if out is not None else Path("runs") / f"{sc.name}-{policy_slug(sc.controller.policy)}-s{seed}"
+    if out is None:
+        out = Path("runs") / f"{sc.name}-{policy_slug(sc.controller.policy)}-s{seed}"
+    out = Path(out)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = simulate(sc, controller, seed, engine=engine, progress=progress)

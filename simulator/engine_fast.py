@@ -169,7 +169,8 @@ class FastEngine:
         task_wh = self._serve(t0, t1, budget, serve)
         net = harvest - idle_used - tx - task_wh
         pos = net >= 0
-        charge = np.where(pos, np.minimum(np.minimum(net, w.charge_cap_wh), (p.capacity_wh - s1) / p.eta_c), 0.0)
+        charge = np.where(pos, np.minimum(np.minimum(net, w.charge_cap_wh),
+                                          (p.capacity_wh - s1) / p.eta_c), 0.0)
         charge = np.maximum(charge, 0.0)
         draw = np.where(pos, 0.0, -net)
         curtailed = np.where(pos, net - charge, 0.0)

@@ -142,13 +142,13 @@ class World:
         self.net = NetworkState(n, self.links, mean_kb)
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
-        # share of the stored energy lost to self-discharge per epoch (both engines use it, so
-        # that they agree to the last bit)
         self._node_bounds = np.arange(self.n + 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
         self.charge_cap_wh = self.p.max_charge_w * dth   # most a battery takes per epoch
         self.discharge_cap_wh = self.p.max_discharge_w * dth   # ... and gives
+        # share of the stored energy lost to self-discharge per epoch (both engines use it, so
+        # that they agree to the last bit)
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
         self._init_state()
 
@@ -249,7 +249,8 @@ class World:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
         p = self.p
         sendable = np.where(self.up, np.maximum(self.stored - p.min_wh, 0.0), 0.0)
-        headroom = np.where(self.failed, 0.0, np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh))
+        headroom = np.where(self.failed, 0.0,
+                            np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh))
         self.avail_boundary = self.available_wh(self.stored)
         return sendable, np.maximum(headroom, 0.0), self.avail_boundary.copy()
 
@@ -257,7 +258,8 @@ class World:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
         p = self.p
         s1 = stored - self.self_discharge_wh(stored)
-        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d, self.discharge_cap_wh), 0.0)
+        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d,
+                                            self.discharge_cap_wh), 0.0)
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
         return stored * self.sd_share
