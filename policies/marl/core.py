@@ -28,7 +28,8 @@ from .features import FeatureBuilder
 MODES = ("market", "direct")
 
 
-def parse_reward(value: "RewardWeights | dict | None", base: RewardWeights | None = None) -> RewardWeights:
+def parse_reward(value: "RewardWeights | dict | None",
+                 base: RewardWeights | None = None) -> RewardWeights:
     """Reward weights: ``value`` itself, or a dict of weights over ``base`` (default: the
     defaults), or ``base`` when None. A bad weight is a UserError naming it."""
     base = base if base is not None else RewardWeights()
