@@ -6,17 +6,21 @@ at 17 and 100 agents (microgrid-solar with more homes), in direct and market mod
 
 Rows: 'dict API' is the steady-state rate (the episode is made long enough that no reset
 happens while timing); 'with resets' includes building a new world every 72 epochs (the
-built-in's 3-day episode), which is dominated by pvlib's clear-sky computation. The reference
-rows time the simulator alone (no decisions) and the env's numpy core without the dict layer,
-so the env's own overhead can be read off. Times are process CPU time (``time.process_time``),
-best of the repeats: on a shared machine wall time mostly measures the other jobs.
+built-in's 3-day episode). The reference rows time the simulator alone (no decisions) and the
+env's numpy core without the dict layer, so the env's own overhead can be read off ('x sim' is
+each row's time over the simulator's). Times are process CPU time (``time.process_time``): the
+median of the repeats (run round robin) and the best one; on a shared machine wall time mostly
+measures the other jobs.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import pstats
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -68,25 +72,32 @@ def simulator_only(n: int, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--agents", default="17,100")
     ap.add_argument("--profile", action="store_true", help="cProfile the direct-mode dict API at 17 agents")
     a = ap.parse_args()
     if a.profile:
-        cProfile.runctx("dict_api(17, 'direct', a.steps, a.steps + 1)", globals(), {"a": a}, "env.prof")
-        pstats.Stats("env.prof").sort_stats("tottime").print_stats(20)
+        prof = Path(tempfile.mkdtemp()) / "env.prof"
+        cProfile.runctx("dict_api(17, 'direct', a.steps, a.steps + 1)", globals(), {"a": a}, str(prof))
+        pstats.Stats(str(prof)).sort_stats("tottime").print_stats(20)
         return
-    best = lambda f: min(f() for _ in range(a.repeats))          # noqa: E731
-    print(f"{'agents':>6s} {'what':34s} {'ms/step':>8s} {'agent-steps/s':>14s}")
+    print(f"{'agents':>6s} {'what':34s} {'ms/step':>8s} {'agent-steps/s':>14s} {'best':>10s} "
+          f"{'x sim':>6s}")
     for n in (int(x) for x in a.agents.split(",")):
-        rows = [("simulator only (no decisions)", best(lambda: simulator_only(n, a.steps)))]
+        cases = {"simulator only (no decisions)": lambda: simulator_only(n, a.steps)}
         for mode in ("direct", "market"):
-            rows.append((f"{mode}: core arrays", best(lambda: core_api(n, mode, a.steps))))
-            rows.append((f"{mode}: dict API", best(lambda: dict_api(n, mode, a.steps, a.steps + 1))))
-            rows.append((f"{mode}: dict API with resets (72 h)",
-                         best(lambda: dict_api(n, mode, a.steps, 72))))
-        for what, s in rows:
-            print(f"{n:6d} {what:34s} {s * 1e3:8.3f} {n / s:14,.0f}", flush=True)
+            cases[f"{mode}: core arrays"] = lambda mode=mode: core_api(n, mode, a.steps)
+            cases[f"{mode}: dict API"] = lambda mode=mode: dict_api(n, mode, a.steps, a.steps + 1)
+            cases[f"{mode}: dict API with resets (72 h)"] = lambda mode=mode: dict_api(n, mode, a.steps, 72)
+        times = {what: [] for what in cases}
+        for _ in range(a.repeats):          # round robin, so that noise hits every row alike
+            for what, f in cases.items():
+                times[what].append(f())
+        sim = statistics.median(times["simulator only (no decisions)"])
+        for what, t in times.items():
+            s = statistics.median(t)
+            print(f"{n:6d} {what:34s} {s * 1e3:8.3f} {n / s:14,.0f} {n / min(t):10,.0f} {s / sim:6.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
