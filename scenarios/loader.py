@@ -100,7 +100,7 @@ def _locate(source: str | os.PathLike) -> tuple[FsPath, str]:
                          f"{did_you_mean(name, names)} (built-ins: {', '.join(names)})"])
 
 
-class _Context:
+class Context:
     """The parsed file, the overrides and the problems found so far, with helpers that turn a
     data path into a located problem."""
 
@@ -137,10 +137,8 @@ def _load_text(text: str, filename: str, base: FsPath, overrides: Sequence[str])
     if doc.data is None:
         raise ScenarioError(_sorted(problems))
     problems += ov_mod.apply(doc.data, ovs)
-    ctx = _Context(doc, ovs, base)
-    _check_files(ctx)
-    _check_cross(ctx)
-    scenario = _validate(ctx)
+    ctx = Context(doc, ovs, base)
+    scenario = check(ctx)
     # a cross-field problem may be found twice, by the raw check and by the schema: report it once
     unique = {p.format(): p for p in problems + ctx.problems}
     if unique or scenario is None:
@@ -153,7 +151,16 @@ def _sorted(problems: list[Problem]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- validation
-def _validate(ctx: _Context) -> S.Scenario | None:
+def check(ctx: Context) -> S.Scenario | None:
+    """Every check of a scenario document (referenced files, cross-field rules, the schema):
+    the Scenario, or None with the problems in ``ctx.problems``. The sweep loader checks each
+    point of a design with it."""
+    _check_files(ctx)
+    _check_cross(ctx)
+    return _validate(ctx)
+
+
+def _validate(ctx: Context) -> S.Scenario | None:
     try:
         return S.Scenario.model_validate(ctx.data)
     except ValidationError as e:
@@ -171,7 +178,7 @@ class _Explained(NamedTuple):
     path: Path
     message: str
     at: str = "value"
-    """Where to point: see ``_Context.add``."""
+    """Where to point: see ``Context.add``."""
     meant: str | None = None
     """For an unknown key, the field it probably meant."""
 
@@ -202,7 +209,7 @@ def _explain(err: dict) -> _Explained:
         return _Explained(path[:-1], f"a key must be a name (a string), got {describe(value)}", "key")
     if typ == "invalid_key":
         return _Explained(path, f"a key must be a name (a string), got {describe(value)}", "key")
-    return _Explained(path, _message(typ, ctx, value, err["msg"]))
+    return _Explained(path, message(typ, ctx, value, err["msg"]))
 
 
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),
@@ -214,7 +221,8 @@ _EXPECTED = {
 }
 
 
-def _message(typ: str, ctx: dict, value: Any, default: str) -> str:
+def message(typ: str, ctx: dict, value: Any, default: str) -> str:
+    """The message of one pydantic error of a scenario value (bounds spelled out)."""
     if typ == "value_error":
         return str(ctx.get("error", default))
     if typ in _BOUNDS:
@@ -264,7 +272,7 @@ def _default(model: type, name: str) -> Any:
     return model.model_fields[name].default
 
 
-def _check_cross(ctx: _Context) -> None:
+def _check_cross(ctx: Context) -> None:
     data = ctx.data
     nodes = data.get("nodes")
     for cls, nc in nodes.items() if isinstance(nodes, dict) else ():
@@ -326,7 +334,7 @@ def _file_fields(data: dict) -> list[tuple[Path, str]]:
     return out
 
 
-def _check_files(ctx: _Context) -> None:
+def _check_files(ctx: Context) -> None:
     for path, what in _file_fields(ctx.data):
         parent = _get(ctx.data, *path[:-1])
         value = parent.get(path[-1])
@@ -346,7 +354,7 @@ def _check_files(ctx: _Context) -> None:
         _CONTENT_CHECKS.get(what, lambda *a: None)(ctx, path, full)
 
 
-def _check_pvlib_file(ctx: _Context, path: Path, value: str) -> None:
+def _check_pvlib_file(ctx: Context, path: Path, value: str) -> None:
     spec = find_spec("pvlib")
     folder = FsPath(list(spec.submodule_search_locations)[0]) / "data" if spec else None
     name = value.split(":", 1)[1]
@@ -355,7 +363,7 @@ def _check_pvlib_file(ctx: _Context, path: Path, value: str) -> None:
         ctx.add(path, f"pvlib ships no file '{name}'{did_you_mean(name, have)}")
 
 
-def _check_graph(ctx: _Context, path: Path, full: FsPath) -> None:
+def _check_graph(ctx: Context, path: Path, full: FsPath) -> None:
     import networkx as nx
     from xml.etree.ElementTree import ParseError
 
@@ -373,7 +381,7 @@ def _check_graph(ctx: _Context, path: Path, full: FsPath) -> None:
                       f"{sum(counts.values())} ({per})")
 
 
-def _csv_columns(ctx: _Context, path: Path, full: FsPath, columns: dict[str, str]) -> None:
+def _csv_columns(ctx: Context, path: Path, full: FsPath, columns: dict[str, str]) -> None:
     """Check the CSV header has the columns the scenario names (key -> default)."""
     section = _get(ctx.data, *path[:-1])
     try:
@@ -390,13 +398,13 @@ def _csv_columns(ctx: _Context, path: Path, full: FsPath, columns: dict[str, str
                         f"(columns: {', '.join(header) or 'none'}){did_you_mean(col, header)}")
 
 
-def _check_harvest_trace(ctx: _Context, path: Path, full: FsPath) -> None:
+def _check_harvest_trace(ctx: Context, path: Path, full: FsPath) -> None:
     _csv_columns(ctx, path, full, {k: _default(S.TraceHarvest, k) for k in ("time_column", "power_column")})
 
 
-def _check_arrival_trace(ctx: _Context, path: Path, full: FsPath) -> None:
+def _check_arrival_trace(ctx: Context, path: Path, full: FsPath) -> None:
     _csv_columns(ctx, path, full, {k: _default(S.TraceArrivals, k) for k in ("time_column", "node_column")})
 
 
-_CONTENT_CHECKS: dict[str, Callable[[_Context, Path, FsPath], None]] = {
+_CONTENT_CHECKS: dict[str, Callable[[Context, Path, FsPath], None]] = {
     "graph": _check_graph, "harvest": _check_harvest_trace, "arrivals": _check_arrival_trace}

@@ -261,7 +261,7 @@ class _Mark(NamedTuple):
     column: int
 
 
-class _Context(L._Context):
+class _Context(L.Context):
     """The loader's context, naming the scenario path of a problem located in the sweep file
     (the loader leaves it out for ``--set`` overrides, whose text shows it)."""
 
@@ -377,7 +377,7 @@ class _Loader:
                 self._add(("policies", i), f"policy '{name}' is listed twice")
 
     def _add(self, path: Path, message: str) -> None:
-        self.problems.append(L._Context(self.doc, [], self.folder).problem(path, message))
+        self.problems.append(L.Context(self.doc, [], self.folder).problem(path, message))
 
     # ------------------------------------------------------------------------------ base
     def _load_base(self, base: Any) -> None:
@@ -445,9 +445,7 @@ class _Loader:
 
     def _scenario(self, data: dict, ovs: list[_Located]) -> Scenario | None:
         ctx = _Context(replace(self.base_doc, data=data), ovs, self.base_folder)
-        L._check_files(ctx)
-        L._check_cross(ctx)
-        sc = L._validate(ctx)
+        sc = L.check(ctx)
         self.problems += ctx.problems
         return sc if not ctx.problems else None
 
@@ -507,7 +505,7 @@ def _explain(err: dict) -> list[tuple[Path, str, str]]:
         return [(loc, "required key is missing", "parent")]
     if typ == "tuple_type" and loc and loc[0] in ("grid", "zip") and len(loc) == 2:
         return [(loc, f"expected a list of values, e.g. [5000, 10000], got {describe(value)}", "value")]
-    return [(loc, L._message(typ, ctx, value, err["msg"]), "value")]
+    return [(loc, L.message(typ, ctx, value, err["msg"]), "value")]
 
 
 def _unknown_key(loc: Path) -> str:
