@@ -164,6 +164,7 @@ def credit(out: Path) -> pd.DataFrame:
                                           reward={} if c == 0 else {"credit": c})
                    for s in TRAIN_SEEDS}
         rows = eval_rows(out, folders, sc, "market", baselines=())
+        rows = rows[rows.policy.isin(list(folders))]       # a cached file may hold baselines too
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "brownout_node_hours",
                                       "delivered_wh", "offloaded"]].mean()
         lines.append({"credit": c, **{k: ci(per[k]) for k in per.columns}})
