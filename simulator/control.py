@@ -138,11 +138,13 @@ def normalise(d: Decision) -> Decision:
 def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float = 1e-9) -> None:
     """Raise DecisionError for the first impossible entry, naming it."""
     n = len(obs.stored_wh)
-    for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
-                      ("task_src", d.task_src), ("task_dst", d.task_dst)):
-        if len(arr) and not 0 <= arr.min() <= arr.max() < n:
-            i = int(((arr < 0) | (arr >= n)).argmax())
-            raise DecisionError(f"{what}[{i}]={arr[i]} is not a node index (0..{n - 1})")
+    every = np.concatenate((d.energy_src, d.energy_dst, d.task_src, d.task_dst))
+    if len(every) and not 0 <= every.min() <= every.max() < n:       # name the first bad one
+        for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
+                          ("task_src", d.task_src), ("task_dst", d.task_dst)):
+            i = first_true((arr < 0) | (arr >= n))
+            if i >= 0:
+                raise DecisionError(f"{what}[{i}]={arr[i]} is not a node index (0..{n - 1})")
     _validate_energy(d, obs, names, tol)
     _validate_tasks(d, obs, names)
 

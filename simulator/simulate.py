@@ -57,7 +57,8 @@ class Simulation:
         t0, t1 = self.k * w.dt, (self.k + 1) * w.dt
         flows = w.apply(decision, obs, t0, self.engine)
         w.harvest_now = w.harvest.step()
-        flags = {"up": w.up.copy(), "failed": w.failed.copy(), "browned": w.browned.copy()}
+        # the epoch's flags (the world replaces these arrays, never changes them in place)
+        flags = {"up": w.up, "failed": w.failed, "browned": w.browned}
         energy = self.engine.run_epoch(t0, t1)
         w.close_finished()
         w.harvest_last = w.harvest_now

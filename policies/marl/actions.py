@@ -51,10 +51,11 @@ def _empty_plan() -> dict:
 
 def plan_summary(d: Decision, eff: np.ndarray | None = None) -> dict:
     """Totals of a decision for ``infos`` (delivered uses the path efficiencies if given)."""
-    sent = float(np.sum(d.energy_wh))
-    return {"energy_transfers": int(len(d.energy_wh)), "energy_sent_wh": sent,
-            "energy_delivered_wh": float(np.sum(d.energy_wh * eff)) if eff is not None else sent,
-            "task_routes": int(len(d.task_count)), "tasks_routed": int(np.sum(d.task_count))}
+    ew, tc = np.asarray(d.energy_wh, float), np.asarray(d.task_count)
+    sent = float(ew.sum())
+    return {"energy_transfers": len(ew), "energy_sent_wh": sent,
+            "energy_delivered_wh": float((ew * eff).sum()) if eff is not None else sent,
+            "task_routes": len(tc), "tasks_routed": int(tc.sum())}
 
 
 class MarketActions:
