@@ -16,6 +16,8 @@ import numpy as np
 
 from .world import DONE_LATE, DONE_ON_TIME, EXPIRED, NODE_DOWN, Q_FULL, RUNNING, WAITING, World
 
+assert DONE_LATE == DONE_ON_TIME + 1          # _finish_running adds 'late' to DONE_ON_TIME
+
 
 def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list, qcap: int,
                 edf: bool, up: bool, drop_down: bool, serve: bool, budget: float):
@@ -329,6 +331,6 @@ class FastEngine:
         done = r[w.finish_s[r] < t1]
         if len(done):
             late = w.finish_s[done] > w.tasks.deadline_s[done]
-            w.status[done] = np.where(late, DONE_LATE, DONE_ON_TIME)
+            w.status[done] = DONE_ON_TIME + late         # DONE_LATE follows DONE_ON_TIME
             w.end_s[done] = w.finish_s[done]
             self.running = r[w.finish_s[r] >= t1]

@@ -147,6 +147,11 @@ class World:
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
         self.charge_cap_wh = self.p.max_charge_w * dth   # most a battery takes per epoch
         self.discharge_cap_wh = self.p.max_discharge_w * dth   # ... and gives
+        self.link_cap_wh = self.links.power_limit_w * self.dt / 3600.0   # most a link carries
+        self.link_cap_min_wh = float(self.link_cap_wh.min()) if len(self.links) else np.inf
+        # tasks generated before each epoch boundary j * dt (arrivals() reads it, no search)
+        self._gen_before = np.searchsorted(self.tasks.gen_s, np.arange(self.n_epochs + 1) * self.dt,
+                                           side="left").tolist()
         # share of the stored energy lost to self-discharge per epoch (both engines use it, so
         # that they agree to the last bit)
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
@@ -317,18 +322,19 @@ class World:
         if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
-        on, amount = [], []
-        for (s, t), wh in zip(pairs, d.energy_wh.tolist()):
-            e = paths.edges(s, t)
-            on += e
-            amount += [wh] * len(e)
-        load = np.bincount(np.array(on, np.int64), np.array(amount), len(self.links))
-        cap = self.links.power_limit_w * self.dt / 3600.0
-        e = first_true(load > cap * (1 + 1e-9))
-        if e >= 0:
-            raise DecisionError(f"link {self.names[self.links.u[e]]}-{self.names[self.links.v[e]]} "
-                                f"would carry {load[e]:.6g} Wh but its power limit allows "
-                                f"{cap[e]:.6g} Wh per epoch")
+        if d.energy_wh.sum() > self.link_cap_min_wh:     # else no link can be over its limit
+            on, amount = [], []
+            for (s, t), wh in zip(pairs, d.energy_wh.tolist()):
+                e = paths.edges(s, t)
+                on += e
+                amount += [wh] * len(e)
+            load = np.bincount(np.array(on, np.int64), np.array(amount), len(self.links))
+            cap = self.link_cap_wh
+            e = first_true(load > cap * (1 + 1e-9))
+            if e >= 0:
+                raise DecisionError(f"link {self.names[self.links.u[e]]}-{self.names[self.links.v[e]]} "
+                                    f"would carry {load[e]:.6g} Wh but its power limit allows "
+                                    f"{cap[e]:.6g} Wh per epoch")
         delivered = d.energy_wh * eff
         sent = np.bincount(d.energy_src, d.energy_wh, self.n)
         recv = np.bincount(d.energy_dst, delivered, self.n)
@@ -374,7 +380,10 @@ class World:
 
     def arrivals(self, t1: float) -> np.ndarray:
         """Ids of tasks reaching a queue in this epoch, sorted by (arrival time, id)."""
-        lo, hi = self.next_pending, int(np.searchsorted(self.tasks.gen_s, t1, side="left"))
+        j = round(t1 / self.dt)
+        lo = self.next_pending
+        hi = (self._gen_before[j] if j * self.dt == t1 and j < len(self._gen_before)
+              else int(np.searchsorted(self.tasks.gen_s, t1, side="left")))
         self.next_pending = hi
         gen = np.arange(lo, hi)
         tr = np.asarray(self.transit, np.int64)

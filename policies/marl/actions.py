@@ -171,22 +171,23 @@ class DirectActions:
         m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
         return m
 
-    def _targets(self, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sender, neighbour) of every node whose slot names a neighbour (slots are in range)."""
-        dst = self._slot_flat[self._row_base + slot]
+    @staticmethod
+    def _targets(dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sender, neighbour) of every node whose slot named a neighbour (-1: none)."""
         src = (dst >= 0).nonzero()[0]
         return src, dst[src]
 
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
-        es, ed, ew, eff = self._energy(obs, a[:, 0])
+        dst = self._slot_flat[self._row_base[:, None] + a]      # (n, 2): the chosen neighbours
+        es, ed, ew, eff = self._energy(obs, dst[:, 0])
         sent = np.bincount(es, ew, self.info.n_nodes) if len(es) else np.zeros(self.info.n_nodes)
-        ts, td, tc = self._tasks(obs, a[:, 1], sent)
+        ts, td, tc = self._tasks(obs, dst[:, 1], sent)
         d = Decision(es, ed, ew, ts, td, tc)
         self.plan = plan_summary(d, eff)
         return d
 
-    def _energy(self, obs: Observation, slot: np.ndarray):
-        src, dst = self._targets(slot)
+    def _energy(self, obs: Observation, chosen: np.ndarray):
+        src, dst = self._targets(chosen)
         ok = obs.up[src] & ~obs.failed[dst]
         src, dst = src[ok], dst[ok]
         wh = self.energy_share * self.spare_wh(obs)[src]
@@ -221,8 +222,8 @@ class DirectActions:
         np.minimum.at(factor, owner, scale[edges])
         return wh * factor * (1 - 1e-12)
 
-    def _tasks(self, obs: Observation, slot: np.ndarray, sent_wh: np.ndarray):
-        src, dst = self._targets(slot)
+    def _tasks(self, obs: Observation, chosen: np.ndarray, sent_wh: np.ndarray):
+        src, dst = self._targets(chosen)
         ok = obs.up[src] & obs.up[dst] & (obs.queue_len[src] > 0)
         src, dst = src[ok], dst[ok]
         count = np.ceil(self.task_share * obs.queue_len[src] - 1e-9).astype(np.int64)
