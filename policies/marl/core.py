@@ -210,10 +210,11 @@ class MarlCore:
         self.scan_lo = w.open_lo
         st = w.status[changed]
         self.prev_status[changed] = st
-        done = changed[(st == DONE_ON_TIME) | (st == DONE_LATE) | (st == DROPPED)]
-        on_time = changed[st == DONE_ON_TIME]
-        n_on, n_drop = len(on_time), int(np.count_nonzero(st == DROPPED))
-        if len(done):
+        counts = np.bincount(st, minlength=DROPPED + 1).tolist()   # changes by new status
+        n_on, n_late, n_drop = counts[DONE_ON_TIME], counts[DONE_LATE], counts[DROPPED]
+        if n_on + n_late + n_drop:
+            done = changed[st >= DONE_ON_TIME]              # finished: on time, late or dropped
+            on_time = changed[st == DONE_ON_TIME]
             self.on_time_by += np.bincount(self.origin[on_time], minlength=n)
             self.resolved_by += np.bincount(self.origin[done], minlength=n)
             seen = self.resolved_by > 0
@@ -232,11 +233,12 @@ class MarlCore:
         team = (wt.on_time * terms["on_time"] - wt.dropped * terms["dropped"]
                 - wt.unserved * terms["unserved"] - wt.loss * terms["loss"] + wt.fairness * terms["fairness"])
         self.team_return += team
-        self.terms = {**terms, "team": team, "late": int(np.count_nonzero(st == DONE_LATE)) / lam,
+        self.terms = {**terms, "team": team, "late": n_late / lam,
                       "plan": self.actions.plan}
         base = self._ones * team if wt.credit == 0.0 else self._credit(team, wt.credit)
         if wt.local == 0.0:
             return base
+        on_time = changed[st == DONE_ON_TIME]
         on_time_at = np.bincount(w.node[on_time], minlength=n)        # where they were served
         local = (wt.on_time * on_time_at / (lam / n)
                  - wt.unserved * unserved / np.maximum(self.idle_full_wh, 1e-12))
