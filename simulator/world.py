@@ -143,6 +143,7 @@ class World:
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
+        self._servers_1 = np.maximum(self.p.servers, 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
         self.charge_cap_wh = self.p.max_charge_w * dth   # most a battery takes per epoch
@@ -271,14 +272,17 @@ class World:
 
     def observe(self, k: int, t0: float) -> Observation:
         w, ptr = self.waiting_by_node()
-        wn = self.node[w]
         qlen = ptr[1:] - ptr[:-1]
         slack = np.full(self.n, np.inf)
         if len(w):
-            first = ptr[:-1][qlen > 0]
-            slack[qlen > 0] = self.tasks.deadline_s[w[first]] - t0
+            has = qlen > 0
+            slack[has] = self.tasks.deadline_s[w[ptr[:-1][has]]] - t0
+            work = np.bincount(self.node[w], self.tasks.work_s[w], self.n)
+        else:
+            work = np.zeros(self.n)
         run = self.with_status(RUNNING)
-        busy = np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
+        busy = (np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
+                / self._servers_1 if len(run) else np.zeros(self.n))
         sendable, headroom, budget = self.battery_view()
         return Observation(
             epoch=k, time_s=t0, stored_wh=self.stored.copy(), capacity_wh=self.p.capacity_wh,
@@ -286,8 +290,8 @@ class World:
             headroom_wh=headroom, budget_wh=budget,
             idle_need_wh=self.idle_wh * self.up,
             harvest_last_wh=self.harvest_last.copy(), harvest_clear_wh=self.harvest.clear_wh(k),
-            arrivals_last=self.arrivals_last.copy(), queue_len=qlen, queue_work_s=np.bincount(wn, self.tasks.work_s[w], self.n),
-            busy_s=busy / np.maximum(self.p.servers, 1), slack_s=slack, network=self.net,
+            arrivals_last=self.arrivals_last.copy(), queue_len=qlen, queue_work_s=work,
+            busy_s=busy, slack_s=slack, network=self.net,
             waiting_ids=w, waiting_ptr=ptr, task_deadline_s=self.tasks.deadline_s,
             task_data_kb=self.tasks.data_kb, task_work_s=self.tasks.work_s)
 
