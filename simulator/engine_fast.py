@@ -184,7 +184,7 @@ class FastEngine:
                 "conversion_loss_wh": conv}
 
     def _serve(self, t0: float, t1: float, budget: np.ndarray, serve: np.ndarray) -> np.ndarray:
-        w, p, t = self.w, self.w.p, self.w.tasks
+        w = self.w
         arr = w.arrivals(t1)
         wait = w.with_status(WAITING)
         task_wh = np.zeros(w.n)

@@ -6,7 +6,6 @@ dict API (``env.py``) is a thin layer on top. The reward is defined here (docs/m
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass
 
