@@ -6,7 +6,6 @@ per epoch.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import networkx as nx
@@ -231,7 +230,7 @@ class NetworkState:
         Cached until the topology changes: do not modify the list."""
         hit = self._energy_routes.get((s, t))
         if hit is None:
-            eff = math.exp(-self.energy.cost(s, t))
+            eff = float(np.exp(-self.energy.cost(s, t)))     # as energy_efficiency computes it
             hit = self._energy_routes[(s, t)] = (self.energy.edges(s, t), eff) if eff > 0 else ([], 0.0)
         return hit
 

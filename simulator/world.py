@@ -319,17 +319,16 @@ class World:
     def _apply_energy(self, d: Decision, obs: Observation) -> dict:
         if not len(d.energy_wh):
             return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": d.energy_wh}
-        paths = self.net.energy
-        pairs = list(zip(d.energy_src.tolist(), d.energy_dst.tolist()))
-        eff = np.exp(-np.array([paths.cost(s, t) for s, t in pairs]))
+        routes = [self.net.energy_route(s, t)
+                  for s, t in zip(d.energy_src.tolist(), d.energy_dst.tolist())]
+        eff = np.array([r[1] for r in routes])
         i = first_true(eff <= 0)
         if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
         if d.energy_wh.sum() > self.link_cap_min_wh:     # else no link can be over its limit
             on, amount = [], []
-            for (s, t), wh in zip(pairs, d.energy_wh.tolist()):
-                e = paths.edges(s, t)
+            for (e, _), wh in zip(routes, d.energy_wh.tolist()):
                 on += e
                 amount += [wh] * len(e)
             load = np.bincount(np.array(on, np.int64), np.array(amount), len(self.links))
