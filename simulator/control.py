@@ -106,11 +106,15 @@ class Controller(Protocol):
 
 # ------------------------------------------------------------------------------ validation
 def first_true(mask: np.ndarray) -> int:
-    """Index of the first True in a 1-D mask, or -1 (cheaper than flatnonzero on the happy path)."""
-    return int(mask.argmax()) if mask.any() else -1
+    """Index of the first True in a 1-D mask, or -1 (one numpy call on the happy path: at the
+    sizes of most decisions a call costs more than the work)."""
+    hit = mask.nonzero()[0]
+    return int(hit[0]) if len(hit) else -1
 
 
 def _arr(x, dtype) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:      # the usual case
+        return x
     return np.asarray(x, dtype=dtype).reshape(-1)
 
 
@@ -127,10 +131,10 @@ def normalise(d: Decision) -> Decision:
         if len(ids) != len(ts):
             raise DecisionError(f"task_ids has {len(ids)} entries for {len(ts)} routes")
         tc = np.array([len(x) for x in ids], np.int64)
+    if ids is None and ew.all() and tc.all():        # no zero-amount rows
+        return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     keep_e = ew != 0
     keep_t = tc != 0
-    if ids is None and keep_e.all() and keep_t.all():
-        return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     return Decision(es[keep_e], ed[keep_e], ew[keep_e], ts[keep_t], td[keep_t], tc[keep_t],
                     None if ids is None else [x for x, k in zip(ids, keep_t) if k], d.audit)
 

@@ -143,6 +143,7 @@ class World:
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
+        self._no_ptr = np.zeros(self.n + 1, np.int64)
         self._servers_1 = np.maximum(self.p.servers, 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
@@ -156,6 +157,10 @@ class World:
         # share of the stored energy lost to self-discharge per epoch (both engines use it, so
         # that they agree to the last bit)
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
+        # constant arrays: at a few dozen nodes a ufunc with a Python scalar operand costs more
+        # than the arithmetic, so hot paths take these instead
+        self.zeros = np.zeros(n)
+        self._inf = np.full(n, np.inf)
         self._init_state()
 
     # ------------------------------------------------------------------------ dynamic state
@@ -164,6 +169,7 @@ class World:
         self.stored = self.p.initial_wh.astype(float).copy()
         self.browned = self.stored <= self.p.min_wh * (1 + 1e-12)
         self.failed = np.zeros(n, bool)
+        self.alive = ~self.failed      # not failed (kept with ``failed``)
         self.link_up = np.ones(len(self.links), bool)
         self.up = ~self.browned
         self.brown_next = np.zeros(n, bool)
@@ -213,6 +219,7 @@ class World:
             else:
                 link_up[idx] = not down
         self.failed, self.link_up = failed, link_up
+        self.alive = ~failed
         self.net.set_state(link_up, failed)
 
     def update_status(self, t0: float, engine) -> None:
@@ -232,7 +239,7 @@ class World:
     def with_status(self, code: int) -> np.ndarray:
         """Ids of the tasks with a status that is not final (only open ids are scanned)."""
         lo = self.open_lo
-        return lo + (self.status[lo:self.next_pending] == code).nonzero()[0]
+        return (self.status[lo:self.next_pending] == code).nonzero()[0] + lo
 
     def close_finished(self) -> None:
         """Move ``open_lo`` past the tasks that are finished (after an epoch)."""
@@ -245,44 +252,48 @@ class World:
         self.reason[ids] = reason
         self.end_s[ids] = t
 
-    def waiting_by_node(self) -> tuple[np.ndarray, np.ndarray]:
-        """Waiting task ids sorted by (node, deadline, id) and per-node offsets (n+1)."""
-        w = self.with_status(WAITING)
-        w = w[np.lexsort((w, self.tasks.deadline_s[w], self.node[w]))]
+    def waiting_by_node(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Waiting task ids (``w``, ascending, when the caller has them) sorted by (node,
+        deadline, id) and per-node offsets (n+1)."""
+        if w is None:
+            w = self.with_status(WAITING)
+        if not len(w):
+            return w, self._no_ptr
+        w = w[np.lexsort((self.tasks.deadline_s[w], self.node[w]))]    # stable: ties by id
         return w, np.searchsorted(self.node[w], self._node_bounds)
 
     def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
-        p = self.p
-        sendable = np.where(self.up, np.maximum(self.stored - p.min_wh, 0.0), 0.0)
-        headroom = np.where(self.failed, 0.0,
-                            np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh))
+        p, z = self.p, self.zeros
+        sendable = np.maximum(self.stored - p.min_wh, z) * self.up
+        headroom = np.maximum(np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh), z) * self.alive
         self.avail_boundary = self.available_wh(self.stored)
-        return sendable, np.maximum(headroom, 0.0), self.avail_boundary.copy()
+        return sendable, headroom, self.avail_boundary.copy()
 
     def available_wh(self, stored: np.ndarray) -> np.ndarray:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
         p = self.p
         s1 = stored - self.self_discharge_wh(stored)
-        return np.where(self.up, np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d,
-                                            self.discharge_cap_wh), 0.0)
+        return np.minimum(np.maximum(s1 - p.min_wh, self.zeros) * p.eta_d, self.discharge_cap_wh) * self.up
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
         return stored * self.sd_share
 
     def observe(self, k: int, t0: float) -> Observation:
-        w, ptr = self.waiting_by_node()
+        lo = self.open_lo
+        st = self.status[lo:self.next_pending]          # one scan for waiting and running
+        w, ptr = self.waiting_by_node((st == WAITING).nonzero()[0] + lo)
         qlen = ptr[1:] - ptr[:-1]
-        slack = np.full(self.n, np.inf)
+        slack = self._inf.copy()
         if len(w):
-            has = qlen > 0
-            slack[has] = self.tasks.deadline_s[w[ptr[:-1][has]]] - t0
+            has = (qlen > 0).nonzero()[0]
+            slack[has] = self.tasks.deadline_s[w[ptr[has]]] - t0
             work = np.bincount(self.node[w], self.tasks.work_s[w], self.n)
         else:
-            work = np.zeros(self.n)
-        run = self.with_status(RUNNING)
+            work = self.zeros.copy()
+        run = (st == RUNNING).nonzero()[0] + lo
         busy = (np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
-                / self._servers_1 if len(run) else np.zeros(self.n))
+                / self._servers_1 if len(run) else self.zeros.copy())
         sendable, headroom, budget = self.battery_view()
         return Observation(
             epoch=k, time_s=t0, stored_wh=self.stored.copy(), capacity_wh=self.p.capacity_wh,
@@ -309,7 +320,7 @@ class World:
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
         avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
                                   else self.avail_boundary)
-        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
+        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12) if len(d.task_count) else -1
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
                                 f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
@@ -326,7 +337,7 @@ class World:
         if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
-        if d.energy_wh.sum() > self.link_cap_min_wh:     # else no link can be over its limit
+        if sum(d.energy_wh.tolist()) > self.link_cap_min_wh:     # else no link can be over its limit
             on, amount = [], []
             for (e, _), wh in zip(routes, d.energy_wh.tolist()):
                 on += e
@@ -352,28 +363,27 @@ class World:
 
     def _apply_tasks(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         moved: list[np.ndarray] = []
-        taken = np.zeros(self.n, np.int64)
-        for r, (s, t, c) in enumerate(zip(d.task_src, d.task_dst, d.task_count)):
-            s, t = int(s), int(t)
+        taken: dict[int, int] = {}      # tasks already taken from the front of each queue
+        for r, (s, t, c) in enumerate(zip(d.task_src.tolist(), d.task_dst.tolist(), d.task_count.tolist())):
             if d.task_ids is not None:
                 ids = d.task_ids[r]
             else:
-                lo = obs.waiting_ptr[s] + taken[s]
+                lo = int(obs.waiting_ptr[s]) + taken.get(s, 0)
                 ids = obs.waiting_ids[lo:lo + c]
-                taken[s] += c
+                taken[s] = taken.get(s, 0) + c
             try:
                 lat, s_per_kb, wh_per_kb = self.net.task_route(s, t)
             except KeyError:
                 raise DecisionError(f"task route {r}: no path from {self.names[s]} to {self.names[t]} "
                                     "over links that are up") from None
             kb = self.tasks.data_kb[ids]
-            self.status[ids] = TRANSIT
             self.node[ids] = t
-            self.arrive_s[ids] = t0 + lat + kb * s_per_kb
-            self.offloads[ids] += 1
+            self.arrive_s[ids] = (t0 + lat) + kb * s_per_kb
             self.tx_wh[s] += float((kb * wh_per_kb).sum())
             moved.append(ids)
-        ids = np.concatenate(moved) if moved else np.zeros(0, np.int64)
+        ids = np.concatenate(moved) if len(moved) > 1 else moved[0] if moved else np.zeros(0, np.int64)
+        self.status[ids] = TRANSIT
+        self.offloads[ids] += 1
         # routes by count take disjoint slices of each queue; given ids may repeat
         if d.task_ids is not None and len(ids) != len(np.unique(ids)):
             raise DecisionError("a task was routed twice in one epoch")

@@ -12,6 +12,7 @@ node that is down cannot do; a masked action is still valid and simply does noth
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -154,10 +155,19 @@ class DirectActions:
         self._row_base = np.arange(n) * (width + 1)
         self._mask = np.ones((n, 2 * (width + 1)), np.int8)
         self._links_version = -1
+        self._spare_floor_wh = spare_soc * info.capacity_wh
+        self._zeros, self._tiny = np.zeros(n), np.full(n, 1e-9)
+        self._spare_of: Observation | None = None
+        self._spare = self._zeros
 
     def spare_wh(self, obs: Observation) -> np.ndarray:
-        return np.minimum(np.maximum(obs.stored_wh - self.spare_soc * obs.capacity_wh, 0.0),
-                          obs.sendable_wh)
+        """Energy above the spare state of charge that a node may send (masks and the decision
+        read it for the same observation: computed once)."""
+        if obs is not self._spare_of:
+            self._spare = np.minimum(np.maximum(obs.stored_wh - self._spare_floor_wh, self._zeros),
+                                     obs.sendable_wh)
+            self._spare_of = obs
+        return self._spare
 
     def masks(self, obs: Observation) -> np.ndarray:
         w = self.has.shape[1]
@@ -167,74 +177,91 @@ class DirectActions:
             self._to_working = self._link_ok & ~obs.failed[self.nb]
             self._links_version = version
         m = self._mask.copy()
-        m[:, 1:w + 1] = self._to_working & (obs.up & (self.spare_wh(obs) > 1e-9))[:, None]
-        m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
+        m[:, 1:w + 1] = self._to_working & (obs.up & (self.spare_wh(obs) > self._tiny))[:, None]
+        m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & obs.queue_len.astype(bool))[:, None]
         return m
 
-    @staticmethod
-    def _targets(dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(sender, neighbour) of every node whose slot named a neighbour (-1: none)."""
-        src = (dst >= 0).nonzero()[0]
-        return src, dst[src]
-
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
-        dst = self._slot_flat[self._row_base[:, None] + a]      # (n, 2): the chosen neighbours
-        es, ed, ew, eff = self._energy(obs, dst[:, 0])
-        sent = np.bincount(es, ew, self.info.n_nodes) if len(es) else np.zeros(self.info.n_nodes)
-        ts, td, tc = self._tasks(obs, dst[:, 1], sent)
-        d = Decision(es, ed, ew, ts, td, tc)
-        self.plan = plan_summary(d, eff)
+        # per chosen pair in plain Python: a decision has at most one transfer of each kind per
+        # node, and at the sizes agents train at a numpy call costs more than its arithmetic
+        e_to, t_to = self._slot_flat[self._row_base[:, None] + a].T.tolist()   # neighbour or -1
+        up = obs.up.tolist()
+        es, ed, ew, eff = self._energy(obs, e_to, up)
+        sent: dict[int, float] = {}
+        for s_, w in zip(es, ew):
+            sent[s_] = sent.get(s_, 0.0) + w
+        ts, td, tc = self._tasks(obs, t_to, up, sent)
+        d = Decision(np.array(es, np.int64), np.array(ed, np.int64), np.array(ew, float),
+                     np.array(ts, np.int64), np.array(td, np.int64), np.array(tc, np.int64))
+        self.plan = {"energy_transfers": len(ew), "energy_sent_wh": sum(ew, 0.0),
+                     "energy_delivered_wh": sum([w * e for w, e in zip(ew, eff)], 0.0),
+                     "task_routes": len(tc), "tasks_routed": sum(tc)}
         return d
 
-    def _energy(self, obs: Observation, chosen: np.ndarray):
-        src, dst = self._targets(chosen)
-        ok = obs.up[src] & ~obs.failed[dst]
-        src, dst = src[ok], dst[ok]
-        wh = self.energy_share * self.spare_wh(obs)[src]
-        route = obs.network.energy_route       # cached until the topology changes
-        paths = [route(s, t) for s, t in zip(src.tolist(), dst.tolist())]
-        eff = np.array([p[1] for p in paths])
-        keep = (eff > 0) & (wh > 1e-9)
-        if not keep.any():
-            z = np.zeros(0)
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), z, z
-        src, dst, wh, eff = src[keep], dst[keep], wh[keep], eff[keep]
-        edges = [p[0] for p, k in zip(paths, keep) if k]
+    def _energy(self, obs: Observation, chosen: list[int], up: list[bool]):
+        """(senders, receivers, Wh, path efficiencies) as lists, within every limit."""
+        failed, spare = obs.failed.tolist(), self.spare_wh(obs).tolist()
+        share, route = self.energy_share, obs.network.energy_route   # routes cached by topology
+        src, dst, wh, eff, paths = [], [], [], [], []
+        got: dict[int, float] = {}          # what arrives per receiver
+        for s_, t in enumerate(chosen):
+            if t < 0 or not up[s_] or failed[t]:
+                continue
+            x = share * spare[s_]
+            if x <= 1e-9:
+                continue
+            path, e = route(s_, t)
+            if e <= 0:
+                continue
+            src.append(s_), dst.append(t), wh.append(x), eff.append(e), paths.append(path)
+            got[t] = got.get(t, 0.0) + x * e
+        if not src:
+            return src, dst, wh, eff
         # receivers: what arrives must fit their headroom (several may send to one node)
-        got = np.bincount(dst, wh * eff, self.info.n_nodes)
-        scale = np.minimum(1.0, obs.headroom_wh / np.maximum(got, 1e-300))
-        wh = self._within_link_limits(edges, wh * scale[dst]) * (1 - 1e-12)
-        keep = wh > 1e-9
-        return src[keep], dst[keep], wh[keep], eff[keep]
+        head = obs.headroom_wh
+        scale = {t: min(1.0, float(head[t]) / max(g, 1e-300)) for t, g in got.items()}
+        wh = self._within_link_limits(paths, [x * scale[t] for x, t in zip(wh, dst)])
+        keep = [k for k, x in enumerate(wh) if x * (1 - 1e-12) > 1e-9]
+        return ([src[k] for k in keep], [dst[k] for k in keep], [wh[k] * (1 - 1e-12) for k in keep],
+                [eff[k] for k in keep])
 
-    def _within_link_limits(self, paths: list[list[int]], wh: np.ndarray) -> np.ndarray:
+    def _within_link_limits(self, paths: list[list[int]], wh: list[float]) -> list[float]:
         """Scale each transfer by the tightest (limit / load) along its energy path: afterwards
         no link carries more than its limit (one pass suffices)."""
-        if wh.sum() <= self.min_limit_wh:       # no link can carry more than all of it
+        if sum(wh) <= self.min_limit_wh:       # no link can carry more than all of it
             return wh
         edges = np.array([e for p in paths for e in p], np.int64)
         owner = np.repeat(np.arange(len(paths)), [len(e) for e in paths])
-        load = np.bincount(edges, wh[owner], len(self.limit_wh))
+        amount = np.array(wh)
+        load = np.bincount(edges, amount[owner], len(self.limit_wh))
         if np.all(load <= self.limit_wh):
             return wh
         scale = np.minimum(1.0, self.limit_wh / np.maximum(load, 1e-300))
         factor = np.ones(len(wh))
         np.minimum.at(factor, owner, scale[edges])
-        return wh * factor * (1 - 1e-12)
+        return (amount * factor * (1 - 1e-12)).tolist()
 
-    def _tasks(self, obs: Observation, chosen: np.ndarray, sent_wh: np.ndarray):
-        src, dst = self._targets(chosen)
-        ok = obs.up[src] & obs.up[dst] & (obs.queue_len[src] > 0)
-        src, dst = src[ok], dst[ok]
-        count = np.ceil(self.task_share * obs.queue_len[src] - 1e-9).astype(np.int64)
-        budget = (obs.budget_wh - sent_wh) * (1 - 1e-9)
-        for k, (s, t) in enumerate(zip(src.tolist(), dst.tolist())):
-            try:
-                wh_per_kb = obs.network.task_route(s, t)[2]     # cached until topology changes
-            except KeyError:          # no task path over the links that are up
-                count[k] = 0
+    def _tasks(self, obs: Observation, chosen: list[int], up: list[bool], sent_wh: dict[int, float]):
+        """(senders, receivers, counts) as lists: a share of each sender's most urgent waiting
+        tasks, as many as its energy budget (after what it sends) can transmit."""
+        qlen, budget = obs.queue_len.tolist(), obs.budget_wh
+        share, route, kb_of = self.task_share, obs.network.task_route, obs.task_data_kb
+        src, dst, count = [], [], []
+        for s_, t in enumerate(chosen):
+            if t < 0 or not up[s_] or not up[t] or not qlen[s_]:
                 continue
-            need = np.cumsum(obs.task_data_kb[obs.waiting_of(s)[:count[k]]]) * wh_per_kb
-            count[k] = int(np.searchsorted(need, budget[s], side="right"))
-        keep = count > 0
-        return src[keep], dst[keep], count[keep]
+            c = math.ceil(share * qlen[s_] - 1e-9)
+            try:
+                wh_per_kb = route(s_, t)[2]          # cached until the topology changes
+            except KeyError:                       # no task path over the links that are up
+                continue
+            room = (float(budget[s_]) - sent_wh.get(s_, 0.0)) * (1 - 1e-9)
+            k, need = 0, 0.0
+            for kb in kb_of[obs.waiting_of(s_)[:c]].tolist():
+                need += kb
+                if need * wh_per_kb > room:
+                    break
+                k += 1
+            if k:
+                src.append(s_), dst.append(t), count.append(k)
+        return src, dst, count
