@@ -93,7 +93,20 @@ class FeatureBuilder:
         self.nbr_to = np.array([COL["nbr_soc"], COL["nbr_queue"], COL["nbr_up"]])
         self.inv_full = 1.0 / self.full_load_wh
         self.arrival_work = self.mean_work_s * self.inv_capacity_s
+        # observe() copies the raw arrays into rows of ``buf`` and multiplies by ``scale`` once
+        # (at a few dozen nodes numpy's per-call cost dominates: one product, not eleven)
         self.buf = np.zeros((len(FEATURES), n))
+        self.scale = np.ones((len(FEATURES), n))
+        for name, x in (("soc", self.inv_cap), ("sendable", self.inv_cap), ("headroom", self.inv_cap),
+                        ("budget", self.inv_full), ("harvest_last", self.inv_full),
+                        ("harvest_clear", self.inv_full), ("queue", self.inv_qcap),
+                        ("backlog", self.inv_capacity_s), ("busy", 1.0 / dt),
+                        ("arrivals", self.arrival_work), ("slack", 0.1 / dt)):
+            self.scale[COL[name]] = x
+        self.raw_cols = [COL[c] for c in ("soc", "up", "failed", "sendable", "headroom", "budget",
+                                          "harvest_last", "harvest_clear", "queue", "backlog",
+                                          "busy", "arrivals", "slack", "energy_price", "task_price")]
+        self.clock_cols = slice(COL["tod_sin"], COL["progress"] + 1)
         self.low, self.high = LOW[:, None].astype(float), HIGH[:, None].astype(float)
         self.state_cols = np.array([COL[c] for c in STATE_NODE])
         self.global_cols = np.array([COL[c] for c in STATE_GLOBAL])
@@ -101,20 +114,16 @@ class FeatureBuilder:
 
     def observe(self, obs: Observation, energy_price: np.ndarray, task_price: np.ndarray) -> np.ndarray:
         """The feature array of this epoch (a new array)."""
-        info, dt = self.info, self.info.dt_s
-        soc = obs.stored_wh * self.inv_cap
-        qfill = obs.queue_len * self.inv_qcap
         angle = 2.0 * np.pi * ((obs.time_s + self.tod_offset_s) % 86400.0) / 86400.0
-        # rows in FEATURES order; one transpose and one clip at the end
-        rows = (soc, obs.up, obs.failed, obs.sendable_wh * self.inv_cap, obs.headroom_wh * self.inv_cap,
-                obs.budget_wh * self.inv_full, obs.harvest_last_wh * self.inv_full,
-                obs.harvest_clear_wh * self.inv_full, qfill, obs.queue_work_s * self.inv_capacity_s,
-                obs.busy_s * (1.0 / dt), obs.arrivals_last * self.arrival_work,
-                np.minimum(obs.slack_s, 10.0 * dt) * (0.1 / dt), math.sin(angle), math.cos(angle),
-                obs.epoch / max(info.n_epochs, 1), 0.0, 0.0, 0.0, energy_price, task_price)
+        raw = (obs.stored_wh, obs.up, obs.failed, obs.sendable_wh, obs.headroom_wh, obs.budget_wh,
+               obs.harvest_last_wh, obs.harvest_clear_wh, obs.queue_len, obs.queue_work_s,
+               obs.busy_s, obs.arrivals_last, obs.slack_s, energy_price, task_price)
         f = self.buf
-        for i, r in enumerate(rows):
+        for i, r in zip(self.raw_cols, raw):
             f[i] = r
+        f[self.clock_cols] = np.array([math.sin(angle), math.cos(angle),
+                                       obs.epoch / max(self.info.n_epochs, 1)])[:, None]
+        f *= self.scale          # the ratios (slack past 10 epochs is clipped to 1 below)
         f[self.nbr_to] = f[self.nbr_of] @ self.mean_nbr_t      # neighbour means, before clipping
         np.maximum(f, self.low, out=f)
         np.minimum(f, self.high, out=f)
