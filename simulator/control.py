@@ -131,7 +131,7 @@ def normalise(d: Decision) -> Decision:
         if len(ids) != len(ts):
             raise DecisionError(f"task_ids has {len(ids)} entries for {len(ts)} routes")
         tc = np.array([len(x) for x in ids], np.int64)
-    if ids is None and ew.all() and tc.all():        # no zero-amount rows
+    if ids is None and np.count_nonzero(ew) == len(ew) and np.count_nonzero(tc) == len(tc):
         return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     keep_e = ew != 0
     keep_t = tc != 0
@@ -143,7 +143,7 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
     """Raise DecisionError for the first impossible entry, naming it."""
     n = len(obs.stored_wh)
     every = np.concatenate((d.energy_src, d.energy_dst, d.task_src, d.task_dst))
-    if len(every) and not 0 <= every.min() <= every.max() < n:       # name the first bad one
+    if np.count_nonzero(every.view(np.uint64) >= n):    # negatives wrap past n; name the first
         for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
                           ("task_src", d.task_src), ("task_dst", d.task_dst)):
             i = first_true((arr < 0) | (arr >= n))

@@ -151,6 +151,7 @@ class FastEngine:
         self.qcap, self.edf, self.drop_down = p.queue_cap.tolist(), p.edf.tolist(), p.drop_on_down.tolist()
         self.free = [[0.0] * int(c) for c in world.p.servers]
         self.running = np.zeros(0, np.int64)
+        self.running_until = np.zeros(0)       # their finish times
 
     def remove(self, ids: np.ndarray) -> None:
         """Tasks taken out of their queue at a boundary: the state lives in the world's arrays."""
@@ -198,15 +199,17 @@ class FastEngine:
             started, dropped = self._serve_many(t0, t1, ids, is_arrival, budget, serve, task_wh)
         w.status[arr] = WAITING
         if dropped:
-            di, dt_, dr = (np.array(x) for x in zip(*dropped))
-            w.drop(di.astype(np.int64), dt_, 0)
-            w.reason[di.astype(np.int64)] = dr
+            di, dt_, dr = zip(*dropped)
+            di = np.array(di, np.int64)
+            w.drop(di, np.array(dt_), 0)
+            w.reason[di] = dr
         if started:
-            si, ss, sf = (np.array(x) for x in zip(*started))
-            si = si.astype(np.int64)
+            si, ss, sf = zip(*started)
+            si, ss, sf = np.array(si, np.int64), np.array(ss), np.array(sf)
             w.status[si] = RUNNING
             w.start_s[si], w.finish_s[si] = ss, sf
             self.running = np.concatenate([self.running, si])
+            self.running_until = np.concatenate([self.running_until, sf])
         self._finish_running(t1)
         return task_wh
 
@@ -280,7 +283,7 @@ class FastEngine:
         idle = small & ~serve[nodes]
         fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
         dropped: list = []
-        if idle.any():
+        if np.count_nonzero(idle):
             member = np.repeat(idle, size)
             sel = ids[member]
             nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
@@ -327,10 +330,11 @@ class FastEngine:
         return fast, used[fast], begun, start[begun], dropped
 
     def _finish_running(self, t1: float) -> None:
-        w, r = self.w, self.running
-        done = r[w.finish_s[r] < t1]
-        if len(done):
-            late = w.finish_s[done] > w.tasks.deadline_s[done]
-            w.status[done] = DONE_ON_TIME + late         # DONE_LATE follows DONE_ON_TIME
-            w.end_s[done] = w.finish_s[done]
-            self.running = r[w.finish_s[r] >= t1]
+        w, r, until = self.w, self.running, self.running_until
+        ends = until < t1
+        if np.count_nonzero(ends):
+            done, f = r[ends], until[ends]
+            w.status[done] = (f > w.tasks.deadline_s[done]) + DONE_ON_TIME   # DONE_LATE follows
+            w.end_s[done] = f
+            keep = ~ends
+            self.running, self.running_until = r[keep], until[keep]

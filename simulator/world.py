@@ -161,6 +161,7 @@ class World:
         # than the arithmetic, so hot paths take these instead
         self.zeros = np.zeros(n)
         self._inf = np.full(n, np.inf)
+        self.resume_at_wh = self.p.resume_wh * (1 - 1e-12)     # at or above it a node recovers
         self._init_state()
 
     # ------------------------------------------------------------------------ dynamic state
@@ -224,12 +225,12 @@ class World:
 
     def update_status(self, t0: float, engine) -> None:
         """Brownout and recovery at a boundary; waiting tasks of nodes going down may be dropped."""
-        recover = self.stored >= self.p.resume_wh * (1 - 1e-12)
+        recover = self.stored >= self.resume_at_wh
         self.browned = (self.browned & ~recover) | self.brown_next
         self.brown_next[:] = False
-        was_up, self.up = self.up, ~self.failed & ~self.browned
+        was_up, self.up = self.up, self.alive & ~self.browned
         going = was_up & ~self.up & self.p.drop_on_down
-        if going.any():
+        if np.count_nonzero(going):
             going = going.nonzero()[0]
             ids = self.with_status(WAITING)
             ids = ids[np.isin(self.node[ids], going)]
@@ -398,11 +399,13 @@ class World:
         hi = (self._gen_before[j] if j * self.dt == t1 and j < len(self._gen_before)
               else int(np.searchsorted(self.tasks.gen_s, t1, side="left")))
         self.next_pending = hi
-        gen = np.arange(lo, hi)
-        tr = np.asarray(self.transit, np.int64)
-        due = tr[self.arrive_s[tr] < t1] if len(tr) else tr
-        if len(due):
-            self.transit = tr[self.arrive_s[tr] >= t1].tolist()
-        ids = np.concatenate([gen, due])
+        ids = np.arange(lo, hi)          # new tasks: in (generation time, id) order already
+        if self.transit:
+            tr = np.asarray(self.transit, np.int64)
+            soon = self.arrive_s[tr] < t1
+            if np.count_nonzero(soon):
+                self.transit = tr[~soon].tolist()
+                ids = np.concatenate([ids, tr[soon]])
+                ids = ids[np.lexsort((ids, self.arrive_s[ids]))]
         self.arrivals_last = np.bincount(self.node[ids], minlength=self.n)
-        return ids[np.lexsort((ids, self.arrive_s[ids]))]
+        return ids

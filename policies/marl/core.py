@@ -216,15 +216,19 @@ class MarlCore:
             on_time = changed[st == DONE_ON_TIME]
             self.on_time_by += np.bincount(self.origin[on_time], minlength=n)
             self.resolved_by += np.bincount(self.origin[done], minlength=n)
-            seen = self.resolved_by > 0
+            seen = self.resolved_by.nonzero()[0]
             j = jain(self.on_time_by[seen] / self.resolved_by[seen])
         else:
             j = self.jain
         d_jain, self.jain = j - self.jain, j
         e = sim.last_energy
-        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], 0.0)
+        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], w.zeros)
         unserved[w.failed] = 0.0      # a fault is not the controller's doing
-        moved = float(w.sent.sum() - w.received.sum() + e["consumed_tx_wh"].sum())
+        flows, moved = sim.last_flows, 0.0       # lost in transfers and spent transmitting
+        if len(flows["energy"]["wh"]):
+            moved = float(w.sent.sum() - w.received.sum())
+        if len(flows["tasks"]["count"]):
+            moved += float(e["consumed_tx_wh"].sum())
         lam = self.per_epoch_tasks
         terms = {"on_time": n_on / lam, "dropped": n_drop / lam,
                  "unserved": float(unserved.sum()) / self.total_idle_wh,
