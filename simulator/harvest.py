@@ -120,6 +120,27 @@ def _ar1(state: np.ndarray, phi: float, rng: np.random.Generator) -> np.ndarray:
     return phi * state + math.sqrt(max(1.0 - phi * phi, 0.0)) * rng.standard_normal(state.shape)
 
 
+class _Clouds:
+    """A solar class's clearness: AR(1) weather shared by the class (one draw) and per node,
+    mixed and clipped to [0, 1]. One normal draw of 1 + m values per epoch (the same stream as
+    the shared draw then the nodes'), and every constant as an array: at a few dozen nodes
+    numpy's per-call cost, and its cost for a Python scalar operand, is most of the work."""
+
+    def __init__(self, c, dt: float, m: int, rng: np.random.Generator):
+        phi = math.exp(-dt / (c.correlation_h * 3600.0))
+        self.z = np.concatenate([rng.standard_normal(1), rng.standard_normal(m)])  # shared, own
+        self.phi = np.full(1 + m, phi)
+        self.noise = np.full(1 + m, math.sqrt(max(1.0 - phi * phi, 0.0)))
+        self.w_shared, self.w_own = math.sqrt(c.shared), np.full(m, math.sqrt(1 - c.shared))
+        self.mean, self.spread = np.full(m, c.mean_clearness), np.full(m, c.variability)
+        self.zeros, self.ones = np.zeros(m), np.ones(m)
+
+    def step(self, rng: np.random.Generator) -> np.ndarray:
+        z = self.z = self.phi * self.z + self.noise * rng.standard_normal(len(self.z))
+        mix = self.w_own * z[1:] + self.w_shared * float(z[0])
+        return np.minimum(np.maximum(self.mean + self.spread * mix, self.zeros), self.ones)
+
+
 class HarvestModel:
     """Per-node harvest, one epoch at a time, from per-class profiles and per-node draws."""
 
@@ -137,8 +158,8 @@ class HarvestModel:
         if isinstance(h, S.SolarHarvest):
             clear, used = solar_poa_wh_per_m2(self.sc, h)
             area_eff = h.panel_area_m2.sample(rng, m) * h.efficiency.sample(rng, m)
-            state = {"common": rng.standard_normal(1), "own": rng.standard_normal(m)}
-            return ("solar", idx, area_eff, (h, clear, used, state))
+            clouds = None if h.irradiance == "tmy" else _Clouds(h.cloud, self.dt, m, rng)
+            return ("solar", idx, area_eff, (h, clear, used, clouds))
         if isinstance(h, S.WindHarvest):
             mean = h.mean_speed_m_s.sample(rng, m)
             scale = mean / math.gamma(1.0 + 1.0 / h.weibull_k)
@@ -170,17 +191,8 @@ class HarvestModel:
         k, out = self.k, np.zeros(self.n)
         for kind, idx, p, data in self.parts:
             if kind == "solar":
-                h, _, used, st = data
-                if h.irradiance == "tmy":
-                    out[idx] = p * used[k]
-                    continue
-                c = h.cloud
-                phi = math.exp(-self.dt / (c.correlation_h * 3600.0))
-                st["common"] = _ar1(st["common"], phi, self.rng)
-                st["own"] = _ar1(st["own"], phi, self.rng)
-                z = math.sqrt(c.shared) * st["common"] + math.sqrt(1 - c.shared) * st["own"]
-                kc = np.minimum(np.maximum(c.mean_clearness + c.variability * z, 0.0), 1.0)
-                out[idx] = p * used[k] * kc
+                _, _, used, clouds = data
+                out[idx] = p * used[k] if clouds is None else p * used[k] * clouds.step(self.rng)
             elif kind == "wind":
                 h, st = data
                 phi = math.exp(-self.dt / (h.correlation_h * 3600.0))
