@@ -157,31 +157,36 @@ class FastEngine:
         """Tasks taken out of their queue at a boundary: the state lives in the world's arrays."""
 
     def run_epoch(self, t0: float, t1: float) -> dict:
-        w, p = self.w, self.w.p
+        # the common cases skip arrays of zeros and flags that are all False (x - 0.0 is x:
+        # the numbers are the same without the operations)
+        w, p, z = self.w, self.w.p, self.w.zeros
         s0 = w.stored
         sd = w.self_discharge_wh(s0)
         s1 = s0 - sd
-        avail = w.avail_now
-        harvest, tx = w.harvest_now, w.tx_wh
-        idle = w.idle_wh * w.up
-        supply = harvest + avail
-        unsust = w.up & (idle + tx > supply)
-        idle_used = np.where(unsust, np.maximum(supply - tx, 0.0), idle)
-        serve = w.up & ~unsust
-        budget = np.where(serve, supply - idle - tx, 0.0)
+        harvest, tx, up, with_tx = w.harvest_now, w.tx_wh, w.up, w.tx_any
+        idle = w.idle_wh * up
+        supply = harvest + w.avail_now
+        unsust = up & ((idle + tx if with_tx else idle) > supply)
+        some_unsust = np.count_nonzero(unsust) > 0
+        if some_unsust:
+            idle_used = np.where(unsust, np.maximum(supply - tx if with_tx else supply, z), idle)
+            serve = up & ~unsust
+        else:
+            idle_used, serve = idle, up
+        budget = np.where(serve, supply - idle - tx if with_tx else supply - idle, z)
         task_wh = self._serve(t0, t1, budget, serve)
-        net = harvest - idle_used - tx - task_wh
-        pos = net >= 0
-        charge = np.where(pos, np.minimum(np.minimum(net, w.charge_cap_wh),
-                                          (p.capacity_wh - s1) / p.eta_c), 0.0)
-        charge = np.maximum(charge, 0.0)
-        draw = np.where(pos, 0.0, -net)
-        curtailed = np.where(pos, net - charge, 0.0)
+        net = (harvest - idle_used - tx if with_tx else harvest - idle_used) - task_wh
+        # charge what is left within the charge limit and the room; draw what is missing
+        charge = np.maximum(np.minimum(net, np.minimum(w.charge_cap_wh, (p.capacity_wh - s1) / p.eta_c)), z)
+        draw = np.maximum(z, -net)
+        curtailed = np.maximum(net - charge, z)
         w.stored = s1 + charge * p.eta_c - draw / p.eta_d
         conv = charge * self.charge_loss + draw * self.draw_loss
-        w.brown_next = w.up & (unsust | (w.stored <= self.brown_wh))
+        low = w.stored <= self.brown_wh
+        w.brown_next = up & (unsust | low) if some_unsust else up & low
+        # (the world replaces its arrays each epoch, so tx is not copied)
         return {"harvested_wh": harvest, "curtailed_wh": curtailed, "consumed_idle_wh": idle_used,
-                "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx.copy(), "self_discharge_wh": sd,
+                "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx, "self_discharge_wh": sd,
                 "conversion_loss_wh": conv}
 
     def _serve(self, t0: float, t1: float, budget: np.ndarray, serve: np.ndarray) -> np.ndarray:

@@ -160,6 +160,7 @@ class World:
         # constant arrays: at a few dozen nodes a ufunc with a Python scalar operand costs more
         # than the arithmetic, so hot paths take these instead
         self.zeros = np.zeros(n)
+        self.zeros.flags.writeable = False      # shared: an in-place write would be a bug
         self._inf = np.full(n, np.inf)
         self.resume_at_wh = self.p.resume_wh * (1 - 1e-12)     # at or above it a node recovers
         self._init_state()
@@ -189,9 +190,9 @@ class World:
         self.harvest_last = np.zeros(n)
         self.arrivals_last = np.zeros(n, np.int64)
         # per-epoch boundary flows, read by the engines' settlement
-        self.sent = np.zeros(n)
-        self.received = np.zeros(n)
-        self.tx_wh = np.zeros(n)
+        # (replaced, never written in place: the recorder and the reward read them after the epoch)
+        self.sent = self.received = self.tx_wh = self.zeros
+        self.tx_any = False                 # some node transmits offloaded tasks this epoch
         self.harvest_now = np.zeros(n)
         self.avail_boundary = np.zeros(n)   # available_wh at the boundary, before transfers
         self.avail_now = np.zeros(n)        # ... and after them: what the engine may draw
@@ -310,9 +311,8 @@ class World:
     # ------------------------------------------------------------------------ decisions
     def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         """Validate and carry out a decision. Returns the flow records of this epoch."""
-        self.sent[:] = 0.0
-        self.received[:] = 0.0
-        self.tx_wh[:] = 0.0
+        self.sent = self.received = self.tx_wh = self.zeros
+        self.tx_any = False
         if _is_empty(d):       # nothing to check or move (the common case in long runs)
             self.avail_now = self.avail_boundary
             return {"energy": _NO_ENERGY, "tasks": _NO_TASKS, "audit": d.audit}
@@ -321,7 +321,7 @@ class World:
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
         avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
                                   else self.avail_boundary)
-        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12) if len(d.task_count) else -1
+        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12) if self.tx_any else -1
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
                                 f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
@@ -365,6 +365,7 @@ class World:
     def _apply_tasks(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         moved: list[np.ndarray] = []
         taken: dict[int, int] = {}      # tasks already taken from the front of each queue
+        tx = np.zeros(self.n) if len(d.task_count) else self.zeros
         for r, (s, t, c) in enumerate(zip(d.task_src.tolist(), d.task_dst.tolist(), d.task_count.tolist())):
             if d.task_ids is not None:
                 ids = d.task_ids[r]
@@ -380,11 +381,12 @@ class World:
             kb = self.tasks.data_kb[ids]
             self.node[ids] = t
             self.arrive_s[ids] = (t0 + lat) + kb * s_per_kb
-            self.tx_wh[s] += float((kb * wh_per_kb).sum())
+            tx[s] += float((kb * wh_per_kb).sum())
             moved.append(ids)
         ids = np.concatenate(moved) if len(moved) > 1 else moved[0] if moved else np.zeros(0, np.int64)
         self.status[ids] = TRANSIT
         self.offloads[ids] += 1
+        self.tx_wh, self.tx_any = tx, len(moved) > 0
         # routes by count take disjoint slices of each queue; given ids may repeat
         if d.task_ids is not None and len(ids) != len(np.unique(ids)):
             raise DecisionError("a task was routed twice in one epoch")
