@@ -112,6 +112,9 @@ def first_true(mask: np.ndarray) -> int:
     return int(hit[0]) if len(hit) else -1
 
 
+_U64 = np.dtype(np.uint64)
+
+
 def _arr(x, dtype) -> np.ndarray:
     if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:      # the usual case
         return x
@@ -143,7 +146,7 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
     """Raise DecisionError for the first impossible entry, naming it."""
     n = len(obs.stored_wh)
     every = np.concatenate((d.energy_src, d.energy_dst, d.task_src, d.task_dst))
-    if np.count_nonzero(every.view(np.uint64) >= n):    # negatives wrap past n; name the first
+    if np.count_nonzero(every.view(_U64) >= np.uint64(n)):   # negatives wrap past n; name the first
         for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
                           ("task_src", d.task_src), ("task_dst", d.task_dst)):
             i = first_true((arr < 0) | (arr >= n))
