@@ -16,7 +16,7 @@ import numpy as np
 
 from .world import DONE_LATE, DONE_ON_TIME, EXPIRED, NODE_DOWN, Q_FULL, RUNNING, WAITING, World
 
-assert DONE_LATE == DONE_ON_TIME + 1          # _finish_running adds 'late' to DONE_ON_TIME
+_DONE = np.array([DONE_ON_TIME, DONE_LATE], np.int8)    # indexed by 'finished late'
 
 
 def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list, qcap: int,
@@ -339,7 +339,7 @@ class FastEngine:
         ends = until < t1
         if np.count_nonzero(ends):
             done, f = r[ends], until[ends]
-            w.status[done] = (f > w.tasks.deadline_s[done]) + DONE_ON_TIME   # DONE_LATE follows
+            w.status[done] = _DONE[(f > w.tasks.deadline_s[done]).view(np.uint8)]
             w.end_s[done] = f
             keep = ~ends
             self.running, self.running_until = r[keep], until[keep]
