@@ -213,6 +213,14 @@ def energy_transfers(m: EnergyMarket, plan: np.ndarray, obs: Observation, info: 
     return src[keep], dst[keep], wh[keep] * (1 - 1e-12), m.cost[i, j][keep]
 
 
+def link_scale(load: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Per link: the factor (<= 1) that brings its load within its limit."""
+    scale = np.ones(len(limit))
+    over = (load > limit).nonzero()[0]
+    scale[over] = limit[over] / load[over]
+    return scale
+
+
 def _within_link_limits(src, dst, wh, obs: Observation, info: WorldInfo) -> np.ndarray:
     limit = info.link_power_limit_w * info.dt_s / 3600.0
     paths = [obs.network.energy.edges(int(s), int(t)) for s, t in zip(src, dst)]
@@ -221,7 +229,7 @@ def _within_link_limits(src, dst, wh, obs: Observation, info: WorldInfo) -> np.n
         load = np.zeros(len(limit))
         for k, e in enumerate(paths):
             load[e] += wh[k]
-        scale = np.minimum(1.0, limit / np.maximum(load, 1e-300))
+        scale = link_scale(load, limit)
         if scale.min() >= 1.0:
             break
         for k, e in enumerate(paths):

@@ -6,7 +6,8 @@ The world validates each Decision and raises ``DecisionError`` naming the offend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from functools import cached_property
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class WorldInfo:
     speed: np.ndarray
     idle_power_w: np.ndarray
     active_power_w: np.ndarray
-    positions: np.ndarray         # (n, 2) for maps and geometric decompositions
+    layout: Callable[[], np.ndarray] = field(repr=False, compare=False)   # -> positions
     link_u: np.ndarray
     link_v: np.ndarray
     link_power_limit_w: np.ndarray
@@ -40,6 +41,12 @@ class WorldInfo:
     mean_task_work_s: float
     params: dict[str, Any] = field(default_factory=dict)  # controller.params of the scenario
     start_s_of_day: float = 0.0   # local clock time at t = 0, seconds since midnight
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Node positions (n, 2) in [0, 1]^2 for maps and geometric decompositions (a graph
+        without coordinates gets a spring layout, computed when first asked for)."""
+        return self.layout()
 
 
 @dataclass

@@ -35,8 +35,27 @@ class Links:
         return len(self.u)
 
 
-def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, np.ndarray]:
-    """The graph on nodes 0..n-1 and node positions (n, 2) for maps."""
+class Positions:
+    """Node positions (n, 2) in [0, 1]^2 for maps and geometric decompositions, computed when
+    first asked for: a spring layout costs more than building the rest of a small world, and
+    most runs (and every MARL episode that is not rendered) never look at it. Its seed is drawn
+    when the graph is made, so the topology stream is the same whether or not it is used."""
+
+    def __init__(self, xy: np.ndarray | None = None, graph: nx.Graph | None = None, seed: int = 0):
+        self._xy, self._graph, self._seed = xy, graph, seed
+
+    def __call__(self) -> np.ndarray:
+        if self._xy is None:
+            g, n = self._graph, self._graph.number_of_nodes()
+            p = nx.spring_layout(g, seed=self._seed, iterations=50)
+            xy = np.array([p[i] for i in range(n)], dtype=float).reshape(n, 2)
+            lo, hi = xy.min(0), xy.max(0)
+            self._xy, self._graph = (xy - lo) / np.where(hi > lo, hi - lo, 1.0), None
+        return self._xy
+
+
+def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, Positions]:
+    """The graph on nodes 0..n-1 and its node positions for maps."""
     n, topo = scenario.n_nodes, scenario.network.topology
     seed = int(rng.integers(2**31 - 1))
     pos = None
@@ -63,9 +82,11 @@ def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph
         g = _read_graph_file(topo)
     g = nx.Graph(g)
     g.remove_edges_from(nx.selfloop_edges(g))
-    if pos is None:
-        pos = _layout(g, rng)
-    return g, np.asarray(pos, dtype=float)
+    if pos is not None:
+        return g, Positions(np.asarray(pos, dtype=float))
+    if g.number_of_nodes() <= 2000:
+        return g, Positions(graph=g, seed=int(rng.integers(2**31 - 1)))
+    return g, Positions(rng.uniform(0.0, 1.0, (g.number_of_nodes(), 2)))
 
 
 def _read_graph_file(topo: S.FileTopology) -> nx.Graph:
@@ -86,16 +107,6 @@ def _connect_components(g: nx.Graph, pos: np.ndarray) -> None:
         i, j = np.unravel_index(np.argmin(d), d.shape)
         g.add_edge(int(c[i]), int(main[j]))
         main = np.concatenate([main, c])
-
-
-def _layout(g: nx.Graph, rng: np.random.Generator) -> np.ndarray:
-    n = g.number_of_nodes()
-    if n <= 2000:
-        p = nx.spring_layout(g, seed=int(rng.integers(2**31 - 1)), iterations=50)
-        xy = np.array([p[i] for i in range(n)])
-        lo, hi = xy.min(0), xy.max(0)
-        return (xy - lo) / np.where(hi > lo, hi - lo, 1.0)
-    return rng.uniform(0.0, 1.0, (n, 2))
 
 
 def make_links(g: nx.Graph, link: S.Link, rng: np.random.Generator) -> Links:

@@ -135,7 +135,7 @@ class World:
         self.dt = sc.control_interval_s
         self.n_epochs = sc.n_epochs
         self.p = _draw_nodes(sc, rngs["nodes"])
-        self.graph, self.positions = make_graph(sc, rngs["topology"])
+        self.graph, self._positions = make_graph(sc, rngs["topology"])
         self.links = make_links(self.graph, sc.network.link, rngs["topology"])
         self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
@@ -164,6 +164,11 @@ class World:
         self._inf = np.full(n, np.inf)
         self.resume_at_wh = self.p.resume_wh * (1 - 1e-12)     # at or above it a node recovers
         self._init_state()
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Node positions (n, 2) for maps (a layout is computed on first use)."""
+        return self._positions()
 
     # ------------------------------------------------------------------------ dynamic state
     def _init_state(self) -> None:
@@ -203,7 +208,7 @@ class World:
             n_nodes=self.n, names=tuple(self.names), node_class=p.class_idx,
             class_names=tuple(self.sc.nodes), capacity_wh=p.capacity_wh, min_wh=p.min_wh,
             resume_wh=p.resume_wh, servers=p.servers, queue_capacity=p.queue_cap, speed=p.speed, idle_power_w=p.idle_w,
-            active_power_w=p.active_w, positions=self.positions, link_u=self.links.u,
+            active_power_w=p.active_w, layout=self._positions, link_u=self.links.u,
             link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
             n_epochs=self.n_epochs,
             mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,

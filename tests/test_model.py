@@ -10,7 +10,7 @@ import pytest
 from otmarl.policies import make_controller
 from otmarl.scenarios.errors import DecisionError, InvariantError
 from otmarl.scenarios.schema import Scenario
-from otmarl.simulator import Decision, World, simulate
+from otmarl.simulator import Decision, Simulation, World, simulate
 from otmarl.simulator.engine_fast import FastEngine
 from otmarl.simulator.recorder import Recorder
 
@@ -169,3 +169,26 @@ def test_invariant_violation_is_reported_with_numbers():
     w.stored = w.stored + 1.0                               # energy from nowhere
     with pytest.raises(InvariantError, match=r"does not close: error .* Wh"):
         rec.check_invariants()
+
+
+def test_positions_do_not_depend_on_when_they_are_read():
+    """The spring layout is computed on first use from a seed drawn with the graph: reading the
+    positions before or after a run gives the same map, and the run is the same either way."""
+    sc = solar_sharing()
+
+    def run(read_first: bool):
+        sim = Simulation(sc, 4)
+        xy = sim.world.info().positions.copy() if read_first else None
+        assert (sim.world._positions._xy is None) != read_first
+        ctl = make_controller("ot")
+        ctl.reset(sim.world.info(), sim.world.rng["policy"])
+        for _ in range(20):
+            sim.step(ctl.decide(sim.observe()))
+        return xy, sim.world.positions, sim.world.stored
+
+    xy_first, xy_a, stored_a = run(True)
+    _, xy_b, stored_b = run(False)
+    assert xy_first.shape == (sc.n_nodes, 2) and np.isfinite(xy_first).all()
+    assert np.array_equal(xy_first, xy_a) and np.array_equal(xy_a, xy_b)
+    assert np.array_equal(stored_a, stored_b)
+    assert not np.array_equal(World(sc, 5).positions, xy_b)       # the seed matters

@@ -236,7 +236,7 @@ class DirectActions:
         load = np.bincount(edges, amount[owner], len(self.limit_wh))
         if np.all(load <= self.limit_wh):
             return wh
-        scale = np.minimum(1.0, self.limit_wh / np.maximum(load, 1e-300))
+        scale = M.link_scale(load, self.limit_wh)
         factor = np.ones(len(wh))
         np.minimum.at(factor, owner, scale[edges])
         return (amount * factor * (1 - 1e-12)).tolist()

@@ -86,9 +86,11 @@ class FeatureBuilder:
         cols = np.concatenate(nbrs) if n else np.zeros(0, np.int64)
         w = 1.0 / np.maximum(deg, 1.0)
         # transposed, so that the (3, n) rows of soc, queue fill and up multiply it on the left
-        self.mean_nbr_t = csr_matrix((w[rows], (rows, cols)), shape=(n, n)).T.tocsr()
         if n <= 512:      # a dense product is faster than scipy's sparse overhead at this size
-            self.mean_nbr_t = self.mean_nbr_t.toarray()
+            self.mean_nbr_t = np.zeros((n, n))
+            self.mean_nbr_t[cols, rows] = w[rows]
+        else:
+            self.mean_nbr_t = csr_matrix((w[rows], (cols, rows)), shape=(n, n))
         self.nbr_of = np.array([COL["soc"], COL["queue"], COL["up"]])
         self.nbr_to = np.array([COL["nbr_soc"], COL["nbr_queue"], COL["nbr_up"]])
         self.inv_full = 1.0 / self.full_load_wh
