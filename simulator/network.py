@@ -15,6 +15,11 @@ from scipy.sparse.csgraph import dijkstra
 
 from otmarl.scenarios import schema as S
 
+ALL_SOURCES_MAX = 64
+"""Up to this many nodes, the first path asked for computes the paths from every source: one
+Dijkstra call from all of them costs about what a call from one does (scipy's per-call overhead
+dominates), and an episode then never pays it again until the topology changes."""
+
 LINK_FIELDS = ("latency_s", "bandwidth_kbps", "tx_energy_wh_per_kb", "transfer_efficiency",
                "power_limit_w")
 
@@ -162,6 +167,8 @@ class Paths:
         need = sorted({int(s) for s in np.atleast_1d(sources)} - self._dist.keys())
         if not need:
             return
+        if self.n <= ALL_SOURCES_MAX:
+            need = [s for s in range(self.n) if s not in self._dist]
         d, p = dijkstra(self._graph, directed=False, indices=need, return_predecessors=True)
         for k, s in enumerate(need):
             d[k, s] = 0.0 if self.node_ok[s] else np.inf
