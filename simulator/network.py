@@ -19,6 +19,9 @@ ALL_SOURCES_MAX = 64
 """Up to this many nodes, the first path asked for computes the paths from every source: one
 Dijkstra call from all of them costs about what a call from one does (scipy's per-call overhead
 dominates), and an episode then never pays it again until the topology changes."""
+ALL_SOURCES_LATER = (256, 8)
+"""Up to 256 nodes, once paths from more than 8 sources have been asked for, the rest are
+computed at once (paths from every source of 256 nodes cost about 25 single-source calls)."""
 
 LINK_FIELDS = ("latency_s", "bandwidth_kbps", "tx_energy_wh_per_kb", "transfer_efficiency",
                "power_limit_w")
@@ -167,7 +170,8 @@ class Paths:
         need = sorted({int(s) for s in np.atleast_1d(sources)} - self._dist.keys())
         if not need:
             return
-        if self.n <= ALL_SOURCES_MAX:
+        most, after = ALL_SOURCES_LATER
+        if self.n <= ALL_SOURCES_MAX or (self.n <= most and len(self._dist) + len(need) > after):
             need = [s for s in range(self.n) if s not in self._dist]
         d, p = dijkstra(self._graph, directed=False, indices=need, return_predecessors=True)
         for k, s in enumerate(need):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import networkx as nx
+
 import numpy as np
 import pytest
 
 from otmarl.policies import make_controller
 from otmarl.scenarios.errors import DecisionError, InvariantError
-from otmarl.scenarios.schema import Scenario
+from otmarl.scenarios.schema import Link, Scenario
 from otmarl.simulator import Decision, Simulation, World, simulate
 from otmarl.simulator.engine_fast import FastEngine
 from otmarl.simulator.recorder import Recorder
@@ -192,3 +194,44 @@ def test_positions_do_not_depend_on_when_they_are_read():
     assert np.array_equal(xy_first, xy_a) and np.array_equal(xy_a, xy_b)
     assert np.array_equal(stored_a, stored_b)
     assert not np.array_equal(World(sc, 5).positions, xy_b)       # the seed matters
+
+
+@pytest.mark.parametrize("n", [30, 120])
+def test_paths_from_every_source_at_once_match_one_source_at_a_time(n, monkeypatch):
+    """Small networks compute paths from every source in one call (network.ALL_SOURCES_*): the
+    distances, paths and routes are those of single-source calls, on a graph with failures."""
+    from otmarl.simulator import network as N
+    rng = np.random.default_rng(n)
+    g = nx.connected_watts_strogatz_graph(n, 4, 0.3, seed=n)
+    link = Link.model_validate({"transfer_efficiency": {"uniform": [0.8, 1.0]},
+                                "latency_s": {"uniform": [0.01, 0.2]}})
+    links = N.make_links(g, link, rng)
+    up = rng.random(len(links)) > 0.1
+    failed = rng.random(n) < 0.05
+
+    def state():
+        s = N.NetworkState(n, links, 200.0)
+        s.set_state(up, failed)
+        return s
+
+    def routes(s: N.NetworkState) -> list:
+        out = []
+        for a in rng_q.permutation(n)[:40].tolist():
+            for b in rng_q.permutation(n)[:10].tolist():
+                try:
+                    out.append((s.energy_route(a, b), s.task_route(a, b)))
+                except KeyError:
+                    out.append((s.energy_route(a, b), None))
+        return out
+
+    rng_q = np.random.default_rng(1)
+    batch = state()
+    got = routes(batch)
+    with monkeypatch.context() as m:
+        m.setattr(N, "ALL_SOURCES_MAX", 0)
+        m.setattr(N, "ALL_SOURCES_LATER", (0, 0))
+        rng_q = np.random.default_rng(1)
+        single = state()
+        assert routes(single) == got
+        assert len(batch.energy._dist) == n and len(single.energy._dist) == min(40, n)
+        assert np.array_equal(batch.energy.rows(range(n)), single.energy.rows(range(n)))
