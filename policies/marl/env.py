@@ -86,7 +86,7 @@ class OTMarlEnv(pz.ParallelEnv):
         if not self.agents:
             raise UserError("step() after the episode ended: call reset()")
         if len(actions) == len(self.agents) and list(actions) == self.agents:   # the usual case
-            a = np.array(list(actions.values()), np.int64)
+            a = np.concatenate(list(actions.values()))
         else:       # some agents missing (they do nothing) or in another order
             a = np.zeros((self.core.n, len(self.core.spec.nvec)), np.int64)
             for agent, act in actions.items():

@@ -92,7 +92,9 @@ class FeatureBuilder:
         else:
             self.mean_nbr_t = csr_matrix((w[rows], (cols, rows)), shape=(n, n))
         self.nbr_of = np.array([COL["soc"], COL["queue"], COL["up"]])
-        self.nbr_to = np.array([COL["nbr_soc"], COL["nbr_queue"], COL["nbr_up"]])
+        self.nbr_rows = slice(COL["nbr_soc"], COL["nbr_up"] + 1)
+        assert (COL["nbr_queue"], COL["nbr_up"]) == (COL["nbr_soc"] + 1, COL["nbr_soc"] + 2)
+        self.dense = isinstance(self.mean_nbr_t, np.ndarray)
         self.inv_full = 1.0 / self.full_load_wh
         self.arrival_work = self.mean_work_s * self.inv_capacity_s
         # observe() copies the raw arrays into rows of ``buf`` and multiplies by ``scale`` once
@@ -126,7 +128,10 @@ class FeatureBuilder:
         f[self.clock_cols] = np.array([math.sin(angle), math.cos(angle),
                                        obs.epoch / max(self.info.n_epochs, 1)])[:, None]
         f *= self.scale          # the ratios (slack past 10 epochs is clipped to 1 below)
-        f[self.nbr_to] = f[self.nbr_of] @ self.mean_nbr_t      # neighbour means, before clipping
+        if self.dense:             # neighbour means (before clipping), into rows nbr_soc..nbr_up
+            np.dot(f[self.nbr_of], self.mean_nbr_t, out=f[self.nbr_rows])
+        else:
+            f[self.nbr_rows] = f[self.nbr_of] @ self.mean_nbr_t
         np.maximum(f, self.low, out=f)
         np.minimum(f, self.high, out=f)
         return np.ascontiguousarray(f.T, np.float32)
