@@ -3,6 +3,7 @@ scaled to 10,000 nodes, with both engines.
 
     python benchmarks/engine.py                 # the full table (reference engine skipped at 10k)
     python benchmarks/engine.py --repeats 3 --only sensor-field
+    python benchmarks/engine.py --only "sensor-field x10" --policy random --repeats 1
 
 Each measurement runs in a fresh process (imports included) and reports the median wall time of
 the repeats, agent-days simulated per wall-minute, and the peak resident memory of the process.
@@ -23,7 +24,7 @@ from otmarl.run import run
 from otmarl.scenarios import load
 t0 = time.perf_counter()
 sc = load(sys.argv[1], overrides=json.loads(sys.argv[2]))
-out = run(sc, policy="local", seed=1, out=sys.argv[3], engine=sys.argv[4])
+out = run(sc, policy=sys.argv[5], seed=1, out=sys.argv[3], engine=sys.argv[4])
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "n": sc.n_nodes, "days": sc.horizon_h / 24,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -41,11 +42,11 @@ def scaled(name: str, factor: int) -> list[str]:
     return sets
 
 
-def measure(name: str, sets: list[str], engine: str, repeats: int) -> dict:
+def measure(name: str, sets: list[str], engine: str, repeats: int, policy: str = "local") -> dict:
     walls, last = [], {}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as d:
-            p = subprocess.run([sys.executable, "-c", CHILD, name, json.dumps(sets), d, engine],
+            p = subprocess.run([sys.executable, "-c", CHILD, name, json.dumps(sets), d, engine, policy],
                                capture_output=True, text=True, check=True)
         last = json.loads(p.stdout.strip().splitlines()[-1])
         walls.append(last["wall_s"])
@@ -57,6 +58,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--only", help="one case label")
+    ap.add_argument("--policy", default="local", help="the controller (default local: the engine's "
+                    "cost with the cheapest decisions)")
     ap.add_argument("--reference-max-nodes", type=int, default=1000,
                     help="skip the reference engine above this many nodes (it is the slow yardstick)")
     a = ap.parse_args()
@@ -74,7 +77,7 @@ def main() -> None:
             if engine == "reference" and n > a.reference_max_nodes:
                 print(f"{label:18s} {engine:9s} {n:6d}  skipped (over --reference-max-nodes)")
                 continue
-            r = measure(name, sets, engine, a.repeats if engine == "fast" else 1)
+            r = measure(name, sets, engine, a.repeats if engine == "fast" else 1, a.policy)
             print(f"{label:18s} {engine:9s} {r['n']:6d} {r['days']:5.2g} {r['wall_s']:8.2f} "
                   f"{r['agent_days_per_min']:15.0f} {r['peak_mb']:8.0f}", flush=True)
 

@@ -48,9 +48,8 @@ class RandomController:
                 continue
             t = nb[int(rng.integers(len(nb)))]
             if rng.uniform() < self.p_act and obs.sendable_wh[s] > 0 and not obs.failed[t]:
-                eff = obs.network.energy_efficiency([s], [t])[0, 0]
+                edges, eff = obs.network.energy_route(int(s), t)
                 if eff > 0:
-                    edges = obs.network.energy.edges(int(s), t)
                     wh = rng.uniform() * min(obs.sendable_wh[s], room[t] / eff,
                                              np.min(limit[edges] - load[edges]) if edges else np.inf)
                     if wh > 0:
@@ -59,11 +58,12 @@ class RandomController:
                         load[edges] += wh
                         continue
             if rng.uniform() < self.p_act and obs.queue_len[s] > 0 and obs.up[t]:
-                if not np.isfinite(obs.network.task.rows([s])[0, t]):
+                try:
+                    _, _, wh_per_kb = obs.network.task_route(int(s), t)
+                except KeyError:          # no task path over the links that are up
                     continue
                 count = int(rng.integers(1, obs.queue_len[s] + 1))
                 ids = obs.waiting_of(int(s))[:count]
-                _, _, wh_per_kb = obs.network.task_route(int(s), t)
                 if float(obs.task_data_kb[ids].sum()) * wh_per_kb <= obs.budget_wh[s]:
                     ts.append(s), td.append(t), tc.append(count)
         return Decision(np.array(es, np.int64), np.array(ed, np.int64), np.array(ew, float),

@@ -7,6 +7,8 @@ per epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from heapq import heappop, heappush
+from math import inf
 
 import networkx as nx
 import numpy as np
@@ -22,6 +24,11 @@ dominates), and an episode then never pays it again until the topology changes."
 ALL_SOURCES_LATER = (256, 8)
 """Up to 256 nodes, once paths from more than 8 sources have been asked for, the rest are
 computed at once (paths from every source of 256 nodes cost about 25 single-source calls)."""
+NEAR_MIN = 257
+"""From this many nodes on, a path between two nodes joined by a link that is up is found by a
+search bounded by that link's weight (the best path cannot cost more), unless the source's full
+row is cached already: controllers that act between neighbours (random, the direct MARL mode)
+then never pay for, or keep, a full row per source (at 10,000 nodes, 10,000 rows are 1.2 GB)."""
 
 LINK_FIELDS = ("latency_s", "bandwidth_kbps", "tx_energy_wh_per_kb", "transfer_efficiency",
                "power_limit_w")
@@ -164,6 +171,8 @@ class Paths:
         self._dist: dict[int, np.ndarray] = {}
         self._pred: dict[int, np.ndarray] = {}
         self._edges: dict[tuple[int, int], list[int]] = {}
+        self._near: dict[tuple[int, int], tuple[float, list[int]]] = {}
+        self._use = use
         self.version += 1
 
     def ensure(self, sources) -> None:
@@ -186,12 +195,54 @@ class Paths:
             return np.zeros((0, self.n))
         return np.stack([self._dist[int(s)] for s in src])
 
+    def near(self, s: int, t: int) -> tuple[float, list[int]] | None:
+        """(cost, link indices) of the best path s -> t found by a search bounded by the weight of
+        the link s-t; None when the network is small (rows are cheap there), the source's row is
+        cached, or no link that is up joins s and t. Ties between paths of equal cost go to the
+        first found (a full row may pick another of the same cost)."""
+        if self.n < NEAR_MIN or s in self._dist:
+            return None
+        hit = self._near.get((s, t))
+        if hit is not None:
+            return hit
+        e = self._edge_lookup.get((min(s, t), max(s, t)))
+        if e is None or not self._use[e]:
+            return None
+        limit = max(float(self.weight[e]), 1e-300)    # the graph's weight of the link
+        ptr, nbr, wt = self._graph.indptr, self._graph.indices, self._graph.data
+        dist, pred, heap, done = {s: 0.0}, {}, [(0.0, s)], set()
+        while heap:
+            d, u = heappop(heap)
+            if u == t:
+                break
+            if u in done:
+                continue
+            done.add(u)
+            a, b = ptr[u], ptr[u + 1]
+            for v, w in zip(nbr[a:b].tolist(), wt[a:b].tolist()):
+                nd = d + w
+                if nd <= limit and nd < dist.get(v, inf):
+                    dist[v], pred[v] = nd, u
+                    heappush(heap, (nd, v))
+        out, cur = [], t
+        while cur != s:
+            prev = pred[cur]
+            out.append(self._edge_lookup[(min(prev, cur), max(prev, cur))])
+            cur = prev
+        out.reverse()
+        hit = self._near[(s, t)] = (dist[t], out)
+        return hit
+
     def edges(self, s: int, t: int) -> list[int]:
         """Link indices on the path from s to t ([] when s == t); raises KeyError if unreachable.
         Cached until the topology changes: do not modify the list."""
         hit = self._edges.get((s, t))
         if hit is not None:
             return hit
+        near = self.near(s, t)
+        if near is not None:       # (kept: a full row computed later keeps this path)
+            self._edges[(s, t)] = near[1]
+            return near[1]
         self.ensure([s])
         if not np.isfinite(self._dist[s][t]):
             raise KeyError((s, t))
@@ -209,6 +260,9 @@ class Paths:
         """Path cost from s to t (inf when unreachable)."""
         d = self._dist.get(s)
         if d is None:
+            near = self.near(s, t)
+            if near is not None:
+                return near[0]
             self.ensure([s])
             d = self._dist[s]
         return float(d[t])

@@ -235,3 +235,38 @@ def test_paths_from_every_source_at_once_match_one_source_at_a_time(n, monkeypat
         assert routes(single) == got
         assert len(batch.energy._dist) == n and len(single.energy._dist) == min(40, n)
         assert np.array_equal(batch.energy.rows(range(n)), single.energy.rows(range(n)))
+
+
+def test_paths_to_neighbours_in_large_networks_are_found_without_full_rows():
+    """From network.NEAR_MIN nodes on, a path between linked nodes comes from a search bounded by
+    the link's weight: the same cost and links as a full row (weights here have no ties), and no
+    row is kept."""
+    from otmarl.simulator import network as N
+    n = N.NEAR_MIN + 43
+    rng = np.random.default_rng(7)
+    g = nx.connected_watts_strogatz_graph(n, 6, 0.3, seed=7)
+    link = Link.model_validate({"transfer_efficiency": {"uniform": [0.5, 1.0]},
+                                "latency_s": {"uniform": [0.01, 0.2]}})
+    links = N.make_links(g, link, rng)
+    up, failed = rng.random(len(links)) > 0.1, rng.random(n) < 0.05
+    near, full = (N.NetworkState(n, links, 100.0) for _ in range(2))
+    for s in (near, full):
+        s.set_state(up, failed)
+    pairs = [(int(a), int(b)) for a, b in zip(links.u, links.v)][::3]
+    pairs += [(b, a) for a, b in pairs]
+    usable = up & ~failed[links.u] & ~failed[links.v]
+    linked = {(int(a), int(b)) for a, b in zip(links.u[usable], links.v[usable])}
+    cut = {a for a, b in pairs if (min(a, b), max(a, b)) not in linked}    # these need rows
+    full.energy.ensure(range(n))
+    full.task.ensure(range(n))
+    shorter = 0
+    for a, b in pairs:
+        assert near.energy_route(a, b) == full.energy_route(a, b)
+        try:
+            assert near.task_route(a, b) == full.task_route(a, b)
+        except KeyError:
+            with pytest.raises(KeyError):
+                near.task_route(a, b)
+        shorter += len(full.energy.edges(a, b)) > 1 if full.energy_route(a, b)[1] > 0 else 0
+    assert shorter > 10                 # some best paths are not the direct link
+    assert len(cut) > 5 and set(near.energy._dist) <= cut and set(near.task._dist) <= cut
