@@ -110,4 +110,4 @@ class OTController:
     def _update_fairness(self, nodes, asked, got) -> None:
         b = self.p.fairness_memory
         self.unmet *= b
-        self.unmet[nodes] += (1 - b) * np.clip(1 - got / np.maximum(asked, 1e-12), 0, 1)
+        self.unmet[nodes] += (1 - b) * np.minimum(np.maximum(1 - got / np.maximum(asked, 1e-12), 0.0), 1.0)

@@ -20,6 +20,7 @@ and the solvers check it.
 """
 from __future__ import annotations
 
+import math
 import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -254,6 +255,9 @@ def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[
         raise TransportInputError(f"penalty must be a number or a pair (supply, demand), got {len(pair)} items")
     out = []
     for name, p, n in (("supply", pair[0], n_s), ("demand", pair[1], n_d)):
+        if isinstance(p, float) and 0.0 <= p < math.inf:     # the usual case, without numpy checks
+            out.append(_frozen(np.full(n, p)))
+            continue
         arr = np.array(p, dtype=np.float64)
         if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n,)):
             raise TransportInputError(f"{name} penalty has shape {arr.shape}, expected () or ({n},)")
@@ -382,7 +386,7 @@ def _check_marginal(moved: np.ndarray, mass: np.ndarray, side: str, solver: str)
     """A plan may not move more than a node offers / requests (beyond rounding)."""
     over = moved - mass
     slack = 1e-9 * (mass + mass.sum() / max(mass.size, 1))
-    if over.size and np.any(over > slack):
+    if over.size and np.count_nonzero(over > slack):
         k = int(np.argmax(over - slack))
         raise TransportError(f"{solver} plan moves {moved[k]:.12g} at {side} {k}, more than its {mass[k]:.12g}")
 
