@@ -221,10 +221,10 @@ def as_masses(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.array(x, dtype=np.float64)
     if arr.ndim != 1:
         raise TransportInputError(f"{name} must be 1-D, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if np.count_nonzero(np.isfinite(arr)) != arr.size:
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be finite")
-    if np.any(arr < 0):
+    if np.count_nonzero(arr < 0):
         bad = int(np.argmin(arr))
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be >= 0")
     return _frozen(arr)
