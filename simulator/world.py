@@ -143,7 +143,8 @@ class World:
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
-        self._no_ptr = np.zeros(self.n + 1, np.int64)
+        self._no_ptr = np.zeros(self.n + 1, np.int64)     # offsets of empty queues (read-only)
+        self._no_ptr.flags.writeable = False
         self._servers_1 = np.maximum(self.p.servers, 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
