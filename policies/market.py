@@ -116,8 +116,9 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
                        request: np.ndarray) -> EnergyMarket:
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
     Offers are capped at what each node may send and requests at what it may receive."""
-    offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
-    request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
+    offer = np.where(obs.up, np.minimum(np.maximum(offer, 0.0), obs.sendable_wh), 0.0)
+    request = np.where(obs.failed | (offer > 0), 0.0,
+                       np.minimum(np.maximum(request, 0.0), obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
     eff = obs.network.energy_efficiency(o, r) if len(o) and len(r) else np.zeros((len(o), len(r)))
     cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
@@ -229,8 +230,10 @@ def _median_sorted(x: np.ndarray) -> float:
 
 def _within_link_limits(src, dst, wh, obs: Observation, info: WorldInfo) -> np.ndarray:
     limit = info.link_power_limit_w * info.dt_s / 3600.0
-    paths = [obs.network.energy.edges(int(s), int(t)) for s, t in zip(src, dst)]
     wh = wh.copy()
+    if not len(limit) or wh.sum() <= limit.min():      # no link can carry more than all of it
+        return wh
+    paths = [obs.network.energy.edges(int(s), int(t)) for s, t in zip(src, dst)]
     for _ in range(20):
         load = np.zeros(len(limit))
         for k, e in enumerate(paths):
