@@ -339,8 +339,8 @@ def balance_problem(p: Problem) -> Balanced:
         infeasible = ~p.feasible
     m[:n_s, n_d] = p.supply_penalty
     m[n_s, :n_d] = p.demand_penalty
-    a = np.append(p.supply, p.demand.sum())
-    b = np.append(p.demand, p.supply.sum())
+    a = np.concatenate((p.supply, [p.demand.sum()]))
+    b = np.concatenate((p.demand, [p.supply.sum()]))
     return Balanced(a, b, m, big_m, infeasible, p.supply_penalty, p.demand_penalty)
 
 
