@@ -45,18 +45,24 @@ class ActionSpec:
         return np.concatenate([[0], np.cumsum(self.nvec)])
 
 
+def plan_totals(ew: list[float], eff: list[float] | None, tc: list[int]) -> dict:
+    """Totals of a decision for ``infos``: Wh sent per transfer, path efficiencies (None: count
+    what is sent as delivered) and tasks per route."""
+    sent = sum(ew, 0.0)
+    return {"energy_transfers": len(ew), "energy_sent_wh": sent,
+            "energy_delivered_wh": sent if eff is None else sum([w * e for w, e in zip(ew, eff)], 0.0),
+            "task_routes": len(tc), "tasks_routed": sum(tc)}
+
+
 def _empty_plan() -> dict:
-    return {"energy_transfers": 0, "energy_sent_wh": 0.0, "energy_delivered_wh": 0.0,
-            "task_routes": 0, "tasks_routed": 0}
+    return plan_totals([], None, [])
 
 
 def plan_summary(d: Decision, eff: np.ndarray | None = None) -> dict:
-    """Totals of a decision for ``infos`` (delivered uses the path efficiencies if given)."""
-    ew, tc = np.asarray(d.energy_wh, float), np.asarray(d.task_count)
-    sent = float(ew.sum())
-    return {"energy_transfers": len(ew), "energy_sent_wh": sent,
-            "energy_delivered_wh": float((ew * eff).sum()) if eff is not None else sent,
-            "task_routes": len(tc), "tasks_routed": int(tc.sum())}
+    """``plan_totals`` of a Decision (delivered uses the path efficiencies if given)."""
+    return plan_totals(np.asarray(d.energy_wh, float).reshape(-1).tolist(),
+                       None if eff is None else np.asarray(eff, float).tolist(),
+                       [int(c) for c in np.asarray(d.task_count).reshape(-1).tolist()])
 
 
 class MarketActions:
@@ -193,9 +199,7 @@ class DirectActions:
         ts, td, tc = self._tasks(obs, t_to, up, sent)
         d = Decision(np.array(es, np.int64), np.array(ed, np.int64), np.array(ew, float),
                      np.array(ts, np.int64), np.array(td, np.int64), np.array(tc, np.int64))
-        self.plan = {"energy_transfers": len(ew), "energy_sent_wh": sum(ew, 0.0),
-                     "energy_delivered_wh": sum([w * e for w, e in zip(ew, eff)], 0.0),
-                     "task_routes": len(tc), "tasks_routed": sum(tc)}
+        self.plan = plan_totals(ew, eff, tc)
         return d
 
     def _energy(self, obs: Observation, chosen: list[int], up: list[bool]):
