@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -54,12 +52,8 @@ def test_other_seed_other_results(twin_runs):
         assert da[f] != dc[f], f
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "otmarl", *args], capture_output=True, text=True)
-
-
-def test_cli_run_and_bad_input_exit_codes(tmp_path):
-    ok = _cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet")
+def test_cli_run_and_bad_input_exit_codes(tmp_path, cli):
+    ok = cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet")
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "r" / "summary.json").exists()
     for args, needle in ((["run", "microgrid-solar", "--policy", "nope"], "unknown policy 'nope'"),
@@ -67,15 +61,22 @@ def test_cli_run_and_bad_input_exit_codes(tmp_path):
                          (["run", "microgrid-solar", "--seed", "x"], "--seed"),
                          (["run", "microgrid-solar", "--engine", "warp"], "unknown engine 'warp'"),
                          (["run", "microgrid-solar", "--set", "horizon_h=-1"], "horizon_h")):
-        r = _cli(*args, "--out", str(tmp_path / "bad"))
+        r = cli(*args, "--out", str(tmp_path / "bad"))
         assert r.returncode == 2, (args, r.stderr)
         assert needle in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
-def test_reference_engine_from_the_cli(tmp_path):
-    r = _cli("run", "microgrid-solar", "--engine", "reference", "--set", "horizon_h=12", "--seed", "9",
+def test_end_to_end_bad_input_exits_2_without_a_traceback(tmp_path, cli_process):
+    """The same contract through a real process: the exit code the shell sees, no traceback."""
+    r = cli_process("run", "microgrid-solar", "--policy", "nope", "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "unknown policy 'nope'" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_reference_engine_from_the_cli(tmp_path, cli):
+    r = cli("run", "microgrid-solar", "--engine", "reference", "--set", "horizon_h=12", "--seed", "9",
              "--out", str(tmp_path / "ref"), "--quiet")
-    f = _cli("run", "microgrid-solar", "--set", "horizon_h=12", "--seed", "9",
+    f = cli("run", "microgrid-solar", "--set", "horizon_h=12", "--seed", "9",
              "--out", str(tmp_path / "fast"), "--quiet")
     assert r.returncode == 0 and f.returncode == 0, r.stderr + f.stderr
     sr = json.loads((tmp_path / "ref" / "summary.json").read_text())
@@ -85,12 +86,12 @@ def test_reference_engine_from_the_cli(tmp_path):
         assert abs(sr["energy"][k] - v) <= 1e-9 * max(1.0, abs(v)), k
 
 
-def test_report_flags_on_run_and_compare(tmp_path):
-    r = _cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet",
+def test_report_flags_on_run_and_compare(tmp_path, cli):
+    r = cli("run", "microgrid-solar", "--set", "horizon_h=6", "--out", str(tmp_path / "r"), "--quiet",
              "--report")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "r" / "report.html").stat().st_size > 10_000
-    c = _cli("compare", "microgrid-solar", "--set", "horizon_h=6", "--seeds", "2", "--policies",
+    c = cli("compare", "microgrid-solar", "--set", "horizon_h=6", "--seeds", "2", "--policies",
              "local,ot", "--out", str(tmp_path / "c"), "--quiet", "--report")
     assert c.returncode == 0, c.stderr
     html = (tmp_path / "c" / "comparison.html").read_text()
