@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from datetime import date, datetime, timedelta, timezone
 from collections.abc import Callable, Sequence
 from importlib import resources
 from importlib.util import find_spec
@@ -297,6 +298,7 @@ def _check_cross(ctx: Context) -> None:
             bad = S.grid_problem(r, c, sum(counts.values()))
             if bad:
                 ctx.add(("network", "topology", "rows"), bad)
+    _check_time(ctx)
     events = _get(data, "faults", "events")
     if counts and isinstance(events, list):
         for i, ev in enumerate(events):
@@ -304,6 +306,83 @@ def _check_cross(ctx: Context) -> None:
                 bad = S.node_name_problem(name, counts)
                 if bad:
                     ctx.add(("faults", "events", i) + where, bad)
+
+
+# ---------------------------------------------------------------------------- time and place
+def _check_time(ctx: Context) -> None:
+    """The time zone is a known IANA name, and a local start time exists there exactly once."""
+    tz = _get(ctx.data, "location", "timezone")
+    tz = _default(S.Location, "timezone") if tz is None else tz
+    if not isinstance(tz, str):
+        return                                   # the schema reports the type
+    zone = time_zone(tz)
+    if zone is None:
+        names = sorted(_zone_names())
+        ctx.add(("location", "timezone"), f"unknown time zone '{tz}'{did_you_mean(tz, names)} "
+                                          "(an IANA name such as 'Europe/Berlin' or 'UTC')")
+        return
+    start = _as_datetime(ctx.data.get("start"))
+    if start is not None and start.tzinfo is None:
+        bad = local_time_problem(start, zone, tz)
+        if bad:
+            ctx.add(("start",), bad)
+
+
+def _zone_names() -> set[str]:
+    from zoneinfo import available_timezones
+    # 'localtime' is this machine's own zone: a scenario must mean the same everywhere
+    return available_timezones() - {"localtime", "Factory"}
+
+
+def time_zone(name: str):
+    """The ZoneInfo of an IANA name, or None if there is no such zone here."""
+    from zoneinfo import ZoneInfo
+    if name not in _zone_names():
+        return None
+    return ZoneInfo(name)
+
+
+def local_time_problem(t: datetime, zone, name: str) -> str | None:
+    """Why a naive local time ``t`` is not one instant at ``zone``: it falls in the hour skipped
+    when clocks go forward, or in the hour repeated when they go back. The rule is to refuse both
+    and name valid alternatives; a UTC offset in ``start`` says which instant is meant."""
+    first, second = t.replace(tzinfo=zone, fold=0), t.replace(tzinfo=zone, fold=1)
+    off0, off1 = first.utcoffset(), second.utcoffset()
+    if off0 == off1:
+        return None
+    iso = t.isoformat()
+    back = first.astimezone(timezone.utc).astimezone(zone).replace(tzinfo=None)
+    if back != t:                                 # skipped: no instant shows this wall time
+        gap = off1 - off0 if off1 > off0 else off0 - off1
+        before, after = (t - gap).isoformat(), (t + gap).isoformat()
+        return (f"{iso} does not exist at {name}: clocks skip {_duration(gap)} that day; use {before} or "
+                f"{after}, or give a UTC offset")
+    return (f"{iso} happens twice at {name} (clocks go back that day); say which with a UTC "
+            f"offset: {iso}{_offset(off0)} (the first) or {iso}{_offset(off1)} (the second)")
+
+
+def _duration(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
+def _offset(d: timedelta) -> str:
+    minutes = int(d.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _as_datetime(v: Any) -> datetime | None:
+    if isinstance(v, datetime):
+        return v
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day)
+    if isinstance(v, str):
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:
+            return None                           # the schema reports it
+    return None
 
 
 def _fault_names(ev: Any) -> list[tuple[tuple, str]]:
@@ -351,7 +430,7 @@ def _check_files(ctx: Context) -> None:
             ctx.add(path, f"file '{value}' {state}{where}")
             continue
         parent[path[-1]] = os.path.normpath(full.absolute())
-        _CONTENT_CHECKS.get(what, lambda *a: None)(ctx, path, full)
+        _CONTENT_CHECKS.get(what, lambda *a: None)(ctx, path, full, value)
 
 
 def _check_pvlib_file(ctx: Context, path: Path, value: str) -> None:
@@ -363,7 +442,7 @@ def _check_pvlib_file(ctx: Context, path: Path, value: str) -> None:
         ctx.add(path, f"pvlib ships no file '{name}'{did_you_mean(name, have)}")
 
 
-def _check_graph(ctx: Context, path: Path, full: FsPath) -> None:
+def _check_graph(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
     import networkx as nx
     from xml.etree.ElementTree import ParseError
 
@@ -381,30 +460,87 @@ def _check_graph(ctx: Context, path: Path, full: FsPath) -> None:
                       f"{sum(counts.values())} ({per})")
 
 
-def _csv_columns(ctx: Context, path: Path, full: FsPath, columns: dict[str, str]) -> None:
-    """Check the CSV header has the columns the scenario names (key -> default)."""
-    section = _get(ctx.data, *path[:-1])
+def _read_csv(ctx: Context, path: Path, full: FsPath) -> tuple[list[str], list[tuple[int, list[str]]]] | None:
+    """(header, [(line number, cells)]) of a CSV file, or None with the problem reported."""
     try:
         with open(full, newline="", encoding="utf-8-sig") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         ctx.add(path, f"cannot read the file as CSV: {e}")
-        return
+        return None
+    return header, rows
+
+
+def _csv_columns(ctx: Context, path: Path, header: list[str], shown: str,
+                 columns: dict[str, str]) -> dict[str, str] | None:
+    """The CSV columns the scenario names (key -> column), or None with the missing reported."""
+    section = _get(ctx.data, *path[:-1])
+    found = {}
     for key, default in columns.items():
         col = section.get(key, default)
-        if isinstance(col, str) and col not in header:
+        if not isinstance(col, str):
+            return None                            # the schema reports the type
+        if col not in header:
             at = path[:-1] + (key,) if key in section else path
-            ctx.add(at, f"column '{col}' is not in the header of '{full.name}' "
+            ctx.add(at, f"column '{col}' is not in the header of '{shown}' "
                         f"(columns: {', '.join(header) or 'none'}){did_you_mean(col, header)}")
+            return None
+        found[key] = col
+    return found
 
 
-def _check_harvest_trace(ctx: Context, path: Path, full: FsPath) -> None:
-    _csv_columns(ctx, path, full, {k: _default(S.TraceHarvest, k) for k in ("time_column", "power_column")})
+def _column_problem(rows: list[tuple[int, list[str]]], header: list[str], col: str, shown: str,
+                    whole: bool = False) -> str | None:
+    """The first cell of ``col`` that is not a finite number >= 0 (a whole one if ``whole``),
+    as '<file>:<line>: ...'."""
+    j = header.index(col)
+    for line, row in rows:
+        cell = row[j].strip() if j < len(row) else ""
+        try:
+            x = float(cell)
+        except ValueError:
+            what = "is empty" if not cell else f"'{cell}' is not a number"
+            return f"{shown}:{line}: column '{col}' {what}"
+        if not math.isfinite(x) or x < 0:
+            return f"{shown}:{line}: column '{col}': {cell} must be a finite number >= 0"
+        if whole and x != int(x):
+            return f"{shown}:{line}: column '{col}': {cell} must be a whole number (a node index)"
+    return None
 
 
-def _check_arrival_trace(ctx: Context, path: Path, full: FsPath) -> None:
-    _csv_columns(ctx, path, full, {k: _default(S.TraceArrivals, k) for k in ("time_column", "node_column")})
+def _check_trace(ctx: Context, path: Path, full: FsPath, shown: str, columns: dict[str, str],
+                 whole: tuple[str, ...] = ()) -> None:
+    """A trace CSV: the named columns exist, every row has a number >= 0 in each of them, and
+    there is at least one row."""
+    read = _read_csv(ctx, path, full)
+    if read is None:
+        return
+    header, rows = read
+    cols = _csv_columns(ctx, path, header, shown, columns)
+    if cols is None:
+        return
+    if not rows:
+        ctx.add(path, f"'{shown}' has a header but no rows")
+        return
+    for key, col in cols.items():
+        bad = _column_problem(rows, header, col, shown, whole=key in whole)
+        if bad:
+            ctx.add(path, bad)
+            return
 
 
-_CONTENT_CHECKS: dict[str, Callable[[Context, Path, FsPath], None]] = {
+def _check_harvest_trace(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
+    _check_trace(ctx, path, full, shown,
+                 {k: _default(S.TraceHarvest, k) for k in ("time_column", "power_column")})
+
+
+def _check_arrival_trace(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
+    _check_trace(ctx, path, full, shown,
+                 {k: _default(S.TraceArrivals, k) for k in ("time_column", "node_column")},
+                 whole=("node_column",))
+
+
+_CONTENT_CHECKS: dict[str, Callable[[Context, Path, FsPath, str], None]] = {
     "graph": _check_graph, "harvest": _check_harvest_trace, "arrivals": _check_arrival_trace}

@@ -103,7 +103,15 @@ class Doc:
 def parse(text: str, filename: str) -> Doc:
     """Parse ``text``; on a fatal problem (syntax, empty file) ``doc.data`` stays None."""
     doc = Doc(filename, text.splitlines())
-    loader = Loader(text)
+    try:
+        loader = Loader(text)
+    except yaml.reader.ReaderError as e:     # a control character: not a text file
+        line = text.count("\n", 0, e.position)
+        col = e.position - (text.rfind("\n", 0, e.position) + 1)
+        doc.add(yaml.Mark(filename, e.position, line, col, None, None), "",
+                f"not a text file: control character U+{e.character:04X} (a scenario is YAML "
+                "text: tabs, newlines and printable characters only)")
+        return doc
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
