@@ -50,7 +50,8 @@ def _cmd_run(a) -> int:
     from otmarl.run import run
     seed = None if a.seed == "random" else _int(a.seed, "--seed")
     out = run(a.scenario, policy=a.policy, seed=seed, out=a.out, overrides=a.set, engine=a.engine,
-              progress=None if a.quiet else Progress(f"run {a.scenario}"))
+              progress=None if a.quiet else Progress(f"run {a.scenario}"), overwrite=a.overwrite,
+              notice=lambda msg: print(msg, file=sys.stderr))
     s = json.loads((out / "summary.json").read_text())
     t, e = s["tasks"], s["energy"]
     done = t["completed_on_time"] + t["completed_late"]
@@ -109,7 +110,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("scenario", help="a scenario file or a built-in name")
     r.add_argument("--policy", help="controller (default: the scenario's controller.policy)")
     r.add_argument("--seed", default="0", help="root seed (default 0), or 'random'")
-    r.add_argument("--out", help="run folder (default runs/<scenario>-<policy>-s<seed>)")
+    r.add_argument("--out", help="run folder (default runs/<scenario>-<policy>-s<seed>, then "
+                   "-<engine> for another engine and -<hash> of the scenario when --set changed it)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace a folder that holds a different run (else: exit 2 naming the difference)")
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set horizon_h=24")
     r.add_argument("--engine", default="fast", help="fast (default) or reference")

@@ -1,10 +1,12 @@
 """Running one experiment and writing its run folder."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import re
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -50,34 +52,125 @@ def policy_slug(policy: str) -> str:
 
 def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, seed: int | None = 0,
         out: str | os.PathLike | None = None, overrides: Sequence[str] = (), engine: str = "fast",
-        progress: Callable[[int, int], None] | None = None) -> Path:
-    """Simulate a scenario (file, built-in name or Scenario) and write its run folder; return it."""
+        progress: Callable[[int, int], None] | None = None, overwrite: bool = False,
+        notice: Callable[[str], None] | None = None) -> Path:
+    """Simulate a scenario (file, built-in name or Scenario) and write its run folder; return it.
+
+    The folder is written whole or not at all (into a hidden sibling, renamed on success). A
+    folder that already holds this very run (same resolved scenario, policy, seed and engine) is
+    kept as it is and ``notice`` is told; one that holds a different run, or files that are not a
+    run, is a UserError naming the difference, unless ``overwrite``.
+    """
     sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
     if policy is not None:
         sc = sc.model_copy(update={"controller": sc.controller.model_copy(update={"policy": policy})})
     seed = resolve_seed(seed)
     controller = make_controller(sc.controller.policy)
-    if out is None:
-        out = Path("runs") / f"{sc.name}-{policy_slug(sc.controller.policy)}-s{seed}"
-    out = Path(out)
+    identity = run_identity(sc, seed, engine)
+    out = Path(out) if out is not None else default_folder(sc, seed, engine, bool(overrides))
+    if not overwrite and folder_holds(out, identity):
+        if notice:
+            notice(f"{out}: already holds this run (same scenario, policy, seed and engine); "
+                   "nothing recomputed (--overwrite runs it again)")
+        return out
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = simulate(sc, controller, seed, engine=engine, progress=progress)
     wall = time.perf_counter() - t0
-    meta = {"scenario": json.loads(sc.model_dump_json()), "scenario_yaml": dump_yaml(sc),
-            "seed": seed, "policy": sc.controller.policy, "engine": engine,
-            "versions": versions(), "argv": sys.argv[1:],
+    meta = {**identity, "scenario_yaml": dump_yaml(sc), "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
             "wall_s": wall}
     write_run(out, result, meta)
     return out
 
 
+def run_identity(sc: Scenario, seed: int, engine: str) -> dict:
+    """What makes two runs the same run: the resolved scenario, the policy, the seed, the engine."""
+    return {"scenario": json.loads(sc.model_dump_json()), "seed": seed,
+            "policy": sc.controller.policy, "engine": engine}
+
+
+def default_folder(sc: Scenario, seed: int, engine: str, overridden: bool) -> Path:
+    """runs/<scenario>-<policy>-s<seed>, then -<engine> for an engine other than fast and
+    -<6 hex digits of the resolved scenario> when ``--set`` changed it: two what-ifs never share a
+    default folder."""
+    name = f"{sc.name}-{policy_slug(sc.controller.policy)}-s{seed}"
+    if engine != "fast":
+        name += f"-{engine}"
+    if overridden:
+        name += "-" + hashlib.sha256(sc.model_dump_json().encode()).hexdigest()[:6]
+    return Path("runs") / name
+
+
+def folder_holds(out: Path, identity: dict) -> bool:
+    """True if ``out`` holds the run ``identity`` describes; False if it is absent or empty
+    (hidden files aside); a UserError if it holds anything else."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise UserError(f"--out: '{out}' is a file, not a folder")
+    meta_file = out / "metadata.json"
+    if not meta_file.is_file():
+        if any(not p.name.startswith(".") for p in out.iterdir()):
+            raise UserError(f"--out: '{out}' holds files that are not an otmarl run; choose another "
+                            "folder, or pass --overwrite to replace them")
+        return False
+    try:
+        meta = json.loads(meta_file.read_text())
+        old = {k: meta[k] for k in identity}
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"--out: '{out}' holds a run folder whose metadata.json cannot be read; "
+                        "pass --overwrite to replace it") from None
+    changed = differences(old, identity)
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UserError(f"--out: '{out}' holds a different run ({shown}); choose another folder, "
+                        "or pass --overwrite to replace it")
+    return all((out / f).is_file() for f in OUTPUT_FILES)
+
+
+def differences(old, new, path: str = "") -> list[str]:
+    """Every leaf where two JSON-like trees differ, as 'path: old -> new'."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old or k not in new:
+                out.append(f"{sub}: {'absent' if k not in old else old[k]!r} -> "
+                           f"{'absent' if k not in new else new[k]!r}")
+            else:
+                out += differences(old[k], new[k], sub)
+        return out
+    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+
+
 def write_run(out: Path, result: RunResult, meta: dict) -> None:
-    """Write every file of a run; summary.json holds only seed-determined numbers."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, df in (("timeseries", result.timeseries), ("tasks", result.tasks),
-                     ("flows", result.flows), ("nodes", result.nodes), ("links", result.links)):
-        df.to_parquet(out / f"{name}.parquet", index=False, compression="zstd")
-    (out / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n")
-    (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    """Write every file of a run into a hidden sibling, then put it in place: an interrupted run
+    leaves no half folder under the final name. summary.json holds only seed-determined numbers."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for name, df in (("timeseries", result.timeseries), ("tasks", result.tasks),
+                         ("flows", result.flows), ("nodes", result.nodes), ("links", result.links)):
+            df.to_parquet(tmp / f"{name}.parquet", index=False, compression="zstd")
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n")
+        (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    except BaseException:          # interrupted or failed: leave nothing behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _put_in_place(tmp, out)
+
+
+def _put_in_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` (checked by the caller) is moved aside
+    first and removed after, so ``out`` is always either the old folder or the new one."""
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

@@ -85,7 +85,9 @@ def execute(job: Job, reraise: bool = False) -> dict:
     for stale in job.folder.glob(f".{ROW}.*.tmp"):  # left by a worker killed while writing
         stale.unlink(missing_ok=True)
     try:
-        run(job.scenario, policy=job.policy, seed=job.seed, out=job.folder)
+        # the key hashes the resolved scenario, policy and seed, so whatever the folder holds (a
+        # failed attempt's row) belongs to this run: replace it
+        run(job.scenario, policy=job.policy, seed=job.seed, out=job.folder, overwrite=True)
         summary = json.loads((job.folder / "summary.json").read_text())
         simulate_s = float(json.loads((job.folder / "metadata.json").read_text())["wall_s"])
         metrics = run_metrics(summary)

@@ -98,3 +98,64 @@ def test_report_flags_on_run_and_compare(tmp_path, cli):
     assert "on_time_ratio" in html and 'data-chart' in html
     table = (tmp_path / "c" / "comparison.csv").read_text()
     assert table.count("\n") == 1 + 2 * 10          # header + 2 policies x 10 metrics
+
+
+# ------------------------------------------------------------------------- run folders never mix
+def test_the_same_run_again_is_kept_and_said(tmp_path):
+    said = []
+    first = run("microgrid-solar", seed=2, out=tmp_path / "r", overrides=["horizon_h=3"])
+    stamp = (first / "metadata.json").read_text()
+    again = run("microgrid-solar", seed=2, out=tmp_path / "r", overrides=["horizon_h=3"], notice=said.append)
+    assert again == first and (first / "metadata.json").read_text() == stamp   # not recomputed
+    assert len(said) == 1 and "already holds this run" in said[0]
+
+
+def test_a_different_run_is_refused_naming_the_difference_unless_overwrite(tmp_path):
+    from otmarl.scenarios.errors import UserError
+    out = run("microgrid-solar", seed=2, out=tmp_path / "r", overrides=["horizon_h=3"])
+    (out / "report.html").write_text("from the earlier run")
+    with pytest.raises(UserError, match=r"holds a different run \(scenario\.horizon_h: 3\.0 -> 4\.0\)"):
+        run("microgrid-solar", seed=2, out=out, overrides=["horizon_h=4"])
+    with pytest.raises(UserError, match=r"seed: 2 -> 3"):
+        run("microgrid-solar", seed=3, out=out, overrides=["horizon_h=3"])
+    run("microgrid-solar", seed=2, out=out, overrides=["horizon_h=4"], overwrite=True)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["scenario"]["horizon_h"] == 4
+    assert not (out / "report.html").exists()                # no stale file of the earlier run
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]     # no hidden leftovers
+
+
+def test_a_folder_of_other_files_is_refused(tmp_path):
+    from otmarl.scenarios.errors import UserError
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not an otmarl run"):
+        run("microgrid-solar", out=tmp_path / "mine", overrides=["horizon_h=3"])
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_an_interrupted_write_leaves_no_folder_under_the_final_name(tmp_path, monkeypatch):
+    import pandas as pd
+    calls = []
+
+    def dies_on_the_third(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    real = pd.DataFrame.to_parquet
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run("microgrid-solar", out=tmp_path / "r", overrides=["horizon_h=3"])
+    assert list(tmp_path.iterdir()) == []        # neither the folder nor a hidden partial one
+
+
+def test_default_folders_differ_by_overrides_and_engine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = run("microgrid-solar", overrides=[])
+    assert plain.as_posix() == "runs/microgrid-solar-local-s0"
+    a = run("microgrid-solar", overrides=["horizon_h=3"])
+    b = run("microgrid-solar", overrides=["horizon_h=4"])
+    ref = run("microgrid-solar", overrides=["horizon_h=3"], engine="reference")
+    assert len({plain, a, b, ref}) == 4 and ref.name.startswith("microgrid-solar-local-s0-reference-")
