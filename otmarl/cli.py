@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from typing import Callable, Sequence
 
 from otmarl import report_cmd, sweep_cmd, train_cmd
@@ -96,9 +97,29 @@ COMMANDS: dict[str, Callable] = {
     "sweep": sweep_cmd.cmd}
 
 
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser; its --help also lists the controllers (read from the registry
+    only when help is asked for, so that other commands do not import the policies)."""
+
+    def format_help(self) -> str:
+        from otmarl.policies import REGISTRY
+        lines = [textwrap.fill(_first_sentence(c.__doc__), 100, initial_indent=f"  {name:14s} ",
+                               subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
+        lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
+        return (super().format_help() + "\ncontrollers (run/compare --policy; parameters in the "
+                "scenario's controller.params, see docs/policies.md):\n" + "\n".join(lines) + "\n")
+
+
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").split()).replace("``", "")
+    return text.split(". ")[0].rstrip(".") if text else ""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="otmarl", description="Energy-aware resource allocation "
-                                "simulator: optimal transport and multi-agent RL.")
+    from otmarl import __version__
+    p = _Parser(prog="otmarl", description="Energy-aware resource allocation "
+                "simulator: optimal transport and multi-agent RL.")
+    p.add_argument("--version", action="version", version=f"otmarl {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     v = sub.add_parser("validate", help="check scenario files; report every problem at once")
     v.add_argument("files", nargs="+")

@@ -159,3 +159,14 @@ def test_default_folders_differ_by_overrides_and_engine(tmp_path, monkeypatch):
     b = run("microgrid-solar", overrides=["horizon_h=4"])
     ref = run("microgrid-solar", overrides=["horizon_h=3"], engine="reference")
     assert len({plain, a, b, ref}) == 4 and ref.name.startswith("microgrid-solar-local-s0-reference-")
+
+
+def test_version_and_help_list_the_controllers(cli):
+    from otmarl import __version__
+    from otmarl.policies import REGISTRY
+    v = cli("--version")
+    assert v.returncode == 0 and v.stdout.strip() == f"otmarl {__version__}"
+    h = cli("--help")
+    assert h.returncode == 0 and "95%%" not in h.stdout
+    for name in REGISTRY:
+        assert f"\n  {name} " in h.stdout, name
