@@ -103,7 +103,7 @@ class _Parser(argparse.ArgumentParser):
 
     def format_help(self) -> str:
         from otmarl.policies import REGISTRY
-        lines = [textwrap.fill(_first_sentence(c.__doc__), 100, initial_indent=f"  {name:14s} ",
+        lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
                                subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
         lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
         return (super().format_help() + "\ncontrollers (run/compare --policy; parameters in the "
