@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from . import overrides as ov_mod
 from . import schema as S
 from .errors import ScenarioError
+from .footprint import memory_problem
 from .overrides import Override, closest, did_you_mean, field_names, resolve
 from .yamlpos import Doc, Path, Problem, describe, dotted, dump, parse
 
@@ -158,7 +159,14 @@ def check(ctx: Context) -> S.Scenario | None:
     point of a design with it."""
     _check_files(ctx)
     _check_cross(ctx)
-    return _validate(ctx)
+    scenario = _validate(ctx)
+    if scenario is not None:
+        bad = memory_problem(scenario)
+        if bad:
+            biggest = max(scenario.nodes, key=lambda c: scenario.nodes[c].count)
+            ctx.add(("nodes", biggest, "count"), bad)
+            return None
+    return scenario
 
 
 def _validate(ctx: Context) -> S.Scenario | None:

@@ -1,0 +1,74 @@
+"""Validate is a promise: what run would reject, validate rejects first (exit 2, located, no
+traceback). Here: the memory estimate, and local times around clock changes."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from otmarl import scenarios
+from otmarl.scenarios import ScenarioError
+from otmarl.scenarios.footprint import expected_tasks, memory_estimate_bytes, memory_problem
+from otmarl.scenarios.loader import local_time_problem
+
+
+def test_expected_tasks_by_hand():
+    sc = scenarios.load("sensor-field", overrides=["horizon_h=2"])
+    by_class = {c: nc.count for c, nc in sc.nodes.items()}
+    # sensor: bursty 12/h on for 1 h, 4/h off for 2 h -> 20/3 per h; shaded 5/h; head 4/h
+    want = 2 * (by_class["sensor"] * 20 / 3 + by_class["shaded"] * 5 + by_class["head"] * 4)
+    assert expected_tasks(sc) == pytest.approx(want, rel=1e-12)
+
+
+def test_a_run_too_large_for_the_memory_is_refused_with_the_estimate():
+    sc = scenarios.load("sensor-field")
+    need = memory_estimate_bytes(sc)
+    assert memory_problem(sc, available=need * 1.01) is None
+    msg = memory_problem(sc, available=need / 2)
+    assert msg and "1,000 nodes x 96 epochs" in msg and "shorten horizon_h" in msg
+
+
+def test_validate_refuses_ten_million_nodes_before_running(cli):
+    r = cli("validate", "sensor-field", "--set", "nodes.sensor.count=10000000")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert re.search(r"needs about [\d,.]+ GB of memory, and this machine has [\d,.]+ [GM]B available",
+                     r.stderr), r.stderr
+    with pytest.raises(ScenarioError):
+        scenarios.load("sensor-field", overrides=["nodes.sensor.count=10000000"])
+
+
+@pytest.mark.parametrize("when, zone, verdict", [
+    ("2024-03-31T02:30", "Europe/Berlin", "does not exist"),        # spring forward
+    ("2024-10-27T02:30", "Europe/Berlin", "happens twice"),         # fall back
+    ("2024-03-10T02:15", "America/New_York", "does not exist"),
+    ("2024-11-03T01:30", "America/New_York", "happens twice"),
+    ("2024-10-06T02:10", "Australia/Lord_Howe", "does not exist"),  # a 30-minute shift
+    ("2024-03-31T03:30", "Europe/Berlin", None),
+    ("2024-06-21T00:00", "UTC", None),
+])
+def test_local_times_at_clock_changes(when, zone, verdict):
+    msg = local_time_problem(datetime.fromisoformat(when), ZoneInfo(zone), zone)
+    if verdict is None:
+        assert msg is None
+    else:
+        assert verdict in msg, msg
+
+
+def test_the_offsets_offered_for_a_repeated_hour_are_the_two_instants():
+    msg = local_time_problem(datetime(2024, 11, 3, 1, 30), ZoneInfo("America/New_York"), "America/New_York")
+    first, second = re.findall(r"(\S+[+-]\d\d:\d\d) \(the (?:first|second)\)", msg)
+    a, b = datetime.fromisoformat(first), datetime.fromisoformat(second)
+    assert (b - a).total_seconds() == 3600                      # one hour apart, in that order
+    sc = scenarios.load("microgrid-solar", overrides=[f"start={first}", "horizon_h=1",
+                                                      "location.timezone=America/New_York"])
+    assert sc.start.utcoffset().total_seconds() == -4 * 3600
+
+
+def test_the_skipped_hour_alternatives_are_valid_times():
+    msg = local_time_problem(datetime(2024, 10, 6, 2, 10), ZoneInfo("Australia/Lord_Howe"), "Australia/Lord_Howe")
+    assert "clocks skip 30 min" in msg
+    for alt in re.findall(r"use (\S+) or (\S+),", msg)[0]:
+        assert local_time_problem(datetime.fromisoformat(alt), ZoneInfo("Australia/Lord_Howe"),
+                                  "Australia/Lord_Howe") is None
