@@ -1,3 +1,4 @@
+"""``python -m otmarl``: the same command line as ``otmarl`` (see otmarl/cli.py)."""
 import sys
 
 from otmarl.cli import main
