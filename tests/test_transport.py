@@ -28,9 +28,9 @@ from otmarl.policies.transport import (
     shortest_path_costs,
     solve,
 )
-from otmarl.policies.transport_core import make_problem
-from otmarl.policies.transport_exact import RestrictedExact
-from otmarl.policies.transport_hierarchical import certify
+from otmarl.policies.transport.core import make_problem
+from otmarl.policies.transport.exact import RestrictedExact
+from otmarl.policies.transport.hierarchical import certify
 from scipy.optimize import linprog
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
@@ -506,7 +506,7 @@ def test_certify_gives_a_valid_bound_and_feasible_duals(seed):
 
 
 def test_hierarchical_drops_a_perturbation_that_blocks_the_certificate(monkeypatch):
-    import otmarl.policies.transport_hierarchical as hierarchical
+    import otmarl.policies.transport.hierarchical as hierarchical
 
     monkeypatch.setattr(hierarchical, "_PERTURB", 0.05)  # 5 % cost noise against a 0.01 % target
     monkeypatch.setattr(hierarchical, "_PERTURB_PER_GAP", 1e3)
@@ -519,7 +519,7 @@ def test_hierarchical_drops_a_perturbation_that_blocks_the_certificate(monkeypat
 
 
 def test_sparse_plan_round_trip_and_sparse_zeros():
-    from otmarl.policies.transport_core import sparse_zeros
+    from otmarl.policies.transport.core import sparse_zeros
 
     rng = np.random.default_rng(0)
     dense = np.where(rng.random((30, 40)) < 0.1, rng.random((30, 40)), 0.0)

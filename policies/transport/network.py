@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
-from otmarl.policies.transport_core import (
+from .core import (
     Problem,
     SolveOptions,
     TransportError,

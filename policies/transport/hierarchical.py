@@ -42,7 +42,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from .core import (
     Problem,
     SolveOptions,
     SparsePlan,
@@ -51,7 +51,7 @@ from otmarl.policies.transport_core import (
     partial_result,
     trivial_result,
 )
-from otmarl.policies.transport_exact import (
+from .exact import (
     EMD_MAX_ITER,
     RestrictedExact,
     Triplets,

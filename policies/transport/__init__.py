@@ -16,7 +16,7 @@ One functional entry point, ``solve(supply, demand, cost, method, ...)``, over f
 
 Unequal totals are normal: unsent supply and unmet demand are explicit (``unserved_supply`` /
 ``unserved_demand``) at ``penalty`` per unit; ``np.inf`` costs mark pairs that cannot trade. See
-``transport_core`` for the problem every method solves, the duals and the default penalty.
+``core`` for the problem every method solves, the duals and the default penalty.
 
 Status vocabulary: 'optimal' (exact, or hierarchical with gap_tol=0 and no pair pricing out),
 'converged' (iterative method within its tolerance; hierarchical within ``gap_tol`` of its
@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from otmarl.policies.transport_core import (
+from .core import (
     Balanced,
     Penalty,
     Problem,
@@ -54,10 +54,10 @@ from otmarl.policies.transport_core import (
     default_penalty,
     make_problem,
 )
-from otmarl.policies.transport_entropic import solve_sinkhorn, solve_unbalanced
-from otmarl.policies.transport_exact import solve_exact
-from otmarl.policies.transport_hierarchical import solve_hierarchical
-from otmarl.policies.transport_network import (
+from .entropic import solve_sinkhorn, solve_unbalanced
+from .exact import solve_exact
+from .hierarchical import solve_hierarchical
+from .network import (
     FlowGraph,
     network_default_penalty,
     path_efficiency,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from .core import (
     Problem,
     SolveOptions,
     TransportError,

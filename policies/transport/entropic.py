@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from .core import (
     Problem,
     SolveOptions,
     TransportResult,
@@ -44,7 +44,7 @@ from otmarl.policies.transport_core import (
     partial_result,
     trivial_result,
 )
-from otmarl.policies.transport_exact import partial_duals, solve_exact
+from .exact import partial_duals, solve_exact
 from scipy.special import logsumexp
 
 SINKHORN_MAX_ITER = 20_000

@@ -30,7 +30,7 @@ from numpy.typing import ArrayLike
 from otmarl.scenarios.errors import OtmarlError
 
 if TYPE_CHECKING:
-    from otmarl.policies.transport_network import FlowGraph
+    from .network import FlowGraph
 
 Penalty = float | tuple[ArrayLike, ArrayLike] | None
 
