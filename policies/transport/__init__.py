@@ -1,17 +1,19 @@
 """Optimal transport solvers for the allocator: arrays in, a ``TransportResult`` out.
 
-One functional entry point, ``solve(supply, demand, cost, method, ...)``, over five methods:
+One functional entry point, ``solve(supply, demand, cost, method, options=..., rng=...)``, over the
+solvers of the registry ``SOLVERS`` (name -> ``Solver``: its function and its typed options):
 
 =============== ===================================================================================
 ``exact``        POT network simplex (``ot.emd``) on the balanced problem; LP duals.
-``network``      min-cost flow on the graph (``graph=FlowGraph``), HiGHS; honours edge capacities;
+``network``      min-cost flow on the graph (``NetworkOptions(graph=FlowGraph, ...)``), HiGHS; honours edge capacities;
                  W1 over shortest paths when they are unlimited; per-edge flows in ``edge_flow``.
 ``sinkhorn``     entropic (log-stabilised, eps-scaled, over-relaxed), ``reg`` relative to the
                  largest cost; falls back to ``exact`` (status 'fallback:<reason>') if it does not
                  converge.
 ``unbalanced``   KL-relaxed marginals (``reg_m``) for partial service; plan clipped to the marginals.
 ``hierarchical`` clusters -> coarse exact -> fine exact sub-problems -> leftovers -> sparse exact
-                 refinement with a certified lower bound; for thousands of nodes.
+                 refinement with a certified lower bound; for thousands of nodes. Its k-means
+                 draws from ``rng``.
 =============== ===================================================================================
 
 Unequal totals are normal: unsent supply and unmet demand are explicit (``unserved_supply`` /
@@ -29,6 +31,10 @@ Measured (``benchmarks/allocator.py``, ``tests/test_transport.py``): exact at 10
 10 000); hierarchical within 0.3 % at 10 000 nodes (certified <= 1 %) in 0.45-0.65 s of CPU
 time against 2.1-3.4 s for exact (shared 2-core machine; euclidean and shortest-path costs).
 
+Adding a solver: write ``solve_x(problem, options)`` and its frozen options dataclass in a module
+of this folder, and register a ``Solver`` in ``SOLVERS`` below; the scenario's
+``controller.params.solver`` accepts every registered name.
+
 ``dense_plan=False`` (any method) returns the plan as coordinates only: ``TransportResult.plan``
 is None and ``plan_coo`` (a ``SparsePlan``: rows, cols, mass, shape; ``dense()``, ``tocsr()``)
 holds it. 'hierarchical' sets ``plan_coo`` in any case.
@@ -36,16 +42,16 @@ holds it. 'hierarchical' sets ``plan_coo`` in any case.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Literal
+from dataclasses import MISSING, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
 from .core import (
     Balanced,
     Penalty,
     Problem,
-    SolveOptions,
     SparsePlan,
     TransportError,
     TransportInputError,
@@ -54,12 +60,13 @@ from .core import (
     default_penalty,
     make_problem,
 )
-from .entropic import solve_sinkhorn, solve_unbalanced
-from .exact import solve_exact
-from .hierarchical import solve_hierarchical
+from .entropic import SinkhornOptions, UnbalancedOptions, solve_sinkhorn, solve_unbalanced, unbalanced_problem
+from .exact import ExactOptions, solve_exact
+from .hierarchical import HierarchicalOptions, solve_hierarchical
 from .network import (
     FlowGraph,
-    network_default_penalty,
+    NetworkOptions,
+    network_problem,
     path_efficiency,
     shortest_path_costs,
     solve_network,
@@ -67,12 +74,20 @@ from .network import (
 
 __all__ = [
     "METHODS",
+    "SOLVERS",
     "Balanced",
+    "Site",
+    "ExactOptions",
     "FlowGraph",
+    "HierarchicalOptions",
+    "NetworkOptions",
+    "SinkhornOptions",
+    "Solver",
     "SparsePlan",
     "TransportError",
     "TransportInputError",
     "TransportResult",
+    "UnbalancedOptions",
     "balance",
     "default_penalty",
     "path_efficiency",
@@ -80,99 +95,118 @@ __all__ = [
     "solve",
 ]
 
-Method = Literal["exact", "network", "sinkhorn", "unbalanced", "hierarchical"]
 
-_SOLVERS: dict[str, Callable[[Problem, SolveOptions], TransportResult]] = {
-    "exact": solve_exact,
-    "network": solve_network,
-    "sinkhorn": solve_sinkhorn,
-    "unbalanced": solve_unbalanced,
-    "hierarchical": solve_hierarchical,
-}
-METHODS: tuple[str, ...] = tuple(_SOLVERS)
+def matrix_problem(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, penalty: Penalty,
+                   options: Any) -> Problem:
+    """The problem of a solver that reads only the cost matrix and the penalties."""
+    return make_problem(supply, demand, cost, penalty)
 
 
-def solve(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, method: Method = "exact", *,
-          penalty: Penalty = None, reg: float = 1e-3, reg_m: float = 1.0, max_iter: int | None = None,
-          tol: float | None = None, fallback: bool = True, graph: FlowGraph | None = None,
-          supply_nodes: ArrayLike | None = None, demand_nodes: ArrayLike | None = None,
-          supply_clusters: ArrayLike | None = None, demand_clusters: ArrayLike | None = None,
-          supply_xy: ArrayLike | None = None, demand_xy: ArrayLike | None = None,
-          rng: np.random.Generator | int = 0, cluster_cost: Literal["mean", "min"] = "mean",
-          refine_rounds: int = 10, gap_tol: float = 0.02, knn: int = 40,
+@dataclass(frozen=True)
+class Site:
+    """Where a problem's entries sit on a network, for the solvers that use more than the cost
+    matrix: the graph node of each supply and demand entry, the nodes' positions, the flow graph
+    (built only when a solver asks for it), and the caller's entropic settings."""
+
+    supply_nodes: np.ndarray
+    demand_nodes: np.ndarray
+    positions: np.ndarray
+    """(n_nodes, dim)."""
+    graph: Callable[[], FlowGraph]
+    reg: float = 1e-3
+    """Entropic regularisation, relative to the largest cost."""
+    reg_m: float = 1.0
+    """KL marginal relaxation, relative to the largest cost."""
+
+
+@dataclass(frozen=True)
+class Solver:
+    """One entry of the registry: how to pose the problem for a solver and how to solve it."""
+
+    name: str
+    options: type
+    """Its frozen options dataclass; ``options()`` are the defaults (None if a field is required)."""
+    run: Callable[..., TransportResult]
+    """``run(problem, options)``, or ``run(problem, options, rng)`` when ``random``."""
+    problem: Callable[[ArrayLike, ArrayLike, ArrayLike | None, Penalty, Any], Problem] = matrix_problem
+    """Builds the checked ``Problem`` from the arrays, the penalty and the options."""
+    random: bool = False
+    """The solver draws random numbers (from the ``rng`` given to ``solve``)."""
+    penalty: bool = True
+    """Takes per-unit penalties for unserved mass ('unbalanced' relaxes its marginals instead)."""
+    on_graph: bool = False
+    """Solves on a flow graph whose edges define the cost (the options carry the graph)."""
+    at: Callable[[Site], Any] | None = None
+    """Its options for a problem posed on a network (``Site``), as the allocator calls it;
+    None: the defaults."""
+
+    def options_at(self, site: Site) -> Any:
+        """Options for a problem posed on a network (``at``, or the defaults)."""
+        return self.options() if self.at is None else self.at(site)
+
+
+SOLVERS: dict[str, Solver] = {s.name: s for s in (
+    Solver("exact", ExactOptions, solve_exact),
+    Solver("network", NetworkOptions, solve_network, network_problem, on_graph=True,
+           at=lambda site: NetworkOptions(site.graph(), site.supply_nodes, site.demand_nodes)),
+    Solver("sinkhorn", SinkhornOptions, solve_sinkhorn, at=lambda site: SinkhornOptions(reg=site.reg)),
+    Solver("unbalanced", UnbalancedOptions, solve_unbalanced, unbalanced_problem, penalty=False,
+           at=lambda site: UnbalancedOptions(reg=site.reg, reg_m=site.reg_m)),
+    Solver("hierarchical", HierarchicalOptions, solve_hierarchical, random=True,
+           at=lambda site: HierarchicalOptions(supply_xy=site.positions[site.supply_nodes],
+                                               demand_xy=site.positions[site.demand_nodes])),
+)}
+METHODS: tuple[str, ...] = tuple(SOLVERS)
+
+
+def solve(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, method: str = "exact", *,
+          penalty: Penalty = None, options: Any = None, rng: np.random.Generator | int | None = None,
           dense_plan: bool = True) -> TransportResult:
     """Move ``supply`` (n_s,) to ``demand`` (n_d,) at ``cost`` (n_s, n_d) per unit, ``inf`` = infeasible.
 
-    ``penalty``: per unit left unserved, a number or a pair (supply side, demand side) of numbers
-    or per-node arrays; None picks a value that makes the plan move as much as is feasible, then
-    minimise cost (``default_penalty``; for 'network' ``network_default_penalty``). Not used by
-    'unbalanced', whose marginals are relaxed by ``reg_m`` instead. ``cost`` may be None for
-    'network' (the graph defines the costs). ``dense_plan=False`` returns the plan as coordinates
-    only (``plan_coo``, a ``SparsePlan``; ``plan`` is None): 'hierarchical' then never builds the
+    ``method`` names a solver of ``SOLVERS``; ``options`` are its options (``ExactOptions``,
+    ``NetworkOptions``, ...; None takes the defaults). ``penalty``: per unit left unserved, a number
+    or a pair (supply side, demand side) of numbers or per-node arrays; None picks a value that
+    makes the plan move as much as is feasible, then minimise cost (``default_penalty``; for
+    'network' ``network_default_penalty``). Not used by 'unbalanced', whose marginals are relaxed
+    by ``reg_m`` instead. ``cost`` may be None for 'network' (the graph defines the costs).
+    ``rng`` (a Generator or a seed; None: fresh entropy) feeds the solvers that draw random
+    numbers ('hierarchical'). ``dense_plan=False`` returns the plan as coordinates only
+    (``plan_coo``, a ``SparsePlan``; ``plan`` is None): 'hierarchical' then never builds the
     (n_s, n_d) array, which at 3300 x 3300 costs 0.01-0.2 s (mostly page faults of a fresh 90 MB
-    array). The other keywords belong to one method each, as documented on ``SolveOptions``.
-    Raises ``TransportInputError`` (a ValueError) for bad inputs.
+    array). Raises ``TransportInputError`` (a ValueError) for bad inputs.
     """
-    if method not in _SOLVERS:
-        raise TransportInputError(f"method={method!r} is not one of {', '.join(METHODS)}")
-    opts = _checked(SolveOptions(
-        max_iter=max_iter, tol=tol, reg=reg, reg_m=reg_m, fallback=fallback, graph=graph,
-        supply_nodes=supply_nodes, demand_nodes=demand_nodes, supply_clusters=supply_clusters,
-        demand_clusters=demand_clusters, supply_xy=supply_xy, demand_xy=demand_xy, rng=rng,
-        cluster_cost=cluster_cost, refine_rounds=refine_rounds, gap_tol=gap_tol, knn=knn, dense_plan=dense_plan))
-    problem = _problem(method, supply, demand, cost, penalty, opts)
-    res = _SOLVERS[method](problem, opts)
-    if not dense_plan and res.plan is not None:
+    solver = _solver(method)
+    opts = _options(solver, options)
+    problem = solver.problem(supply, demand, cost, penalty, opts)
+    res = solver.run(problem, opts, np.random.default_rng(rng)) if solver.random else solver.run(problem, opts)
+    if dense_plan and res.plan is None:
+        res = replace(res, plan=_read_only(res.plan_coo.dense()))
+    elif not dense_plan and res.plan is not None:
         res = replace(res, plan=None, plan_coo=res.plan_coo or SparsePlan.from_dense(res.plan))
     return res
 
 
-def _problem(method: str, supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, penalty: Penalty,
-             opts: SolveOptions) -> Problem:
-    if method == "unbalanced":
-        if penalty is not None:
-            raise TransportInputError("penalty does not apply to method 'unbalanced' (use reg_m)")
-        return make_problem(supply, demand, cost, 0.0)
-    if method != "network":
-        return make_problem(supply, demand, cost, penalty)
-    if opts.graph is None or opts.supply_nodes is None or opts.demand_nodes is None:
-        raise TransportInputError("method 'network' needs graph=FlowGraph(...), supply_nodes and demand_nodes")
-    default = network_default_penalty(opts.graph) if penalty is None else penalty
-    problem = make_problem(supply, demand, cost, default, cost_required=False)
-    for side, nodes, n in (("supply", opts.supply_nodes, problem.supply.size),
-                           ("demand", opts.demand_nodes, problem.demand.size)):
-        if nodes.shape != (n,):
-            raise TransportInputError(f"{side}_nodes has shape {nodes.shape}, expected ({n},) like {side}")
-    return problem
+def _solver(method: str) -> Solver:
+    if method not in SOLVERS:
+        raise TransportInputError(f"method={method!r} is not one of {', '.join(METHODS)}")
+    return SOLVERS[method]
 
 
-def _checked(opts: SolveOptions) -> SolveOptions:
-    """Check the scalar options and convert the node-index arrays, once, at the boundary."""
-    for name, x in (("reg", opts.reg), ("reg_m", opts.reg_m)):
-        if not (np.isfinite(x) and x > 0):
-            raise TransportInputError(f"{name}={x} must be a finite number > 0 (relative to the cost scale)")
-    for name, x in (("max_iter", opts.max_iter), ("tol", opts.tol)):
-        if x is not None and not x > 0:
-            raise TransportInputError(f"{name}={x} must be > 0 (or None for the method's default)")
-    if opts.refine_rounds < 0 or opts.knn < 0 or opts.gap_tol < 0:
-        raise TransportInputError("refine_rounds, knn and gap_tol must be >= 0")
-    g = opts.graph
-    if g is not None and not isinstance(g, FlowGraph):
-        raise TransportInputError(f"graph must be a FlowGraph, got {type(g).__name__}")
-    if g is None and (opts.supply_nodes is not None or opts.demand_nodes is not None):
-        raise TransportInputError("supply_nodes / demand_nodes given without graph")
-    if g is None:
-        return opts
-    return replace(opts, supply_nodes=_node_array(opts.supply_nodes, g.n_nodes, "supply_nodes"),
-                   demand_nodes=_node_array(opts.demand_nodes, g.n_nodes, "demand_nodes"))
+def _options(solver: Solver, options: Any) -> Any:
+    """The given options if they are the solver's type, else its defaults for None."""
+    if options is None:
+        required = [f.name for f in fields(solver.options) if f.default is MISSING]
+        if required:
+            raise TransportInputError(f"method {solver.name!r} needs options={solver.options.__name__}"
+                                      f"({', '.join(required)}, ...)")
+        return solver.options()
+    if not isinstance(options, solver.options):
+        raise TransportInputError(f"method {solver.name!r} takes options of type {solver.options.__name__}, "
+                                  f"got {type(options).__name__}")
+    return options
 
 
-def _node_array(x: ArrayLike | None, n: int, name: str) -> np.ndarray | None:
-    if x is None:
-        return None
-    arr = np.asarray(x)
-    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise TransportInputError(f"{name} must be a 1-D array of graph node indices")
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise TransportInputError(f"{name} has a node index outside [0, {n})")
-    return arr.astype(np.int64)
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr

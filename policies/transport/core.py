@@ -23,14 +23,10 @@ from __future__ import annotations
 import math
 import mmap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from otmarl.scenarios.errors import OtmarlError
-
-if TYPE_CHECKING:
-    from .network import FlowGraph
 
 Penalty = float | tuple[ArrayLike, ArrayLike] | None
 
@@ -158,48 +154,12 @@ class Problem:
         return self.supply.sum() <= 0 or self.demand.sum() <= 0
 
 
-@dataclass(frozen=True)
-class SolveOptions:
-    """Keyword options of ``solve``, checked once; each solver reads the fields it needs."""
-
-    max_iter: int | None = None
-    """Iteration cap; None takes the method's default (emd 10_000_000, Sinkhorn 20_000)."""
-    tol: float | None = None
-    """Convergence tolerance of the iterative solvers; None takes the method's default."""
-    reg: float = 1e-3
-    """Entropic regularisation, relative to the largest finite cost (sinkhorn, unbalanced)."""
-    reg_m: float = 1.0
-    """KL marginal relaxation, relative to the largest finite cost (unbalanced)."""
-    fallback: bool = True
-    """Fall back to the exact solver when an iterative one does not converge."""
-    graph: FlowGraph | None = None
-    """The network of the 'network' method."""
-    supply_nodes: np.ndarray | None = None
-    """Graph node of each supply entry ('network')."""
-    demand_nodes: np.ndarray | None = None
-    """Graph node of each demand entry ('network')."""
-    supply_clusters: np.ndarray | None = None
-    """Cluster label of each supply entry ('hierarchical'); or give supply_xy."""
-    demand_clusters: np.ndarray | None = None
-    """Cluster label of each demand entry ('hierarchical'); or give demand_xy."""
-    supply_xy: np.ndarray | None = None
-    """Positions (n_supply, dim) clustered with k-means ('hierarchical')."""
-    demand_xy: np.ndarray | None = None
-    """Positions (n_demand, dim) clustered with k-means ('hierarchical')."""
-    rng: np.random.Generator | int = 0
-    """Seed or generator of the k-means initialisation ('hierarchical'); fixed default: deterministic."""
-    cluster_cost: Literal["mean", "min"] = "mean"
-    """How member costs aggregate into a cluster-to-cluster cost ('hierarchical')."""
-    refine_rounds: int = 10
-    """Pricing rounds of the sparse exact refinement; 0 keeps the plain coarse-to-fine plan."""
-    gap_tol: float = 0.02
-    """Stop refining once (objective - certified lower bound) <= gap_tol * transport cost."""
-    knn: int = 40
-    """Candidate partners per supply of the refinement ('hierarchical'): its ``knn`` nearest
-    demands (by position, else its cheapest partners), priced after every restricted solve; the
-    nearest 8 (and, with positions, each demand's 8 nearest supplies) start the support."""
-    dense_plan: bool = True
-    """False: leave ``TransportResult.plan`` None and return the plan as ``plan_coo`` only."""
+def check_positive(name: str, x: float | None, *, optional: bool = False) -> None:
+    """Raise ``TransportInputError`` unless ``x`` is a finite number > 0 (or None if ``optional``)."""
+    if x is None and optional:
+        return
+    if x is None or not (np.isfinite(x) and x > 0):
+        raise TransportInputError(f"{name}={x} must be a finite number > 0")
 
 
 @dataclass(frozen=True)
