@@ -100,10 +100,11 @@ def clear_markets(rule: ClearingRule, markets: Markets, obs: Observation, info: 
     energy, tasks = EnergyTransfers(), TaskRoutes()
     e_clear = rule.clear_energy(em, obs) if can_trade(em) else None
     if e_clear is not None:
-        energy = energy_transfers(em, e_clear.plan, obs, info)
+        plan = within_market(e_clear.plan, em.cost, em.offers.amount, em.demand_sent)
+        energy = energy_transfers(em, plan, obs, info)
     t_clear = rule.clear_tasks(tm, obs) if can_trade(tm) else None
     if t_clear is not None:
-        plan = np.where(np.isfinite(tm.cost), t_clear.plan, 0.0)
+        plan = within_market(t_clear.plan, tm.cost, tm.offers.amount, tm.requests.amount)
         counts = round_plan(plan, tm.offers.amount, tm.requests.amount)
         tasks = task_routes(tm, counts, obs, energy.sent_wh(len(obs.stored_wh)))
     audit = {"energy": _audit(e_clear, energy.cost), "task": _audit(t_clear, tasks.cost),
@@ -113,10 +114,24 @@ def clear_markets(rule: ClearingRule, markets: Markets, obs: Observation, info: 
     return Cleared(decision, energy, tasks, e_clear, t_clear)
 
 
+def within_market(plan: np.ndarray, cost: np.ndarray, offers: np.ndarray, requests: np.ndarray) -> np.ndarray:
+    """The rule's plan without pairs that cannot trade (infinite cost) and without rows or columns
+    above their offer or request: those (beyond the solvers' own 1e-9 rounding, which is left
+    alone) are scaled down onto it, so no rule can ask more than the market holds."""
+    plan = np.where(np.isfinite(cost) & (plan > _EPS), plan, 0.0)
+    for axis, cap in ((1, offers), (0, requests)):
+        total = plan.sum(axis)
+        over = total > cap * (1 + _EPS)
+        if over.any():
+            factor = np.where(over, cap / np.where(over, total, 1.0), 1.0)
+            plan = plan * (factor[:, None] if axis == 1 else factor[None, :])
+    return plan
+
+
 # ------------------------------------------------------------------------------------- energy
 def energy_transfers(m: EnergyMarket, plan: np.ndarray, obs: Observation, info: WorldInfo) -> EnergyTransfers:
-    """The plan's transfers, scaled to the receivers' headroom, then to the link power limits."""
-    plan = np.where(np.isfinite(m.cost) & (plan > _EPS), plan, 0.0)
+    """The transfers of a plan within the market (``within_market``), scaled to the receivers'
+    headroom, then to the link power limits."""
     delivered = (plan * m.eff).sum(0)
     room = obs.headroom_wh[m.requests.nodes]
     plan = plan * np.minimum(1.0, room / np.maximum(delivered, 1e-300))[None, :]

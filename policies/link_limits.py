@@ -32,6 +32,11 @@ def fit_link_limits(amount_wh: np.ndarray, paths: Sequence[Sequence[int]], limit
     alone and x2 = 1 on its way to link B (limit 0): the pass keeps x1 = 0.5, x2 = 0, where x1 = 1
     is feasible. What it always keeps is at least rho = min over links of min(1, limit / load) of
     every transfer, hence at least rho times the largest feasible total.
+
+    *Floating point.* The kept share is shrunk by ``SAFETY`` (1e-12), which covers the rounding of
+    the factors and of the sums of up to thousands of transfers per link, while limits are 0 or
+    normal-sized (the test draws 0 or 1e-9 to 1e3 Wh against amounts up to 1e4 Wh); a limit near
+    the underflow range (1e-308) would need a wider margin.
     """
     amount = np.array(amount_wh, dtype=float)
     lengths = np.array([len(p) for p in paths], np.int64)
