@@ -212,7 +212,7 @@ def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: 
     if not len(o) or not len(r):
         return TaskMarket(Side(o, offer[o]), Side(r, take[r]), np.zeros((len(o), len(r))))
     transit = obs.network.task.rows(o)[:, r]
-    slack = np.array([np.median(obs.task_deadline_s[obs.waiting_of(int(i))][:max(offer[i], 1)])
+    slack = np.array([median_sorted(obs.task_deadline_s[obs.waiting_of(int(i))][:max(offer[i], 1)])
                       for i in o.tolist()]) - obs.time_s
     wait = load[r] / info.servers[r]
     done_at = transit + wait[None, :] + mean_service[r][None, :]
@@ -220,3 +220,15 @@ def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: 
     cost = (transit + wait[None, :]) / dt + p.energy_weight * e_rel[None, :]
     cost = np.where(np.isfinite(transit) & (done_at <= slack[:, None]), cost, np.inf)
     return TaskMarket(Side(o, offer[o]), Side(r, take[r]), cost)
+
+
+def median_sorted(x: np.ndarray) -> float:
+    """``np.median`` of an ascending, non-empty array (a queue's deadlines, most urgent first).
+
+    Kept on purpose: ``np.median`` is a Python-level wrapper costing tens of microseconds per
+    call, and the task market calls it once per offering node every epoch; under cProfile it was
+    8 % of MARL market-mode stepping at 100 agents (2 % at 17; 0.4 % of ``otmarl run
+    edge-offload --policy ot``). Same bits as ``np.median`` (the test checks it).
+    """
+    m = len(x)
+    return float(x[m // 2]) if m % 2 else float((x[m // 2 - 1] + x[m // 2]) / 2)

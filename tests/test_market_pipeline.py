@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otmarl.policies import make_controller
 from otmarl.policies import market as M
@@ -83,3 +85,9 @@ def test_hierarchical_draws_from_the_runs_seed():
     again = simulate(sc, make_controller("ot"), seed=5).flows
     assert len(first) > 0
     assert first.equals(again)
+
+
+@given(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=40))
+def test_median_of_sorted_deadlines_equals_np_median_bit_for_bit(xs):
+    x = np.sort(np.array(xs))
+    assert M.median_sorted(x) == float(np.median(x))

@@ -165,31 +165,18 @@ class DirectActions:
         self._slot_flat = self.slot_node.ravel()
         self._row_base = np.arange(n) * (width + 1)
         self._mask = np.ones((n, 2 * (width + 1)), np.int8)
-        self._links_version = -1
         self._spare_floor_wh = spare_soc * info.capacity_wh
-        self._zeros, self._tiny = np.zeros(n), np.full(n, 1e-9)
-        self._spare_of: Observation | None = None
-        self._spare = self._zeros
 
     def spare_wh(self, obs: Observation) -> np.ndarray:
-        """Energy above the spare state of charge that a node may send (masks and the decision
-        read it for the same observation: computed once)."""
-        if obs is not self._spare_of:
-            self._spare = np.minimum(np.maximum(obs.stored_wh - self._spare_floor_wh, self._zeros),
-                                     obs.sendable_wh)
-            self._spare_of = obs
-        return self._spare
+        """Energy above the spare state of charge that a node may send."""
+        return np.clip(obs.stored_wh - self._spare_floor_wh, 0.0, obs.sendable_wh)
 
     def masks(self, obs: Observation) -> np.ndarray:
         w = self.has.shape[1]
-        version = obs.network.energy.version        # links and failures change only with it
-        if version != self._links_version:
-            self._link_ok = self.has & obs.network.link_up[self.nb_link]
-            self._to_working = self._link_ok & ~obs.failed[self.nb]
-            self._links_version = version
+        link_ok = self.has & obs.network.link_up[self.nb_link]
         m = self._mask.copy()
-        m[:, 1:w + 1] = self._to_working & (obs.up & (self.spare_wh(obs) > self._tiny))[:, None]
-        m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & obs.queue_len.astype(bool))[:, None]
+        m[:, 1:w + 1] = link_ok & ~obs.failed[self.nb] & (obs.up & (self.spare_wh(obs) > 1e-9))[:, None]
+        m[:, w + 2:] = link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
         return m
 
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:

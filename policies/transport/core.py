@@ -20,7 +20,6 @@ and the solvers check it.
 """
 from __future__ import annotations
 
-import math
 import mmap
 from dataclasses import dataclass, field
 
@@ -181,10 +180,10 @@ def as_masses(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.array(x, dtype=np.float64)
     if arr.ndim != 1:
         raise TransportInputError(f"{name} must be 1-D, got shape {arr.shape}")
-    if np.count_nonzero(np.isfinite(arr)) != arr.size:
+    if not np.all(np.isfinite(arr)):
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be finite")
-    if np.count_nonzero(arr < 0):
+    if np.any(arr < 0):
         bad = int(np.argmin(arr))
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be >= 0")
     return _frozen(arr)
@@ -215,9 +214,6 @@ def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[
         raise TransportInputError(f"penalty must be a number or a pair (supply, demand), got {len(pair)} items")
     out = []
     for name, p, n in (("supply", pair[0], n_s), ("demand", pair[1], n_d)):
-        if isinstance(p, float) and 0.0 <= p < math.inf:     # the usual case, without numpy checks
-            out.append(_frozen(np.full(n, p)))
-            continue
         arr = np.array(p, dtype=np.float64)
         if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n,)):
             raise TransportInputError(f"{name} penalty has shape {arr.shape}, expected () or ({n},)")
@@ -346,7 +342,7 @@ def _check_marginal(moved: np.ndarray, mass: np.ndarray, side: str, solver: str)
     """A plan may not move more than a node offers / requests (beyond rounding)."""
     over = moved - mass
     slack = 1e-9 * (mass + mass.sum() / max(mass.size, 1))
-    if over.size and np.count_nonzero(over > slack):
+    if np.any(over > slack):
         k = int(np.argmax(over - slack))
         raise TransportError(f"{solver} plan moves {moved[k]:.12g} at {side} {k}, more than its {mass[k]:.12g}")
 
