@@ -294,18 +294,8 @@ def refine(p: Problem, plan: Triplets, opts: HierarchicalOptions, xy: tuple[np.n
     partner's neighbours) join the support and the pool. A pricing round is one such full pass.
     """
     n_s, n_d = p.cost.shape
-    trees = None if xy is None else (cKDTree(xy[0]), cKDTree(xy[1]))
-    first, pool = _candidates(p, opts.knn, xy, trees)
-    keys = _union(plan.rows * n_d + plan.cols, first)
-    pool = _union(pool, keys)
-    near = None if xy is None else tuple(t.query(z, k=min(_SPREAD, len(z)))[1].reshape(len(z), -1)
-                                         for t, z in zip(trees, xy, strict=True))
-    cmax = float(p.cost.max(initial=0.0) if p.all_feasible else np.max(p.cost, where=p.feasible, initial=0.0))
-    scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
-    tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
-    perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)
-    tol_full = tol + 2.0 * perturb * cmax  # the duals price the perturbed costs exactly, the true ones to this
-    solver = RestrictedExact(p, opts.max_iter, perturb)  # perturb: see _PERTURB
+    keys, pool, near = _support(p, plan, opts.knn, xy)
+    tol, tol_full, solver = _restricted_solver(p, opts)
     pool_rows, pool_cols = np.divmod(pool, n_d)
     pool_cost = solver.costs(pool_rows, pool_cols)
     inner_limit = max(n_s, n_d) // 8
@@ -352,6 +342,29 @@ def refine(p: Problem, plan: Triplets, opts: HierarchicalOptions, xy: tuple[np.n
             pool_rows, pool_cols = np.divmod(pool, n_d)
             pool_cost = solver.costs(pool_rows, pool_cols)
     return plan, u, v, status, rounds, bound
+
+
+def _support(p: Problem, plan: Triplets, knn: int, xy: tuple[np.ndarray, np.ndarray] | None):
+    """The first support (plan pairs and nearest candidates), the pool and each node's nearest
+    neighbours (with positions), as keys row * n_d + col (``refine``)."""
+    n_d = p.cost.shape[1]
+    trees = None if xy is None else (cKDTree(xy[0]), cKDTree(xy[1]))
+    first, pool = _candidates(p, knn, xy, trees)
+    keys = _union(plan.rows * n_d + plan.cols, first)
+    pool = _union(pool, keys)
+    near = None if xy is None else tuple(t.query(z, k=min(_SPREAD, len(z)))[1].reshape(len(z), -1)
+                                         for t, z in zip(trees, xy, strict=True))
+    return keys, pool, near
+
+
+def _restricted_solver(p: Problem, opts: HierarchicalOptions) -> tuple[float, float, RestrictedExact]:
+    """Pricing tolerances (restricted, full pass) and the warm-started solver of ``refine``."""
+    cmax = float(p.cost.max(initial=0.0) if p.all_feasible else np.max(p.cost, where=p.feasible, initial=0.0))
+    scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
+    tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
+    perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)
+    tol_full = tol + 2.0 * perturb * cmax  # the duals price the perturbed costs exactly, the true ones to this
+    return tol, tol_full, RestrictedExact(p, opts.max_iter, perturb)  # perturb: see _PERTURB
 
 
 def certify(p: Problem, u: np.ndarray, v: np.ndarray, enough: float = np.inf):
