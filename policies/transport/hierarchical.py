@@ -294,8 +294,7 @@ def refine(p: Problem, plan: Triplets, opts: HierarchicalOptions, xy: tuple[np.n
     partner's neighbours) join the support and the pool. A pricing round is one such full pass.
     """
     n_s, n_d = p.cost.shape
-    keys, pool, near = _support(p, plan, opts.knn, xy)
-    tol, tol_full, solver = _restricted_solver(p, opts)
+    (keys, pool, near), (tol, tol_full, solver) = _support(p, plan, opts.knn, xy), _restricted_solver(p, opts)
     pool_rows, pool_cols = np.divmod(pool, n_d)
     pool_cost = solver.costs(pool_rows, pool_cols)
     inner_limit = max(n_s, n_d) // 8
