@@ -5,8 +5,9 @@ solvers of the registry ``SOLVERS`` (name -> ``Solver``: its function and its ty
 
 =============== ===================================================================================
 ``exact``        POT network simplex (``ot.emd``) on the balanced problem; LP duals.
-``network``      min-cost flow on the graph (``NetworkOptions(graph=FlowGraph, ...)``), HiGHS; honours edge capacities;
-                 W1 over shortest paths when they are unlimited; per-edge flows in ``edge_flow``.
+``network``      min-cost flow on the graph (``NetworkOptions``: a ``FlowGraph`` and where each
+                 entry sits), HiGHS; honours edge capacities; W1 over shortest paths when they
+                 are unlimited; per-edge flows in ``edge_flow``.
 ``sinkhorn``     entropic (log-stabilised, eps-scaled, over-relaxed), ``reg`` relative to the
                  largest cost; falls back to ``exact`` (status 'fallback:<reason>') if it does not
                  converge.

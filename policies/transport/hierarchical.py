@@ -1,6 +1,7 @@
 """Coarse-to-fine transport for thousands of nodes.
 
-1. **Cluster** supply and demand (given labels, or k-means on positions with k ~ sqrt(n), seeded).
+1. **Cluster** supply and demand (given labels, or k-means on positions with k ~ sqrt(n), its
+   initialisation drawn from the ``rng`` handed to ``solve``).
 2. **Coarse**: exact transport between clusters (aggregated masses; cluster-to-cluster cost = the
    mean of the finite member costs, or their min).
 3. **Fine**: for each cluster pair the coarse plan links, an exact sub-problem moves the coarse
