@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from otmarl.policies.transport import (
     FlowGraph,
+    HierarchicalOptions,
+    NetworkOptions,
     TransportResult,
     default_penalty,
     shortest_path_costs,
@@ -86,12 +88,13 @@ def make_instance(n: int, kind: str, rng: np.random.Generator) -> Instance:
 def run(method: str, inst: Instance) -> TransportResult:
     """One solve call with the method's defaults."""
     if method == "network":
-        return solve(inst.supply, inst.demand, None, "network", graph=inst.graph,
-                     supply_nodes=inst.supply_nodes, demand_nodes=inst.demand_nodes,
+        return solve(inst.supply, inst.demand, None, "network",
+                     options=NetworkOptions(inst.graph, inst.supply_nodes, inst.demand_nodes),
                      penalty=default_penalty(inst.cost))  # exact's penalty, so total costs compare
     if method in ("hierarchical", "hierarchical-coo"):
-        return solve(inst.supply, inst.demand, inst.cost, "hierarchical", supply_xy=inst.supply_xy,
-                     demand_xy=inst.demand_xy, rng=0, dense_plan=method == "hierarchical")
+        return solve(inst.supply, inst.demand, inst.cost, "hierarchical",
+                     options=HierarchicalOptions(supply_xy=inst.supply_xy, demand_xy=inst.demand_xy),
+                     rng=0, dense_plan=method == "hierarchical")
     return solve(inst.supply, inst.demand, inst.cost, method)
 
 

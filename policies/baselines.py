@@ -1,4 +1,6 @@
-"""Baseline controllers. Each is one sentence in docs/policies.md."""
+"""Baseline controllers: local (no sharing), random, and the market baselines (greedy,
+proportional, threshold), which are clearing rules of the one market pipeline
+(``policies/clearing.py``). Each is one sentence in docs/policies.md."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +8,7 @@ import numpy as np
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
 from . import market as M
+from .clearing import Clearing, clear_markets
 
 
 class LocalController:
@@ -71,7 +74,8 @@ class RandomController:
 
 
 class _MarketBaseline:
-    """A baseline that clears the same market as the OT allocator with a simpler rule."""
+    """A baseline that clears the same markets as the OT allocator, through the same pipeline,
+    with a simpler rule (``match``)."""
 
     name = "market"
 
@@ -80,28 +84,26 @@ class _MarketBaseline:
         self.p = M.parse_params(world_info)
 
     def decide(self, obs: Observation) -> Decision:
-        p = self.p
-        energy = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        tasks = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
-        em = tm = None
-        if p.energy:
-            em = M.energy_market(obs, self.info, p)
-            if len(em.offers.nodes) and len(em.requests.nodes):
-                cost = np.where(em.cost <= p.max_loss, em.cost, np.inf)
-                plan = self.match(em.offers.amount, em.demand_sent, cost, obs, em.offers.nodes,
-                                  em.requests.nodes)
-                energy = M.energy_transfers(em, plan, obs, self.info)
-        if p.tasks:
-            tm = M.task_market(obs, self.info, p, obs.stored_wh > p.low_soc * obs.capacity_wh)
-            if len(tm.offers.nodes) and len(tm.requests.nodes):
-                plan = self.match(tm.offers.amount.astype(float), tm.requests.amount.astype(float),
-                                  tm.cost, obs, tm.offers.nodes, tm.requests.nodes)
-                counts = M.round_plan(plan, tm.offers.amount, tm.requests.amount)
-                sent = np.bincount(energy[0], energy[2], len(obs.stored_wh))
-                tasks = M.task_routes(tm, counts, obs, sent)
-        return M.build_decision(energy, tasks, {"rows": M.offer_rows(em, tm)})
+        return clear_markets(self, M.build_markets(obs, self.info, self.p), obs, self.info).decision
 
-    def match(self, supply, demand, cost, obs, nodes_s, nodes_d) -> np.ndarray:
+    def clear_energy(self, m: M.EnergyMarket, obs: Observation) -> Clearing:
+        # a transfer losing more than a request is worth is not made
+        cost = np.where(m.cost <= self.p.max_loss, m.cost, np.inf)
+        return self._clearing(self.match(m.offers.amount, m.demand_sent, cost, obs, m.offers.nodes,
+                                         m.requests.nodes), m.cost)
+
+    def clear_tasks(self, m: M.TaskMarket, obs: Observation) -> Clearing:
+        plan = self.match(m.offers.amount.astype(float), m.requests.amount.astype(float), m.cost, obs,
+                          m.offers.nodes, m.requests.nodes)
+        return self._clearing(plan, m.cost)
+
+    def _clearing(self, plan: np.ndarray, cost: np.ndarray) -> Clearing:
+        moved = plan > 0
+        return Clearing(plan, self.name, "heuristic", float(plan[moved] @ cost[moved]))
+
+    def match(self, supply: np.ndarray, demand: np.ndarray, cost: np.ndarray, obs: Observation,
+              nodes_s: np.ndarray, nodes_d: np.ndarray) -> np.ndarray:
+        """The plan (supply x demand) of this rule; zero where ``cost`` is infinite."""
         raise NotImplementedError
 
 

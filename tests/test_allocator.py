@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from otmarl.policies import make_controller
-from otmarl.policies.market import round_plan
+from otmarl.policies.clearing import round_plan
 from otmarl.scenarios import load
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator import simulate

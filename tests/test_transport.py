@@ -21,6 +21,10 @@ import pytest
 import scipy.sparse as sp
 from otmarl.policies.transport import (
     FlowGraph,
+    HierarchicalOptions,
+    NetworkOptions,
+    SinkhornOptions,
+    UnbalancedOptions,
     SparsePlan,
     balance,
     default_penalty,
@@ -28,9 +32,9 @@ from otmarl.policies.transport import (
     shortest_path_costs,
     solve,
 )
-from otmarl.policies.transport_core import make_problem
-from otmarl.policies.transport_exact import RestrictedExact
-from otmarl.policies.transport_hierarchical import certify
+from otmarl.policies.transport.core import make_problem
+from otmarl.policies.transport.exact import RestrictedExact
+from otmarl.policies.transport.hierarchical import certify
 from scipy.optimize import linprog
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
@@ -221,7 +225,7 @@ def networkx_cost(graph, s_nodes, d_nodes, a, b, penalty) -> float:
 
 
 def solve_network(graph, s_nodes, d_nodes, a, b, **kw):
-    return solve(a, b, None, "network", graph=graph, supply_nodes=s_nodes, demand_nodes=d_nodes, **kw)
+    return solve(a, b, None, "network", options=NetworkOptions(graph, s_nodes, d_nodes), **kw)
 
 
 @pytest.mark.parametrize("seed,capacity", [(0, None), (1, None), (2, 3.0), (3, 2.0), (4, 4.0)])
@@ -328,18 +332,18 @@ def test_sinkhorn_plan_matches_pot_log_domain():
     total, scale = bal.a.sum(), cost.max()
     expected = ot.sinkhorn(bal.a / total, bal.b / total, bal.cost / scale, 0.05, method="sinkhorn_log",
                            numItermax=100_000, stopThr=1e-12)[:-1, :-1] * total
-    res = solve(a, b, cost, "sinkhorn", reg=0.05, tol=1e-11)
+    res = solve(a, b, cost, "sinkhorn", options=SinkhornOptions(reg=0.05, tol=1e-11))
     assert res.status == "converged"
     np.testing.assert_allclose(res.plan, expected, atol=1e-8 * total)
 
 
 def test_sinkhorn_non_convergence_falls_back_to_exact():
     a, b, cost = random_instance(21, n_max=50, inf_frac=0.1)
-    res = solve(a, b, cost, "sinkhorn", max_iter=3)
+    res = solve(a, b, cost, "sinkhorn", options=SinkhornOptions(max_iter=3))
     exact = solve(a, b, cost, "exact")
     assert res.status == "fallback:max_iter_reached" and res.solver == "exact"
     np.testing.assert_allclose(res.total_cost, exact.total_cost, rtol=1e-12)
-    raw = solve(a, b, cost, "sinkhorn", max_iter=3, fallback=False)
+    raw = solve(a, b, cost, "sinkhorn", options=SinkhornOptions(max_iter=3, fallback=False))
     assert raw.status == "max_iter_reached" and raw.solver == "sinkhorn"
     assert_marginals(raw, a, b)
 
@@ -348,7 +352,7 @@ def test_sinkhorn_non_convergence_falls_back_to_exact():
 def test_unbalanced_potentials_match_pot():
     a, b, cost = random_instance(31, n_max=30)
     reg, reg_m = 0.05, 0.5
-    res = solve(a, b, cost, "unbalanced", reg=reg, reg_m=reg_m, tol=1e-12)
+    res = solve(a, b, cost, "unbalanced", options=UnbalancedOptions(reg=reg, reg_m=reg_m, tol=1e-12))
     norm, scale = (a.sum() + b.sum()) / 2, cost.max()
     pot = ot.unbalanced.sinkhorn_unbalanced(a / norm, b / norm, cost / scale, reg, reg_m,
                                             numItermax=100_000, stopThr=1e-14)
@@ -360,7 +364,7 @@ def test_unbalanced_potentials_match_pot():
 def test_unbalanced_is_a_stationary_point_and_feasible(seed, inf_frac):
     a, b, cost = random_instance(40 + seed, n_max=40, inf_frac=inf_frac)
     reg, reg_m = 0.02, 0.3
-    res = solve(a, b, cost, "unbalanced", reg=reg, reg_m=reg_m, tol=1e-12)
+    res = solve(a, b, cost, "unbalanced", options=UnbalancedOptions(reg=reg, reg_m=reg_m, tol=1e-12))
     assert res.status == "converged" and res.unserved_cost == 0.0
     norm, scale = (a.sum() + b.sum()) / 2, cost[np.isfinite(cost)].max()
     ok_s, ok_d = np.isfinite(res.u), np.isfinite(res.v)
@@ -380,7 +384,8 @@ def test_unbalanced_is_a_stationary_point_and_feasible(seed, inf_frac):
 @pytest.mark.parametrize("seed,n", [(0, 500), (1, 800), (2, 1200), (3, 2000)])
 def test_hierarchical_unrefined_gap_on_separate_clusters(seed, n):
     a, b, cost, xs, xd = blobs(seed, n, shared=False)
-    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, refine_rounds=0)
+    opts = HierarchicalOptions(supply_xy=xs, demand_xy=xd, refine_rounds=0)
+    res = solve(a, b, cost, "hierarchical", options=opts, rng=seed)
     assert res.status == "heuristic"
     assert 0 <= gap(res, solve(a, b, cost, "exact")) < 0.03
     assert_marginals(res, a, b)
@@ -390,7 +395,7 @@ def test_hierarchical_unrefined_gap_on_separate_clusters(seed, n):
 def test_hierarchical_refined_gap_and_certificate(seed, n):
     a, b, cost, xs, xd = blobs(seed, n, shared=True)
     exact = solve(a, b, cost, "exact")
-    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd)
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xs, demand_xy=xd), rng=0)
     assert res.status in ("converged", "optimal")
     assert 0 <= gap(res, exact) < 0.02
     assert res.lower_bound <= exact.total_cost * (1 + 1e-12)
@@ -403,8 +408,8 @@ def test_hierarchical_refined_to_optimality_equals_exact(seed, inf_frac):
     a, b, cost = random_instance(50 + seed, inf_frac=inf_frac, geometric=True)
     rng = np.random.default_rng(seed)
     labels_s, labels_d = rng.integers(0, 5, a.size), rng.integers(0, 5, b.size)
-    res = solve(a, b, cost, "hierarchical", supply_clusters=labels_s, demand_clusters=labels_d, gap_tol=0,
-                refine_rounds=50)
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(
+        supply_clusters=labels_s, demand_clusters=labels_d, gap_tol=0, refine_rounds=50))
     exact = solve(a, b, cost, "exact")
     assert res.status == "optimal"
     np.testing.assert_allclose(res.total_cost, exact.total_cost, rtol=RTOL)
@@ -415,21 +420,22 @@ def test_hierarchical_refined_to_optimality_equals_exact(seed, inf_frac):
 
 def test_hierarchical_is_deterministic_given_a_seed():
     a, b, cost, xs, xd = blobs(5, 600, shared=True)
-    first = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, rng=3, refine_rounds=0)
-    again = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, rng=np.random.default_rng(3),
-                  refine_rounds=0)
+    opts = HierarchicalOptions(supply_xy=xs, demand_xy=xd, refine_rounds=0)
+    first = solve(a, b, cost, "hierarchical", options=opts, rng=3)
+    again = solve(a, b, cost, "hierarchical", options=opts, rng=np.random.default_rng(3))
     np.testing.assert_array_equal(first.plan, again.plan)
 
 
 def test_hierarchical_sparse_plan_equals_dense():
     a, b, cost, xs, xd = blobs(4, 800, shared=True)
-    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd)
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xs, demand_xy=xd), rng=0)
     coo = res.plan_coo
     np.testing.assert_array_equal(coo.dense(), res.plan)
     np.testing.assert_array_equal(coo.tocsr().toarray(), res.plan)
     keys = coo.rows * b.size + coo.cols
     assert np.all(np.diff(keys) > 0) and coo.mass.min() > 0  # unique pairs, sorted, positive
-    lean = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, dense_plan=False)
+    lean = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xs, demand_xy=xd), rng=0,
+                 dense_plan=False)
     assert lean.plan is None
     for field in ("rows", "cols", "mass"):
         np.testing.assert_array_equal(getattr(lean.plan_coo, field), getattr(coo, field))
@@ -506,20 +512,21 @@ def test_certify_gives_a_valid_bound_and_feasible_duals(seed):
 
 
 def test_hierarchical_drops_a_perturbation_that_blocks_the_certificate(monkeypatch):
-    import otmarl.policies.transport_hierarchical as hierarchical
+    import otmarl.policies.transport.hierarchical as hierarchical
 
     monkeypatch.setattr(hierarchical, "_PERTURB", 0.05)  # 5 % cost noise against a 0.01 % target
     monkeypatch.setattr(hierarchical, "_PERTURB_PER_GAP", 1e3)
     a, b, cost, xs, xd = blobs(2, 400, shared=True)
     exact = solve(a, b, cost, "exact")
-    res = solve(a, b, cost, "hierarchical", supply_xy=xs, demand_xy=xd, gap_tol=1e-4, refine_rounds=50)
+    res = solve(a, b, cost, "hierarchical", rng=0,
+                options=HierarchicalOptions(supply_xy=xs, demand_xy=xd, gap_tol=1e-4, refine_rounds=50))
     assert res.status in ("converged", "optimal")
     assert res.total_cost - res.lower_bound <= 1e-4 * res.value
     assert gap(res, exact) <= 1e-4 and res.lower_bound <= exact.total_cost * (1 + 1e-12)
 
 
 def test_sparse_plan_round_trip_and_sparse_zeros():
-    from otmarl.policies.transport_core import sparse_zeros
+    from otmarl.policies.transport.core import sparse_zeros
 
     rng = np.random.default_rng(0)
     dense = np.where(rng.random((30, 40)) < 0.1, rng.random((30, 40)), 0.0)
@@ -556,7 +563,8 @@ def test_hierarchical_on_shortest_path_costs():
     cost = shortest_path_costs(n, src, dst, length, s_nodes, d_nodes)
     a, b = rng.random(s_nodes.size), rng.random(d_nodes.size)
     exact = solve(a, b, cost, "exact")
-    res = solve(a, b, cost, "hierarchical", supply_xy=xy[s_nodes], demand_xy=xy[d_nodes])
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xy[s_nodes], demand_xy=xy[d_nodes]),
+                rng=0)
     assert res.status in ("converged", "optimal")
     assert 0 <= gap(res, exact) < 0.02
     assert res.lower_bound <= exact.total_cost * (1 + 1e-12)
@@ -566,8 +574,8 @@ def test_hierarchical_on_shortest_path_costs():
 # -- trivial cases and inputs ------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["exact", "sinkhorn", "hierarchical"])
 def test_nothing_to_move(method):
-    kw = {"supply_clusters": [0, 0], "demand_clusters": [0]} if method == "hierarchical" else {}
-    res = solve([0.0, 0.0], [2.0], [[1.0], [np.inf]], method, penalty=5.0, **kw)
+    opts = HierarchicalOptions(supply_clusters=[0, 0], demand_clusters=[0]) if method == "hierarchical" else None
+    res = solve([0.0, 0.0], [2.0], [[1.0], [np.inf]], method, penalty=5.0, options=opts)
     assert res.moved == 0 and res.unserved_cost == 10.0
     np.testing.assert_allclose(res.v, [5.0])
     assert np.all(res.u[:1] + res.v <= 1.0)  # dual feasible on the feasible pair
@@ -598,13 +606,25 @@ def test_result_is_read_only():
     (([1.0], [1.0], [[1.0]]), {"method": "magic"}, r"method='magic' is not one of"),
     (([1.0], [1.0], [[1.0]]), {"penalty": -1.0}, r"penalty must be finite and >= 0"),
     (([1.0], [1.0], [[1.0]]), {"method": "unbalanced", "penalty": 1.0}, r"use reg_m"),
-    (([1.0], [1.0], [[1.0]]), {"method": "sinkhorn", "reg": 0.0}, r"reg=0.0 must be"),
-    (([1.0], [1.0], [[1.0]]), {"method": "network"}, r"needs graph"),
+    (([1.0], [1.0], [[1.0]]), {"method": "network"},
+     r"needs options=NetworkOptions\(graph, supply_nodes, demand_nodes"),
     (([1.0], [1.0], [[1.0]]), {"method": "hierarchical"}, r"needs supply_clusters or supply_xy"),
+    (([1.0], [1.0], [[1.0]]), {"options": SinkhornOptions()}, r"'exact' takes options of type ExactOptions"),
 ])
 def test_input_errors(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         solve(*args, **kwargs)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: SinkhornOptions(reg=0.0), r"reg=0.0 must be a finite number > 0"),
+    (lambda: UnbalancedOptions(reg_m=np.inf), r"reg_m=inf must be a finite number > 0"),
+    (lambda: HierarchicalOptions(knn=-1), r"refine_rounds, knn and gap_tol must be >= 0"),
+    (lambda: NetworkOptions("graph", [0], [1]), r"graph must be a FlowGraph, got str"),
+])
+def test_option_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
 
 
 def test_flow_graph_errors():
@@ -613,5 +633,4 @@ def test_flow_graph_errors():
     with pytest.raises(ValueError, match=r"edge_cost must be finite and >= 0"):
         FlowGraph(3, [0], [1], [np.inf])
     with pytest.raises(ValueError, match=r"supply_nodes has shape \(2,\), expected \(1,\)"):
-        solve([1.0], [1.0], None, "network", graph=FlowGraph(2, [0], [1], [1.0]), supply_nodes=[0, 1],
-              demand_nodes=[1])
+        solve([1.0], [1.0], None, "network", options=NetworkOptions(FlowGraph(2, [0], [1], [1.0]), [0, 1], [1]))

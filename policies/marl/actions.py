@@ -1,11 +1,13 @@
 """From per-node discrete actions to a valid Decision, in two modes.
 
 Market (OT and MARL together): each node picks levels that set its offers and requests in the
-energy and task markets of ``policies/market.py``; ``OTController.clear`` clears them, so every
-plan respects sendable energy, headroom, link power limits and transmit budgets, and its duals
-become the next observation's prices. Direct (the ablation, no OT): each node picks a graph
-neighbour (or none) to send a fixed share of its spare energy to, and one to send a share of its
-waiting tasks to; amounts are clipped to every limit the world enforces.
+energy and task markets of ``policies/market.py``; the OT clearing rule clears them in the one
+market pipeline (``policies/clearing.py``), so every plan respects sendable energy, headroom,
+link power limits and transmit budgets, and its duals become the next observation's prices.
+Direct (the ablation, no OT): each node picks a graph neighbour (or none) to send a fixed share of
+its spare energy to, and one to send a share of its waiting tasks to; amounts are clipped to every
+limit the world enforces, the link power limits by the market's own algorithm
+(``policies/link_limits.py``).
 
 Masks (int8, one row per node, the components' options concatenated; 1 = allowed) forbid what a
 node that is down cannot do; a masked action is still valid and simply does nothing.
@@ -19,6 +21,8 @@ from functools import cached_property
 import numpy as np
 
 from otmarl.policies import market as M
+from otmarl.policies.clearing import Clearing
+from otmarl.policies.link_limits import fit_link_limits
 from otmarl.policies.ot import OTController
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
@@ -77,6 +81,8 @@ class MarketActions:
         self.ot.reset(info, rng)
         self.p = self.ot.p
         self.plan = _empty_plan()
+        self.energy_price = np.zeros(info.n_nodes)   # duals of this epoch's markets (0: none)
+        self.task_price = np.zeros(info.n_nodes)
         n, off = info.n_nodes, self.spec.offsets
         self._mask = np.ones((n, off[-1]), np.int8)
         self._down_cols = np.concatenate([np.arange(off[k] + 1, off[k + 1]) for k in (0, 3, 4)])
@@ -84,14 +90,6 @@ class MarketActions:
         self._task_offer_cols = np.arange(off[3] + 1, off[4])
         self.mean_service_s = max(info.mean_task_work_s, 1e-9) / info.speed
         self.e_task_wh = info.active_power_w * self.mean_service_s / 3600.0
-
-    @property
-    def energy_price(self) -> np.ndarray:
-        return self.ot.energy_price
-
-    @property
-    def task_price(self) -> np.ndarray:
-        return self.ot.task_price
 
     def masks(self, obs: Observation) -> np.ndarray:
         m = self._mask.copy()
@@ -113,6 +111,16 @@ class MarketActions:
         return np.floor(np.minimum(np.minimum(spare, by_energy), room))
 
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
+        markets = self.markets(obs, a)
+        out = self.ot.clear(obs, markets)
+        # prices are those of this epoch's markets: none cleared means no price
+        _set_prices(self.energy_price, markets.energy, out.energy_clearing)
+        _set_prices(self.task_price, markets.tasks, out.task_clearing)
+        self.plan = plan_summary(out.decision, out.energy.eff if len(out.energy.wh) else None)
+        return out.decision
+
+    def markets(self, obs: Observation, a: np.ndarray) -> M.Markets:
+        """The markets the agents' levels set (one row of ``a`` per node)."""
         stored, cap = obs.stored_wh, obs.capacity_wh
         reserve = RESERVE_SOC[a[:, 2]] * cap
         em = tm = None
@@ -124,16 +132,14 @@ class MarketActions:
             offer_t = np.ceil(LEVELS[a[:, 3]] * obs.queue_len - 1e-9)
             take = np.floor(LEVELS[a[:, 4]] * self.take_max(obs) + 0.5)
             tm = M.task_market_from(obs, self.info, self.p, offer_t, take)
-        # prices are those of this epoch's markets: none cleared means no price
-        self.ot.energy_price[:] = 0.0
-        self.ot.task_price[:] = 0.0
-        d = self.ot.clear(obs, em, tm)
-        eff = None
-        if em is not None and len(d.energy_wh):
-            eff = em.eff[np.searchsorted(em.offers.nodes, d.energy_src),
-                         np.searchsorted(em.requests.nodes, d.energy_dst)]
-        self.plan = plan_summary(d, eff)
-        return d
+        return M.Markets(em, tm)
+
+
+def _set_prices(price: np.ndarray, m: M.EnergyMarket | M.TaskMarket | None, c: Clearing | None) -> None:
+    """The nodes' prices in one market: the clearing's duals, 0 for a node not in it."""
+    price[:] = 0.0
+    if c is not None:
+        price[m.offers.nodes], price[m.requests.nodes] = c.offer_price, c.request_price
 
 
 class DirectActions:
@@ -156,35 +162,21 @@ class DirectActions:
         self.task_price = np.zeros(n)
         self.plan = _empty_plan()
         self.limit_wh = info.link_power_limit_w * info.dt_s / 3600.0
-        self.min_limit_wh = float(self.limit_wh.min()) if len(self.limit_wh) else np.inf
         self._slot_flat = self.slot_node.ravel()
         self._row_base = np.arange(n) * (width + 1)
         self._mask = np.ones((n, 2 * (width + 1)), np.int8)
-        self._links_version = -1
         self._spare_floor_wh = spare_soc * info.capacity_wh
-        self._zeros, self._tiny = np.zeros(n), np.full(n, 1e-9)
-        self._spare_of: Observation | None = None
-        self._spare = self._zeros
 
     def spare_wh(self, obs: Observation) -> np.ndarray:
-        """Energy above the spare state of charge that a node may send (masks and the decision
-        read it for the same observation: computed once)."""
-        if obs is not self._spare_of:
-            self._spare = np.minimum(np.maximum(obs.stored_wh - self._spare_floor_wh, self._zeros),
-                                     obs.sendable_wh)
-            self._spare_of = obs
-        return self._spare
+        """Energy above the spare state of charge that a node may send."""
+        return np.clip(obs.stored_wh - self._spare_floor_wh, 0.0, obs.sendable_wh)
 
     def masks(self, obs: Observation) -> np.ndarray:
         w = self.has.shape[1]
-        version = obs.network.energy.version        # links and failures change only with it
-        if version != self._links_version:
-            self._link_ok = self.has & obs.network.link_up[self.nb_link]
-            self._to_working = self._link_ok & ~obs.failed[self.nb]
-            self._links_version = version
+        link_ok = self.has & obs.network.link_up[self.nb_link]
         m = self._mask.copy()
-        m[:, 1:w + 1] = self._to_working & (obs.up & (self.spare_wh(obs) > self._tiny))[:, None]
-        m[:, w + 2:] = self._link_ok & obs.up[self.nb] & (obs.up & obs.queue_len.astype(bool))[:, None]
+        m[:, 1:w + 1] = link_ok & ~obs.failed[self.nb] & (obs.up & (self.spare_wh(obs) > 1e-9))[:, None]
+        m[:, w + 2:] = link_ok & obs.up[self.nb] & (obs.up & (obs.queue_len > 0))[:, None]
         return m
 
     def decide(self, obs: Observation, a: np.ndarray) -> Decision:
@@ -224,26 +216,10 @@ class DirectActions:
         # receivers: what arrives must fit their headroom (several may send to one node)
         head = obs.headroom_wh
         scale = {t: min(1.0, float(head[t]) / max(g, 1e-300)) for t, g in got.items()}
-        wh = self._within_link_limits(paths, [x * scale[t] for x, t in zip(wh, dst)])
+        wh = fit_link_limits(np.array([x * scale[t] for x, t in zip(wh, dst)]), paths, self.limit_wh).tolist()
         keep = [k for k, x in enumerate(wh) if x * (1 - 1e-12) > 1e-9]
         return ([src[k] for k in keep], [dst[k] for k in keep], [wh[k] * (1 - 1e-12) for k in keep],
                 [eff[k] for k in keep])
-
-    def _within_link_limits(self, paths: list[list[int]], wh: list[float]) -> list[float]:
-        """Scale each transfer by the tightest (limit / load) along its energy path: afterwards
-        no link carries more than its limit (one pass suffices)."""
-        if sum(wh) <= self.min_limit_wh:       # no link can carry more than all of it
-            return wh
-        edges = np.array([e for p in paths for e in p], np.int64)
-        owner = np.repeat(np.arange(len(paths)), [len(e) for e in paths])
-        amount = np.array(wh)
-        load = np.bincount(edges, amount[owner], len(self.limit_wh))
-        if np.all(load <= self.limit_wh):
-            return wh
-        scale = M.link_scale(load, self.limit_wh)
-        factor = np.ones(len(wh))
-        np.minimum.at(factor, owner, scale[edges])
-        return (amount * factor * (1 - 1e-12)).tolist()
 
     def _tasks(self, obs: Observation, chosen: list[int], up: list[bool], sent_wh: dict[int, float]):
         """(senders, receivers, counts) as lists: a share of each sender's most urgent waiting

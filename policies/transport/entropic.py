@@ -35,17 +35,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from scipy.special import logsumexp
+
+from .core import (
     Problem,
-    SolveOptions,
+    TransportInputError,
     TransportResult,
+    check_positive,
     balance_problem,
     make_problem,
     partial_result,
     trivial_result,
 )
-from otmarl.policies.transport_exact import partial_duals, solve_exact
-from scipy.special import logsumexp
+from .exact import partial_duals, solve_exact
 
 SINKHORN_MAX_ITER = 20_000
 SINKHORN_TOL = 1e-6
@@ -59,6 +61,51 @@ _SPARSE_MIN = 40_000
 OMEGA = 1.9
 """Cap of the over-relaxation parameter (1 disables it)."""
 _CHECK = 10
+
+
+@dataclass(frozen=True)
+class SinkhornOptions:
+    """Options of the 'sinkhorn' solver."""
+
+    reg: float = 1e-3
+    """Entropic regularisation, relative to the largest finite cost."""
+    max_iter: int = SINKHORN_MAX_ITER
+    """Scaling iterations, at most (over all eps stages)."""
+    tol: float = SINKHORN_TOL
+    """L1 marginal error, relative to the total mass, at which the loop has converged."""
+    fallback: bool = True
+    """Solve exactly instead when the loop does not converge (status 'fallback:<reason>')."""
+
+    def __post_init__(self) -> None:
+        for name in ("reg", "max_iter", "tol"):
+            check_positive(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class UnbalancedOptions:
+    """Options of the 'unbalanced' solver (KL-relaxed marginals instead of penalties)."""
+
+    reg: float = 1e-3
+    """Entropic regularisation, relative to the largest finite cost."""
+    reg_m: float = 1.0
+    """KL marginal relaxation, relative to the largest finite cost."""
+    max_iter: int = SINKHORN_MAX_ITER
+    """Scaling iterations, at most (over all eps stages)."""
+    tol: float = SINKHORN_TOL
+    """Largest potential change per iteration, relative to the cost scale, at convergence."""
+    fallback: bool = True
+    """Solve exactly (default penalty) instead when the loop does not converge."""
+
+    def __post_init__(self) -> None:
+        for name in ("reg", "reg_m", "max_iter", "tol"):
+            check_positive(name, getattr(self, name))
+
+
+def unbalanced_problem(supply, demand, cost, penalty, opts: UnbalancedOptions) -> Problem:
+    """The problem of 'unbalanced': no penalties (its marginals are relaxed by ``reg_m``)."""
+    if penalty is not None:
+        raise TransportInputError("penalty does not apply to method 'unbalanced' (use reg_m)")
+    return make_problem(supply, demand, cost, 0.0)
 
 
 @dataclass(frozen=True)
@@ -225,13 +272,13 @@ def _cost_scale(p: Problem) -> float:
     return top if top > 0 else 1.0
 
 
-def _fallback(p: Problem, opts: SolveOptions, reason: str) -> TransportResult:
-    res = solve_exact(p, replace(opts, max_iter=None))
+def _fallback(p: Problem, reason: str) -> TransportResult:
+    res = solve_exact(p)
     return partial_result(p, res.plan, res.u, res.v, "exact", f"fallback:{reason}", res.iterations)
 
 
 # -- balanced Sinkhorn -------------------------------------------------------------------------
-def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
+def solve_sinkhorn(p: Problem, opts: SinkhornOptions = SinkhornOptions()) -> TransportResult:
     """Entropic transport on the balanced problem; falls back to exact on failure if allowed."""
     if p.trivial:
         return trivial_result(p, "sinkhorn")
@@ -242,9 +289,9 @@ def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
     rows, cols = bal.a > 0, bal.b > 0
     a, b = bal.a[rows] / total, bal.b[cols] / total
     out = scaling_loop(a, b, c[np.ix_(rows, cols)], opts.reg, np.inf,
-                       opts.max_iter or SINKHORN_MAX_ITER, opts.tol or SINKHORN_TOL)
+                       opts.max_iter, opts.tol)
     if out.status != "converged" and opts.fallback:
-        return _fallback(p, opts, out.status)
+        return _fallback(p, out.status)
     ext = np.zeros_like(c)
     ext[np.ix_(rows, cols)] = clip_to_marginals(out.plan, a, b) * total
     f, g = np.zeros(c.shape[0]), np.zeros(c.shape[1])
@@ -260,7 +307,7 @@ def solve_sinkhorn(p: Problem, opts: SolveOptions) -> TransportResult:
 
 
 # -- KL-unbalanced Sinkhorn --------------------------------------------------------------------
-def solve_unbalanced(p: Problem, opts: SolveOptions) -> TransportResult:
+def solve_unbalanced(p: Problem, opts: UnbalancedOptions = UnbalancedOptions()) -> TransportResult:
     """KL-relaxed marginals (partial service); the plan never exceeds supply or demand.
 
     The KL relaxation may create mass (a row sum above its supply when transport is cheap); rows,
@@ -279,9 +326,9 @@ def solve_unbalanced(p: Problem, opts: SolveOptions) -> TransportResult:
     cols &= p.feasible[rows].any(axis=0)
     a, b = p.supply[rows] / norm, p.demand[cols] / norm
     out = scaling_loop(a, b, c[np.ix_(rows, cols)], opts.reg, opts.reg_m,
-                       opts.max_iter or SINKHORN_MAX_ITER, opts.tol or SINKHORN_TOL)
+                       opts.max_iter, opts.tol)
     if out.status != "converged" and opts.fallback:
-        return _fallback_unbalanced(p, opts, out.status)
+        return _fallback_unbalanced(p, out.status)
     plan = np.zeros(p.cost.shape)
     plan[np.ix_(rows, cols)] = clip_to_marginals(out.plan, a, b) * norm
     fi = opts.reg_m / (opts.reg_m + opts.reg)
@@ -294,15 +341,15 @@ def solve_unbalanced(p: Problem, opts: SolveOptions) -> TransportResult:
                           extra_objective=extra)
 
 
-def _unbalanced_terms(plan: np.ndarray, p: Problem, opts: SolveOptions, scale: float, norm: float) -> float:
+def _unbalanced_terms(plan: np.ndarray, p: Problem, opts: UnbalancedOptions, scale: float, norm: float) -> float:
     """eps KL(P | a x b / m) + reg_m (KL(P1 | a) + KL(P'1 | b)) in cost units."""
     entropy = _kl(plan, np.outer(p.supply, p.demand) / norm)
     marg = _kl(plan.sum(axis=1), p.supply) + _kl(plan.sum(axis=0), p.demand)
     return scale * (opts.reg * entropy + opts.reg_m * marg)
 
 
-def _fallback_unbalanced(p: Problem, opts: SolveOptions, reason: str) -> TransportResult:
+def _fallback_unbalanced(p: Problem, reason: str) -> TransportResult:
     """Exact partial transport with the default penalty (moves as much as is feasible)."""
     exact = make_problem(p.supply, p.demand, p.cost, None)
-    res = solve_exact(exact, replace(opts, max_iter=None))
+    res = solve_exact(exact)
     return partial_result(exact, res.plan, res.u, res.v, "exact", f"fallback:{reason}", res.iterations)

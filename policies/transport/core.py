@@ -20,17 +20,12 @@ and the solvers check it.
 """
 from __future__ import annotations
 
-import math
 import mmap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 from otmarl.scenarios.errors import OtmarlError
-
-if TYPE_CHECKING:
-    from otmarl.policies.transport_network import FlowGraph
 
 Penalty = float | tuple[ArrayLike, ArrayLike] | None
 
@@ -158,48 +153,12 @@ class Problem:
         return self.supply.sum() <= 0 or self.demand.sum() <= 0
 
 
-@dataclass(frozen=True)
-class SolveOptions:
-    """Keyword options of ``solve``, checked once; each solver reads the fields it needs."""
-
-    max_iter: int | None = None
-    """Iteration cap; None takes the method's default (emd 10_000_000, Sinkhorn 20_000)."""
-    tol: float | None = None
-    """Convergence tolerance of the iterative solvers; None takes the method's default."""
-    reg: float = 1e-3
-    """Entropic regularisation, relative to the largest finite cost (sinkhorn, unbalanced)."""
-    reg_m: float = 1.0
-    """KL marginal relaxation, relative to the largest finite cost (unbalanced)."""
-    fallback: bool = True
-    """Fall back to the exact solver when an iterative one does not converge."""
-    graph: FlowGraph | None = None
-    """The network of the 'network' method."""
-    supply_nodes: np.ndarray | None = None
-    """Graph node of each supply entry ('network')."""
-    demand_nodes: np.ndarray | None = None
-    """Graph node of each demand entry ('network')."""
-    supply_clusters: np.ndarray | None = None
-    """Cluster label of each supply entry ('hierarchical'); or give supply_xy."""
-    demand_clusters: np.ndarray | None = None
-    """Cluster label of each demand entry ('hierarchical'); or give demand_xy."""
-    supply_xy: np.ndarray | None = None
-    """Positions (n_supply, dim) clustered with k-means ('hierarchical')."""
-    demand_xy: np.ndarray | None = None
-    """Positions (n_demand, dim) clustered with k-means ('hierarchical')."""
-    rng: np.random.Generator | int = 0
-    """Seed or generator of the k-means initialisation ('hierarchical'); fixed default: deterministic."""
-    cluster_cost: Literal["mean", "min"] = "mean"
-    """How member costs aggregate into a cluster-to-cluster cost ('hierarchical')."""
-    refine_rounds: int = 10
-    """Pricing rounds of the sparse exact refinement; 0 keeps the plain coarse-to-fine plan."""
-    gap_tol: float = 0.02
-    """Stop refining once (objective - certified lower bound) <= gap_tol * transport cost."""
-    knn: int = 40
-    """Candidate partners per supply of the refinement ('hierarchical'): its ``knn`` nearest
-    demands (by position, else its cheapest partners), priced after every restricted solve; the
-    nearest 8 (and, with positions, each demand's 8 nearest supplies) start the support."""
-    dense_plan: bool = True
-    """False: leave ``TransportResult.plan`` None and return the plan as ``plan_coo`` only."""
+def check_positive(name: str, x: float | None, *, optional: bool = False) -> None:
+    """Raise ``TransportInputError`` unless ``x`` is a finite number > 0 (or None if ``optional``)."""
+    if x is None and optional:
+        return
+    if x is None or not (np.isfinite(x) and x > 0):
+        raise TransportInputError(f"{name}={x} must be a finite number > 0")
 
 
 @dataclass(frozen=True)
@@ -221,10 +180,10 @@ def as_masses(x: ArrayLike, name: str) -> np.ndarray:
     arr = np.array(x, dtype=np.float64)
     if arr.ndim != 1:
         raise TransportInputError(f"{name} must be 1-D, got shape {arr.shape}")
-    if np.count_nonzero(np.isfinite(arr)) != arr.size:
+    if not np.all(np.isfinite(arr)):
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be finite")
-    if np.count_nonzero(arr < 0):
+    if np.any(arr < 0):
         bad = int(np.argmin(arr))
         raise TransportInputError(f"{name}[{bad}]={arr[bad]} must be >= 0")
     return _frozen(arr)
@@ -255,9 +214,6 @@ def as_penalties(penalty: Penalty, n_s: int, n_d: int, default: float) -> tuple[
         raise TransportInputError(f"penalty must be a number or a pair (supply, demand), got {len(pair)} items")
     out = []
     for name, p, n in (("supply", pair[0], n_s), ("demand", pair[1], n_d)):
-        if isinstance(p, float) and 0.0 <= p < math.inf:     # the usual case, without numpy checks
-            out.append(_frozen(np.full(n, p)))
-            continue
         arr = np.array(p, dtype=np.float64)
         if arr.ndim > 1 or (arr.ndim == 1 and arr.shape != (n,)):
             raise TransportInputError(f"{name} penalty has shape {arr.shape}, expected () or ({n},)")
@@ -386,7 +342,7 @@ def _check_marginal(moved: np.ndarray, mass: np.ndarray, side: str, solver: str)
     """A plan may not move more than a node offers / requests (beyond rounding)."""
     over = moved - mass
     slack = 1e-9 * (mass + mass.sum() / max(mass.size, 1))
-    if over.size and np.count_nonzero(over > slack):
+    if np.any(over > slack):
         k = int(np.argmax(over - slack))
         raise TransportError(f"{solver} plan moves {moved[k]:.12g} at {side} {k}, more than its {mass[k]:.12g}")
 

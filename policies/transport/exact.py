@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from .core import (
     Problem,
-    SolveOptions,
+    check_positive,
     TransportError,
     TransportResult,
     any_true,
@@ -32,6 +32,17 @@ except ImportError:  # pragma: no cover - older POT: everything through ot.emd, 
 
 EMD_MAX_ITER = 10_000_000
 _EMD_STATUS = {1: "optimal", 3: "max_iter_reached"}
+
+
+@dataclass(frozen=True)
+class ExactOptions:
+    """Options of the 'exact' solver."""
+
+    max_iter: int = EMD_MAX_ITER
+    """Network simplex iteration cap (POT's ``numItermax``)."""
+
+    def __post_init__(self) -> None:
+        check_positive("max_iter", self.max_iter)
 
 
 @dataclass(frozen=True)
@@ -101,11 +112,11 @@ def balanced_dense_plan(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.nd
     return plan * total if int(code) == 1 else None
 
 
-def solve_exact(p: Problem, opts: SolveOptions) -> TransportResult:
+def solve_exact(p: Problem, opts: ExactOptions = ExactOptions()) -> TransportResult:
     """Exact partial transport: dense ``ot.emd`` on the balanced problem."""
     if p.trivial:
         return trivial_result(p, "exact")
-    plan, out = exact_plan(p, opts.max_iter or EMD_MAX_ITER)
+    plan, out = exact_plan(p, opts.max_iter)
     u, v = partial_duals(out.u, out.v)
     return partial_result(p, plan, u, v, "exact", out.status, 0)
 

@@ -1,6 +1,7 @@
 """Coarse-to-fine transport for thousands of nodes.
 
-1. **Cluster** supply and demand (given labels, or k-means on positions with k ~ sqrt(n), seeded).
+1. **Cluster** supply and demand (given labels, or k-means on positions with k ~ sqrt(n), its
+   initialisation drawn from the ``rng`` handed to ``solve``).
 2. **Coarse**: exact transport between clusters (aggregated masses; cluster-to-cluster cost = the
    mean of the finite member costs, or their min).
 3. **Fine**: for each cluster pair the coarse plan links, an exact sub-problem moves the coarse
@@ -39,19 +40,25 @@ coarse and fine levels; at 20 000 nodes 2.6 s (5.7 s before warm starts and pool
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-from otmarl.policies.transport_core import (
+from numpy.typing import ArrayLike
+from scipy.cluster.vq import kmeans2
+from scipy.spatial import cKDTree
+
+from .core import (
     Problem,
-    SolveOptions,
     SparsePlan,
     TransportInputError,
     TransportResult,
+    check_positive,
     partial_result,
     trivial_result,
 )
-from otmarl.policies.transport_exact import (
+from .exact import (
     EMD_MAX_ITER,
     RestrictedExact,
     Triplets,
@@ -59,8 +66,6 @@ from otmarl.policies.transport_exact import (
     exact_plan,
     solve_exact,
 )
-from scipy.cluster.vq import kmeans2
-from scipy.spatial import cKDTree
 
 _SPREAD = 4
 """Neighbours (self included) of a priced-out partner that join the support with it."""
@@ -76,11 +81,45 @@ _MAX_INNER = 10
 """Restricted solves between two full pricing passes, at most."""
 
 
-def solve_hierarchical(p: Problem, opts: SolveOptions) -> TransportResult:
-    """Coarse-to-fine transport (module docstring). Works on the nodes that carry mass."""
+@dataclass(frozen=True)
+class HierarchicalOptions:
+    """Options of the 'hierarchical' solver. Each side needs cluster labels or positions."""
+
+    supply_clusters: ArrayLike | None = None
+    """Cluster label of each supply entry; or give supply_xy."""
+    demand_clusters: ArrayLike | None = None
+    """Cluster label of each demand entry; or give demand_xy."""
+    supply_xy: ArrayLike | None = None
+    """Positions (n_supply, dim), clustered with k-means (and used to pick refinement candidates)."""
+    demand_xy: ArrayLike | None = None
+    """Positions (n_demand, dim), clustered with k-means (and used to pick refinement candidates)."""
+    cluster_cost: Literal["mean", "min"] = "mean"
+    """How member costs aggregate into a cluster-to-cluster cost."""
+    refine_rounds: int = 10
+    """Pricing rounds of the sparse exact refinement; 0 keeps the plain coarse-to-fine plan."""
+    gap_tol: float = 0.02
+    """Stop refining once (objective - certified lower bound) <= gap_tol * transport cost."""
+    knn: int = 40
+    """Candidate partners per supply of the refinement: its ``knn`` nearest demands (by position,
+    else its cheapest partners), priced after every restricted solve; the nearest 8 (and, with
+    positions, each demand's 8 nearest supplies) start the support."""
+    max_iter: int = EMD_MAX_ITER
+    """Network simplex iteration cap of each restricted solve."""
+
+    def __post_init__(self) -> None:
+        if self.refine_rounds < 0 or self.knn < 0 or self.gap_tol < 0:
+            raise TransportInputError("refine_rounds, knn and gap_tol must be >= 0")
+        if self.cluster_cost not in ("mean", "min"):
+            raise TransportInputError(f"cluster_cost must be 'mean' or 'min', got {self.cluster_cost!r}")
+        check_positive("max_iter", self.max_iter)
+
+
+def solve_hierarchical(p: Problem, opts: HierarchicalOptions, rng: np.random.Generator) -> TransportResult:
+    """Coarse-to-fine transport (module docstring). Works on the nodes that carry mass; ``rng``
+    seeds the k-means initialisation. The plan comes as ``plan_coo`` only (``plan`` is None)."""
     if p.trivial:
         return trivial_result(p, "hierarchical")
-    ls, ld = cluster_labels(p, opts)
+    ls, ld = cluster_labels(p, opts, rng)
     rows, cols = np.flatnonzero(p.supply > 0), np.flatnonzero(p.demand > 0)
     sub = _restrict(p, rows, cols)
     ls, ld = _compact(ls[rows]), _compact(ld[cols])
@@ -88,19 +127,18 @@ def solve_hierarchical(p: Problem, opts: SolveOptions) -> TransportResult:
     fine = _fine(sub, ls, ld, coarse.plan)
     plan = Triplets.concat([fine, _leftovers(sub, fine)])
     if opts.refine_rounds <= 0:
-        return _embed(p, rows, cols, plan, coarse.u[ls], coarse.v[ld], "heuristic", 0, None, opts.dense_plan)
+        return _embed(p, rows, cols, plan, coarse.u[ls], coarse.v[ld], "heuristic", 0, None)
     xy = None
     if opts.supply_xy is not None and opts.demand_xy is not None:
         xy = (_positions(opts.supply_xy, p.supply.size, "supply")[rows],
               _positions(opts.demand_xy, p.demand.size, "demand")[cols])
     plan, u, v, status, rounds, bound = refine(sub, plan, opts, xy)
-    return _embed(p, rows, cols, plan, u, v, status, rounds, bound, opts.dense_plan)
+    return _embed(p, rows, cols, plan, u, v, status, rounds, bound)
 
 
 # -- clustering --------------------------------------------------------------------------------
-def cluster_labels(p: Problem, opts: SolveOptions) -> tuple[np.ndarray, np.ndarray]:
+def cluster_labels(p: Problem, opts: HierarchicalOptions, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Cluster labels of supply and demand entries: given, or k-means on the given positions."""
-    rng = np.random.default_rng(opts.rng)
     out = []
     for side, n, labels, xy in (("supply", p.supply.size, opts.supply_clusters, opts.supply_xy),
                                 ("demand", p.demand.size, opts.demand_clusters, opts.demand_xy)):
@@ -194,7 +232,7 @@ def _coarse(p: Problem, ls: np.ndarray, ld: np.ndarray, how: str) -> TransportRe
     ps = np.bincount(ls, p.supply * p.supply_penalty, ks) / a
     pd = np.bincount(ld, p.demand * p.demand_penalty, kd) / b
     coarse = Problem(a, b, np.asarray(cost), ps, pd, np.isfinite(cost))
-    return solve_exact(coarse, SolveOptions())
+    return solve_exact(coarse)
 
 
 def _members(labels: np.ndarray) -> list[np.ndarray]:
@@ -244,7 +282,7 @@ def _leftovers(p: Problem, plan: Triplets) -> Triplets:
 
 
 # -- refinement --------------------------------------------------------------------------------
-def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray, np.ndarray] | None = None):
+def refine(p: Problem, plan: Triplets, opts: HierarchicalOptions, xy: tuple[np.ndarray, np.ndarray] | None = None):
     """Sparse exact transport with pricing rounds (module docstring, step 5); all masses > 0.
 
     Column generation on two levels. The support starts as the pairs of ``plan`` plus each node's
@@ -257,18 +295,7 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
     partner's neighbours) join the support and the pool. A pricing round is one such full pass.
     """
     n_s, n_d = p.cost.shape
-    trees = None if xy is None else (cKDTree(xy[0]), cKDTree(xy[1]))
-    first, pool = _candidates(p, opts.knn, xy, trees)
-    keys = _union(plan.rows * n_d + plan.cols, first)
-    pool = _union(pool, keys)
-    near = None if xy is None else tuple(t.query(z, k=min(_SPREAD, len(z)))[1].reshape(len(z), -1)
-                                         for t, z in zip(trees, xy, strict=True))
-    cmax = float(p.cost.max(initial=0.0) if p.all_feasible else np.max(p.cost, where=p.feasible, initial=0.0))
-    scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
-    tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
-    perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)
-    tol_full = tol + 2.0 * perturb * cmax  # the duals price the perturbed costs exactly, the true ones to this
-    solver = RestrictedExact(p, opts.max_iter or EMD_MAX_ITER, perturb)  # perturb: see _PERTURB
+    (keys, pool, near), (tol, tol_full, solver) = _support(p, plan, opts.knn, xy), _restricted_solver(p, opts)
     pool_rows, pool_cols = np.divmod(pool, n_d)
     pool_cost = solver.costs(pool_rows, pool_cols)
     inner_limit = max(n_s, n_d) // 8
@@ -315,6 +342,29 @@ def refine(p: Problem, plan: Triplets, opts: SolveOptions, xy: tuple[np.ndarray,
             pool_rows, pool_cols = np.divmod(pool, n_d)
             pool_cost = solver.costs(pool_rows, pool_cols)
     return plan, u, v, status, rounds, bound
+
+
+def _support(p: Problem, plan: Triplets, knn: int, xy: tuple[np.ndarray, np.ndarray] | None):
+    """The first support (plan pairs and nearest candidates), the pool and each node's nearest
+    neighbours (with positions), as keys row * n_d + col (``refine``)."""
+    n_d = p.cost.shape[1]
+    trees = None if xy is None else (cKDTree(xy[0]), cKDTree(xy[1]))
+    first, pool = _candidates(p, knn, xy, trees)
+    keys = _union(plan.rows * n_d + plan.cols, first)
+    pool = _union(pool, keys)
+    near = None if xy is None else tuple(t.query(z, k=min(_SPREAD, len(z)))[1].reshape(len(z), -1)
+                                         for t, z in zip(trees, xy, strict=True))
+    return keys, pool, near
+
+
+def _restricted_solver(p: Problem, opts: HierarchicalOptions) -> tuple[float, float, RestrictedExact]:
+    """Pricing tolerances (restricted, full pass) and the warm-started solver of ``refine``."""
+    cmax = float(p.cost.max(initial=0.0) if p.all_feasible else np.max(p.cost, where=p.feasible, initial=0.0))
+    scale = max(cmax, float(p.supply_penalty.max()), float(p.demand_penalty.max()))
+    tol = 1e-10 * scale  # duals of magnitude ~penalty carry rounding noise of about 1e-12 of it
+    perturb = min(_PERTURB, _PERTURB_PER_GAP * opts.gap_tol)
+    tol_full = tol + 2.0 * perturb * cmax  # the duals price the perturbed costs exactly, the true ones to this
+    return tol, tol_full, RestrictedExact(p, opts.max_iter, perturb)  # perturb: see _PERTURB
 
 
 def certify(p: Problem, u: np.ndarray, v: np.ndarray, enough: float = np.inf):
@@ -452,7 +502,7 @@ def _union(*keys: np.ndarray) -> np.ndarray:
 
 
 def _embed(p: Problem, rows: np.ndarray, cols: np.ndarray, plan: Triplets, u: np.ndarray, v: np.ndarray,
-           status: str, rounds: int, bound: float | None, dense: bool = True) -> TransportResult:
+           status: str, rounds: int, bound: float | None) -> TransportResult:
     """Back to the full index set; massless nodes get c-transform duals, which keeps (u, v) feasible."""
     n_d = p.demand.size
     keys, inverse = np.unique(rows[plan.rows] * n_d + cols[plan.cols], return_inverse=True)
@@ -473,5 +523,5 @@ def _embed(p: Problem, rows: np.ndarray, cols: np.ndarray, plan: Triplets, u: np
         uu[zero_s] = np.minimum(p.supply_penalty[zero_s], slack)
     served = (np.bincount(coo.rows, coo.mass, uu.size), np.bincount(coo.cols, coo.mass, vv.size))
     value = float(coo.mass @ p.cost[coo.rows, coo.cols])
-    return partial_result(p, coo.dense() if dense else None, uu, vv, "hierarchical", status, rounds,
+    return partial_result(p, None, uu, vv, "hierarchical", status, rounds,
                           lower_bound=bound, known=(value, *served), plan_coo=coo)

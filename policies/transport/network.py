@@ -18,16 +18,19 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
-from otmarl.policies.transport_core import (
+from scipy.optimize import linprog
+from scipy.sparse.csgraph import dijkstra
+
+from .core import (
+    Penalty,
     Problem,
-    SolveOptions,
     TransportError,
     TransportInputError,
     TransportResult,
+    check_positive,
+    make_problem,
     partial_result,
 )
-from scipy.optimize import linprog
-from scipy.sparse.csgraph import dijkstra
 
 _FLOW_TOL = 1e-12
 """Flows below this fraction of the total mass count as zero in the path decomposition."""
@@ -71,6 +74,41 @@ class FlowGraph:
     @property
     def n_edges(self) -> int:
         return int(self.edge_src.size)
+
+
+@dataclass(frozen=True)
+class NetworkOptions:
+    """Options of the 'network' solver: the graph, and where each supply and demand entry sits."""
+
+    graph: FlowGraph
+    """The network; its edge costs define the transport cost (a cost matrix is optional)."""
+    supply_nodes: np.ndarray
+    """Graph node of each supply entry."""
+    demand_nodes: np.ndarray
+    """Graph node of each demand entry."""
+    max_iter: int | None = None
+    """HiGHS iteration cap; None: HiGHS's own."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.graph, FlowGraph):
+            raise TransportInputError(f"graph must be a FlowGraph, got {type(self.graph).__name__}")
+        check_positive("max_iter", self.max_iter, optional=True)
+        for name in ("supply_nodes", "demand_nodes"):
+            arr = _node_ids(getattr(self, name), self.graph.n_nodes, name)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+
+
+def network_problem(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, penalty: Penalty,
+                    opts: NetworkOptions) -> Problem:
+    """The problem of 'network': the default penalty comes from the graph, the cost is optional."""
+    default = network_default_penalty(opts.graph) if penalty is None else penalty
+    problem = make_problem(supply, demand, cost, default, cost_required=False)
+    for side, nodes, n in (("supply", opts.supply_nodes, problem.supply.size),
+                           ("demand", opts.demand_nodes, problem.demand.size)):
+        if nodes.shape != (n,):
+            raise TransportInputError(f"{side}_nodes has shape {nodes.shape}, expected ({n},) like {side}")
+    return problem
 
 
 def _node_ids(x: ArrayLike, n: int, name: str) -> np.ndarray:
@@ -140,7 +178,7 @@ def network_default_penalty(g: FlowGraph) -> float:
 
 
 # -- min-cost flow -----------------------------------------------------------------------------
-def solve_network(p: Problem, opts: SolveOptions) -> TransportResult:
+def solve_network(p: Problem, opts: NetworkOptions) -> TransportResult:
     """Min-cost flow of the partial problem on ``opts.graph`` (module docstring)."""
     g = opts.graph
     s_nodes, d_nodes = opts.supply_nodes, opts.demand_nodes

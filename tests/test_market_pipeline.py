@@ -1,0 +1,93 @@
+"""The one market pipeline (policies/clearing.py) and the solver registry, in real simulations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otmarl.policies import make_controller
+from otmarl.policies import market as M
+from otmarl.policies.clearing import Clearing, clear_markets
+from otmarl.policies.transport import SOLVERS
+from otmarl.scenarios import load
+from otmarl.scenarios.errors import UserError
+from otmarl.simulator import simulate
+from otmarl.simulator.control import Decision, Observation, WorldInfo
+
+
+def _short(name: str, hours: float, **params):
+    sc = load(name, overrides=[f"horizon_h={hours}"])
+    ctl = sc.controller.model_copy(update={"params": params})
+    return sc.model_copy(update={"controller": ctl})
+
+
+class FloodRule:
+    """A clearing rule that asks for far more than anyone may send or take: every pair 1e6."""
+
+    name = "flood"
+
+    def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
+        self.info, self.p = world_info, M.parse_params(world_info)
+
+    def decide(self, obs: Observation) -> Decision:
+        return clear_markets(self, M.build_markets(obs, self.info, self.p), obs, self.info).decision
+
+    def clear_energy(self, m: M.EnergyMarket, obs: Observation) -> Clearing:
+        return Clearing(np.full(m.cost.shape, 1e6), "flood", "heuristic", 0.0)
+
+    def clear_tasks(self, m: M.TaskMarket, obs: Observation) -> Clearing:
+        return Clearing(np.full(m.cost.shape, 1e6), "flood", "heuristic", 0.0)
+
+
+def test_the_pipeline_fits_any_plan_into_the_worlds_limits():
+    # the world rejects an impossible decision (DecisionError), so finishing the run is the check
+    res = simulate(_short("microgrid-solar", 24), FloodRule(), seed=2)
+    f = res.flows
+    energy, tasks = f[f["kind"] == "energy"], f[f["kind"] == "task"]
+    assert len(energy) > 0 and set(energy["solver"]) == {"flood"}
+    assert np.isfinite(energy["cost"]).all()
+    offers = f[f["kind"] == "energy_offer"]
+    sent = energy.groupby(["epoch", "src"])["amount"].sum()
+    assert (sent <= offers.groupby(["epoch", "src"])["amount"].sum().reindex(sent.index) * (1 + 1e-9)).all()
+    assert abs(res.summary["energy"]["ledger_error_wh"]) < 1e-6
+    assert len(tasks) == 0 or (tasks["amount"] == tasks["amount"].round()).all()
+
+
+@pytest.mark.parametrize("policy", ["greedy", "proportional", "threshold"])
+def test_baseline_clearings_are_audited_like_ot(policy):
+    f = simulate(_short("microgrid-solar", 24), make_controller(policy), seed=2).flows
+    energy = f[f["kind"] == "energy"]
+    assert len(energy) > 0
+    assert set(energy["solver"]) == {policy} and set(energy["status"]) == {"heuristic"}
+    assert (energy["objective"] >= 0).all()
+
+
+def test_unknown_solver_is_a_user_error_with_did_you_mean():
+    sc = _short("microgrid-solar", 6, solver="exakt")
+    known = ", ".join(sorted(SOLVERS))
+    with pytest.raises(UserError, match=rf"controller.params.solver: unknown solver 'exakt'; did you mean "
+                                        rf"'exact'\? known: {known}$"):
+        simulate(sc, make_controller("ot"), seed=1)
+    with pytest.raises(UserError, match=r"unknown solver 'magic'; known: exact"):
+        simulate(_short("microgrid-solar", 6, solver="magic"), make_controller("ot"), seed=1)
+
+
+def test_every_registered_solver_is_accepted_by_the_scenario():
+    assert set(SOLVERS) == {"exact", "network", "sinkhorn", "unbalanced", "hierarchical"}
+    info_params = [M.MarketParams(solver=name).solver for name in SOLVERS]
+    assert info_params == list(SOLVERS)
+
+
+def test_hierarchical_draws_from_the_runs_seed():
+    sc = _short("microgrid-solar", 12, solver="hierarchical")
+    first = simulate(sc, make_controller("ot"), seed=5).flows
+    again = simulate(sc, make_controller("ot"), seed=5).flows
+    assert len(first) > 0
+    assert first.equals(again)
+
+
+@given(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=40))
+def test_median_of_sorted_deadlines_equals_np_median_bit_for_bit(xs):
+    x = np.sort(np.array(xs))
+    assert M.median_sorted(x) == float(np.median(x))
