@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from otmarl.scenarios.errors import UserError
 
-from .fairness import FAIRNESS_FIELDS, fairness_summary
+from .stats import FAIRNESS_FIELDS, fairness_summary
 
 __all__ = ["Run", "load_run", "metrics", "node_table", "fleet_table", "class_fairness_table",
            "normalise_to_baseline", "KPI_BETTER", "OUTCOMES", "DROP_REASONS"]

@@ -1,4 +1,6 @@
-"""The data behind the HTML report's charts: decimated, quantised, JSON-ready.
+"""The chart kit's Python side: the page shell every otmarl HTML page is made of
+(``html_page``: ``templates/report.html`` with its one CSS and one JavaScript chart kit inlined),
+and the data behind the run report's charts: decimated, quantised, JSON-ready.
 
 Budgets keep a 10,000-node day under a few MB of JSON: fleet series have at most
 ``MAX_POINTS`` points (epochs are merged into buckets beyond that), the network map shows at most
@@ -7,6 +9,7 @@ time frames, and every float keeps ``SIG_DIGITS`` significant digits.
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 from importlib import resources
@@ -14,10 +17,10 @@ from importlib import resources
 import numpy as np
 import pandas as pd
 
-from .fairness import lorenz
+from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
-__all__ = ["payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+__all__ = ["html_page", "payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
            "MAX_MAP_NODES"]
 
 MAX_POINTS = 1500
@@ -40,6 +43,17 @@ AVERAGED = ("soc_p10", "soc_p50", "soc_p90", "soc_mean", "stored_wh", "queue_len
 def template(name: str) -> str:
     """A file of ``analysis/templates`` (the HTML shell, its CSS and its JavaScript)."""
     return resources.files("otmarl.analysis").joinpath("templates", name).read_text("utf-8")
+
+
+def html_page(title: str, body: str, data: dict) -> str:
+    """A self-contained HTML page: ``body`` in the shared shell, ``data`` as the JSON the chart
+    kit draws from; each ``[data-chart]`` element of ``body`` names its renderer (``data-kind``).
+    """
+    page = template("report.html")
+    for key, val in (("TITLE", html.escape(title)), ("CSS", template("report.css")),
+                     ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
+        page = page.replace("{{" + key + "}}", val)
+    return page
 
 
 def quantise(x, sig: int = SIG_DIGITS):

@@ -12,7 +12,7 @@ from scipy.stats import wasserstein_distance
 
 from otmarl.analysis import (equality_gap_w1, gini, jain, load_run, lorenz, metrics,
                              min_max_ratio, normalise_to_baseline, worst_decile_mean)
-from otmarl.analysis.fairness import fairness_summary
+from otmarl.analysis.stats import fairness_summary
 from otmarl.analysis.metrics import class_fairness_table, fleet_table, node_table
 from otmarl.scenarios.errors import UserError
 
