@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 from otmarl.cli import main
-from otmarl.compare import METRICS
+from otmarl.analysis.registry import METRICS
 from otmarl.policies import REGISTRY
 from otmarl.run import run
 from otmarl.scenarios import ScenarioError, builtin_names, builtin_path, load
 from otmarl.sweep import load_sweep, run_key, sweep
-from otmarl.sweep_report import read_rows, summarize
+from otmarl.analysis.sweep_report import read_rows, summarize
 
 # 3 capacities x 2 policies x 2 seeds = 12 runs of 6 simulated hours
 SWEEP = """\
