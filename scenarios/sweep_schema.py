@@ -22,7 +22,8 @@ The design is the product of the blocks present (grid points x zip points x rand
 Loading reports every problem at once, each at its place in the sweep file: a parameter path the
 scenario does not have (at the path component, with a did-you-mean, through the ``--set``
 machinery of ``overrides``) and a value the scenario rejects (at the list item that gave it).
-Problems of the base scenario itself are reported at the base file.
+Problems of the base scenario itself are reported at the base file. The model base, dotted
+paths, did-you-mean and located errors are the scenario schema's own (``fields``).
 """
 from __future__ import annotations
 
@@ -37,12 +38,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from . import loader as L
 from . import overrides as ov_mod
 from .errors import ScenarioError
-from .schema import Model, Scenario
+from .fields import LOCATED, Model, did_you_mean, located_error, located_problems, split_path
+from .schema import Scenario
 from .yamlpos import Doc, Path, Problem, Span, describe, dotted, parse
 
 #: The random design is drawn from ``SeedSequence(root_seed, spawn_key=(RANDOM_SPAWN_KEY,))``: a
@@ -53,13 +54,6 @@ DIST_KINDS = ("uniform", "loguniform", "choice")
 
 
 # ------------------------------------------------------------------------------ the model
-def sweep_problems(problems: list[tuple[Path, str, str]]) -> PydanticCustomError:
-    """An error carrying several problems, each (path relative to the model, message, 'value' or
-    'key'); the loader reports each at its place, Python users read them joined."""
-    text = "; ".join(f"{dotted(p)}: {m}" if p else m for p, m, _ in problems)
-    return PydanticCustomError("sweep", "{text}", {"text": text, "problems": problems})
-
-
 class Dist(Model):
     """How a random parameter is drawn: exactly one of the keys."""
 
@@ -88,7 +82,7 @@ class Dist(Model):
             if not lo < hi:
                 found.append(((k, 1), f"value {hi:g} must be > low={lo:g}", "value"))
         if found:
-            raise sweep_problems(found)
+            raise located_error(found)
         return self
 
     def sample(self, rng: np.random.Generator) -> Any:
@@ -138,19 +132,19 @@ class SweepFile(Model):
     def _seeds(cls, v: Any) -> Any:
         if isinstance(v, int) and not isinstance(v, bool):
             if v < 1:
-                raise sweep_problems([((), f"value {v} must be >= 1", "value")])
+                raise located_error([((), f"value {v} must be >= 1", "value")])
             return v
         if not isinstance(v, (list, tuple)):
-            raise sweep_problems([((), "expected a number of seeds (e.g. 5) or a list of seeds "
+            raise located_error([((), "expected a number of seeds (e.g. 5) or a list of seeds "
                                        f"(e.g. [0, 7, 42]), got {describe(v)}", "value")])
         if not v:
-            raise sweep_problems([((), "expected at least 1 seed, got an empty list", "value")])
+            raise located_error([((), "expected at least 1 seed, got an empty list", "value")])
         first: dict[int, int] = {}
         for i, s in enumerate(v):
             if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63:
-                raise sweep_problems([((i,), f"expected a whole number >= 0, got {describe(s)}", "value")])
+                raise located_error([((i,), f"expected a whole number >= 0, got {describe(s)}", "value")])
             if s in first:
-                raise sweep_problems([((i,), f"seed {s} is listed twice (first as item {first[s]})", "value")])
+                raise located_error([((i,), f"seed {s} is listed twice (first as item {first[s]})", "value")])
             first[s] = i
         return tuple(v)
 
@@ -158,7 +152,7 @@ class SweepFile(Model):
     def _design(self) -> "SweepFile":
         found = design_problems(self)
         if found:
-            raise sweep_problems(found)
+            raise located_error(found)
         return self
 
     def blocks(self) -> Iterator[tuple[Path, str, Any]]:
@@ -176,14 +170,6 @@ class SweepFile(Model):
     @property
     def seed_count(self) -> int:
         return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
-
-
-def split_path(text: str) -> Path | None:
-    """'nodes.home.battery.capacity_wh' -> its components (list items as ints); None if malformed."""
-    parts = text.split(".")
-    if not all(p and p == p.strip() for p in parts):
-        return None
-    return tuple(int(p) if p.isdigit() else p for p in parts)
 
 
 def design_problems(spec: SweepFile) -> list[tuple[Path, str, str]]:
@@ -347,7 +333,7 @@ class _Loader:
                     SweepFile.model_validate({"base": "-", block: ctx.data[block]})
                 except ValidationError as e:
                     self._report(ctx, e)
-                    if not all(err["type"] == "sweep" and not err["loc"] for err in e.errors()):
+                    if not all(err["type"] == LOCATED and not err["loc"] for err in e.errors()):
                         continue  # not only design problems: its structure is wrong
                 good[block] = ctx.data[block]
         try:
@@ -371,7 +357,7 @@ class _Loader:
             if not isinstance(name, str):
                 continue
             if self.known is not None and name not in self.known and not name.startswith("marl:"):
-                self._add(("policies", i), f"unknown policy '{name}'{ov_mod.did_you_mean(name, known)} "
+                self._add(("policies", i), f"unknown policy '{name}'{did_you_mean(name, known)} "
                                            f"(known: {', '.join(known)})")
             elif name in names[:i]:
                 self._add(("policies", i), f"policy '{name}' is listed twice")
@@ -392,7 +378,7 @@ class _Loader:
         else:
             state = "is a folder" if file.is_dir() else "no such file"
             self._add(("base",), f"'{base}': {state} (relative to the sweep file's folder) and no "
-                                 f"built-in scenario{ov_mod.did_you_mean(base, names)} "
+                                 f"built-in scenario{did_you_mean(base, names)} "
                                  f"(built-ins: {', '.join(names)})")
             return
         try:
@@ -495,8 +481,8 @@ def _raw_params(raw: dict) -> list[tuple[Path, str, Any]]:
 def _explain(err: dict) -> list[tuple[Path, str, str]]:
     """(YAML path, message, where to point) for one pydantic error of the sweep model."""
     loc, typ, ctx, value = tuple(err["loc"]), err["type"], err.get("ctx") or {}, err.get("input")
-    if typ == "sweep":
-        return [(loc + tuple(p), m, at) for p, m, at in ctx["problems"]]
+    if typ == LOCATED:
+        return located_problems(loc, ctx)
     if loc and loc[-1] == "[key]":
         return [(loc[:-1], f"a key must be a name (a string), got {describe(value)}", "key")]
     if typ == "extra_forbidden":
@@ -513,7 +499,7 @@ def _unknown_key(loc: Path) -> str:
     for k in loc[:-1]:
         t = ov_mod.child(t, k)
     key = str(loc[-1])
-    hint = ov_mod.did_you_mean(key, ov_mod.field_names(t))
+    hint = did_you_mean(key, ov_mod.field_names(t))
     if len(loc) == 1 and "." in key and not hint:
         hint = "; a parameter path goes under grid: (cartesian product), zip: (walked together) or overrides:"
     return f"unknown key '{key}'{hint}"
