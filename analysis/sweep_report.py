@@ -37,8 +37,12 @@ SHOWN = ("on_time_ratio", "dropped", "brownout_node_hours", "transport_loss_wh")
 
 @dataclass
 class SweepSummary:
+    """What ``summarize`` found in a sweep folder."""
+
     out: Path
+    """The sweep folder."""
     manifest: dict
+    """Its sweep.json: the design, parameters, kinds and policies."""
     rows: pd.DataFrame
     """Every row of the design found on disk (ok and failed), in design order."""
     table: pd.DataFrame
@@ -161,6 +165,8 @@ def chart_data(ok: pd.DataFrame, param: str, kind: str) -> dict[str, dict]:
 
 
 def html_report(s: SweepSummary) -> str:
+    """The self-contained report page: a chart per metric and swept parameter, the table, the
+    failed runs."""
     man, ok = s.manifest, s.rows[s.rows["status"] == "ok"]
     title = f"otmarl sweep: {man['name']}"
     sub = (f"base {man['base']} · {man['n_points']} points × {len(man['policies'])} policies · "
