@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from otmarl.scenarios.errors import UserError
 
-__all__ = ["MeanCI", "StatisticsError", "mean_ci", "ci_table", "jain", "gini", "lorenz",
+__all__ = ["MeanCI", "StatisticsError", "mean_ci", "ci_table", "format_ci_table", "jain", "gini", "lorenz",
            "equality_gap_w1", "worst_decile_mean", "min_max_ratio", "fairness_summary",
            "FAIRNESS_FIELDS", "CI_COLUMNS"]
 
@@ -122,6 +122,24 @@ def ci_table(rows: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = ("p
             out.append({**dict(zip(by, key)), "metric": m, "mean": c.mean, "ci_low": c.low,
                         "ci_high": c.high, "n": c.n})
     return pd.DataFrame(out, columns=[*by, *CI_COLUMNS])
+
+
+def format_ci_table(table: pd.DataFrame, metrics: Iterable[str], width: int = 24) -> str:
+    """A ``ci_table`` by policy as text: one row per metric, one column per policy (at least
+    ``width`` wide), each cell 'mean ± half-width', the mean alone when the interval is undefined
+    and 'n/a' when there is no value."""
+    pols = list(dict.fromkeys(table["policy"]))
+    w = max([width] + [len(str(p)) + 2 for p in pols])
+    cell = {(r.policy, r.metric): _ci_text(r.mean, (r.ci_high - r.ci_low) / 2)
+            for r in table.itertuples(index=False)}
+    lines = [f"{'metric':22s}" + "".join(f"{p:>{w}s}" for p in pols)]
+    lines += [f"{m:22s}" + "".join(f"{cell.get((p, m), 'n/a'):>{w}s}" for p in pols) for m in metrics]
+    return "\n".join(lines)
+
+
+def _ci_text(mean: float, half: float) -> str:
+    num = lambda x: f"{x:.4g}" if math.isfinite(x) else "n/a"  # noqa: E731
+    return f"{num(mean)} ± {num(half)}" if math.isfinite(half) else num(mean)
 
 
 # ------------------------------------------------------------------------------- fairness

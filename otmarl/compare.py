@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from otmarl.analysis.registry import METRICS, run_metrics
-from otmarl.analysis.stats import ci_table
+from otmarl.analysis.stats import ci_table, format_ci_table
 from otmarl.policies import REGISTRY
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
@@ -74,19 +73,4 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
 
 def format_table(table: pd.DataFrame) -> str:
     """A wide text table: one row per metric, one column per policy, 'mean ± half-width'."""
-    pols = list(dict.fromkeys(table["policy"]))
-    lines = [f"{'metric':22s}" + "".join(f"{p:>24s}" for p in pols)]
-    for m in METRICS:
-        cells = []
-        for p in pols:
-            r = table[(table["policy"] == p) & (table["metric"] == m)].iloc[0]
-            half = (r["ci_high"] - r["ci_low"]) / 2
-            cells.append(f"{_fmt(r['mean'])} ± {_fmt(half)}" if np.isfinite(half) else _fmt(r["mean"]))
-        lines.append(f"{m:22s}" + "".join(f"{c:>24s}" for c in cells))
-    return "\n".join(lines)
-
-
-def _fmt(x: float) -> str:
-    if not np.isfinite(x):
-        return "n/a"
-    return f"{x:.4g}"
+    return format_ci_table(table, METRICS)

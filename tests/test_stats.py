@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from otmarl.analysis.stats import (StatisticsError, ci_table, equality_gap_w1, fairness_summary,
-                                   gini, jain, lorenz, mean_ci, min_max_ratio, worst_decile_mean)
+                                   format_ci_table, gini, jain, lorenz, mean_ci, min_max_ratio,
+                                   worst_decile_mean)
 from otmarl.scenarios.errors import UserError
 
 # Student t quantiles at 97.5 % from any printed table, for 1, 2 and 3 degrees of freedom
@@ -59,6 +60,14 @@ def test_ci_table_groups_metrics_and_leaves_nan_cells_out():
     np.testing.assert_allclose(t.loc[("a", "x"), "ci_high"], 3 + T1, rtol=1e-10)
     assert t.loc[("b", "x"), "ci_low"] == t.loc[("b", "x"), "ci_high"] == 1.0
     assert ci_table(rows.iloc[:0], ["x"]).empty
+
+
+def test_ci_table_as_text_by_hand():
+    rows = pd.DataFrame({"policy": ["a", "a", "marl:runs/a-long-name", "b"], "x": [2, 4, 7, np.nan]})
+    text = format_ci_table(ci_table(rows, ["x"]), ["x"]).splitlines()
+    assert text[0].split() == ["metric", "a", "marl:runs/a-long-name", "b"]
+    assert text[1].split() == ["x", "3", "±", "12.71", "7", "n/a"]   # n = 2, n = 1, n = 0
+    assert len(text[0]) == len(text[1]) == 22 + 3 * 24                 # the long name fits in 24
 
 
 def test_fairness_edge_cases_are_the_documented_ones():
