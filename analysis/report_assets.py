@@ -10,13 +10,14 @@ time frames, and every float keeps ``SIG_DIGITS`` significant digits.
 from __future__ import annotations
 
 import html
-import json
 import math
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .jsonable import dumps_for_html, jsonable, q
 from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
@@ -56,58 +57,10 @@ def html_page(title: str, body: str, data: dict) -> str:
     return page
 
 
-def quantise(x, sig: int = SIG_DIGITS):
-    """Round floats to ``sig`` significant digits (recursively through lists and dicts).
-
-    NaN and inf become None; ints and strings pass through.
-    """
-    if isinstance(x, dict):
-        return {k: quantise(v, sig) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [quantise(v, sig) for v in x]
-    if isinstance(x, np.ndarray):
-        return q(x, sig) if x.dtype.kind == "f" else quantise(x.tolist(), sig)
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        if not math.isfinite(v):
-            return None
-        return float(f"{v:.{sig}g}")
-    return x
-
-
-def q(a, sig: int = SIG_DIGITS) -> list:
-    """An array as a list of floats rounded to ``sig`` significant digits (NaN/inf as None).
-
-    Vectorised: the value is scaled by an exact power of ten, rounded, and scaled back by the
-    same exact power, so each float is the double nearest its short decimal and JSON prints it
-    short (0.3, not 0.30000000000000004).
-    """
-    a = np.asarray(a, dtype=float)
-    finite = np.isfinite(a)
-    safe = np.where(finite & (a != 0), np.abs(a), 1.0)
-    shift = sig - 1 - np.floor(np.log10(safe)).astype(int)          # digits after the point
-    out = np.empty_like(a)
-    up = shift >= 0
-    if up.any():
-        f = 10.0 ** np.minimum(shift[up], 22)
-        out[up] = np.round(a[up] * f) / f
-    if (~up).any():
-        f = 10.0 ** (-shift[~up])
-        out[~up] = np.round(a[~up] / f) * f
-    out[a == 0] = 0.0
-    if finite.all():
-        return out.tolist()
-    return [v if ok else None for v, ok in zip(out.tolist(), finite.tolist())]
-
-
-def dumps_for_html(data) -> str:
-    """Compact JSON that is safe inside a ``<script>`` element."""
-    s = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return s.replace("</", "<\\/").replace("<!--", "<\\!--")
+def quantise(x: Any, sig: int = SIG_DIGITS) -> Any:
+    """``x`` ready for JSON with every float rounded to ``sig`` significant digits (see
+    ``jsonable.jsonable``): the payload budget of the charts."""
+    return jsonable(x, sig)
 
 
 def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
