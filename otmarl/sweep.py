@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from otmarl.scenarios.errors import UserError
-from otmarl.scenarios.sweep_schema import Sweep, load_sweep as _load_sweep
+from otmarl.scenarios.sweep_loader import load_sweep as _load_sweep
+from otmarl.scenarios.sweep_schema import Sweep
 from otmarl.sweep_backends import ROW, Job, dask_runs, joblib_runs, read_status, sequential
 
 __all__ = ["sweep", "load_sweep", "design", "run_key", "run_seeds", "SweepResult"]
