@@ -86,8 +86,8 @@ def mean_ci(x: ArrayLike, level: float = 0.95) -> MeanCI:
     """Mean and Student-t confidence interval ``mean ± t(level, n-1) s / sqrt(n)``.
 
     ``s`` is the sample standard deviation (``ddof=1``). Edge cases: no value gives NaN
-    everywhere and n = 0; one value gives its mean and NaN bounds; equal values give a zero-width
-    interval. The interval always contains the mean. Scaling the values by ``c > 0`` scales mean
+    everywhere and n = 0; one value gives its mean and NaN bounds; equal values give exactly that
+    value as mean and both bounds. The interval always contains the mean. Scaling the values by ``c > 0`` scales mean
     and bounds by ``c``.
     """
     if not 0 < level < 1:
@@ -96,9 +96,11 @@ def mean_ci(x: ArrayLike, level: float = 0.95) -> MeanCI:
     n = int(a.size)
     if n == 0:
         return MeanCI(math.nan, math.nan, math.nan, 0)
-    mean = float(a.mean())
     if n == 1:
-        return MeanCI(mean, math.nan, math.nan, 1)
+        return MeanCI(float(a[0]), math.nan, math.nan, 1)
+    if a[0] == a[-1]:  # exactly, not to rounding: the mean of equal values may miss them by an ulp
+        return MeanCI(float(a[0]), float(a[0]), float(a[0]), n)
+    mean = float(a.mean())
     from scipy.stats import t as student
     half = float(student.ppf(0.5 + level / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
     return MeanCI(mean, mean - half, mean + half, n)
@@ -171,7 +173,7 @@ def gini(x: ArrayLike) -> float:
     if not n:
         return math.nan
     total = a.sum()
-    if total == 0:
+    if a[0] == a[-1]:  # equal (or all zero): exactly 0, not a rounding residue
         return 0.0
     # sum_i sum_j |x_i - x_j| = 2 sum_i (2i - n - 1) x_(i) over sorted x, i = 1..n
     ranks = np.arange(1, n + 1)
@@ -205,6 +207,8 @@ def equality_gap_w1(x: ArrayLike) -> float:
     a = _shares(x, "equality_gap_w1")
     if not a.size:
         return math.nan
+    if a[0] == a[-1]:  # equal: exactly 0, not a rounding residue of the mean
+        return 0.0
     return float(np.mean(np.abs(a - a.mean())))
 
 
