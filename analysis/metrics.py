@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 from otmarl.scenarios.errors import UserError
 
-from .fairness import FAIRNESS_FIELDS, fairness_summary
+from .jsonable import jsonable
+from .stats import FAIRNESS_FIELDS, fairness_summary
 
 __all__ = ["Run", "load_run", "metrics", "node_table", "fleet_table", "class_fairness_table",
            "normalise_to_baseline", "KPI_BETTER", "OUTCOMES", "DROP_REASONS"]
@@ -342,7 +343,7 @@ def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | No
         base = metrics(baseline)
         out["baseline"] = {"run": base["run"], "kpis": base["kpis"],
                            "normalised": normalise_to_baseline(out["kpis"], base["kpis"])}
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -454,17 +455,3 @@ def normalise_to_baseline(kpis: dict, base: dict) -> dict:
 def _number(x) -> bool:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) \
         and math.isfinite(float(x))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(float(x)) else None
-    return x

@@ -25,10 +25,11 @@ import pandas as pd
 
 from otmarl.scenarios.errors import UserError
 
-from .fairness import FAIRNESS_FIELDS
+from .stats import FAIRNESS_FIELDS
 from .metrics import (DROP_REASONS, KPI_BETTER, OUTCOMES, Run, class_fairness_table, fleet_table,
                       load_run, metrics, node_table)
-from .report_assets import dumps_for_html, payload, quantise, template
+from .registry import BETTER
+from .report_assets import html_page, payload, quantise
 
 __all__ = ["report", "comparison_report", "summary_tables", "FORMATS", "KPI_LABELS"]
 
@@ -280,29 +281,16 @@ def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
     parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
               f"<p>Made by otmarl report from the run folder '{html.escape(run.path.name)}'.</p>"
               "</footer></main>"]
-    return _page(title, "".join(parts), payload(run, m, baseline))
-
-
-def _page(title: str, body: str, data: dict) -> str:
-    page = template("report.html")
-    for key, val in (("TITLE", html.escape(title)), ("CSS", template("report.css")),
-                     ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
-        page = page.replace("{{" + key + "}}", val)
-    return page
+    return html_page(title, "".join(parts), payload(run, m, baseline))
 
 
 # ---------------------------------------------------------------------------- comparison
-#: Which way is better for the metrics of ``otmarl compare`` (besides ``KPI_BETTER``).
-COMPARE_BETTER = {"completed_on_time": "higher", "dropped": "lower", "transport_loss_wh": "lower",
-                  "loss_per_delivered": "lower", "curtailed_wh": "lower"}
-
-
 def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = "otmarl comparison",
                       labels: dict[str, str] | None = None) -> dict[str, Path]:
     """Metrics per policy side by side with 95 % CI error bars.
 
     ``table`` has columns policy, metric, mean, ci_low, ci_high, n (one row per policy and metric,
-    as ``otmarl.compare.confidence_table`` makes it; CI bounds may be NaN). ``labels`` maps a
+    as ``stats.ci_table`` makes it; CI bounds may be NaN). ``labels`` maps a
     metric to a caption. Writes comparison.html and comparison.md into the folder ``out``
     (the table's own CSV is left alone); returns ``{"html", "md"}`` paths.
     """
@@ -311,7 +299,7 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
         raise UserError(f"comparison table: missing column(s) {', '.join(missing)}; "
                         f"expected {', '.join(COMPARISON_COLUMNS)}")
     labels = {**KPI_LABELS, **(labels or {})}
-    better = {**KPI_BETTER, **COMPARE_BETTER}
+    better = {**KPI_BETTER, **BETTER}
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t = table.loc[:, list(COMPARISON_COLUMNS)].copy()
@@ -331,7 +319,7 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
             f"<h2>Metrics</h2><div class=grid>{figs}</div><h2>Table</h2>"
             f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div></main>")
     md = f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold.\n\n" + _md_table(head, rows)
-    return {"html": _write(out_dir / "comparison.html", _page(title, body, data)),
+    return {"html": _write(out_dir / "comparison.html", html_page(title, body, data)),
             "md": _write(out_dir / "comparison.md", md + "\n")}
 
 

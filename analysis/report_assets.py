@@ -1,4 +1,6 @@
-"""The data behind the HTML report's charts: decimated, quantised, JSON-ready.
+"""The chart kit's Python side: the page shell every otmarl HTML page is made of
+(``html_page``: ``templates/report.html`` with its one CSS and one JavaScript chart kit inlined),
+and the data behind the run report's charts: decimated, quantised, JSON-ready.
 
 Budgets keep a 10,000-node day under a few MB of JSON: fleet series have at most
 ``MAX_POINTS`` points (epochs are merged into buckets beyond that), the network map shows at most
@@ -7,17 +9,19 @@ time frames, and every float keeps ``SIG_DIGITS`` significant digits.
 """
 from __future__ import annotations
 
-import json
+import html
 import math
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .fairness import lorenz
+from .jsonable import dumps_for_html, jsonable, q
+from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
-__all__ = ["payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+__all__ = ["html_page", "payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
            "MAX_MAP_NODES"]
 
 MAX_POINTS = 1500
@@ -42,58 +46,21 @@ def template(name: str) -> str:
     return resources.files("otmarl.analysis").joinpath("templates", name).read_text("utf-8")
 
 
-def quantise(x, sig: int = SIG_DIGITS):
-    """Round floats to ``sig`` significant digits (recursively through lists and dicts).
-
-    NaN and inf become None; ints and strings pass through.
+def html_page(title: str, body: str, data: dict) -> str:
+    """A self-contained HTML page: ``body`` in the shared shell, ``data`` as the JSON the chart
+    kit draws from; each ``[data-chart]`` element of ``body`` names its renderer (``data-kind``).
     """
-    if isinstance(x, dict):
-        return {k: quantise(v, sig) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [quantise(v, sig) for v in x]
-    if isinstance(x, np.ndarray):
-        return q(x, sig) if x.dtype.kind == "f" else quantise(x.tolist(), sig)
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        if not math.isfinite(v):
-            return None
-        return float(f"{v:.{sig}g}")
-    return x
+    page = template("report.html")
+    for key, val in (("TITLE", html.escape(title)), ("CSS", template("report.css")),
+                     ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
+        page = page.replace("{{" + key + "}}", val)
+    return page
 
 
-def q(a, sig: int = SIG_DIGITS) -> list:
-    """An array as a list of floats rounded to ``sig`` significant digits (NaN/inf as None).
-
-    Vectorised: the value is scaled by an exact power of ten, rounded, and scaled back by the
-    same exact power, so each float is the double nearest its short decimal and JSON prints it
-    short (0.3, not 0.30000000000000004).
-    """
-    a = np.asarray(a, dtype=float)
-    finite = np.isfinite(a)
-    safe = np.where(finite & (a != 0), np.abs(a), 1.0)
-    shift = sig - 1 - np.floor(np.log10(safe)).astype(int)          # digits after the point
-    out = np.empty_like(a)
-    up = shift >= 0
-    if up.any():
-        f = 10.0 ** np.minimum(shift[up], 22)
-        out[up] = np.round(a[up] * f) / f
-    if (~up).any():
-        f = 10.0 ** (-shift[~up])
-        out[~up] = np.round(a[~up] / f) * f
-    out[a == 0] = 0.0
-    if finite.all():
-        return out.tolist()
-    return [v if ok else None for v, ok in zip(out.tolist(), finite.tolist())]
-
-
-def dumps_for_html(data) -> str:
-    """Compact JSON that is safe inside a ``<script>`` element."""
-    s = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return s.replace("</", "<\\/").replace("<!--", "<\\!--")
+def quantise(x: Any, sig: int = SIG_DIGITS) -> Any:
+    """``x`` ready for JSON with every float rounded to ``sig`` significant digits (see
+    ``jsonable.jsonable``): the payload budget of the charts."""
+    return jsonable(x, sig)
 
 
 def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:

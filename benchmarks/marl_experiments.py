@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from otmarl.analysis.stats import mean_ci
 from otmarl.policies import make_controller
 from otmarl.policies.marl import mappo, ippo
 from otmarl.policies.marl.alignment import barycenter, ground_cost, sinkhorn_divergence
@@ -41,12 +41,9 @@ STEPS = 20_000
 
 
 def ci(x) -> str:
-    from scipy.stats import t as student
-    x = np.asarray(x, float)
-    if len(x) < 2:
-        return f"{x.mean():.4g}"
-    half = student.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return f"{x.mean():.4g} ± {half:.2g}"
+    """'mean ± half-width' of the 95 % CI (``analysis.stats.mean_ci``); the mean alone for n < 2."""
+    c = mean_ci(x)
+    return f"{c.mean:.4g}" if c.n < 2 else f"{c.mean:.4g} ± {c.half_width:.2g}"
 
 
 def trained(out: Path, name: str, algo=mappo, **kw) -> Path:

@@ -12,7 +12,7 @@ The output folder::
     DIR/sweep.yaml              a copy of the sweep file
     DIR/runs/<key>/             a run folder (summary.json, Parquet tables) and its row.parquet
     DIR/failures/<key>.json     error and traceback of a failed run
-    DIR/summary.csv, report.html   written by ``otmarl.sweep_report.summarize``
+    DIR/summary.csv, report.html   written by ``otmarl.analysis.sweep_report.summarize``
 
 Seeds: with ``seeds: N``, the run at point p and seed index s (of N) gets
 ``SeedSequence(root_seed).spawn(P * N)[p * N + s]`` (P points), reduced to an int; with a list,
@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from otmarl.scenarios.errors import UserError
-from otmarl.scenarios.sweep_schema import Sweep, load_sweep as _load_sweep
+from otmarl.scenarios.sweep_loader import load_sweep as _load_sweep
+from otmarl.scenarios.sweep_schema import Sweep
 from otmarl.sweep_backends import ROW, Job, dask_runs, joblib_runs, read_status, sequential
 
 __all__ = ["sweep", "load_sweep", "design", "run_key", "run_seeds", "SweepResult"]

@@ -69,7 +69,7 @@ def example_text() -> str:
 
 
 def _metrics(text: str | None) -> list[str] | None:
-    from otmarl.compare import METRICS
+    from otmarl.analysis.registry import METRICS
     from otmarl.scenarios.errors import UserError
     from otmarl.scenarios.overrides import did_you_mean
     if not text:
@@ -83,7 +83,7 @@ def _metrics(text: str | None) -> list[str] | None:
 
 
 def _summary(folder: str, metrics: str | None) -> int:
-    from otmarl.sweep_report import format_table, summarize
+    from otmarl.analysis.sweep_report import format_table, summarize
     names = _metrics(metrics)
     s = summarize(folder)
     print(format_table(s, names))

@@ -21,6 +21,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
+from .fields import did_you_mean
+
 KINDS = ("uniform", "normal", "lognormal", "exponential", "choice")
 
 
@@ -143,9 +145,7 @@ def parse_dist(v: Any) -> DistSpec:
             f"({', '.join(KINDS)}), got {v!r}")
     (kind, arg), = v.items()
     if kind not in KINDS:
-        import difflib
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; expected one of {', '.join(KINDS)}"
+        hint = did_you_mean(kind, list(KINDS)) or f"; expected one of {', '.join(KINDS)}"
         raise ValueError(f"unknown distribution '{kind}'{hint}")
     return _PARSERS[kind](arg)
 

@@ -3,24 +3,20 @@
 YAML becomes a ``Scenario`` once, at the boundary (``otmarl.scenarios.load``); nothing deeper reads
 dicts. Every numeric field typed ``*Dist`` may be a distribution (see ``distributions.py``), drawn
 from the run's seed: per node for node parameters, per link for link parameters, per task for task
-parameters.
+parameters. The model base, located errors and did-you-mean come from ``fields``, which the sweep
+schema shares.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
-                              validate_default=True)
+from .fields import Model, closest, located_error, split_path
 
 
 # ------------------------------------------------------------------------ cross-field checks
@@ -29,10 +25,9 @@ class Model(BaseModel):
 # every other problem and at the exact key). Each returns None or a message.
 
 def cross_field_error(field: str, message: str) -> PydanticCustomError:
-    """The error a model validator raises: ``field`` is the dotted path of the offending key
-    relative to the model ('' for the model itself); the loader points at it."""
-    return PydanticCustomError("cross_field", "{field}: {message}" if field else "{message}",
-                               {"field": field, "message": message})
+    """The error a model validator raises for one problem: ``field`` is the dotted path of the
+    offending key relative to the model ('' for the model itself); the loader points at it."""
+    return located_error([(split_path(field) or (), message, "value")])
 
 
 def soc_order_problem(min_soc: float, resume_soc: float, min_given: bool = True) -> tuple[str, str] | None:
@@ -66,10 +61,10 @@ def node_name_problem(name: str, counts: Mapping[str, int]) -> str | None:
         return None
     if cls in counts:
         return f"unknown node '{name}': class '{cls}' has nodes {cls}_0 .. {cls}_{counts[cls] - 1}"
-    close = difflib.get_close_matches(cls or str(name), list(counts), n=1)
+    close = closest(cls or str(name), list(counts))
     if close:
-        i = int(idx) if idx.isdigit() and int(idx) < counts[close[0]] else 0
-        return f"unknown node '{name}'; did you mean '{close[0]}_{i}'?"
+        i = int(idx) if idx.isdigit() and int(idx) < counts[close] else 0
+        return f"unknown node '{name}'; did you mean '{close}_{i}'?"
     return f"unknown node '{name}' (nodes are named <class>_<index>, e.g. '{next(iter(counts))}_0')"
 
 

@@ -12,7 +12,7 @@ from scipy.stats import wasserstein_distance
 
 from otmarl.analysis import (equality_gap_w1, gini, jain, load_run, lorenz, metrics,
                              min_max_ratio, normalise_to_baseline, worst_decile_mean)
-from otmarl.analysis.fairness import fairness_summary
+from otmarl.analysis.stats import fairness_summary
 from otmarl.analysis.metrics import class_fairness_table, fleet_table, node_table
 from otmarl.scenarios.errors import UserError
 
@@ -271,3 +271,20 @@ def test_market_rows_are_not_flows(tmp_path):
     assert set(r.flows["kind"]) <= {"energy", "task"} and (r.flows["dst"] >= 0).all()
     assert set(r.market["kind"]) >= {"energy_offer", "energy_request"}
     assert (r.market["dst"] == -1).all()
+
+
+def test_registry_metrics_of_a_hand_made_summary():
+    from otmarl.analysis.registry import BETTER, METRICS, run_metrics
+    s = {"tasks": {"generated": 8, "completed_on_time": 6, "offloaded": 3,
+                   "dropped": {"expired": 1, "queue_full": 1}},
+         "latency_s": {"p95": None}, "nodes": {"brownout_node_hours": 2.5},
+         "energy": {"delivered_wh": 0.0, "transport_loss_wh": 0.0, "curtailed_wh": 4.0}}
+    m = run_metrics(s)
+    assert list(m) == list(METRICS)
+    assert (m["on_time_ratio"], m["dropped"], m["offloaded"]) == (0.75, 2, 3)
+    assert math.isnan(m["latency_p95_s"]) and math.isnan(m["loss_per_delivered"])  # no value: NaN
+    s["energy"].update(delivered_wh=8.0, transport_loss_wh=2.0)
+    s["tasks"].update(generated=0, completed_on_time=0)          # no task: ratio 0, not a 0/0
+    assert (run_metrics(s)["loss_per_delivered"], run_metrics(s)["on_time_ratio"]) == (0.25, 0.0)
+    assert BETTER["on_time_ratio"] == "higher" and BETTER["dropped"] == "lower"
+    assert "delivered_wh" not in BETTER                           # a volume, neither way better

@@ -22,12 +22,12 @@ import pandas as pd
 import pytest
 
 from otmarl.cli import main
-from otmarl.compare import METRICS
+from otmarl.analysis.registry import METRICS
 from otmarl.policies import REGISTRY
 from otmarl.run import run
 from otmarl.scenarios import ScenarioError, builtin_names, builtin_path, load
 from otmarl.sweep import load_sweep, run_key, sweep
-from otmarl.sweep_report import read_rows, summarize
+from otmarl.analysis.sweep_report import read_rows, summarize
 
 # 3 capacities x 2 policies x 2 seeds = 12 runs of 6 simulated hours
 SWEEP = """\
@@ -374,3 +374,18 @@ def test_report_is_self_contained_and_every_chart_renders(sequential, tmp_path):
     lines = (table.dropna(subset=["mean"]).groupby(["metric", "policy"]).size() >= 2).sum()
     assert 2 * len(METRICS) - 3 <= lines < 2 * len(METRICS)
     assert dom.count("<svg") == len(METRICS) and dom.count("<polyline") == lines
+
+
+def test_one_chart_kit_draws_the_run_and_the_sweep_reports(sequential):
+    """The sweep page embeds the very same chart kit as the run report (no second copy)."""
+    from otmarl.analysis.report_assets import template
+    _, out = sequential
+    summarize(out)
+    page = (out / "report.html").read_text()
+    kit = template("report.js")
+    assert "function bandChart" in kit and page.count(kit.strip()) == 1
+    # no JavaScript chart code anywhere in the Python sources (it lives in templates/ only)
+    root = Path(__file__).resolve().parents[1]
+    copies = [str(p.relative_to(root)) for d in ("analysis", "otmarl") for p in (root / d).rglob("*.py")
+              if "createElementNS" in p.read_text()]
+    assert copies == []

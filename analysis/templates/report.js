@@ -1,6 +1,7 @@
-/* otmarl report charts: a small hand-written SVG chart kit. No library, no network: the data
-   come from the JSON element #report-data in this same file. Each [data-chart] element is drawn
-   by the renderer named in its data-kind (default: its data-chart), then marked data-rendered. */
+/* otmarl charts: the one small hand-written SVG chart kit of every otmarl page (the run report,
+   the comparison report, the sweep report). No library, no network: the data come from the JSON
+   element #report-data in this same file. Each [data-chart] element is drawn by the renderer
+   named in its data-kind (default: its data-chart), then marked data-rendered. */
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("report-data").textContent);
@@ -82,12 +83,18 @@
     });
     xt.forEach(v => {
       el("line", { x1: x(v), x2: x(v), y1: H - M.b, y2: H - M.b + 4, class: "tick" }, g);
-      el("text", { x: x(v), y: H - M.b + 16, "text-anchor": "middle" }, g).textContent = fmt(v);
+      el("text", { x: x(v), y: H - M.b + 16, "text-anchor": "middle" }, g).textContent = (o.fx || fmt)(v);
     });
     el("line", { x1: M.l, x2: W - M.r, y1: H - M.b, y2: H - M.b, class: "base" }, g);
     if (o.xlabel) el("text", { x: (M.l + W - M.r) / 2, y: H - 4, "text-anchor": "middle", class: "label" }, g).textContent = o.xlabel;
     if (o.ylabel) el("text", { x: 12, y: (M.t + H - M.b) / 2, "text-anchor": "middle", class: "label",
                                transform: `rotate(-90 12 ${(M.t + H - M.b) / 2})` }, g).textContent = o.ylabel;
+  }
+  function padded(vals, pad) {  // [lo, hi] of vals widened by pad of the range (0..1 if none)
+    let lo = Math.min(...vals), hi = Math.max(...vals);
+    if (!isFinite(lo)) { lo = 0; hi = 1; }
+    const p = (hi - lo) * pad || Math.abs(hi) * 0.1 || 1;
+    return [lo - p, hi + p];
   }
   function pathOf(xs, ys, x, y) {
     let d = "", pen = false;
@@ -204,6 +211,7 @@
                { name: "generated", y: F.generated, color: "#bab0ac" },
                { name: "completed on time", y: F.completed_on_time, color: "#59a14f" }] }),
     map: mapChart, lorenz: lorenzChart, sorted: sortedChart, classes: classChart, cmp: cmpChart,
+    band: bandChart,
   };
 
   // ---------------------------------------------------------------------- network map
@@ -403,6 +411,43 @@
       const dot = el("circle", { cx: x(r.mean), cy: yy, r: 5, fill: c }, svg);
       dot.addEventListener("mousemove", ev => showTip(ev, `<b>${esc(r.policy)}</b><br>mean ${fmt(r.mean)}<br>95% CI ${fmt(r.ci_low)} – ${fmt(r.ci_high)}<br>n = ${r.n}`));
       dot.addEventListener("mouseleave", hideTip);
+    });
+  }
+
+  // ------------------------------------------- lines with confidence bands (sweep report)
+  // D.charts[name]: {x, labels, categorical, xlabel, ylabel, series: [{name, y, lo, hi, n}]};
+  // a line per series through its means, a shaded band and whiskers for its intervals.
+  function bandChart(host) {
+    const c = D.charts[host.dataset.chart], xs = c.x, n = xs.length, idx = xs.map((_, i) => i);
+    legend(host, c.series.map((s, k) => ({ name: s.name, color: PAL[k % PAL.length] })));
+    const svg = svgIn(host, W, H);
+    const ys = [].concat(...c.series.map(s => s.y.concat(s.lo, s.hi))).filter(v => v != null);
+    const [x0, x1] = c.categorical || n < 2 ? [-0.5, Math.max(n - 0.5, 0.5)] : padded(xs, 0.04);
+    const [y0, y1] = padded(ys, 0.06);
+    const x = scale(x0, x1, M.l, W - M.r), y = scale(y0, y1, H - M.b, M.t);
+    const byPoint = c.categorical || n <= 6;
+    axes(svg, x, y, byPoint ? xs : ticks(x0, x1, 6), ticks(y0, y1, 5),
+         { xlabel: c.xlabel, ylabel: c.ylabel, fx: byPoint ? v => c.labels[xs.indexOf(v)] : fmt });
+    c.series.forEach((s, k) => {
+      const col = PAL[k % PAL.length], on = idx.filter(i => s.y[i] != null);
+      const band = idx.filter(i => s.lo[i] != null && s.hi[i] != null);
+      if (band.length > 1) {
+        const pts = band.map(i => `${x(xs[i])},${y(s.hi[i])}`)
+          .concat(band.slice().reverse().map(i => `${x(xs[i])},${y(s.lo[i])}`));
+        el("polygon", { points: pts.join(" "), fill: col, "fill-opacity": 0.18, stroke: "none" }, svg);
+      }
+      band.forEach(i => el("line", { x1: x(xs[i]), x2: x(xs[i]), y1: y(s.lo[i]), y2: y(s.hi[i]),
+                                     stroke: col, "stroke-opacity": 0.5 }, svg));
+      if (on.length > 1) {
+        el("polyline", { points: on.map(i => `${x(xs[i])},${y(s.y[i])}`).join(" "), fill: "none",
+                         stroke: col, "stroke-width": 2 }, svg);
+      }
+      on.forEach(i => {
+        const dot = el("circle", { cx: x(xs[i]), cy: y(s.y[i]), r: 3.5, fill: col }, svg);
+        dot.addEventListener("mousemove", ev => showTip(ev, `<b>${esc(s.name)}</b>, ${esc(c.xlabel)} = ` +
+          `${esc(c.labels[i])}<br>mean ${fmt(s.y[i])}<br>95% CI ${fmt(s.lo[i])} – ${fmt(s.hi[i])}<br>n = ${s.n[i]}`));
+        dot.addEventListener("mouseleave", hideTip);
+      });
     });
   }
 
