@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from otmarl.compare import METRICS, run_metrics
+from otmarl.analysis.registry import METRICS, run_metrics
 from otmarl.scenarios import Scenario
 from otmarl.scenarios.errors import OtmarlError, UserError
 

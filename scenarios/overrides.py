@@ -10,7 +10,6 @@ discriminated union (``network.topology.grid.rows``), which is not a key of the 
 """
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Hashable, Literal, Union
 import yaml
 from pydantic import BaseModel
 
+from .fields import closest, did_you_mean  # noqa: F401  (re-exported for the loaders)
 from .schema import Scenario
 from .yamlpos import Loader, Path, Problem, Span, dotted
 
@@ -111,22 +111,6 @@ def resolve(loc: tuple) -> tuple[Path, T]:
 def field_names(t: T) -> list[str]:
     model = model_of(t)
     return list(model.model_fields) if model else []
-
-
-def closest(word: Any, choices: list[str]) -> str | None:
-    """The choice ``word`` was most likely meant to be: a near spelling, else the one choice it
-    abbreviates ('rate' -> 'rate_per_h')."""
-    choices = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(word), choices, n=1)
-    if close:
-        return close[0]
-    starts = [c for c in choices if str(word) and c.startswith(str(word))]
-    return starts[0] if len(starts) == 1 else None
-
-
-def did_you_mean(word: Any, choices: list[str]) -> str:
-    close = closest(word, choices)
-    return f"; did you mean '{close}'?" if close else ""
 
 
 # -------------------------------------------------------------------------------- overrides
