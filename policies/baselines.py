@@ -32,7 +32,7 @@ class RandomController:
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info, self.rng = world_info, rng
-        self.p_act = float(world_info.params.get("p_act", 0.3))
+        self.p_act = M.parse_params(world_info).p_act
         n = world_info.n_nodes
         self.nbrs: list[list[int]] = [[] for _ in range(n)]
         for a, b in zip(world_info.link_u.tolist(), world_info.link_v.tolist()):

@@ -8,75 +8,33 @@ so comparisons between them are fair. The equations are in docs/model.md ("The a
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from otmarl.scenarios.controllers import ControllerParams
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Observation, WorldInfo
 
-from .transport import SOLVERS
 
 
-class MarketParams(BaseModel):
-    """Parameters of the market (``controller.params`` in a scenario)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    energy: bool = True
-    """Share energy."""
-    tasks: bool = True
-    """Offload tasks."""
-    high_soc: float = Field(0.6, ge=0, le=1)
-    """A node offers the energy it holds above this state of charge (shifted by its forecast)."""
-    low_soc: float = Field(0.3, ge=0, le=1)
-    """A node requests energy up to this state of charge (shifted by its forecast)."""
-    lookahead_epochs: float = Field(4.0, ge=0)
-    """Epochs of expected net harvest (forecast minus need) that shift both levels."""
-    clearness: float = Field(0.7, ge=0, le=1)
-    """Expected fraction of clear-sky harvest, for the forecast."""
-    max_loss: float = Field(0.5, ge=0, le=1)
-    """Energy: leaving a Wh of request unmet costs this much; a transfer losing more is not made."""
-    wear_cost: float = Field(0.01, ge=0)
-    """Energy: battery wear per Wh sent, in the same units as loss (fraction of a Wh)."""
-    backlog_epochs: float = Field(1.0, gt=0)
-    """Tasks: a node offers the waiting work beyond this many epochs of its servers' time, and
-    every waiting task predicted to miss its deadline."""
-    energy_weight: float = Field(1.0, ge=0)
-    """Tasks: weight of the processing energy at the target (relative to the mean) in the cost."""
-    fairness: float = Field(0.0, ge=0)
-    """Weight of a node's history of unmet requests in the penalty for leaving it unserved."""
-    fairness_memory: float = Field(0.9, ge=0, lt=1)
-    """Exponential smoothing of that history per epoch."""
-    solver: str = "exact"
-    """OT solver, a name of the transport registry: exact, network, sinkhorn, unbalanced,
-    hierarchical."""
-    reg: float = Field(0.01, gt=0)
-    """Entropic regularisation (sinkhorn, unbalanced), relative to the largest cost."""
-    reg_m: float = Field(1.0, gt=0)
-    """Marginal relaxation (unbalanced)."""
-    p_act: float = Field(0.3, ge=0, le=1)
-    """Random controller only: probability that a node acts in an epoch."""
+#: The controllers' parameters are part of the scenario (typed and bounded there, so that
+#: ``otmarl validate`` checks them); the market reads them under this name.
+MarketParams = ControllerParams
 
 
 def parse_params(info: WorldInfo) -> MarketParams:
-    """The scenario's ``controller.params``, checked; ``UserError`` names the field and the bound."""
+    """The scenario's ``controller.params`` as the typed model; ``UserError`` names the field and
+    the bound (for parameters that did not come through a validated scenario)."""
+    if isinstance(info.params, ControllerParams):
+        return info.params
     try:
-        p = MarketParams.model_validate(info.params)
+        return ControllerParams.model_validate(dict(info.params))
     except ValidationError as e:
         msgs = [f"controller.params.{'.'.join(map(str, x['loc']))}: {x['msg']} "
                 f"(got {x.get('input')!r})" for x in e.errors()]
         raise UserError("\n".join(msgs)) from None
-    if p.low_soc > p.high_soc:
-        raise UserError(f"controller.params.low_soc: value {p.low_soc:g} must be <= high_soc={p.high_soc:g}")
-    if p.solver not in SOLVERS:
-        close = difflib.get_close_matches(p.solver, SOLVERS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UserError(f"controller.params.solver: unknown solver '{p.solver}'; {hint}"
-                        f"known: {', '.join(sorted(SOLVERS))}")
-    return p
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
+from .controllers import Controller, ControllerParams  # noqa: F401  (part of the schema)
 from .fields import Model, closest, located_error, split_path
 
 
@@ -388,13 +389,6 @@ class Faults(Model):
 
 
 # ---------------------------------------------------------------------------- controller etc.
-class Controller(Model):
-    policy: str = "local"
-    """Controller name: local, random, greedy, proportional, threshold, ot, or marl:DIR."""
-    params: dict[str, Any] = {}
-    """Parameters of that controller, validated by the controller itself."""
-
-
 class RewardWeights(Model):
     """Weights of the MARL env's team reward terms, per epoch (docs/marl.md)."""
 

@@ -11,7 +11,7 @@ from otmarl.policies import market as M
 from otmarl.policies.clearing import Clearing, clear_markets
 from otmarl.policies.transport import SOLVERS
 from otmarl.scenarios import load
-from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.errors import ScenarioError, UserError
 from otmarl.simulator import simulate
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
@@ -63,20 +63,21 @@ def test_baseline_clearings_are_audited_like_ot(policy):
     assert (energy["objective"] >= 0).all()
 
 
-def test_unknown_solver_is_a_user_error_with_did_you_mean():
-    sc = _short("microgrid-solar", 6, solver="exakt")
-    known = ", ".join(sorted(SOLVERS))
-    with pytest.raises(UserError, match=rf"controller.params.solver: unknown solver 'exakt'; did you mean "
-                                        rf"'exact'\? known: {known}$"):
-        simulate(sc, make_controller("ot"), seed=1)
-    with pytest.raises(UserError, match=r"unknown solver 'magic'; known: exact"):
+def test_unknown_solver_is_refused_by_the_loader_with_did_you_mean():
+    with pytest.raises(ScenarioError, match=r"controller\.params\.solver=exakt: expected 'exact', "
+                                            r"'network', .*got the string 'exakt'; did you mean 'exact'\?"):
+        load("microgrid-solar", overrides=["controller.params.solver=exakt"])
+    # parameters that did not come through a scenario file are checked when the controller starts
+    with pytest.raises(UserError, match=r"controller.params.solver: Input should be 'exact'"):
         simulate(_short("microgrid-solar", 6, solver="magic"), make_controller("ot"), seed=1)
 
 
-def test_every_registered_solver_is_accepted_by_the_scenario():
-    assert set(SOLVERS) == {"exact", "network", "sinkhorn", "unbalanced", "hierarchical"}
-    info_params = [M.MarketParams(solver=name).solver for name in SOLVERS]
-    assert info_params == list(SOLVERS)
+def test_the_scenarios_solver_and_controller_names_are_the_registries():
+    from otmarl.policies import REGISTRY
+    from otmarl.scenarios.controllers import CONTROLLERS, SOLVERS as SCENARIO_SOLVERS
+    assert tuple(SOLVERS) == SCENARIO_SOLVERS
+    assert set(REGISTRY) == set(CONTROLLERS)
+    assert [M.MarketParams(solver=name).solver for name in SOLVERS] == list(SOLVERS)
 
 
 def test_hierarchical_draws_from_the_runs_seed():

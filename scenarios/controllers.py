@@ -1,0 +1,99 @@
+"""The ``controller`` section of a scenario: which controller runs, and its parameters, typed and
+bounded here so that ``otmarl validate`` rejects a bad value at its FILE:LINE:COL before anything
+runs.
+
+One parameter block serves every controller: ``otmarl compare`` runs several controllers on one
+scenario, so a block written for ``ot`` must also load when ``local`` or ``greedy`` run it. Each
+key belongs to the controllers its docstring names; the others ignore it. An unknown key, an
+out-of-range value or an unknown solver is an error for every controller. The names listed here
+are the policies' registries' names (``otmarl.policies.REGISTRY``, ``otmarl.policies.transport.
+SOLVERS``); tests/test_validate.py checks that they agree.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .fields import Model, closest, located_error
+
+#: The built-in controllers (``marl:DIR`` names a trained MARL policy besides these).
+CONTROLLERS = ("local", "random", "greedy", "proportional", "threshold", "ot")
+#: The OT solvers of the transport registry.
+SOLVERS = ("exact", "network", "sinkhorn", "unbalanced", "hierarchical")
+
+
+def policy_problem(name: str) -> str | None:
+    """Why ``name`` names no controller (with a did-you-mean), or None."""
+    if name in CONTROLLERS or (name.startswith("marl:") and len(name) > 5):
+        return None
+    close = closest(name, list(CONTROLLERS))
+    hint = f"did you mean '{close}'? " if close else ""
+    return (f"unknown policy '{name}'; {hint}known: {', '.join(CONTROLLERS)}, or marl:DIR "
+            "(a policy trained by otmarl train)")
+
+
+class ControllerParams(Model):
+    """Parameters of the controllers (``controller.params``)."""
+
+    energy: bool = True
+    """Market controllers (greedy, proportional, threshold, ot): share energy."""
+    tasks: bool = True
+    """Market controllers: offload tasks."""
+    high_soc: float = Field(0.6, ge=0, le=1)
+    """Market controllers: a node offers the energy it holds above this state of charge (shifted
+    by its forecast)."""
+    low_soc: float = Field(0.3, ge=0, le=1)
+    """Market controllers: a node requests energy up to this state of charge (shifted by its
+    forecast); at most high_soc."""
+    lookahead_epochs: float = Field(4.0, ge=0, le=1e4)
+    """Market controllers: epochs of expected net harvest (forecast minus need) that shift both
+    levels."""
+    clearness: float = Field(0.7, ge=0, le=1)
+    """Market controllers: expected fraction of clear-sky harvest, for the forecast."""
+    max_loss: float = Field(0.5, ge=0, le=1)
+    """Market controllers, energy: leaving a Wh of request unmet costs this much; a transfer
+    losing more is not made."""
+    wear_cost: float = Field(0.01, ge=0, le=1)
+    """Market controllers, energy: battery wear per Wh sent, in the units of loss (fraction of a
+    Wh)."""
+    backlog_epochs: float = Field(1.0, gt=0, le=1e4)
+    """Market controllers, tasks: a node offers the waiting work beyond this many epochs of its
+    servers' time, and every waiting task predicted to miss its deadline."""
+    energy_weight: float = Field(1.0, ge=0, le=1e6)
+    """Market controllers, tasks: weight of the processing energy at the target (relative to the
+    mean) in the cost."""
+    fairness: float = Field(0.0, ge=0, le=1e6)
+    """ot: weight of a node's history of unmet requests in the penalty for leaving it unserved."""
+    fairness_memory: float = Field(0.9, ge=0, lt=1)
+    """ot: exponential smoothing of that history per epoch."""
+    solver: Literal["exact", "network", "sinkhorn", "unbalanced", "hierarchical"] = "exact"
+    """ot: the OT solver (docs/policies.md)."""
+    reg: float = Field(0.01, gt=0, le=1e3)
+    """ot with sinkhorn or unbalanced: entropic regularisation, relative to the largest cost."""
+    reg_m: float = Field(1.0, gt=0, le=1e6)
+    """ot with unbalanced: marginal relaxation."""
+    p_act: float = Field(0.3, ge=0, le=1)
+    """random: probability that a node acts in an epoch."""
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> "ControllerParams":
+        if self.low_soc > self.high_soc:
+            raise located_error([(("low_soc",), f"value {self.low_soc:g} must be <= "
+                                                f"high_soc={self.high_soc:g}", "value")])
+        return self
+
+
+class Controller(Model):
+    policy: str = "local"
+    """Controller name: local, random, greedy, proportional, threshold, ot, or marl:DIR."""
+    params: ControllerParams = ControllerParams()
+    """Parameters of the controllers (each key names the controllers that read it)."""
+
+    @field_validator("policy")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        bad = policy_problem(v)
+        if bad:
+            raise ValueError(bad)
+        return v
