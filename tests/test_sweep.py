@@ -182,25 +182,27 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(tmp_path):
 FAILING = """\
 base: microgrid-solar
 overrides: {horizon_h: 6}
-policies: [random]
-grid:
-  controller.params.p_act: [0.5, oops]     # the random controller reads float(p_act)
+policies: [random, "marl:no-such-folder"]     # the second fails when the run starts
+seeds: [0]
 """
 
 
-def test_a_failing_run_is_recorded_and_the_sweep_completes(tmp_path, capsys):
+def test_a_failing_run_is_recorded_and_the_sweep_completes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     f = write(tmp_path, FAILING)
     res = sweep(f, tmp_path / "out", jobs=1)
     assert res.total == 2 and len(res.ran) == 2 and len(res.failed) == 1
     bad = res.failed[0]
     doc = json.loads((tmp_path / "out" / "failures" / f"{bad}.json").read_text())
-    assert doc["error"] == "ValueError: could not convert string to float: 'oops'"
+    assert doc["error"] == ("UserError: no-such-folder: not a checkpoint folder (no policy.json; "
+                            "train one with 'otmarl train')")
     assert doc["traceback"].startswith("Traceback (most recent call last)")
     rows, _ = read_rows(tmp_path / "out")
-    by = rows.set_index("controller.params.p_act")
-    assert by.loc["oops", "status"] == "failed" and by.loc["oops", "error"] == doc["error"]
-    assert all(math.isnan(by.loc["oops", m]) for m in METRICS)
-    assert by.loc["0.5", "status"] == "ok" and by.loc["0.5", "on_time_ratio"] > 0
+    by = rows.set_index("policy")
+    assert by.loc["marl:no-such-folder", "status"] == "failed"
+    assert by.loc["marl:no-such-folder", "error"] == doc["error"]
+    assert all(math.isnan(by.loc["marl:no-such-folder", m]) for m in METRICS)
+    assert by.loc["random", "status"] == "ok" and by.loc["random", "on_time_ratio"] > 0
     s = summarize(tmp_path / "out")
     assert set(s.table["n"]) == {1} and len(s.failed) == 1
     # the next invocation runs the failed run again, and only it; the CLI exits with 1
