@@ -238,35 +238,44 @@ def _bounds(gt: float | None = None, ge: float | None = None, le: float | None =
     return check
 
 
-_SCHEMA = {"anyOf": [
-    {"type": "number"},
-    {"type": "object", "properties": {"uniform": {"type": "array", "items": {"type": "number"},
-                                                   "minItems": 2, "maxItems": 2}},
-     "required": ["uniform"], "additionalProperties": False},
-    {"type": "object", "properties": {"normal": {"type": "object", "properties": {
-        "mean": {"type": "number"}, "std": {"type": "number"}, "low": {"type": "number"},
-        "high": {"type": "number"}}, "required": ["mean", "std"], "additionalProperties": False}},
-     "required": ["normal"], "additionalProperties": False},
-    {"type": "object", "properties": {"lognormal": {"type": "object", "properties": {
-        "median": {"type": "number"}, "sigma": {"type": "number"}},
-        "required": ["median", "sigma"], "additionalProperties": False}},
-     "required": ["lognormal"], "additionalProperties": False},
-    {"type": "object", "properties": {"exponential": {"type": "object", "properties": {
-        "mean": {"type": "number"}}, "required": ["mean"], "additionalProperties": False}},
-     "required": ["exponential"], "additionalProperties": False},
-    {"type": "object", "properties": {"choice": {"anyOf": [
-        {"type": "array", "items": {"type": "number"}, "minItems": 1},
-        {"type": "object", "properties": {"values": {"type": "array", "items": {"type": "number"}},
-                                          "weights": {"type": "array", "items": {"type": "number"}}},
-         "required": ["values"]}]}}, "required": ["choice"], "additionalProperties": False},
-]}
+def _json_schema(gt: float | None, ge: float | None, le: float | None, lt: float | None) -> dict:
+    """JSON Schema of a distribution-valued field: every number a value of the field can take
+    (a constant, uniform bounds, choice values, normal truncation bounds and mean, a lognormal
+    median, an exponential mean) carries the field's bounds; spreads and weights are >= 0."""
+    value: dict = {"type": "number"}
+    for key, b in (("exclusiveMinimum", gt), ("minimum", ge), ("maximum", le), ("exclusiveMaximum", lt)):
+        if b is not None:
+            value[key] = b
+    if len(value) == 1:                      # an unbounded field: finite numbers
+        value.update({"minimum": -1.7976931348623157e308, "maximum": 1.7976931348623157e308})
+    positive = {**value, "exclusiveMinimum": max(0.0, value.get("exclusiveMinimum", 0.0))}
+    positive.pop("minimum", None)
+    spread = {"type": "number", "minimum": 0}
+
+    def one(key: str, body: dict) -> dict:
+        return {"type": "object", "properties": {key: body}, "required": [key], "additionalProperties": False}
+
+    def obj(props: dict, required: list[str]) -> dict:
+        return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+    return {"anyOf": [
+        value,
+        one("uniform", {"type": "array", "items": value, "minItems": 2, "maxItems": 2}),
+        one("normal", obj({"mean": value, "std": spread, "low": value, "high": value}, ["mean", "std"])),
+        one("lognormal", obj({"median": positive, "sigma": spread}, ["median", "sigma"])),
+        one("exponential", obj({"mean": positive}, ["mean"])),
+        one("choice", {"anyOf": [{"type": "array", "items": value, "minItems": 1},
+                                 obj({"values": {"type": "array", "items": value, "minItems": 1},
+                                      "weights": {"type": "array", "items": spread}}, ["values"])]}),
+    ]}
 
 
 def dist(gt: float | None = None, ge: float | None = None, le: float | None = None,
          lt: float | None = None) -> Any:
     """An annotated ``DistSpec`` type whose whole support must lie within the bounds."""
     return Annotated[DistSpec, BeforeValidator(parse_dist), AfterValidator(_bounds(gt, ge, le, lt)),
-                     PlainSerializer(lambda d: d.to_yaml(), return_type=Any), WithJsonSchema(_SCHEMA)]
+                     PlainSerializer(lambda d: d.to_yaml(), return_type=Any),
+                     WithJsonSchema(_json_schema(gt, ge, le, lt))]
 
 
 Dist = dist()

@@ -221,9 +221,9 @@ class SolarHarvest(Model):
 
 class WindHarvest(Model):
     kind: Literal["wind"]
-    power_curve_speed_m_s: tuple[float, ...] = (0, 3, 6, 9, 12, 25, 25.01)
+    power_curve_speed_m_s: tuple[Annotated[float, Field(ge=0, le=200)], ...] = (0, 3, 6, 9, 12, 25, 25.01)
     """Wind speeds of the turbine's power curve, m/s, increasing."""
-    power_curve_w: tuple[float, ...] = (0, 0, 150, 400, 500, 500, 0)
+    power_curve_w: tuple[Annotated[float, Field(ge=0, le=1e9)], ...] = (0, 0, 150, 400, 500, 500, 0)
     """Electrical power at those speeds, W (linear interpolation; 0 outside)."""
     mean_speed_m_s: PositiveDist = 6.0
     """Mean wind speed at hub height, m/s (Weibull)."""

@@ -72,3 +72,27 @@ def test_the_skipped_hour_alternatives_are_valid_times():
     for alt in re.findall(r"use (\S+) or (\S+),", msg)[0]:
         assert local_time_problem(datetime.fromisoformat(alt), ZoneInfo("Australia/Lord_Howe"),
                                   "Australia/Lord_Howe") is None
+
+
+def _unbounded_numbers(node, path=()):
+    if isinstance(node, dict):
+        if node.get("type") in ("number", "integer") and not any(
+                k in node for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
+            yield ".".join(map(str, path))
+        for k, v in node.items():
+            yield from _unbounded_numbers(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _unbounded_numbers(v, path + (i,))
+
+
+def test_every_number_of_the_json_schema_has_its_bounds():
+    schema = scenarios.json_schema()
+    assert list(_unbounded_numbers(schema)) == []
+    params = schema["$defs"]["ControllerParams"]["properties"]
+    assert params["p_act"]["maximum"] == 1 and params["reg"]["exclusiveMinimum"] == 0
+    assert set(params["solver"]["enum"]) == {"exact", "network", "sinkhorn", "unbalanced", "hierarchical"}
+    cap = schema["$defs"]["Battery"]["properties"]["capacity_wh"]["anyOf"]
+    assert cap[0]["exclusiveMinimum"] == 0 and cap[1]["properties"]["uniform"]["items"]["exclusiveMinimum"] == 0
+    soc = schema["$defs"]["Battery"]["properties"]["initial_soc"]["anyOf"][0]
+    assert (soc["minimum"], soc["maximum"]) == (0, 1)
