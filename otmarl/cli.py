@@ -6,6 +6,7 @@ traceback); 1 an internal error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import textwrap
@@ -71,9 +72,10 @@ def _cmd_compare(a) -> int:
     from otmarl.compare import compare, format_table
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
     seeds = _int(a.seeds, "--seeds")
-    out = a.out or f"runs/compare-{a.scenario.replace('/', '_')}"
-    table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
-                    progress=None if a.quiet else Progress(f"compare {a.scenario}"))
+    out = a.out or _compare_folder(a.scenario, a.set)
+    with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
+        table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
+                        progress=None if a.quiet else progress)
     print(format_table(table))
     print(f"written: {out}/comparison.csv, {out}/comparison.json, {out}/runs.csv")
     if a.report:
@@ -82,6 +84,16 @@ def _cmd_compare(a) -> int:
         written = comparison_report(table, out, title=f"{a.scenario}: policies compared", labels=METRICS)
         print(f"report: {written['html']}")
     return 0
+
+
+def _compare_folder(scenario: str, overrides: Sequence[str]) -> str:
+    """runs/compare-<scenario>, with a short hash of the overrides when --set is given, so that
+    two what-ifs never share a default folder (a run folder inside that holds a different run is
+    refused anyway)."""
+    name = f"runs/compare-{scenario.replace('/', '_')}"
+    if overrides:
+        name += "-" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:6]
+    return name
 
 
 def _int(v: str, what: str) -> int:

@@ -35,6 +35,33 @@ def _one(scenario: Scenario, policy: str, seed: int, out: str) -> dict:
     return json.loads((folder / "summary.json").read_text())
 
 
+def _one_indexed(k: int, scenario: Scenario, policy: str, seed: int, out: str) -> tuple[int, dict]:
+    return k, _one(scenario, policy, seed, out)
+
+
+def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: int,
+             progress: Callable[[int, int], None] | None) -> list[dict]:
+    """Every (policy, seed) run's summary, in the order of ``jobs_list``; ``progress`` hears of
+    each run as it finishes (in any order, with ``jobs`` > 1 processes)."""
+    from otmarl.run import policy_slug
+    folders = [str(out / f"{policy_slug(p)}-s{s}") for p, s in jobs_list]
+    total = len(jobs_list)
+    if progress:
+        progress(0, total)
+    if jobs > 1:
+        from joblib import Parallel, delayed
+        done_iter = Parallel(n_jobs=jobs, return_as="generator_unordered")(
+            delayed(_one_indexed)(k, sc, p, s, folders[k]) for k, (p, s) in enumerate(jobs_list))
+    else:
+        done_iter = (_one_indexed(k, sc, p, s, folders[k]) for k, (p, s) in enumerate(jobs_list))
+    summaries: list[dict | None] = [None] * total
+    for n_done, (k, summary) in enumerate(done_iter, start=1):
+        summaries[k] = summary
+        if progress:
+            progress(n_done, total)
+    return summaries
+
+
 def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], seeds: int | Sequence[int],
             out: str | os.PathLike, overrides: Sequence[str] = (), jobs: int = 1,
             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
@@ -46,19 +73,9 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise UserError("--seeds: value 0 must be >= 1")
-    from otmarl.run import policy_slug
     out = Path(out)
     jobs_list = [(p, s) for p in policies for s in seed_list]
-    if jobs > 1:
-        from joblib import Parallel, delayed
-        summaries = Parallel(n_jobs=jobs)(delayed(_one)(sc, p, s, str(out / f"{policy_slug(p)}-s{s}"))
-                                          for p, s in jobs_list)
-    else:
-        summaries = []
-        for k, (p, s) in enumerate(jobs_list):
-            summaries.append(_one(sc, p, s, str(out / f"{policy_slug(p)}-s{s}")))
-            if progress:
-                progress(k + 1, len(jobs_list))
+    summaries = _run_all(sc, jobs_list, out, jobs, progress)
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}
                          for (p, s), m in zip(jobs_list, summaries)])
     table = confidence_table(rows)

@@ -44,8 +44,9 @@ __all__ = ["sweep", "load_sweep", "design", "run_key", "run_seeds", "SweepResult
 
 BACKENDS = ("local", "dask")
 MANIFEST = "sweep.json"
-#: progress(done, total, failed): done counts runs finished before this invocation too.
-ProgressFn = Callable[[int, int, int], None]
+#: progress(done, total, failed, resumed=k): done counts the k runs finished before this
+#: invocation too.
+ProgressFn = Callable[..., None]
 
 
 def load_sweep(source: str | os.PathLike, policies: Collection[str] | None = None) -> Sweep:
@@ -192,7 +193,7 @@ def sweep(source: str | os.PathLike | Sweep, out: str | os.PathLike, *, backend:
     todo = [j for j in all_jobs if j.key not in done]
     res = SweepResult(out, len(all_jobs), skipped=[j.key for j in all_jobs if j.key in done])
     if progress:
-        progress(len(done), len(all_jobs), 0)
+        progress(len(done), len(all_jobs), 0, resumed=len(done))
     for job, row, error in runner(todo) if todo else ():
         res.ran.append(job.key)
         if row is not None:
@@ -200,7 +201,7 @@ def sweep(source: str | os.PathLike | Sweep, out: str | os.PathLike, *, backend:
         if error is not None or (row is not None and row["status"] != "ok"):
             res.failed.append(job.key)
         if progress:
-            progress(len(done) + len(res.ran), len(all_jobs), len(res.failed))
+            progress(len(done) + len(res.ran), len(all_jobs), len(res.failed), resumed=len(done))
     res.wall_s = time.perf_counter() - t0
     if res.rows and not any((out / "runs" / r["key"] / ROW).exists() for r in res.rows):
         raise UserError(f"--out {out}: the workers wrote their runs where this machine cannot see "

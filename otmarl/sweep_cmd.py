@@ -103,10 +103,11 @@ def _run(a: argparse.Namespace) -> int:
               f"{sw.spec.seed_count} seeds = {len(jobs)} runs into {out} "
               f"({len(finished(jobs))} already done)")
         return 0
-    progress = None if a.quiet else Progress(f"sweep {a.target}", unit="runs", quiet_s=0.0)
+    progress = Progress(f"sweep {a.target}", unit="runs", quiet_s=0.0)
     try:
-        res = sweep(sw, out, backend=a.backend, address=a.address, jobs=a.jobs, retries=a.retries,
-                    progress=progress)
+        with progress:
+            res = sweep(sw, out, backend=a.backend, address=a.address, jobs=a.jobs,
+                        retries=a.retries, progress=None if a.quiet else progress)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the finished runs are kept in {out}: run the same command to resume",
               file=sys.stderr)
