@@ -127,11 +127,19 @@ def _fmt(v) -> str:
     return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
 
+#: What the run report says about its baseline comparison (one run against one run).
+UNTESTED = ("Against the baseline run: one run against one run, so no difference is tested for "
+            "significance and none is coloured. `otmarl compare` runs both on several seeds and "
+            "colours the differences whose 95 % interval excludes 0.")
+
+
 def _better_mark(kpi: str, ratio) -> str:
+    """'higher' or 'lower' than the baseline in the KPI's better direction, as plain words: one
+    run against one run tests nothing, so the mark is never coloured."""
     if ratio is None or kpi not in KPI_BETTER or abs(ratio - 1) < 1e-3:
         return ""
     good = (ratio < 1) == (KPI_BETTER[kpi] == "lower")
-    return "better" if good else "worse"
+    return "better (untested)" if good else "worse (untested)"
 
 
 def summary_tables(m: dict) -> list[Table]:
@@ -212,11 +220,13 @@ def _html_table(title: str, head: Sequence[str], rows: list[list]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
 
     def td(v) -> str:
-        cls = ' class="good"' if v == "better" else ' class="bad"' if v == "worse" else ""
+        if isinstance(v, tuple):                 # (text, css class): a coloured cell
+            text, css = v
+            return f'<td class="{css}">{html.escape(text)}</td>' if css else f"<td>{html.escape(text)}</td>"
         text = _fmt(v)
         if text.startswith("**") and text.endswith("**"):   # the best of a comparison row
             return f"<td><b>{html.escape(text[2:-2])}</b></td>"
-        return f"<td{cls}>{html.escape(text)}</td>"
+        return f"<td>{html.escape(text)}</td>"
     body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in rows)
     return (f"<div><h3>{html.escape(title)}</h3><table><thead><tr>{th}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
@@ -230,12 +240,11 @@ def _cards(m: dict) -> str:
         badge = ""
         if base:
             r = base["normalised"].get(k)
-            mark = _better_mark(k, r)
-            badge = (f'<div class="b {"good" if mark == "better" else "bad" if mark else "muted"}">'
-                     f"× {_fmt(r)} of baseline</div>")
+            badge = f'<div class="b muted">× {_fmt(r)} of baseline</div>'
         out.append(f'<div class="card"><div class="k">{html.escape(KPI_LABELS[k])}</div>'
                    f'<div class="v">{html.escape(_fmt(v))}</div>{badge}</div>')
-    return '<div class="cards">' + "".join(out) + "</div>"
+    note = f"<p class=note>{html.escape(UNTESTED)}</p>" if base else ""
+    return '<div class="cards">' + "".join(out) + "</div>" + note
 
 
 def _figure(name: str, caption: str, note: str = "", wide: bool = False) -> str:
@@ -286,7 +295,8 @@ def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
 
 # ---------------------------------------------------------------------------- comparison
 def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = "otmarl comparison",
-                      labels: dict[str, str] | None = None) -> dict[str, Path]:
+                      labels: dict[str, str] | None = None,
+                      paired: pd.DataFrame | None = None) -> dict[str, Path]:
     """Metrics per policy side by side with 95 % CI error bars.
 
     ``table`` has columns policy, metric, mean, ci_low, ci_high, n (one row per policy and metric,
@@ -313,32 +323,69 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
         f'data-metric="{html.escape(mt)}"></div></figure>' for mt in metrics_)
     policies = list(dict.fromkeys(t["policy"]))
     head, rows = _comparison_rows(t, metrics_, policies, labels, better)
+    pair_html, pair_md = _paired_section(paired, metrics_, labels, better)
     body = (f"<header><h1>{html.escape(title)}</h1><p>{len(policies)} policies · "
             f"{len(metrics_)} metrics · mean and 95 % confidence interval; the best mean of a "
             f"row is in bold</p></header><main>"
             f"<h2>Metrics</h2><div class=grid>{figs}</div><h2>Table</h2>"
-            f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div></main>")
-    md = f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold.\n\n" + _md_table(head, rows)
+            f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div>{pair_html}</main>")
+    md = (f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold.\n\n" + _md_table(head, rows)
+          + pair_md)
     return {"html": _write(out_dir / "comparison.html", html_page(title, body, data)),
             "md": _write(out_dir / "comparison.md", md + "\n")}
 
 
-def _comparison_rows(t: pd.DataFrame, metrics_: list[str], policies: list[str],
-                     labels: dict[str, str], better: dict[str, str]):
-    head = ["metric"] + policies
+PAIRED_LEGEND = ("Paired difference from {base} on the same seeds, mean [95 % CI]. A cell is "
+                 "coloured only when its interval excludes 0: green where the policy is better, "
+                 "red where it is worse; an uncoloured difference is not significant.")
+
+
+def _paired_section(paired: pd.DataFrame | None, metrics_: list[str], labels: dict[str, str],
+                    better: dict[str, str]) -> tuple[str, str]:
+    """(HTML, Markdown) of the paired differences, significant cells marked."""
+    if paired is None or not len(paired):
+        return "", ""
+    base = str(paired["baseline"].iloc[0])
+
+    def cell(mt: str, p: str, x: pd.Series, best) -> tuple[str, str]:
+        sig = bool(x["significant"])
+        css = ""
+        if sig and mt in better:
+            css = "good" if (x["mean_diff"] < 0) == (better[mt] == "lower") else "bad"
+        return _interval(x["mean_diff"], x) + (" *" if sig else ""), css
+
+    head, rows = _metric_rows(paired, "mean_diff", metrics_, labels, {}, cell)
+    legend = PAIRED_LEGEND.format(base=base)
+    html_part = (f"<h2>Against {html.escape(base)}</h2><p class=note>{html.escape(legend)}</p>"
+                 f"<div class=tables>{_html_table(f'Difference from {base}', head, rows)}</div>")
+    md_rows = [[c[0] if isinstance(c, tuple) else c for c in r] for r in rows]
+    return html_part, f"\n\n## Against {base}\n\n{legend} (* significant)\n\n" + _md_table(head, md_rows)
+
+
+def _interval(value: float, x: pd.Series) -> str:
+    return f"{_fmt(value)} [{_fmt(x['ci_low'])}, {_fmt(x['ci_high'])}]"
+
+
+def _metric_rows(t: pd.DataFrame, value: str, metrics_: list[str], labels: dict[str, str],
+                 better: dict[str, str], cell):
+    """(head, rows): one row per metric, one column per policy of ``t``; ``cell(metric, policy,
+    row of t, the best policy of the metric or None)`` makes each cell."""
+    policies = list(dict.fromkeys(t["policy"]))
     rows = []
     for mt in metrics_:
         g = t[t["metric"] == mt].set_index("policy")
         best = None
-        if mt in better and g["mean"].notna().any():
-            best = g["mean"].idxmin() if better[mt] == "lower" else g["mean"].idxmax()
-        row = [labels.get(mt, mt)]
-        for p in policies:
-            if p not in g.index:
-                row.append("–")
-                continue
-            x = g.loc[p]
-            cell = f"{_fmt(x['mean'])} [{_fmt(x['ci_low'])}, {_fmt(x['ci_high'])}]"
-            row.append(f"**{cell}**" if p == best else cell)
-        rows.append(row)
-    return head, rows
+        if mt in better and g[value].notna().any():
+            best = g[value].idxmin() if better[mt] == "lower" else g[value].idxmax()
+        rows.append([labels.get(mt, mt)] + [cell(mt, p, g.loc[p], best) if p in g.index else "–"
+                                            for p in policies])
+    return ["metric"] + policies, rows
+
+
+def _comparison_rows(t: pd.DataFrame, metrics_: list[str], policies: list[str],
+                     labels: dict[str, str], better: dict[str, str]):
+    def cell(mt: str, p: str, x: pd.Series, best) -> str:
+        text = _interval(x["mean"], x)
+        return f"**{text}**" if p == best else text
+
+    return _metric_rows(t[t["policy"].isin(policies)], "mean", metrics_, labels, better, cell)

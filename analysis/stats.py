@@ -31,7 +31,8 @@ from numpy.typing import ArrayLike
 
 from otmarl.scenarios.errors import UserError
 
-__all__ = ["MeanCI", "StatisticsError", "mean_ci", "ci_table", "format_ci_table", "jain", "gini", "lorenz",
+__all__ = ["MeanCI", "StatisticsError", "mean_ci", "ci_table", "format_ci_table", "paired_table",
+           "format_paired_table", "PAIRED_COLUMNS", "jain", "gini", "lorenz",
            "equality_gap_w1", "worst_decile_mean", "min_max_ratio", "fairness_summary",
            "FAIRNESS_FIELDS", "CI_COLUMNS"]
 
@@ -126,16 +127,54 @@ def ci_table(rows: pd.DataFrame, metrics: Iterable[str], by: Sequence[str] = ("p
     return pd.DataFrame(out, columns=[*by, *CI_COLUMNS])
 
 
+#: The columns of a paired table after its group column.
+PAIRED_COLUMNS = ("metric", "baseline", "mean_diff", "ci_low", "ci_high", "n", "significant")
+
+
+def paired_table(rows: pd.DataFrame, metrics: Iterable[str], baseline: str, by: str = "policy",
+                 pair_on: str = "seed", level: float = 0.95) -> pd.DataFrame:
+    """Paired differences against ``baseline``: for every other group and metric, the mean of
+    ``value - baseline value`` over the ``pair_on`` keys both have (seeds: the same world, the
+    same harvest, the same tasks), with its :func:`mean_ci`.
+
+    ``significant`` is True when the interval excludes 0 (needs n >= 2; equal nonzero differences
+    give a zero-width interval, which excludes 0). A pair with a NaN on either side is left out.
+    Columns: ``by, metric, baseline, mean_diff, ci_low, ci_high, n, significant``.
+    """
+    base = rows[rows[by] == baseline].set_index(pair_on)
+    out = []
+    for key, g in rows[rows[by] != baseline].groupby(by, sort=False):
+        g = g.set_index(pair_on)
+        common = g.index.intersection(base.index)
+        for m in metrics:
+            c = mean_ci(g.loc[common, m].to_numpy(float) - base.loc[common, m].to_numpy(float), level)
+            sig = c.n >= 2 and (c.low > 0 or c.high < 0)
+            out.append({by: key, "metric": m, "baseline": baseline, "mean_diff": c.mean,
+                        "ci_low": c.low, "ci_high": c.high, "n": c.n, "significant": bool(sig)})
+    return pd.DataFrame(out, columns=[by, *PAIRED_COLUMNS])
+
+
+def format_paired_table(table: pd.DataFrame, metrics: Iterable[str], width: int = 24) -> str:
+    """A ``paired_table`` as text: one row per metric, one column per policy, each cell
+    'difference ± half-width', marked '*' when significant."""
+    cells = {(r.policy, r.metric): _ci_text(r.mean_diff, (r.ci_high - r.ci_low) / 2)
+             + ("*" if r.significant else " ") for r in table.itertuples(index=False)}
+    return _wide_text(list(dict.fromkeys(table["policy"])), metrics, cells, width)
+
+
 def format_ci_table(table: pd.DataFrame, metrics: Iterable[str], width: int = 24) -> str:
     """A ``ci_table`` by policy as text: one row per metric, one column per policy (at least
     ``width`` wide), each cell 'mean ± half-width', the mean alone when the interval is undefined
     and 'n/a' when there is no value."""
-    pols = list(dict.fromkeys(table["policy"]))
+    cells = {(r.policy, r.metric): _ci_text(r.mean, (r.ci_high - r.ci_low) / 2)
+             for r in table.itertuples(index=False)}
+    return _wide_text(list(dict.fromkeys(table["policy"])), metrics, cells, width)
+
+
+def _wide_text(pols: list, metrics: Iterable[str], cells: dict, width: int) -> str:
     w = max([width] + [len(str(p)) + 2 for p in pols])
-    cell = {(r.policy, r.metric): _ci_text(r.mean, (r.ci_high - r.ci_low) / 2)
-            for r in table.itertuples(index=False)}
     lines = [f"{'metric':22s}" + "".join(f"{p:>{w}s}" for p in pols)]
-    lines += [f"{m:22s}" + "".join(f"{cell.get((p, m), 'n/a'):>{w}s}" for p in pols) for m in metrics]
+    lines += [f"{m:22s}" + "".join(f"{cells.get((p, m), 'n/a'):>{w}s}" for p in pols) for m in metrics]
     return "\n".join(lines)
 
 

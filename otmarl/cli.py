@@ -69,19 +69,26 @@ def _cmd_run(a) -> int:
 
 
 def _cmd_compare(a) -> int:
-    from otmarl.compare import compare, format_table
+    from otmarl.analysis.stats import format_paired_table
+    from otmarl.compare import METRICS, compare, format_table, read_paired
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
     seeds = _int(a.seeds, "--seeds")
     out = a.out or _compare_folder(a.scenario, a.set)
     with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
         table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
-                        progress=None if a.quiet else progress)
+                        progress=None if a.quiet else progress, baseline=a.baseline)
     print(format_table(table))
-    print(f"written: {out}/comparison.csv, {out}/comparison.json, {out}/runs.csv")
+    paired = read_paired(out)
+    if len(paired):
+        base = paired["baseline"].iloc[0]
+        print(f"\npaired difference from {base} on the same seeds (mean ± 95 % CI half-width; "
+              "* the interval excludes 0)")
+        print(format_paired_table(paired, METRICS))
+    print(f"written: {out}/comparison.csv, {out}/paired.csv, {out}/comparison.json, {out}/runs.csv")
     if a.report:
         from otmarl.analysis import comparison_report
-        from otmarl.compare import METRICS
-        written = comparison_report(table, out, title=f"{a.scenario}: policies compared", labels=METRICS)
+        written = comparison_report(table, out, title=f"{a.scenario}: policies compared", labels=METRICS,
+                                    paired=paired)
         print(f"report: {written['html']}")
     return 0
 
@@ -159,6 +166,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="folder for the runs and the table")
     c.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     c.add_argument("--jobs", type=int, default=1, help="parallel runs (joblib processes)")
+    c.add_argument("--baseline", help="the policy every other is compared with, seed by seed "
+                   "(default: local if listed, else the first)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--report", action="store_true", help="also write comparison.html/md")
     report_cmd.add_parser(sub)

@@ -15,12 +15,12 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from otmarl.analysis.registry import METRICS, run_metrics
-from otmarl.analysis.stats import ci_table, format_ci_table
+from otmarl.analysis.stats import ci_table, format_ci_table, paired_table
 from otmarl.policies import REGISTRY
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
 
-__all__ = ["compare", "confidence_table", "format_table", "run_metrics", "METRICS"]
+__all__ = ["compare", "confidence_table", "format_table", "read_paired", "run_metrics", "METRICS"]
 
 
 def confidence_table(rows: pd.DataFrame, by: Sequence[str] = ("policy",)) -> pd.DataFrame:
@@ -64,8 +64,16 @@ def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: in
 
 def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], seeds: int | Sequence[int],
             out: str | os.PathLike, overrides: Sequence[str] = (), jobs: int = 1,
-            progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Run every (policy, seed), write runs under ``out`` and the table as CSV and JSON."""
+            progress: Callable[[int, int], None] | None = None,
+            baseline: str | None = None) -> pd.DataFrame:
+    """Run every (policy, seed), write runs under ``out`` and the table as CSV and JSON.
+
+    Every policy runs on the same seeds, so each other policy is also compared with ``baseline``
+    (default: local if it is among the policies, else the first) by paired differences per seed:
+    ``paired.csv`` and the "paired" table of comparison.json (``stats.paired_table``)."""
+    if baseline is not None and baseline not in policies:
+        raise UserError(f"--baseline: '{baseline}' is not one of --policies ({', '.join(policies)})")
+    baseline = baseline or ("local" if "local" in policies else policies[0])
     sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
     unknown = [p for p in policies if p not in REGISTRY and not p.startswith("marl:")]
     if unknown:
@@ -79,13 +87,21 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}
                          for (p, s), m in zip(jobs_list, summaries)])
     table = confidence_table(rows)
+    paired = paired_table(rows, METRICS, baseline)
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "runs.csv", index=False)
     table.to_csv(out / "comparison.csv", index=False)
+    paired.to_csv(out / "paired.csv", index=False)
     (out / "comparison.json").write_text(json.dumps(
-        {"scenario": sc.name, "seeds": seed_list, "metrics": METRICS,
-         "table": json.loads(table.to_json(orient="records"))}, indent=2) + "\n")
+        {"scenario": sc.name, "seeds": seed_list, "metrics": METRICS, "baseline": baseline,
+         "table": json.loads(table.to_json(orient="records")),
+         "paired": json.loads(paired.to_json(orient="records"))}, indent=2) + "\n")
     return table
+
+
+def read_paired(out: str | os.PathLike) -> pd.DataFrame:
+    """The paired differences a compare wrote into ``out``."""
+    return pd.read_csv(Path(out) / "paired.csv")
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -170,3 +170,24 @@ def test_version_and_help_list_the_controllers(cli):
     assert h.returncode == 0 and "95%%" not in h.stdout
     for name in REGISTRY:
         assert f"\n  {name} " in h.stdout, name
+
+
+def test_compare_pairs_every_policy_with_the_baseline_on_the_same_seeds(tmp_path, cli):
+    import pandas as pd
+    out = tmp_path / "c"
+    r = cli("compare", "microgrid-solar", "--set", "horizon_h=6", "--seeds", "3", "--policies",
+            "greedy,local,ot", "--out", str(out), "--quiet", "--report")
+    assert r.returncode == 0, r.stderr
+    assert "paired difference from local on the same seeds" in r.stdout
+    paired = pd.read_csv(out / "paired.csv")
+    assert set(paired["policy"]) == {"greedy", "ot"} and set(paired["baseline"]) == {"local"}
+    runs = pd.read_csv(out / "runs.csv").set_index(["policy", "seed"])
+    want = (runs.loc["ot", "dropped"] - runs.loc["local", "dropped"]).mean()
+    got = paired.set_index(["policy", "metric"]).loc[("ot", "dropped"), "mean_diff"]
+    assert got == want
+    html = (out / "comparison.html").read_text()
+    coloured = html.count('<td class="good">') + html.count('<td class="bad">')
+    assert coloured <= int(paired["significant"].sum()) and "Against local" in html
+    bad = cli("compare", "microgrid-solar", "--policies", "ot,greedy", "--baseline", "local",
+              "--out", str(tmp_path / "d"))
+    assert bad.returncode == 2 and "--baseline: 'local' is not one of --policies" in bad.stderr

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from otmarl.analysis.stats import (StatisticsError, ci_table, equality_gap_w1, fairness_summary,
                                    format_ci_table, gini, jain, lorenz, mean_ci, min_max_ratio,
                                    worst_decile_mean)
+from otmarl.analysis import stats
 from otmarl.scenarios.errors import UserError
 
 # Student t quantiles at 97.5 % from any printed table, for 1, 2 and 3 degrees of freedom
@@ -148,3 +149,37 @@ def test_w1_gap_is_zero_only_when_equal_and_lorenz_stays_below_the_diagonal(x):
     p, L = lorenz(x)
     assert L[0] == 0 and math.isclose(L[-1], 1) and np.all(L <= p + 1e-12)
     assert np.all(np.diff(L) >= -1e-15)
+
+
+# --------------------------------------------------------------------- paired differences
+def test_paired_table_by_hand():
+    rows = pd.DataFrame({"policy": ["local"] * 3 + ["ot"] * 3 + ["greedy"] * 3,
+                         "seed": [0, 1, 2] * 3,
+                         "x": [1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 1.0, 3.0, 2.0]})
+    t = stats.paired_table(rows, ["x"], "local").set_index("policy")
+    ot, greedy = t.loc["ot"], t.loc["greedy"]
+    # ot is exactly 1 above local on every seed: a zero-width interval that excludes 0
+    assert (ot["mean_diff"], ot["ci_low"], ot["ci_high"], ot["n"]) == (1.0, 1.0, 1.0, 3)
+    assert bool(ot["significant"])
+    # greedy - local = (0, 1, -1): mean 0, t(0.975, 2) * 1 / sqrt(3) = 2.4841 either side
+    assert greedy["mean_diff"] == 0 and not bool(greedy["significant"])
+    assert greedy["ci_high"] == pytest.approx(4.302652729749464 / 3 ** 0.5, rel=1e-12)
+
+
+def test_paired_table_pairs_by_seed_and_leaves_out_missing():
+    rows = pd.DataFrame({"policy": ["local", "local", "ot", "ot", "ot"], "seed": [0, 1, 1, 0, 2],
+                         "x": [1.0, np.nan, 5.0, 3.0, 9.0]})
+    t = stats.paired_table(rows, ["x"], "local").iloc[0]
+    assert (t["mean_diff"], t["n"]) == (2.0, 1) and not t["significant"]   # only seed 0 pairs
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=20), st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=20))
+def test_paired_difference_changes_sign_with_the_baseline(a, b):
+    n = min(len(a), len(b))
+    rows = pd.DataFrame({"policy": ["p"] * n + ["q"] * n, "seed": list(range(n)) * 2, "x": a[:n] + b[:n]})
+    pq = stats.paired_table(rows, ["x"], "p").iloc[0]
+    qp = stats.paired_table(rows, ["x"], "q").iloc[0]
+    assert pq["mean_diff"] == pytest.approx(-qp["mean_diff"], abs=1e-6)
+    assert pq["significant"] == qp["significant"]
+    if pq["n"] >= 2 and np.isfinite(pq["ci_low"]):
+        assert pq["ci_low"] <= pq["mean_diff"] <= pq["ci_high"]
