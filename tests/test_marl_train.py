@@ -131,6 +131,17 @@ def test_same_seed_same_weights_and_the_global_rng_is_untouched(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_init_starts_from_a_checkpoint(tmp_path):
+    first = mappo.train(mappo.Args(**TINY, out=str(tmp_path / "first")))
+    # with lr 0 Adam moves nothing: the weights stay those of the checkpoint, bit for bit
+    again = mappo.train(mappo.Args(**TINY, lr=0.0, seed=9, init=str(first), out=str(tmp_path / "again")))
+    w0, w1 = _weights(first), _weights(again)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    # the normalisers go on counting: 9 epochs x 10 agents of observations per run, on top of 1e-4
+    counts = [json.loads((f / "policy.json").read_text())["obs_norm"]["count"] for f in (first, again)]
+    assert counts == [pytest.approx(90 + 1e-4), pytest.approx(180 + 1e-4)]
+
+
 def test_bad_training_options_name_the_field():
     with pytest.raises(UserError, match="num_minibatches: value 0 must be >= 1"):
         mappo.Args(num_minibatches=0)
