@@ -117,7 +117,8 @@ TINY = dict(scenario="microgrid-solar", horizon_h=6, n_envs=1, num_steps=3, tota
 
 
 def _weights(folder) -> dict:
-    return {**torch.load(folder / "actor.pt"), **{f"critic.{k}": v for k, v in torch.load(folder / "critic.pt").items()}}
+    critic = torch.load(folder / "critic.pt")
+    return {**torch.load(folder / "actor.pt"), **{f"critic.{k}": v for k, v in critic.items()}}
 
 
 def test_same_seed_same_weights_and_the_global_rng_is_untouched(tmp_path):
@@ -193,6 +194,9 @@ def test_explained_variance_by_hand():
 # -------------------------------------------------------------------------------------- CLI
 def test_cli_train_and_evaluate_in_process(tmp_path, capsys):
     from otmarl.cli import main
+    from otmarl.train_cmd import ALGOS, trainers
+    assert {k: v.train for k, v in trainers().items()} == {"mappo": mappo.train, "ippo": ippo.train}
+    assert tuple(trainers()) == ALGOS                 # --algo's choices are the trainers there are
     out = tmp_path / "ck"
     assert main(["train", "microgrid-solar", "--algo", "ippo", "--steps", "6", "--n-envs", "1",
                  "--num-steps", "3", "--horizon-h", "3", "--out", str(out), "--quiet"]) == 0

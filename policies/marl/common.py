@@ -192,7 +192,8 @@ class PPORun:
         drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
         self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
                                    a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols)
-        self.critic_dim = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32)).shape[-1]
+        probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))
+        self.critic_dim = probe.shape[-1]
         self.actor = Actor(d, core.spec.nvec, a.hidden, self.gen)
         self.critic = Critic(self.critic_dim, a.hidden, self.gen)
         if a.init:
@@ -204,8 +205,10 @@ class PPORun:
     def _build_hooks(self) -> None:
         a, core = self.args, self.cores[0]
         self.groups = agent_groups(core)
-        self.consensus = (Consensus(core.spec.nvec, core.spec.ordinal, self.groups, a.align_lambda, a.align_eps)
-                          if a.align_lambda != 0.0 else None)
+        self.consensus = None
+        if a.align_lambda != 0.0:
+            self.consensus = Consensus(core.spec.nvec, core.spec.ordinal, self.groups, a.align_lambda,
+                                       a.align_eps)
         window = max(2, int(round(a.drift_window_h * 3600.0 / self.sc.control_interval_s)))
         self.detector = DriftDetector(window, seed=a.seed) if a.drift else None
 
@@ -258,7 +261,8 @@ class PPORun:
         dispersion = float("nan")
         if self.consensus is not None and self.consensus.bary is not None:
             with torch.no_grad():
-                dispersion = float(self.consensus.dispersion(self.actor.probs(batch.obs, batch.mask), batch.group))
+                probs = self.actor.probs(batch.obs, batch.mask)
+                dispersion = float(self.consensus.dispersion(probs, batch.group))
         return {"update": update + 1, "global_step": self.global_step,
                 "agent_steps": self.global_step * self.cores[0].n, "wall_s": wall,
                 "sps": self.global_step / wall, "lr": lr, "lr_factor": self.lr_factor,
