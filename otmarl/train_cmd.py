@@ -1,7 +1,9 @@
 """``otmarl train SCENARIO --algo mappo|ippo ...`` and ``otmarl evaluate DIR ...``.
 
-Torch, gymnasium and pettingzoo are imported only when these commands run; a missing one is a
-user error naming the extra to install.
+This module owns the two MARL commands' arguments and output: ``train`` picks the algorithm's
+module once, by name, and hands it a typed ``Args``; ``evaluate`` scores a checkpoint against
+baselines. Torch, gymnasium and pettingzoo are imported only when these commands run; a
+missing one is a user error naming the extra to install.
 """
 from __future__ import annotations
 
@@ -80,10 +82,15 @@ class _Every:
         return False
 
 
-def cmd_train(args) -> int:
-    from otmarl.policies.marl import common  # noqa: F401  (torch, or a UserError saying how)
+def trainers() -> dict:
+    """Algorithm name -> its module (``Args`` and ``train``), picked once at the door.
+    Importing them imports torch, or raises a UserError saying how to install it."""
     from otmarl.policies.marl import ippo, mappo
-    mod = mappo if args.algo == "mappo" else ippo
+    return {"mappo": mappo, "ippo": ippo}
+
+
+def cmd_train(args) -> int:
+    mod = trainers()[args.algo]
     name = Path(args.scenario).stem if args.scenario.endswith((".yaml", ".yml")) else args.scenario
     out = args.out or f"runs/{args.algo}-{name}-s{args.seed}"
     a = mod.Args(scenario=args.scenario, overrides=tuple(args.set), horizon_h=args.horizon_h,

@@ -1,9 +1,13 @@
-"""The PPO loop MAPPO and IPPO share (CleanRL style: one straight loop, ``# ALGO LOGIC`` marks
-the algorithm), with the OT hooks: barycenter consensus in the policy loss (``alignment.py``) and
-the drift-driven learning rate (``drift.py``). ``mappo.py`` and ``ippo.py`` choose the critic.
+"""What MAPPO and IPPO share around their training loops: the options (``PPOArgs``), one run's
+set-up and bookkeeping (``PPORun``: envs, networks, optimiser, OT hooks, log, checkpoint), the
+clipped PPO loss, and checkpoint loading.
 
-Parameter sharing: one actor for every agent (the observation carries what differs between
-nodes). Steps count control epochs summed over the parallel envs; agent-steps = steps x agents.
+Each algorithm file (``mappo.py``, ``ippo.py``) owns its own straight loop and says what its
+critic sees; this module never branches on the algorithm. The OT hooks are the barycenter
+consensus in the policy loss (``alignment.py``) and the drift-driven learning rate
+(``drift.py``). Parameter sharing: one actor for every agent (the observation carries what
+differs between nodes). Steps count control epochs summed over the parallel envs; agent-steps
+= steps x agents. All torch randomness flows from one ``torch.Generator`` seeded by the run seed.
 """
 from __future__ import annotations
 
@@ -18,19 +22,21 @@ from typing import Callable
 import numpy as np
 
 from otmarl.scenarios.errors import UserError
-from otmarl.simulator.world import DONE_ON_TIME
 
 from . import deps
 from .alignment import Consensus
 from .core import EnvOptions, MarlCore, resolve_scenario
-from .drift import DriftDetector, lr_factor
+from .drift import DriftDetector, DriftSignal, lr_factor
 from .features import CLOCK, NAMES
 
 torch = deps.torch()
 from .nets import Actor, Critic, RunningNorm  # noqa: E402  (after the lazy torch import)
+from .rollout import Batch, Collector, CriticInput, Rollout  # noqa: E402
+
+Progress = Callable[[dict], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPOArgs:
     """Options of a training run (``otmarl train`` sets the common ones)."""
 
@@ -45,7 +51,8 @@ class PPOArgs:
     reward: dict = field(default_factory=dict)
     """Reward weights overriding the scenario's ``marl.reward`` (see RewardWeights)."""
     seed: int = 0
-    """Seed of torch and of the episode seeds (drawn from it, so runs are reproducible)."""
+    """Seed of the run's torch.Generator (weights, action samples, minibatch order) and of the
+    episode seeds (drawn from it, so runs are reproducible)."""
     total_steps: int = 50_000
     """Control epochs to simulate in total, summed over the parallel envs."""
     n_envs: int = 4
@@ -96,14 +103,10 @@ class PPOArgs:
     out: str = "runs/marl"
     """Checkpoint folder."""
 
-
-def critic_input(kind: str, obs: np.ndarray, state: np.ndarray) -> np.ndarray:
-    """(E, n, C): MAPPO sees the global state next to the agent's own observation; IPPO only
-    its own observation."""
-    if kind == "ippo":
-        return obs
-    e, n = obs.shape[:2]
-    return np.concatenate([np.broadcast_to(state[:, None, :], (e, n, state.shape[1])), obs], -1)
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
 
 
 def agent_groups(core: MarlCore) -> np.ndarray:
@@ -112,13 +115,185 @@ def agent_groups(core: MarlCore) -> np.ndarray:
     return cls if len(np.unique(cls)) > 1 else np.arange(core.n)
 
 
-def episode_stats(core: MarlCore) -> dict:
-    w = core.sim.world
-    return {"episode_return": core.team_return,
-            "on_time_ratio": float(np.count_nonzero(w.status == DONE_ON_TIME)) / max(len(w.tasks), 1),
-            "brownout_node_h": float(core.sim.recorder.flags["browned"][:core.sim.k].sum() * w.dt / 3600)}
+# ------------------------------------------------------------------------------ the PPO loss
+LOSS_STATS = ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "align")
 
 
+def ppo_loss(actor: Actor, critic: Critic, batch: Batch, idx: "torch.Tensor", args: PPOArgs,
+             consensus: Consensus | None) -> tuple["torch.Tensor", dict]:
+    """Clipped surrogate + value loss - entropy bonus (+ lambda x Sinkhorn divergence to the
+    barycenter) on the rows ``idx``, and the minibatch's statistics."""
+    _, logp, ent, probs = actor.act(batch.obs[idx], batch.mask[idx], batch.action[idx])
+    log_ratio = logp - batch.logp[idx]
+    ratio = log_ratio.exp()
+    adv = batch.adv[idx]
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)      # per-minibatch normalisation
+    clipped = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+    pg = torch.max(-adv * ratio, -adv * clipped).mean()
+    v_loss = 0.5 * ((critic(batch.critic_in[idx]) - batch.ret[idx]) ** 2).mean()
+    loss = pg - args.ent_coef * ent.mean() + args.vf_coef * v_loss
+    with torch.no_grad():
+        stats = {"pg_loss": float(pg), "v_loss": float(v_loss), "entropy": float(ent.mean()),
+                 # the low-variance estimator k3 = (r - 1) - log r of KL(old || new)
+                 "approx_kl": float(((ratio - 1) - log_ratio).mean()),
+                 "clipfrac": float(((ratio - 1).abs() > args.clip_coef).float().mean())}
+    if consensus is not None:
+        align = consensus.penalty(probs, batch.group[idx])
+        loss = loss + align
+        stats["align"] = float(align.detach())
+    return loss, stats
+
+
+class Means:
+    """Mean of each statistic over an update's minibatches (NaN for one never seen)."""
+
+    def __init__(self, keys: tuple[str, ...] = LOSS_STATS):
+        self.values: dict[str, list[float]] = {k: [] for k in keys}
+
+    def add(self, stats: dict) -> None:
+        for k, v in stats.items():
+            self.values[k].append(v)
+
+    def means(self) -> dict[str, float]:
+        return {k: float(np.mean(v)) if v else float("nan") for k, v in self.values.items()}
+
+
+# ---------------------------------------------------------------------------- one training run
+class PPORun:
+    """One training run's state and bookkeeping; the algorithm file drives it update by update.
+
+    ``critic_input`` is the algorithm's choice of what the critic sees; its output width sets
+    the critic's input size.
+    """
+
+    def __init__(self, args: PPOArgs, algo: str, critic_input: CriticInput):
+        self.args, self.algo = args, algo
+        torch.set_num_threads(args.torch_threads)
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.sc = resolve_scenario(args.scenario, args.overrides, args.horizon_h)
+        self.opts = EnvOptions(mode=args.mode, reward=dict(args.reward) or None)
+        self.cores = [MarlCore(self.sc, self.opts) for _ in range(args.n_envs)]
+        self._build_nets(critic_input)
+        self._build_hooks()
+        self.log = CsvLog(self.out / "train.csv")
+        self.num_updates = math.ceil(args.total_steps / (args.n_envs * args.num_steps))
+        self.t0, self.global_step, self.signal = time.perf_counter(), 0, None
+
+    def _build_nets(self, critic_input: CriticInput) -> None:
+        a, core = self.args, self.cores[0]
+        d, S = core.obs_dim, core.state_dim
+        self.obs_norm, self.state_norm = RunningNorm(d), RunningNorm(S)
+        if a.init:
+            meta = load_meta(a.init)
+            self.obs_norm = RunningNorm.from_dict(meta["obs_norm"])
+            self.state_norm = RunningNorm.from_dict(meta["state_norm"])
+        drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
+        self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
+                                   a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols)
+        probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))
+        self.critic_dim = probe.shape[-1]
+        self.actor = Actor(d, core.spec.nvec, a.hidden, self.gen)
+        self.critic = Critic(self.critic_dim, a.hidden, self.gen)
+        if a.init:
+            self.actor.load_state_dict(torch.load(Path(a.init) / "actor.pt"))
+            self.critic.load_state_dict(torch.load(Path(a.init) / "critic.pt"))
+        self.params = list(self.actor.parameters()) + list(self.critic.parameters())
+        self.optim = torch.optim.Adam(self.params, lr=a.lr, eps=1e-5)
+
+    def _build_hooks(self) -> None:
+        a, core = self.args, self.cores[0]
+        self.groups = agent_groups(core)
+        self.consensus = None
+        if a.align_lambda != 0.0:
+            self.consensus = Consensus(core.spec.nvec, core.spec.ordinal, self.groups, a.align_lambda,
+                                       a.align_eps)
+        window = max(2, int(round(a.drift_window_h * 3600.0 / self.sc.control_interval_s)))
+        self.detector = DriftDetector(window, seed=a.seed) if a.drift else None
+
+    # ---------------------------------------------------------------------- steps of an update
+    def set_lr(self, update: int) -> float:
+        """lr0 x linear annealing x the drift factor of the last check; set on the optimiser."""
+        a = self.args
+        frac = 1.0 - update / self.num_updates if a.anneal_lr else 1.0
+        self.lr_factor = lr_factor(self.signal, a.drift_beta, a.drift_max_factor) if self.detector else 1.0
+        lr = a.lr * frac * self.lr_factor
+        for g in self.optim.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def collect(self) -> Rollout:
+        roll = self.collector.collect(self.actor, self.critic)
+        self.global_step += self.args.n_envs * self.args.num_steps
+        if self.detector is not None:
+            for row in roll.drift_rows:
+                self.detector.push(row)
+        return roll
+
+    def refresh_consensus(self, batch: Batch, update: int) -> None:
+        """New barycenters every ``align_every`` updates (from the policy before the update)."""
+        if self.consensus is not None and update % self.args.align_every == 0:
+            with torch.no_grad():
+                self.consensus.refresh(self.actor.probs(batch.obs, batch.mask), batch.group)
+
+    def optimise(self, loss: "torch.Tensor") -> None:
+        self.optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.args.max_grad_norm)
+        self.optim.step()
+
+    def check_drift(self) -> DriftSignal | None:
+        self.signal = self.detector.check() if self.detector is not None else None
+        return self.signal
+
+    def record(self, update: int, lr: float, roll: Rollout, batch: Batch, losses: Means,
+               progress: Progress | None) -> dict:
+        """Write the update's row to train.csv (and hand it to ``progress``)."""
+        row = self._row(update, lr, roll, batch, losses)
+        self.log.write(row)
+        if progress is not None:
+            progress(row | {"total_steps": self.num_updates * self.args.n_envs * self.args.num_steps})
+        return row
+
+    def _row(self, update: int, lr: float, roll: Rollout, batch: Batch, losses: Means) -> dict:
+        wall, sig, done = time.perf_counter() - self.t0, self.signal, roll.finished
+        dispersion = float("nan")
+        if self.consensus is not None and self.consensus.bary is not None:
+            with torch.no_grad():
+                probs = self.actor.probs(batch.obs, batch.mask)
+                dispersion = float(self.consensus.dispersion(probs, batch.group))
+        return {"update": update + 1, "global_step": self.global_step,
+                "agent_steps": self.global_step * self.cores[0].n, "wall_s": wall,
+                "sps": self.global_step / wall, "lr": lr, "lr_factor": self.lr_factor,
+                "drift_distance": sig.distance if sig else float("nan"),
+                "drift_threshold": sig.threshold if sig else float("nan"),
+                "reward_mean": float(roll.team_reward.mean()),
+                **{f"term_{k}": float(np.mean([tm[k] for tm in roll.terms]))
+                   for k in ("on_time", "dropped", "unserved", "loss")},
+                "episodes": len(done),
+                **{k: float(np.mean([f[k] for f in done])) if done else float("nan")
+                   for k in ("episode_return", "on_time_ratio", "brownout_node_h")},
+                **losses.means(), "explained_variance": batch.explained_variance(),
+                "align_dispersion": dispersion}
+
+    def save(self) -> Path:
+        """Close the log; write actor.pt, critic.pt and policy.json; return the folder."""
+        self.log.close()
+        core = self.cores[0]
+        env = {**self.opts.to_dict(), "reward": core.weights.model_dump()}      # the weights used
+        spec = core.spec
+        meta = {"algo": self.algo, "args": asdict(self.args), "env": env, "scenario": self.sc.name,
+                "n_agents": core.n, "obs_dim": core.obs_dim, "state_dim": core.state_dim,
+                "critic_dim": self.critic_dim, "hidden": self.args.hidden, "features": list(NAMES),
+                "action": {"names": list(spec.names), "nvec": list(spec.nvec), "ordinal": list(spec.ordinal)},
+                "obs_norm": self.obs_norm.to_dict(), "state_norm": self.state_norm.to_dict(),
+                "steps": self.global_step}
+        save_checkpoint(self.out, self.actor, self.critic, meta)
+        return self.out
+
+
+# ------------------------------------------------------------------------------ log, checkpoint
 class CsvLog:
     """Training curves: one row per update (and TensorBoard scalars when it is installed)."""
 
@@ -149,7 +324,7 @@ class CsvLog:
             self.tb.close()
 
 
-def save_checkpoint(out: Path, actor, critic, meta: dict) -> None:
+def save_checkpoint(out: Path, actor: Actor, critic: Critic, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(actor.state_dict(), out / "actor.pt")
     torch.save(critic.state_dict(), out / "critic.pt")
@@ -157,181 +332,8 @@ def save_checkpoint(out: Path, actor, critic, meta: dict) -> None:
 
 
 def load_meta(folder: str | Path) -> dict:
+    """policy.json of a checkpoint folder; a UserError when there is none."""
     f = Path(folder) / "policy.json"
     if not f.is_file():
         raise UserError(f"{folder}: not a checkpoint folder (no policy.json; train one with 'otmarl train')")
     return json.loads(f.read_text())
-
-
-def train(args: PPOArgs, critic_kind: str, progress: Callable[[dict], None] | None = None) -> Path:
-    """Train, write the checkpoint and train.csv into ``args.out``; return that folder."""
-    if args.total_steps < 1 or args.n_envs < 1 or args.num_steps < 1:
-        raise UserError("total_steps, n_envs and num_steps must be >= 1")
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.torch_threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    sc = resolve_scenario(args.scenario, args.overrides, args.horizon_h)
-    opts = EnvOptions(mode=args.mode, reward=dict(args.reward) or None)
-    seeder = np.random.default_rng(args.seed)
-    cores = [MarlCore(sc, opts) for _ in range(args.n_envs)]
-    obs = np.stack([c.reset(int(seeder.integers(2**31 - 1))) for c in cores])   # (E, n, d)
-    E, n, d = obs.shape
-    T, nvec = args.num_steps, cores[0].spec.nvec
-    K, S = len(nvec), cores[0].state_dim
-    C = d if critic_kind == "ippo" else S + d
-    actor, critic = Actor(d, nvec, args.hidden), Critic(C, args.hidden)
-    obs_norm, state_norm = RunningNorm(d), RunningNorm(S)
-    if args.init:
-        init_meta = load_meta(args.init)
-        actor.load_state_dict(torch.load(Path(args.init) / "actor.pt"))
-        critic.load_state_dict(torch.load(Path(args.init) / "critic.pt"))
-        obs_norm, state_norm = (RunningNorm.from_dict(init_meta["obs_norm"]),
-                                RunningNorm.from_dict(init_meta["state_norm"]))
-    params = list(actor.parameters()) + list(critic.parameters())
-    optim = torch.optim.Adam(params, lr=args.lr, eps=1e-5)
-    groups = agent_groups(cores[0])
-    consensus = Consensus(nvec, cores[0].spec.ordinal, groups, args.align_lambda, args.align_eps) \
-        if args.align_lambda != 0.0 else None
-    drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
-    window = max(2, int(round(args.drift_window_h * 3600.0 / sc.control_interval_s)))
-    detector = DriftDetector(window, seed=args.seed) if args.drift else None
-
-    b_obs = np.zeros((T, E, n, d), np.float32)
-    b_ci = np.zeros((T, E, n, C), np.float32)
-    b_mask = np.zeros((T, E, n, int(sum(nvec))), np.int8)
-    b_act = np.zeros((T, E, n, K), np.int64)
-    b_logp, b_val, b_rew = (np.zeros((T, E, n), np.float32) for _ in range(3))
-    b_done = np.zeros((T, E), np.float32)
-    group_t = torch.as_tensor(np.tile(groups, T * E))
-    log = CsvLog(out / "train.csv")
-    num_updates = math.ceil(args.total_steps / (E * T))
-    t0, global_step, signal = time.perf_counter(), 0, None
-
-    def normalised(o: np.ndarray, s: np.ndarray):
-        on, sn = obs_norm(o), state_norm(s)
-        return on, critic_input(critic_kind, on, sn)
-
-    for update in range(num_updates):
-        # ALGO LOGIC: learning rate = lr0 x annealing x drift factor
-        frac = 1.0 - update / num_updates if args.anneal_lr else 1.0
-        factor = lr_factor(signal, args.drift_beta, args.drift_max_factor) if detector else 1.0
-        lr = args.lr * frac * factor
-        for g in optim.param_groups:
-            g["lr"] = lr
-        finished, rewards_seen, terms_seen = [], [], []
-
-        # ALGO LOGIC: rollout (all envs, all agents share the actor)
-        for t in range(T):
-            state = np.stack([c.state() for c in cores])
-            obs_norm.update(obs.reshape(-1, d))
-            state_norm.update(state)
-            o, ci = normalised(obs, state)
-            mask = np.stack([c.masks() for c in cores])
-            with torch.no_grad():
-                a, logp, _, _ = actor.act(torch.as_tensor(o), torch.as_tensor(mask))
-                v = critic(torch.as_tensor(ci))
-            b_obs[t], b_ci[t], b_mask[t], b_act[t] = o, ci, mask, a.numpy()
-            b_logp[t], b_val[t] = logp.numpy(), v.numpy()
-            a = a.numpy()
-            for e, core in enumerate(cores):
-                nxt, r, truncated, terms = core.step(a[e])
-                terms_seen.append(terms)
-                if truncated:
-                    # ALGO LOGIC: a time limit is not a terminal state: bootstrap from V(s_T)
-                    _, ci_end = normalised(nxt[None], core.state()[None])
-                    with torch.no_grad():
-                        r = r + args.gamma * critic(torch.as_tensor(ci_end))[0].numpy()
-                    finished.append(episode_stats(core))
-                    nxt = core.reset(int(seeder.integers(2**31 - 1)))
-                b_rew[t, e], b_done[t, e] = r, float(truncated)
-                obs[e] = nxt
-            rewards_seen.append(np.mean([tm["team"] for tm in terms_seen[-E:]]))
-            if detector is not None:
-                detector.push(np.concatenate([obs[:, :, drift_cols].mean((0, 1)), [rewards_seen[-1]]]))
-            global_step += E
-
-        # ALGO LOGIC: generalised advantage estimation
-        with torch.no_grad():
-            _, ci = normalised(obs, np.stack([c.state() for c in cores]))
-            next_v = critic(torch.as_tensor(ci)).numpy()
-        adv = np.zeros_like(b_rew)
-        last = np.zeros((E, n), np.float32)
-        for t in reversed(range(T)):
-            nv = next_v if t == T - 1 else b_val[t + 1]
-            live = 1.0 - b_done[t][:, None]
-            delta = b_rew[t] + args.gamma * nv * live - b_val[t]
-            last = delta + args.gamma * args.gae_lambda * live * last
-            adv[t] = last
-        ret = adv + b_val
-
-        # ALGO LOGIC: PPO update (+ lambda x Sinkhorn divergence to the barycenter)
-        N = T * E * n
-        f_obs, f_ci = torch.as_tensor(b_obs.reshape(N, d)), torch.as_tensor(b_ci.reshape(N, C))
-        f_mask, f_act = torch.as_tensor(b_mask.reshape(N, -1)), torch.as_tensor(b_act.reshape(N, K))
-        f_logp, f_adv = torch.as_tensor(b_logp.reshape(N)), torch.as_tensor(adv.reshape(N))
-        f_ret = torch.as_tensor(ret.reshape(N))
-        if consensus is not None and update % args.align_every == 0:
-            with torch.no_grad():
-                consensus.refresh(actor.probs(f_obs, f_mask), group_t)
-        mb = max(1, N // args.num_minibatches)
-        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "align": []}
-        for _ in range(args.update_epochs):
-            perm = torch.randperm(N)
-            for s in range(0, N, mb):
-                i = perm[s:s + mb]
-                _, logp, ent, probs = actor.act(f_obs[i], f_mask[i], f_act[i])
-                ratio = (logp - f_logp[i]).exp()
-                a_mb = f_adv[i]
-                a_mb = (a_mb - a_mb.mean()) / (a_mb.std() + 1e-8)
-                clipped = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
-                pg = torch.max(-a_mb * ratio, -a_mb * clipped).mean()
-                v_loss = 0.5 * ((critic(f_ci[i]) - f_ret[i]) ** 2).mean()
-                loss = pg - args.ent_coef * ent.mean() + args.vf_coef * v_loss
-                if consensus is not None:
-                    align = consensus.penalty(probs, group_t[i])
-                    loss = loss + align
-                    stats["align"].append(float(align.detach()))
-                optim.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optim.step()
-                with torch.no_grad():
-                    stats["pg_loss"].append(float(pg))
-                    stats["v_loss"].append(float(v_loss))
-                    stats["entropy"].append(float(ent.mean()))
-                    stats["approx_kl"].append(float(((ratio - 1) - (logp - f_logp[i])).mean()))
-                    stats["clipfrac"].append(float(((ratio - 1).abs() > args.clip_coef).float().mean()))
-
-        # ALGO LOGIC: drift check on the windows of observations and rewards
-        signal = detector.check() if detector is not None else None
-        dispersion = float("nan")
-        if consensus is not None and consensus.bary is not None:
-            with torch.no_grad():
-                dispersion = float(consensus.dispersion(actor.probs(f_obs, f_mask), group_t))
-        wall = time.perf_counter() - t0
-        row = {"update": update + 1, "global_step": global_step, "agent_steps": global_step * n,
-               "wall_s": wall, "sps": global_step / wall, "lr": lr, "lr_factor": factor,
-               "drift_distance": signal.distance if signal else float("nan"),
-               "drift_threshold": signal.threshold if signal else float("nan"),
-               "reward_mean": float(np.mean(rewards_seen)),
-               **{f"term_{k}": float(np.mean([tm[k] for tm in terms_seen]))
-                  for k in ("on_time", "dropped", "unserved", "loss")},
-               "episodes": len(finished),
-               **{k: float(np.mean([f[k] for f in finished])) if finished else float("nan")
-                  for k in ("episode_return", "on_time_ratio", "brownout_node_h")},
-               **{k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()},
-               "align_dispersion": dispersion}
-        log.write(row)
-        if progress is not None:
-            progress(row | {"total_steps": num_updates * E * T})
-    log.close()
-    env = {**opts.to_dict(), "reward": cores[0].weights.model_dump()}      # the weights used
-    meta = {"algo": critic_kind, "args": asdict(args), "env": env, "scenario": sc.name,
-            "n_agents": n, "obs_dim": d, "state_dim": S, "critic_dim": C, "hidden": args.hidden,
-            "features": list(NAMES), "action": {"names": list(cores[0].spec.names),
-                                                "nvec": list(nvec), "ordinal": list(cores[0].spec.ordinal)},
-            "obs_norm": obs_norm.to_dict(),
-            "state_norm": state_norm.to_dict(), "steps": global_step}
-    save_checkpoint(out, actor, critic, meta)
-    return out

@@ -1,6 +1,7 @@
 """Evaluating policies on the env's reward and the run's metrics, across seeds, with 95% CIs.
 
-Every policy (a trained MARL policy or any registered Controller) drives the same ``MarlCore``
+This module owns ``otmarl evaluate``'s numbers: one row per (policy, seed) and the table of
+means with their intervals. Every policy (a trained MARL policy or any registered Controller) drives the same ``MarlCore``
 through ``step_decision``, so the team reward is computed identically for all, and the summary is
 the one ``otmarl run`` writes for that scenario, policy and seed.
 """
@@ -34,7 +35,7 @@ def run_policy(scenario: Scenario, make: Callable[[], Controller], seed: int,
     core = MarlCore(scenario, options)
     core.reset(seed)
     ctl = make()
-    ctl.reset(core.sim.world.info(), core.sim.world.rng["policy"])
+    ctl.reset(core.info, core.sim.world.rng["policy"])
     done = False
     while not done:
         _, _, done, _ = core.step_decision(ctl.decide(core.cur))

@@ -1,8 +1,10 @@
 """MAPPO: PPO with a shared actor (parameter sharing) and a centralised critic V(state, o_i).
 
-The critic sees the env's global ``state()`` (every node's charge, harvest, queue, slack and
-prices, and the clock) next to the agent's own observation; the actor sees only its own
-observation, so the trained policy runs decentralised. The loop is ``common.train``.
+This file owns the MAPPO training loop, read top to bottom. The critic sees the env's global
+``state()`` (every node's charge, harvest, queue, slack and prices, and the clock) next to the
+agent's own observation; the actor sees only its own observation, so the trained policy runs
+decentralised. Shared pieces: ``rollout.py`` (experience, GAE, minibatches) and ``common.py``
+(options, set-up, the clipped loss, log and checkpoint).
 
     python -m otmarl.policies.marl.mappo        # or: otmarl train microgrid-solar --algo mappo
 """
@@ -10,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from .common import PPOArgs, train as _train
+import numpy as np
+
+from .common import Means, PPOArgs, PPORun, Progress, ppo_loss
+from .rollout import Batch, gae
 
 ALGO = "mappo"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Args(PPOArgs):
     """MAPPO options: every field of PPOArgs (documented there)."""
 
@@ -25,9 +29,39 @@ class Args(PPOArgs):
     """Checkpoint folder."""
 
 
-def train(args: Args, progress: Callable[[dict], None] | None = None) -> Path:
-    # ALGO LOGIC: centralised critic on [state, o_i]
-    return _train(args, ALGO, progress)
+def critic_input(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """(E, n, S + d): the global state broadcast to every agent, then the agent's observation."""
+    e, n = obs.shape[:2]
+    return np.concatenate([np.broadcast_to(state[:, None, :], (e, n, state.shape[1])), obs], -1)
+
+
+def train(args: Args, progress: Progress | None = None) -> Path:
+    """Train, write the checkpoint and train.csv into ``args.out``; return that folder."""
+    run = PPORun(args, ALGO, critic_input)
+    for update in range(run.num_updates):
+        # ALGO LOGIC: learning rate = lr0 x annealing x drift factor
+        lr = run.set_lr(update)
+
+        # ALGO LOGIC: rollout, every env and agent acting with the shared actor
+        roll = run.collect()
+
+        # ALGO LOGIC: generalised advantage estimation with the centralised critic's values
+        adv, ret = gae(roll.buf, roll.next_value, args.gamma, args.gae_lambda)
+        batch = Batch.of(roll.buf, adv, ret, run.groups)
+
+        # ALGO LOGIC: clipped PPO update (+ lambda x Sinkhorn divergence to the barycenter)
+        run.refresh_consensus(batch, update)
+        losses = Means()
+        for _ in range(args.update_epochs):
+            for idx in batch.minibatches(args.num_minibatches, run.gen):
+                loss, stats = ppo_loss(run.actor, run.critic, batch, idx, args, run.consensus)
+                run.optimise(loss)
+                losses.add(stats)
+
+        # ALGO LOGIC: drift check on the windows of observations and rewards
+        run.check_drift()
+        run.record(update, lr, roll, batch, losses, progress)
+    return run.save()
 
 
 if __name__ == "__main__":

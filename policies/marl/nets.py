@@ -1,6 +1,14 @@
 """Small torch networks and observation normalisation shared by the trainers and the trained
-Controller: a shared actor with one masked categorical head per action component, a critic."""
+Controller: a shared actor with one masked categorical head per action component, a critic, and
+running normalisers.
+
+Every random draw here (orthogonal initialisation, action sampling) takes an explicit
+``torch.Generator``, so a run seeded once reproduces its weights exactly and nothing touches
+torch's global random state; layers are built with ``skip_init`` for the same reason.
+"""
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 
@@ -12,41 +20,53 @@ nn = torch.nn
 MASKED = -1e8      # logit of a masked option: exp underflows to exactly 0
 
 
-def _layer(i: int, o: int, std: float = float(np.sqrt(2))) -> "nn.Linear":
-    lin = nn.Linear(i, o)
-    nn.init.orthogonal_(lin.weight, std)
+def _layer(i: int, o: int, gen: "torch.Generator | None", std: float = float(np.sqrt(2))) -> "nn.Linear":
+    lin = nn.utils.skip_init(nn.Linear, i, o)     # the default init would draw from the global RNG
+    nn.init.orthogonal_(lin.weight, std, generator=gen)
     nn.init.constant_(lin.bias, 0.0)
     return lin
 
 
-def mlp(i: int, hidden: int, o: int, out_std: float) -> "nn.Sequential":
-    return nn.Sequential(_layer(i, hidden), nn.Tanh(), _layer(hidden, hidden), nn.Tanh(),
-                         _layer(hidden, o, out_std))
+def mlp(i: int, hidden: int, o: int, out_std: float, gen: "torch.Generator | None" = None) -> "nn.Sequential":
+    """Two tanh hidden layers; orthogonal weights (gain sqrt 2, ``out_std`` on the last layer)."""
+    return nn.Sequential(_layer(i, hidden, gen), nn.Tanh(), _layer(hidden, hidden, gen), nn.Tanh(),
+                         _layer(hidden, o, gen, out_std))
+
+
+def sample(probs: "torch.Tensor", gen: "torch.Generator | None") -> "torch.Tensor":
+    """One draw per row of ``probs`` (..., k) from the categorical it gives."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=gen).reshape(probs.shape[:-1])
 
 
 class Actor(nn.Module):
     """pi(a | o): independent categoricals over the components of a MultiDiscrete action."""
 
-    def __init__(self, obs_dim: int, nvec, hidden: int = 64):
+    def __init__(self, obs_dim: int, nvec: Sequence[int], hidden: int = 64,
+                 generator: "torch.Generator | None" = None):
         super().__init__()
         self.nvec = [int(k) for k in nvec]
-        self.net = mlp(obs_dim, hidden, sum(self.nvec), 0.01)
+        self.net = mlp(obs_dim, hidden, sum(self.nvec), 0.01, generator)
 
-    def logits(self, obs, mask=None) -> list:
+    def logits(self, obs: "torch.Tensor", mask: "torch.Tensor | None" = None) -> list:
         z = self.net(obs)
         if mask is not None:
             z = torch.where(mask.bool(), z, torch.full_like(z, MASKED))
         return list(torch.split(z, self.nvec, dim=-1))
 
-    def probs(self, obs, mask=None) -> list:
+    def probs(self, obs: "torch.Tensor", mask: "torch.Tensor | None" = None) -> list:
         return [torch.softmax(z, -1) for z in self.logits(obs, mask)]
 
-    def act(self, obs, mask, action=None, greedy: bool = False):
-        """(action (B, K), log-prob (B,), entropy (B,), per-component probabilities)."""
+    def act(self, obs: "torch.Tensor", mask: "torch.Tensor", action: "torch.Tensor | None" = None,
+            greedy: bool = False, generator: "torch.Generator | None" = None) -> tuple:
+        """(action (B, K), log-prob (B,), entropy (B,), per-component probabilities).
+
+        Without ``action``, draws one (from ``generator``), or takes the most likely option when
+        ``greedy``; with it, scores the given action (the PPO update)."""
         logits = self.logits(obs, mask)
         dists = [torch.distributions.Categorical(logits=z) for z in logits]
         if action is None:
-            action = torch.stack([z.argmax(-1) if greedy else d.sample()
+            action = torch.stack([z.argmax(-1) if greedy else sample(d.probs, generator)
                                   for z, d in zip(logits, dists)], -1)
         logp = torch.stack([d.log_prob(action[..., k]) for k, d in enumerate(dists)], -1).sum(-1)
         ent = torch.stack([d.entropy() for d in dists], -1).sum(-1)
@@ -54,11 +74,13 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    def __init__(self, in_dim: int, hidden: int = 64):
-        super().__init__()
-        self.net = mlp(in_dim, hidden, 1, 1.0)
+    """V(x): MAPPO feeds it [state, o_i], IPPO o_i alone."""
 
-    def forward(self, x):
+    def __init__(self, in_dim: int, hidden: int = 64, generator: "torch.Generator | None" = None):
+        super().__init__()
+        self.net = mlp(in_dim, hidden, 1, 1.0, generator)
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor":
         return self.net(x).squeeze(-1)
 
 
