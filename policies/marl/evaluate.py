@@ -7,12 +7,11 @@ the one ``otmarl run`` writes for that scenario, policy and seed.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
-import numpy as np
 import pandas as pd
 
+from otmarl.analysis import stats
 from otmarl.scenarios import Scenario
 from otmarl.simulator.control import Controller
 
@@ -62,29 +61,10 @@ def evaluate(scenario: Scenario, policies: dict[str, Callable[[], Controller]], 
 
 
 def ci_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """policy, metric, mean, ci_low, ci_high, n (Student t, 95%)."""
-    from scipy.stats import t as student
-    out = []
-    for p, g in rows.groupby("policy", sort=False):
-        for m in METRICS:
-            x = g[m].to_numpy(float)
-            n, mean = len(x), float(x.mean())
-            half = float(student.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-            out.append({"policy": p, "metric": m, "mean": mean, "ci_low": mean - half,
-                        "ci_high": mean + half, "n": n})
-    return pd.DataFrame(out)
+    """policy, metric, mean, ci_low, ci_high, n (``analysis.stats``: Student t, 95 %)."""
+    return stats.ci_table(rows, METRICS, by=("policy",))
 
 
 def format_ci(table: pd.DataFrame) -> str:
     """A text table: metrics as rows, policies as columns, 'mean ± half-width'."""
-    pols = list(dict.fromkeys(table["policy"]))
-    width = max(24, max(len(p) for p in pols) + 2)
-    lines = [f"{'metric':22s}" + "".join(f"{p:>{width}s}" for p in pols)]
-    for m in METRICS:
-        cells = []
-        for p in pols:
-            r = table[(table.policy == p) & (table.metric == m)].iloc[0]
-            half = (r.ci_high - r.ci_low) / 2
-            cells.append(f"{r['mean']:.4g} ± {half:.2g}" if np.isfinite(half) else f"{r['mean']:.4g}")
-        lines.append(f"{m:22s}" + "".join(f"{c:>{width}s}" for c in cells))
-    return "\n".join(lines)
+    return stats.format_ci_table(table, METRICS)
