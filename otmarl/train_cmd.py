@@ -49,7 +49,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     e = subparsers.add_parser("evaluate", help="a trained policy against baselines across seeds",
                               description="Run a trained policy and baselines on seeds 0..N-1; print "
-                              "team return, on-time ratio and energy metrics as mean ± 95%% CI; write "
+                              "team return, on-time ratio and energy metrics as mean ± 95 % CI; write "
                               "DIR/evaluation.csv (one row per run).")
     e.add_argument("dir", metavar="DIR", help="a checkpoint folder written by 'otmarl train'")
     e.add_argument("--scenario", help="scenario to evaluate on (default: the training scenario)")
