@@ -14,6 +14,7 @@ import json
 import statistics
 import subprocess
 import tempfile
+from pathlib import Path
 
 CHILD = r"""
 import json, sys, time
@@ -27,8 +28,10 @@ BUILTINS = ("microgrid-solar", "edge-offload", "sensor-field")
 
 def once(python: str, scenario: str, policy: str) -> float:
     with tempfile.TemporaryDirectory() as d:
-        p = subprocess.run([python, "-c", CHILD, scenario, policy, d], capture_output=True,
-                           text=True, check=True)
+        # run in the empty folder: ``python -c`` puts the working folder first on sys.path, and
+        # a checkout there would shadow the install being measured
+        p = subprocess.run([python, "-c", CHILD, scenario, policy, str(Path(d) / "run")],
+                           capture_output=True, text=True, check=True, cwd=d)
     return json.loads(p.stdout.strip().splitlines()[-1])["wall_s"]
 
 
