@@ -1,7 +1,9 @@
 """The control seam: what a controller sees (Observation), what it returns (Decision).
 
 Every decision maker (baselines, the OT allocator, trained MARL policies) implements ``Controller``.
-The world validates each Decision and raises ``DecisionError`` naming the offending entry.
+The world validates each Decision and raises ``DecisionError`` naming the offending entry. An
+Observation is a read-only snapshot: its arrays have ``writeable=False`` and its ``network`` is a
+path-query view, so a controller can read the world but has no handle through which to change it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from otmarl.scenarios.errors import DecisionError
 
-from .network import NetworkState
+from .network import NetworkView
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,16 @@ class WorldInfo:
         return self.layout()
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` that refuses writes (``a`` itself stays writable for its owner)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 @dataclass
 class Observation:
-    """The world at the start of a control epoch, as arrays over nodes."""
+    """The world at the start of a control epoch, as read-only arrays over nodes."""
 
     epoch: int
     time_s: float
@@ -70,7 +79,7 @@ class Observation:
     queue_work_s: np.ndarray      # waiting work at speed 1, s
     busy_s: np.ndarray            # remaining service of running tasks, per server, s
     slack_s: np.ndarray           # earliest waiting deadline minus now (inf when none)
-    network: NetworkState         # paths: network.energy_efficiency(...), network.task_route(...)
+    network: NetworkView          # paths: network.energy_efficiency(...), network.task_route(...)
     waiting_ids: np.ndarray       # waiting task ids sorted by (node, deadline, id)
     waiting_ptr: np.ndarray       # node i's waiting tasks: waiting_ids[ptr[i]:ptr[i+1]]
     task_deadline_s: np.ndarray   # absolute deadline per task id

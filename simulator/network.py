@@ -321,3 +321,66 @@ class NetworkState:
                                           float((1.0 / L.bandwidth_kbps[e]).sum()),
                                           float(L.tx_energy_wh_per_kb[e].sum()))
         return hit
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class PathView:
+    """Read-only queries on one path system of the world (``rows``, ``edges``, ``cost``).
+
+    ``version`` changes whenever the topology does (a node or link fails or recovers)."""
+
+    __slots__ = ("_paths",)
+
+    def __init__(self, paths: Paths):
+        self._paths = paths
+
+    @property
+    def version(self) -> int:
+        return self._paths.version
+
+    def rows(self, sources) -> np.ndarray:
+        """Distances (len(sources), n), a fresh array."""
+        return self._paths.rows(sources)
+
+    def edges(self, s: int, t: int) -> list[int]:
+        """Link indices on the path s -> t (cached: do not modify the list)."""
+        return self._paths.edges(s, t)
+
+    def cost(self, s: int, t: int) -> float:
+        return self._paths.cost(s, t)
+
+
+class NetworkView:
+    """What a controller sees of the network: the links (read-only arrays), which are up, and
+    path queries. It holds no method that changes the world's network state."""
+
+    __slots__ = ("_net", "links", "energy", "task")
+
+    def __init__(self, net: NetworkState):
+        self._net = net
+        L = net.links
+        self.links = Links(**{f: _read_only(getattr(L, f)) for f in ("u", "v") + LINK_FIELDS})
+        self.energy, self.task = PathView(net.energy), PathView(net.task)
+
+    @property
+    def link_up(self) -> np.ndarray:
+        """Links that are up now (read-only)."""
+        return _read_only(self._net.link_up)
+
+    def energy_efficiency(self, sources, targets=None) -> np.ndarray:
+        """Path efficiency from each source to each target (0 when unreachable)."""
+        return self._net.energy_efficiency(sources, targets)
+
+    def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
+        """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""
+        return self._net.energy_route(s, t)
+
+    def task_route(self, s: int, t: int) -> tuple[float, float, float]:
+        """(latency_s, seconds per kB, Wh per kB) along the task path s -> t; KeyError when
+        t cannot be reached."""
+        return self._net.task_route(s, t)

@@ -1,9 +1,11 @@
-"""The world: static parameters drawn from the scenario and seed, and the state both engines share.
+"""The world: static parameters drawn from the scenario and seed, and the one owner of a run's state.
 
 A run is a loop over control epochs [t0, t1). At each boundary t0 the world applies faults and
-brownout transitions, builds the Observation, asks the controller, validates and applies its
+brownout transitions, builds the (read-only) Observation, validates and applies the controller's
 Decision (energy moves battery to battery; routed tasks go into transit). Then an engine (fast or
-reference) serves the tasks of the epoch and settles each node's energy. See docs/model.md.
+reference) works out what happens in the epoch and returns it as an ``EpochOutcome``; only
+``World.settle`` writes it into the world's arrays. Nothing outside the simulator package assigns
+to a World attribute (tests/test_ownership.py). See docs/model.md.
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ import numpy as np
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import DecisionError
 
-from .control import Decision, Observation, WorldInfo, first_true, normalise, validate
+from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
-from .network import NetworkState, make_graph, make_links
+from .network import NetworkState, NetworkView, make_graph, make_links
 from .workload import generate
 
 # task status codes
@@ -121,8 +123,42 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
     return sched
 
 
+@dataclass(frozen=True)
+class EpochOutcome:
+    """What an engine found in one epoch [t0, t1), for ``World.settle`` to apply.
+
+    Energy: the ledger terms per node (``energy``, Wh), the stored energy at t1 and the nodes
+    that brown out at the next boundary. Tasks, in the order they are applied: ids that reached
+    a queue; ids that started (with start and finish times); ids that finished (with end times
+    and whether late); ids that were dropped (with times and reasons)."""
+
+    energy: dict[str, np.ndarray]
+    stored_wh: np.ndarray
+    brown_next: np.ndarray
+    queued: np.ndarray
+    started: np.ndarray
+    start_s: np.ndarray
+    finish_s: np.ndarray
+    done: np.ndarray
+    done_s: np.ndarray
+    done_late: np.ndarray
+    dropped: np.ndarray
+    drop_s: np.ndarray
+    drop_reason: np.ndarray
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Tasks that reached a final status in one epoch (including drops at its start boundary):
+    their final status, origin node and the node they ended at."""
+
+    status: np.ndarray
+    origin: np.ndarray
+    node: np.ndarray
+
+
 class World:
-    """Static parameters plus the shared dynamic state of one run."""
+    """Static parameters plus the dynamic state of one run, changed only by its own methods."""
 
     def __init__(self, scenario: S.Scenario, seed: int):
         sc = self.sc = scenario
@@ -140,6 +176,7 @@ class World:
         self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
         self.net = NetworkState(n, self.links, mean_kb)
+        self.net_view = NetworkView(self.net)      # what controllers see of it (read-only)
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
@@ -191,6 +228,7 @@ class World:
         self.reason = np.zeros(m, np.int8)
         self.offloads = np.zeros(m, np.int16)
         self.transit: list[int] = []
+        self._finished: list[np.ndarray] = []   # ids finished since the last close_finished
         self.next_pending = 0      # tasks from here on have not been generated yet
         self.open_lo = 0           # tasks below this are finished (completed or dropped)
         self.harvest_last = np.zeros(n)
@@ -249,16 +287,38 @@ class World:
         lo = self.open_lo
         return (self.status[lo:self.next_pending] == code).nonzero()[0] + lo
 
-    def close_finished(self) -> None:
-        """Move ``open_lo`` past the tasks that are finished (after an epoch)."""
+    def close_finished(self) -> Finished:
+        """Move ``open_lo`` past the tasks that are finished (after an epoch) and report the tasks
+        that finished since the last call."""
         lo = self.open_lo
         still = (self.status[lo:self.next_pending] < DONE_ON_TIME).nonzero()[0]
         self.open_lo = lo + (int(still[0]) if len(still) else self.next_pending - lo)
+        ids = np.concatenate(self._finished) if self._finished else _INT0
+        self._finished = []
+        return Finished(status=self.status[ids], origin=self.tasks.origin[ids], node=self.node[ids])
 
-    def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int) -> None:
+    def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int | np.ndarray) -> None:
         self.status[ids] = DROPPED
         self.reason[ids] = reason
         self.end_s[ids] = t
+        self._finished.append(np.asarray(ids, np.int64))
+
+    def draw_harvest(self) -> None:
+        """The harvest of the epoch about to be simulated (one draw of the harvest stream)."""
+        self.harvest_now = self.harvest.step()
+
+    def settle(self, out: EpochOutcome) -> None:
+        """Apply what an engine found in the epoch just simulated."""
+        self.status[out.queued] = WAITING
+        self.status[out.started] = RUNNING
+        self.start_s[out.started], self.finish_s[out.started] = out.start_s, out.finish_s
+        self.status[out.done] = np.where(out.done_late, DONE_LATE, DONE_ON_TIME)
+        self.end_s[out.done] = out.done_s
+        self._finished.append(out.done)
+        if len(out.dropped):
+            self.drop(out.dropped, out.drop_s, out.drop_reason)
+        self.stored, self.brown_next = out.stored_wh, out.brown_next
+        self.harvest_last = self.harvest_now
 
     def waiting_by_node(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Waiting task ids (``w``, ascending, when the caller has them) sorted by (node,
@@ -303,16 +363,16 @@ class World:
         busy = (np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
                 / self._servers_1 if len(run) else self.zeros.copy())
         sendable, headroom, budget = self.battery_view()
+        r = read_only      # views: the flag on a view leaves the world's own array writable
         return Observation(
-            epoch=k, time_s=t0, stored_wh=self.stored.copy(), capacity_wh=self.p.capacity_wh,
-            up=self.up.copy(), failed=self.failed.copy(), sendable_wh=sendable,
-            headroom_wh=headroom, budget_wh=budget,
-            idle_need_wh=self.idle_wh * self.up,
-            harvest_last_wh=self.harvest_last.copy(), harvest_clear_wh=self.harvest.clear_wh(k),
-            arrivals_last=self.arrivals_last.copy(), queue_len=qlen, queue_work_s=work,
-            busy_s=busy, slack_s=slack, network=self.net,
-            waiting_ids=w, waiting_ptr=ptr, task_deadline_s=self.tasks.deadline_s,
-            task_data_kb=self.tasks.data_kb, task_work_s=self.tasks.work_s)
+            epoch=k, time_s=t0, stored_wh=r(self.stored), capacity_wh=r(self.p.capacity_wh),
+            up=r(self.up), failed=r(self.failed), sendable_wh=r(sendable),
+            headroom_wh=r(headroom), budget_wh=r(budget), idle_need_wh=r(self.idle_wh * self.up),
+            harvest_last_wh=r(self.harvest_last), harvest_clear_wh=r(self.harvest.clear_wh(k)),
+            arrivals_last=r(self.arrivals_last), queue_len=r(qlen), queue_work_s=r(work),
+            busy_s=r(busy), slack_s=r(slack), network=self.net_view,
+            waiting_ids=r(w), waiting_ptr=r(ptr), task_deadline_s=r(self.tasks.deadline_s),
+            task_data_kb=r(self.tasks.data_kb), task_work_s=r(self.tasks.work_s))
 
     # ------------------------------------------------------------------------ decisions
     def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
