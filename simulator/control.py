@@ -122,18 +122,11 @@ class Controller(Protocol):
 
 # ------------------------------------------------------------------------------ validation
 def first_true(mask: np.ndarray) -> int:
-    """Index of the first True in a 1-D mask, or -1 (one numpy call on the happy path: at the
-    sizes of most decisions a call costs more than the work)."""
-    hit = mask.nonzero()[0]
-    return int(hit[0]) if len(hit) else -1
-
-
-_U64 = np.dtype(np.uint64)
+    """Index of the first True in a 1-D mask, or -1."""
+    return int(np.argmax(mask)) if mask.any() else -1
 
 
 def _arr(x, dtype) -> np.ndarray:
-    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:      # the usual case
-        return x
     return np.asarray(x, dtype=dtype).reshape(-1)
 
 
@@ -150,8 +143,6 @@ def normalise(d: Decision) -> Decision:
         if len(ids) != len(ts):
             raise DecisionError(f"task_ids has {len(ids)} entries for {len(ts)} routes")
         tc = np.array([len(x) for x in ids], np.int64)
-    if ids is None and np.count_nonzero(ew) == len(ew) and np.count_nonzero(tc) == len(tc):
-        return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     keep_e = ew != 0
     keep_t = tc != 0
     return Decision(es[keep_e], ed[keep_e], ew[keep_e], ts[keep_t], td[keep_t], tc[keep_t],
@@ -162,7 +153,7 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
     """Raise DecisionError for the first impossible entry, naming it."""
     n = len(obs.stored_wh)
     every = np.concatenate((d.energy_src, d.energy_dst, d.task_src, d.task_dst))
-    if np.count_nonzero(every.view(_U64) >= np.uint64(n)):   # negatives wrap past n; name the first
+    if ((every < 0) | (every >= n)).any():
         for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
                           ("task_src", d.task_src), ("task_dst", d.task_dst)):
             i = first_true((arr < 0) | (arr >= n))

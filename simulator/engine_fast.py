@@ -158,7 +158,7 @@ class FastEngine:
         """Tasks taken out of their queue at a boundary: the state lives in the world's arrays."""
 
     def run_epoch(self, t0: float, t1: float) -> EpochOutcome:
-        w, p, z = self.w, self.w.p, self.w.zeros
+        w, p, z = self.w, self.w.p, 0.0
         s0 = w.stored
         sd = w.self_discharge_wh(s0)
         s1 = s0 - sd
@@ -280,7 +280,7 @@ class FastEngine:
         idle = small & ~serve[nodes]
         fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
         dropped: list = []
-        if np.count_nonzero(idle):
+        if idle.any():
             member = np.repeat(idle, size)
             sel = ids[member]
             nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]

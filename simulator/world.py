@@ -177,11 +177,13 @@ class World:
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
         self.net = NetworkState(n, self.links, mean_kb)
         self.net_view = NetworkView(self.net)      # what controllers see of it (read-only)
+        t = self.tasks      # read-only views of static arrays, made once for every observation
+        self._static_view = {"capacity_wh": read_only(self.p.capacity_wh),
+                             "task_deadline_s": read_only(t.deadline_s),
+                             "task_data_kb": read_only(t.data_kb), "task_work_s": read_only(t.work_s)}
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
-        self._no_ptr = np.zeros(self.n + 1, np.int64)     # offsets of empty queues (read-only)
-        self._no_ptr.flags.writeable = False
         self._servers_1 = np.maximum(self.p.servers, 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
@@ -189,17 +191,11 @@ class World:
         self.discharge_cap_wh = self.p.max_discharge_w * dth   # ... and gives
         self.link_cap_wh = self.links.power_limit_w * self.dt / 3600.0   # most a link carries
         self.link_cap_min_wh = float(self.link_cap_wh.min()) if len(self.links) else np.inf
-        # tasks generated before each epoch boundary j * dt (arrivals() reads it, no search)
-        self._gen_before = np.searchsorted(self.tasks.gen_s, np.arange(self.n_epochs + 1) * self.dt,
-                                           side="left").tolist()
         # share of the stored energy lost to self-discharge per epoch (both engines use it, so
         # that they agree to the last bit)
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
-        # constant arrays: at a few dozen nodes a ufunc with a Python scalar operand costs more
-        # than the arithmetic, so hot paths take these instead
-        self.zeros = np.zeros(n)
-        self.zeros.flags.writeable = False      # shared: an in-place write would be a bug
-        self._inf = np.full(n, np.inf)
+        self.zeros = np.zeros(n)                # no transfers this epoch (shared, read-only)
+        self.zeros.flags.writeable = False
         self.resume_at_wh = self.p.resume_wh * (1 - 1e-12)     # at or above it a node recovers
         self._init_state()
 
@@ -236,10 +232,8 @@ class World:
         # per-epoch boundary flows, read by the engines' settlement
         # (replaced, never written in place: the recorder and the reward read them after the epoch)
         self.sent = self.received = self.tx_wh = self.zeros
-        self.tx_any = False                 # some node transmits offloaded tasks this epoch
         self.harvest_now = np.zeros(n)
-        self.avail_boundary = np.zeros(n)   # available_wh at the boundary, before transfers
-        self.avail_now = np.zeros(n)        # ... and after them: what the engine may draw
+        self.avail_now = np.zeros(n)        # available_wh after transfers: what the engine may draw
 
     def info(self) -> WorldInfo:
         p = self.p
@@ -275,7 +269,7 @@ class World:
         self.brown_next[:] = False
         was_up, self.up = self.up, self.alive & ~self.browned
         going = was_up & ~self.up & self.p.drop_on_down
-        if np.count_nonzero(going):
+        if going.any():
             going = going.nonzero()[0]
             ids = self.with_status(WAITING)
             ids = ids[np.isin(self.node[ids], going)]
@@ -325,24 +319,21 @@ class World:
         deadline, id) and per-node offsets (n+1)."""
         if w is None:
             w = self.with_status(WAITING)
-        if not len(w):
-            return w, self._no_ptr
         w = w[np.lexsort((self.tasks.deadline_s[w], self.node[w]))]    # stable: ties by id
         return w, np.searchsorted(self.node[w], self._node_bounds)
 
     def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
-        p, z = self.p, self.zeros
-        sendable = np.maximum(self.stored - p.min_wh, z) * self.up
-        headroom = np.maximum(np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh), z) * self.alive
-        self.avail_boundary = self.available_wh(self.stored)
-        return sendable, headroom, self.avail_boundary.copy()
+        p = self.p
+        sendable = np.maximum(self.stored - p.min_wh, 0.0) * self.up
+        headroom = np.maximum(np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh), 0.0) * self.alive
+        return sendable, headroom, self.available_wh(self.stored)
 
     def available_wh(self, stored: np.ndarray) -> np.ndarray:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
         p = self.p
         s1 = stored - self.self_discharge_wh(stored)
-        return np.minimum(np.maximum(s1 - p.min_wh, self.zeros) * p.eta_d, self.discharge_cap_wh) * self.up
+        return np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d, self.discharge_cap_wh) * self.up
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
         return stored * self.sd_share
@@ -352,42 +343,43 @@ class World:
         st = self.status[lo:self.next_pending]          # one scan for waiting and running
         w, ptr = self.waiting_by_node((st == WAITING).nonzero()[0] + lo)
         qlen = ptr[1:] - ptr[:-1]
-        slack = self._inf.copy()
+        slack = np.full(self.n, np.inf)
         if len(w):
             has = (qlen > 0).nonzero()[0]
             slack[has] = self.tasks.deadline_s[w[ptr[has]]] - t0
             work = np.bincount(self.node[w], self.tasks.work_s[w], self.n)
         else:
-            work = self.zeros.copy()
+            work = np.zeros(self.n)
         run = (st == RUNNING).nonzero()[0] + lo
         busy = (np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
-                / self._servers_1 if len(run) else self.zeros.copy())
+                / self._servers_1 if len(run) else np.zeros(self.n))
         sendable, headroom, budget = self.battery_view()
-        r = read_only      # views: the flag on a view leaves the world's own array writable
+        fresh = {"sendable_wh": sendable, "headroom_wh": headroom, "budget_wh": budget,
+                 "idle_need_wh": self.idle_wh * self.up, "harvest_clear_wh": self.harvest.clear_wh(k),
+                 "queue_len": qlen, "queue_work_s": work, "busy_s": busy,
+                 "slack_s": slack, "waiting_ids": w, "waiting_ptr": ptr}
+        for a in fresh.values():          # made for this observation alone: no view needed
+            a.flags.writeable = False
+        # the world replaces these arrays, never writes them in place: a read-only view is a
+        # snapshot
+        r = read_only
         return Observation(
-            epoch=k, time_s=t0, stored_wh=r(self.stored), capacity_wh=r(self.p.capacity_wh),
-            up=r(self.up), failed=r(self.failed), sendable_wh=r(sendable),
-            headroom_wh=r(headroom), budget_wh=r(budget), idle_need_wh=r(self.idle_wh * self.up),
-            harvest_last_wh=r(self.harvest_last), harvest_clear_wh=r(self.harvest.clear_wh(k)),
-            arrivals_last=r(self.arrivals_last), queue_len=r(qlen), queue_work_s=r(work),
-            busy_s=r(busy), slack_s=r(slack), network=self.net_view,
-            waiting_ids=r(w), waiting_ptr=r(ptr), task_deadline_s=r(self.tasks.deadline_s),
-            task_data_kb=r(self.tasks.data_kb), task_work_s=r(self.tasks.work_s))
+            epoch=k, time_s=t0, stored_wh=r(self.stored), up=r(self.up), failed=r(self.failed),
+            harvest_last_wh=r(self.harvest_last), arrivals_last=r(self.arrivals_last),
+            network=self.net_view, **fresh, **self._static_view)
 
     # ------------------------------------------------------------------------ decisions
     def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         """Validate and carry out a decision. Returns the flow records of this epoch."""
         self.sent = self.received = self.tx_wh = self.zeros
-        self.tx_any = False
         if _is_empty(d):       # nothing to check or move (the common case in long runs)
-            self.avail_now = self.avail_boundary
+            self.avail_now = self.available_wh(self.stored)
             return {"energy": _NO_ENERGY, "tasks": _NO_TASKS, "audit": d.audit}
         d = normalise(d)
         validate(d, obs, tuple(self.names))
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
-        avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
-                                  else self.avail_boundary)
-        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12) if self.tx_any else -1
+        avail = self.avail_now = self.available_wh(self.stored)
+        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
                                 f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
@@ -404,7 +396,9 @@ class World:
         if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
-        if sum(d.energy_wh.tolist()) > self.link_cap_min_wh:     # else no link can be over its limit
+        # no link can be over its limit when all transfers together fit the smallest: at the
+        # sizes of a MARL step, summing loads link by link costs more than the rest of apply
+        if sum(d.energy_wh.tolist()) > self.link_cap_min_wh:
             on, amount = [], []
             for (e, _), wh in zip(routes, d.energy_wh.tolist()):
                 on += e
@@ -431,7 +425,7 @@ class World:
     def _apply_tasks(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         moved: list[np.ndarray] = []
         taken: dict[int, int] = {}      # tasks already taken from the front of each queue
-        tx = np.zeros(self.n) if len(d.task_count) else self.zeros
+        tx = np.zeros(self.n)
         for r, (s, t, c) in enumerate(zip(d.task_src.tolist(), d.task_dst.tolist(), d.task_count.tolist())):
             if d.task_ids is not None:
                 ids = d.task_ids[r]
@@ -452,7 +446,7 @@ class World:
         ids = np.concatenate(moved) if len(moved) > 1 else moved[0] if moved else np.zeros(0, np.int64)
         self.status[ids] = TRANSIT
         self.offloads[ids] += 1
-        self.tx_wh, self.tx_any = tx, len(moved) > 0
+        self.tx_wh = tx
         # routes by count take disjoint slices of each queue; given ids may repeat
         if d.task_ids is not None and len(ids) != len(np.unique(ids)):
             raise DecisionError("a task was routed twice in one epoch")
@@ -462,16 +456,14 @@ class World:
 
     def arrivals(self, t1: float) -> np.ndarray:
         """Ids of tasks reaching a queue in this epoch, sorted by (arrival time, id)."""
-        j = round(t1 / self.dt)
         lo = self.next_pending
-        hi = (self._gen_before[j] if j * self.dt == t1 and j < len(self._gen_before)
-              else int(np.searchsorted(self.tasks.gen_s, t1, side="left")))
+        hi = int(np.searchsorted(self.tasks.gen_s, t1, side="left"))
         self.next_pending = hi
         ids = np.arange(lo, hi)          # new tasks: in (generation time, id) order already
         if self.transit:
             tr = np.asarray(self.transit, np.int64)
             soon = self.arrive_s[tr] < t1
-            if np.count_nonzero(soon):
+            if soon.any():
                 self.transit = tr[~soon].tolist()
                 ids = np.concatenate([ids, tr[soon]])
                 ids = ids[np.lexsort((ids, self.arrive_s[ids]))]
