@@ -30,7 +30,7 @@ def make_engine(name: str, world: World):
     return ENGINES[name](world)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepResult:
     """What one epoch did: the energy ledger terms per node (Wh), the decision's flow records,
     energy sent and delivered per node by transfers, and the tasks that finished."""

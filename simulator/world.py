@@ -34,6 +34,12 @@ _NO_ENERGY = {"src": _INT0, "dst": _INT0, "wh": _FLOAT0, "delivered": _FLOAT0}
 _NO_TASKS = {"src": _INT0, "dst": _INT0, "count": _INT0}
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a``, marked read-only: a state array the world replaces rather than writes into."""
+    a.flags.writeable = False
+    return a
+
+
 def _is_empty(d: Decision) -> bool:
     return not (len(d.energy_src) or len(d.energy_dst) or len(d.energy_wh) or len(d.task_src)
                 or len(d.task_dst) or len(d.task_count) or d.task_ids)
@@ -123,7 +129,7 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
     return sched
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EpochOutcome:
     """What an engine found in one epoch [t0, t1), for ``World.settle`` to apply.
 
@@ -147,7 +153,7 @@ class EpochOutcome:
     drop_reason: np.ndarray
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Finished:
     """Tasks that reached a final status in one epoch (including drops at its start boundary):
     their final status, origin node and the node they ended at."""
@@ -155,6 +161,9 @@ class Finished:
     status: np.ndarray
     origin: np.ndarray
     node: np.ndarray
+
+
+_NONE_FINISHED = Finished(_INT0.astype(np.int8), _INT0, _INT0)
 
 
 class World:
@@ -207,12 +216,14 @@ class World:
     # ------------------------------------------------------------------------ dynamic state
     def _init_state(self) -> None:
         n, m = self.n, len(self.tasks)
-        self.stored = self.p.initial_wh.astype(float).copy()
+        # arrays an Observation shares are frozen values: the world replaces them, never writes
+        # into them, so an observation holds them as they were
+        self.stored = _frozen(self.p.initial_wh.astype(float))
         self.browned = self.stored <= self.p.min_wh * (1 + 1e-12)
-        self.failed = np.zeros(n, bool)
+        self.failed = _frozen(np.zeros(n, bool))
         self.alive = ~self.failed      # not failed (kept with ``failed``)
         self.link_up = np.ones(len(self.links), bool)
-        self.up = ~self.browned
+        self.up = _frozen(~self.browned)
         self.brown_next = np.zeros(n, bool)
         t = self.tasks
         self.status = np.full(m, PENDING, np.int8)
@@ -227,8 +238,8 @@ class World:
         self._finished: list[np.ndarray] = []   # ids finished since the last close_finished
         self.next_pending = 0      # tasks from here on have not been generated yet
         self.open_lo = 0           # tasks below this are finished (completed or dropped)
-        self.harvest_last = np.zeros(n)
-        self.arrivals_last = np.zeros(n, np.int64)
+        self.harvest_last = _frozen(np.zeros(n))
+        self.arrivals_last = _frozen(np.zeros(n, np.int64))
         # per-epoch boundary flows, read by the engines' settlement
         # (replaced, never written in place: the recorder and the reward read them after the epoch)
         self.sent = self.received = self.tx_wh = self.zeros
@@ -258,7 +269,7 @@ class World:
                 failed[idx] = down
             else:
                 link_up[idx] = not down
-        self.failed, self.link_up = failed, link_up
+        self.failed, self.link_up = _frozen(failed), link_up
         self.alive = ~failed
         self.net.set_state(link_up, failed)
 
@@ -267,7 +278,7 @@ class World:
         recover = self.stored >= self.resume_at_wh
         self.browned = (self.browned & ~recover) | self.brown_next
         self.brown_next[:] = False
-        was_up, self.up = self.up, self.alive & ~self.browned
+        was_up, self.up = self.up, _frozen(self.alive & ~self.browned)
         going = was_up & ~self.up & self.p.drop_on_down
         if going.any():
             going = going.nonzero()[0]
@@ -287,7 +298,9 @@ class World:
         lo = self.open_lo
         still = (self.status[lo:self.next_pending] < DONE_ON_TIME).nonzero()[0]
         self.open_lo = lo + (int(still[0]) if len(still) else self.next_pending - lo)
-        ids = np.concatenate(self._finished) if self._finished else _INT0
+        if not self._finished:
+            return _NONE_FINISHED
+        ids = np.concatenate(self._finished)
         self._finished = []
         return Finished(status=self.status[ids], origin=self.tasks.origin[ids], node=self.node[ids])
 
@@ -304,15 +317,17 @@ class World:
     def settle(self, out: EpochOutcome) -> None:
         """Apply what an engine found in the epoch just simulated."""
         self.status[out.queued] = WAITING
-        self.status[out.started] = RUNNING
-        self.start_s[out.started], self.finish_s[out.started] = out.start_s, out.finish_s
-        self.status[out.done] = np.where(out.done_late, DONE_LATE, DONE_ON_TIME)
-        self.end_s[out.done] = out.done_s
-        self._finished.append(out.done)
+        if len(out.started):
+            self.status[out.started] = RUNNING
+            self.start_s[out.started], self.finish_s[out.started] = out.start_s, out.finish_s
+        if len(out.done):
+            self.status[out.done] = np.where(out.done_late, DONE_LATE, DONE_ON_TIME)
+            self.end_s[out.done] = out.done_s
+            self._finished.append(out.done)
         if len(out.dropped):
             self.drop(out.dropped, out.drop_s, out.drop_reason)
-        self.stored, self.brown_next = out.stored_wh, out.brown_next
-        self.harvest_last = self.harvest_now
+        self.stored, self.brown_next = _frozen(out.stored_wh), out.brown_next
+        self.harvest_last = _frozen(self.harvest_now)
 
     def waiting_by_node(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Waiting task ids (``w``, ascending, when the caller has them) sorted by (node,
@@ -360,12 +375,9 @@ class World:
                  "slack_s": slack, "waiting_ids": w, "waiting_ptr": ptr}
         for a in fresh.values():          # made for this observation alone: no view needed
             a.flags.writeable = False
-        # the world replaces these arrays, never writes them in place: a read-only view is a
-        # snapshot
-        r = read_only
         return Observation(
-            epoch=k, time_s=t0, stored_wh=r(self.stored), up=r(self.up), failed=r(self.failed),
-            harvest_last_wh=r(self.harvest_last), arrivals_last=r(self.arrivals_last),
+            epoch=k, time_s=t0, stored_wh=self.stored, up=self.up, failed=self.failed,
+            harvest_last_wh=self.harvest_last, arrivals_last=self.arrivals_last,
             network=self.net_view, **fresh, **self._static_view)
 
     # ------------------------------------------------------------------------ decisions
@@ -418,7 +430,7 @@ class World:
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} would receive {recv[j]:.6g} Wh but has room "
                                 f"for {room[j]:.6g} Wh (capacity and charge limit)")
-        self.stored = self.stored - sent + recv
+        self.stored = _frozen(self.stored - sent + recv)
         self.sent, self.received = sent, recv
         return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": delivered}
 
@@ -467,5 +479,5 @@ class World:
                 self.transit = tr[~soon].tolist()
                 ids = np.concatenate([ids, tr[soon]])
                 ids = ids[np.lexsort((ids, self.arrive_s[ids]))]
-        self.arrivals_last = np.bincount(self.node[ids], minlength=self.n)
+        self.arrivals_last = _frozen(np.bincount(self.node[ids], minlength=self.n))
         return ids
