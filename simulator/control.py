@@ -54,7 +54,7 @@ class WorldInfo:
 def read_only(a: np.ndarray) -> np.ndarray:
     """A view of ``a`` that refuses writes (``a`` itself stays writable for its owner)."""
     v = a.view()
-    v.flags.writeable = False
+    v.setflags(write=False)
     return v
 
 
@@ -123,7 +123,8 @@ class Controller(Protocol):
 # ------------------------------------------------------------------------------ validation
 def first_true(mask: np.ndarray) -> int:
     """Index of the first True in a 1-D mask, or -1."""
-    return int(np.argmax(mask)) if mask.any() else -1
+    hit = np.flatnonzero(mask)
+    return int(hit[0]) if len(hit) else -1
 
 
 def _arr(x, dtype) -> np.ndarray:

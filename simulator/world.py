@@ -36,7 +36,7 @@ _NO_TASKS = {"src": _INT0, "dst": _INT0, "count": _INT0}
 
 def _frozen(a: np.ndarray) -> np.ndarray:
     """``a``, marked read-only: a state array the world replaces rather than writes into."""
-    a.flags.writeable = False
+    a.setflags(write=False)
     return a
 
 
@@ -316,7 +316,8 @@ class World:
 
     def settle(self, out: EpochOutcome) -> None:
         """Apply what an engine found in the epoch just simulated."""
-        self.status[out.queued] = WAITING
+        if len(out.queued):
+            self.status[out.queued] = WAITING
         if len(out.started):
             self.status[out.started] = RUNNING
             self.start_s[out.started], self.finish_s[out.started] = out.start_s, out.finish_s
@@ -335,7 +336,7 @@ class World:
         if w is None:
             w = self.with_status(WAITING)
         w = w[np.lexsort((self.tasks.deadline_s[w], self.node[w]))]    # stable: ties by id
-        return w, np.searchsorted(self.node[w], self._node_bounds)
+        return w, self.node[w].searchsorted(self._node_bounds)
 
     def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
@@ -374,7 +375,7 @@ class World:
                  "queue_len": qlen, "queue_work_s": work, "busy_s": busy,
                  "slack_s": slack, "waiting_ids": w, "waiting_ptr": ptr}
         for a in fresh.values():          # made for this observation alone: no view needed
-            a.flags.writeable = False
+            a.setflags(write=False)
         return Observation(
             epoch=k, time_s=t0, stored_wh=self.stored, up=self.up, failed=self.failed,
             harvest_last_wh=self.harvest_last, arrivals_last=self.arrivals_last,
@@ -469,7 +470,7 @@ class World:
     def arrivals(self, t1: float) -> np.ndarray:
         """Ids of tasks reaching a queue in this epoch, sorted by (arrival time, id)."""
         lo = self.next_pending
-        hi = int(np.searchsorted(self.tasks.gen_s, t1, side="left"))
+        hi = int(self.tasks.gen_s.searchsorted(t1))
         self.next_pending = hi
         ids = np.arange(lo, hi)          # new tasks: in (generation time, id) order already
         if self.transit:
