@@ -37,66 +37,83 @@ def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list,
         out = _one_server(t0, t1, free, waiting, arrivals, edf, budget)
         if out is not None:
             return out
-    present: dict = {}
-    order: list = []
-    dl: list = []
-    for a, i, d, sv, e in waiting:
-        present[i] = (a, d, sv, e)
-        order.append((d if edf else a, i))
-        dl.append((d, i))
-    heapify(order)
-    heapify(dl)
-    starts, drops = [], []
+    q = _Queue(waiting, edf)
+    starts = []
     used, blocked, ai, na, now = 0.0, not serve, 0, len(arrivals), t0
-
-    def expire(t: float) -> None:
-        while dl and dl[0][0] < t:
-            d, i = heappop(dl)
-            if i in present:
-                del present[i]
-                drops.append((i, d, EXPIRED))
-
+    refuse = not up and drop_down
     while True:
-        s = max(free[0], now) if (present and not blocked) else inf
+        s = max(free[0], now) if (q.present and not blocked) else inf
         a = arrivals[ai][0] if ai < na else inf
         if a <= s:
             if a >= t1:
                 break
             now = a
-            _, i, d, sv, e = arrivals[ai]
+            q.expire(now)
+            q.admit(arrivals[ai], qcap, refuse)
             ai += 1
-            expire(now)
-            if not up and drop_down:
-                drops.append((i, a, NODE_DOWN))
-            elif d < a:
-                drops.append((i, a, EXPIRED))
-            elif len(present) >= qcap:
-                drops.append((i, a, Q_FULL))
-            else:
-                present[i] = (a, d, sv, e)
-                heappush(order, (d if edf else a, i))
-                heappush(dl, (d, i))
             continue
         if s >= t1:
             break
         now = s
-        expire(now)
-        if not present:
+        q.expire(now)
+        if not q.present:
             continue
-        key, i = heappop(order)
-        while i not in present:
-            key, i = heappop(order)
-        e = present[i][3]
+        key, i = q.pop_next()
+        e = q.present[i][3]
         if used + e > budget:
             blocked = True
-            heappush(order, (key, i))
+            heappush(q.order, (key, i))
             continue
         used += e
-        sv = present.pop(i)[2]
+        sv = q.present.pop(i)[2]
         heapreplace(free, s + sv)
         starts.append((i, s, s + sv))
-    expire(t1)
-    return starts, drops, used, [(v[0], i) for i, v in present.items()]
+    q.expire(t1)
+    return starts, q.drops, used, [(v[0], i) for i, v in q.present.items()]
+
+
+class _Queue:
+    """One node's waiting tasks within an epoch: a heap in service order ((deadline, id) under
+    EDF, (arrival, id) under FIFO), a heap of deadlines, and the drops so far."""
+
+    def __init__(self, waiting: list, edf: bool):
+        self.edf = edf
+        self.present = {i: (a, d, sv, e) for a, i, d, sv, e in waiting}
+        self.order = [(d if edf else a, i) for a, i, d, _, _ in waiting]
+        self.dl = [(d, i) for _, i, d, _, _ in waiting]
+        heapify(self.order)
+        heapify(self.dl)
+        self.drops: list = []
+
+    def expire(self, t: float) -> None:
+        """Drop the waiting tasks whose deadline is before t, at their deadline."""
+        dl, present = self.dl, self.present
+        while dl and dl[0][0] < t:
+            d, i = heappop(dl)
+            if i in present:
+                del present[i]
+                self.drops.append((i, d, EXPIRED))
+
+    def admit(self, arrival: tuple, qcap: int, refuse: bool) -> None:
+        """An arrival joins the queue, or is dropped (node down, already late, queue full)."""
+        a, i, d, sv, e = arrival
+        if refuse:
+            self.drops.append((i, a, NODE_DOWN))
+        elif d < a:
+            self.drops.append((i, a, EXPIRED))
+        elif len(self.present) >= qcap:
+            self.drops.append((i, a, Q_FULL))
+        else:
+            self.present[i] = (a, d, sv, e)
+            heappush(self.order, (d if self.edf else a, i))
+            heappush(self.dl, (d, i))
+
+    def pop_next(self) -> tuple[float, int]:
+        """The next task in service order that is still waiting (its key and id)."""
+        key, i = heappop(self.order)
+        while i not in self.present:
+            key, i = heappop(self.order)
+        return key, i
 
 
 def _held(t1: float, waiting: list):
@@ -279,17 +296,7 @@ class FastEngine:
         small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
         idle = small & ~serve[nodes]
         fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
-        dropped: list = []
-        if idle.any():
-            member = np.repeat(idle, size)
-            sel = ids[member]
-            nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
-            a, d = w.arrive_s[sel], t.deadline_s[sel]
-            down = arrv & ~w.up[nd] & p.drop_on_down[nd]
-            late = arrv & ~down & (d < a)
-            due = ~down & ~late & (d < t1)
-            for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
-                dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
+        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else []
         g = np.flatnonzero(fast & ~idle)
         begun = np.zeros(len(ids), bool)
         if not len(g):
@@ -325,6 +332,21 @@ class FastEngine:
         used = np.zeros(len(nodes))
         used[keep] = cum[ok]
         return fast, used[fast], begun, start[begun], dropped
+
+    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> list:
+        """Drops at the node-epochs that serve nothing: each task's fate is its own."""
+        w, p, t = self.w, self.w.p, self.w.tasks
+        member = np.repeat(idle, size)
+        sel = ids[member]
+        nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
+        a, d = w.arrive_s[sel], t.deadline_s[sel]
+        down = arrv & ~w.up[nd] & p.drop_on_down[nd]
+        late = arrv & ~down & (d < a)
+        due = ~down & ~late & (d < t1)
+        dropped: list = []
+        for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
+            dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
+        return dropped
 
     def _finish_running(self, t1: float) -> dict:
         """Running tasks that end before t1: ids, end times and whether late."""
