@@ -123,7 +123,7 @@ class Controller(Protocol):
 # ------------------------------------------------------------------------------ validation
 def first_true(mask: np.ndarray) -> int:
     """Index of the first True in a 1-D mask, or -1."""
-    hit = np.flatnonzero(mask)
+    hit = mask.nonzero()[0]
     return int(hit[0]) if len(hit) else -1
 
 
