@@ -1,7 +1,9 @@
 """The control seam: what a controller sees (Observation), what it returns (Decision).
 
 Every decision maker (baselines, the OT allocator, trained MARL policies) implements ``Controller``.
-The world validates each Decision and raises ``DecisionError`` naming the offending entry.
+The world validates each Decision and raises ``DecisionError`` naming the offending entry. An
+Observation is a read-only snapshot: its arrays have ``writeable=False`` and its ``network`` is a
+path-query view, so a controller can read the world but has no handle through which to change it.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from otmarl.scenarios.errors import DecisionError
 
-from .network import NetworkState
+from .network import NetworkView
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,16 @@ class WorldInfo:
         return self.layout()
 
 
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A view of ``a`` that refuses writes (``a`` itself stays writable for its owner)."""
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
 @dataclass
 class Observation:
-    """The world at the start of a control epoch, as arrays over nodes."""
+    """The world at the start of a control epoch, as read-only arrays over nodes."""
 
     epoch: int
     time_s: float
@@ -70,7 +79,7 @@ class Observation:
     queue_work_s: np.ndarray      # waiting work at speed 1, s
     busy_s: np.ndarray            # remaining service of running tasks, per server, s
     slack_s: np.ndarray           # earliest waiting deadline minus now (inf when none)
-    network: NetworkState         # paths: network.energy_efficiency(...), network.task_route(...)
+    network: NetworkView          # paths: network.energy_efficiency(...), network.task_route(...)
     waiting_ids: np.ndarray       # waiting task ids sorted by (node, deadline, id)
     waiting_ptr: np.ndarray       # node i's waiting tasks: waiting_ids[ptr[i]:ptr[i+1]]
     task_deadline_s: np.ndarray   # absolute deadline per task id
@@ -113,18 +122,12 @@ class Controller(Protocol):
 
 # ------------------------------------------------------------------------------ validation
 def first_true(mask: np.ndarray) -> int:
-    """Index of the first True in a 1-D mask, or -1 (one numpy call on the happy path: at the
-    sizes of most decisions a call costs more than the work)."""
+    """Index of the first True in a 1-D mask, or -1."""
     hit = mask.nonzero()[0]
     return int(hit[0]) if len(hit) else -1
 
 
-_U64 = np.dtype(np.uint64)
-
-
 def _arr(x, dtype) -> np.ndarray:
-    if type(x) is np.ndarray and x.dtype == dtype and x.ndim == 1:      # the usual case
-        return x
     return np.asarray(x, dtype=dtype).reshape(-1)
 
 
@@ -141,8 +144,6 @@ def normalise(d: Decision) -> Decision:
         if len(ids) != len(ts):
             raise DecisionError(f"task_ids has {len(ids)} entries for {len(ts)} routes")
         tc = np.array([len(x) for x in ids], np.int64)
-    if ids is None and np.count_nonzero(ew) == len(ew) and np.count_nonzero(tc) == len(tc):
-        return Decision(es, ed, ew, ts, td, tc, None, d.audit)
     keep_e = ew != 0
     keep_t = tc != 0
     return Decision(es[keep_e], ed[keep_e], ew[keep_e], ts[keep_t], td[keep_t], tc[keep_t],
@@ -153,7 +154,7 @@ def validate(d: Decision, obs: Observation, names: tuple[str, ...], tol: float =
     """Raise DecisionError for the first impossible entry, naming it."""
     n = len(obs.stored_wh)
     every = np.concatenate((d.energy_src, d.energy_dst, d.task_src, d.task_dst))
-    if np.count_nonzero(every.view(_U64) >= np.uint64(n)):   # negatives wrap past n; name the first
+    if ((every < 0) | (every >= n)).any():
         for what, arr in (("energy_src", d.energy_src), ("energy_dst", d.energy_dst),
                           ("task_src", d.task_src), ("task_dst", d.task_dst)):
             i = first_true((arr < 0) | (arr >= n))

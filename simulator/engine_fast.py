@@ -4,8 +4,9 @@ Agents interact only at epoch boundaries, so within an epoch each node's queue i
 Node-epochs whose outcome needs no event walk (a node serving nothing; one server whose queue
 order is never in question) are resolved for all nodes at once (``_vectorised``); the rest walk
 their events (arrivals, start opportunities, expiries) with two heaps (``serve_queue``). There is
-no SimPy process per task, and all nodes' energy is settled in one vectorised pass. It must agree
-with ``engine_reference`` exactly (tests/test_engines.py).
+no SimPy process per task, and all nodes' energy is settled in one vectorised pass. The engine
+reads the world and returns what happened as an ``EpochOutcome``; it never writes the world's
+arrays. It must agree with ``engine_reference`` exactly (tests/test_engines.py).
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from math import inf
 
 import numpy as np
 
-from .world import DONE_LATE, DONE_ON_TIME, EXPIRED, NODE_DOWN, Q_FULL, RUNNING, WAITING, World
+from .world import EXPIRED, NODE_DOWN, Q_FULL, WAITING, EpochOutcome, World
 
-_DONE = np.array([DONE_ON_TIME, DONE_LATE], np.int8)    # indexed by 'finished late'
+_NONE, _NO_TIME = np.zeros(0, np.int64), np.zeros(0)
 
 
 def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list, qcap: int,
@@ -36,66 +37,83 @@ def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list,
         out = _one_server(t0, t1, free, waiting, arrivals, edf, budget)
         if out is not None:
             return out
-    present: dict = {}
-    order: list = []
-    dl: list = []
-    for a, i, d, sv, e in waiting:
-        present[i] = (a, d, sv, e)
-        order.append((d if edf else a, i))
-        dl.append((d, i))
-    heapify(order)
-    heapify(dl)
-    starts, drops = [], []
+    q = _Queue(waiting, edf)
+    starts = []
     used, blocked, ai, na, now = 0.0, not serve, 0, len(arrivals), t0
-
-    def expire(t: float) -> None:
-        while dl and dl[0][0] < t:
-            d, i = heappop(dl)
-            if i in present:
-                del present[i]
-                drops.append((i, d, EXPIRED))
-
+    refuse = not up and drop_down
     while True:
-        s = max(free[0], now) if (present and not blocked) else inf
+        s = max(free[0], now) if (q.present and not blocked) else inf
         a = arrivals[ai][0] if ai < na else inf
         if a <= s:
             if a >= t1:
                 break
             now = a
-            _, i, d, sv, e = arrivals[ai]
+            q.expire(now)
+            q.admit(arrivals[ai], qcap, refuse)
             ai += 1
-            expire(now)
-            if not up and drop_down:
-                drops.append((i, a, NODE_DOWN))
-            elif d < a:
-                drops.append((i, a, EXPIRED))
-            elif len(present) >= qcap:
-                drops.append((i, a, Q_FULL))
-            else:
-                present[i] = (a, d, sv, e)
-                heappush(order, (d if edf else a, i))
-                heappush(dl, (d, i))
             continue
         if s >= t1:
             break
         now = s
-        expire(now)
-        if not present:
+        q.expire(now)
+        if not q.present:
             continue
-        key, i = heappop(order)
-        while i not in present:
-            key, i = heappop(order)
-        e = present[i][3]
+        key, i = q.pop_next()
+        e = q.present[i][3]
         if used + e > budget:
             blocked = True
-            heappush(order, (key, i))
+            heappush(q.order, (key, i))
             continue
         used += e
-        sv = present.pop(i)[2]
+        sv = q.present.pop(i)[2]
         heapreplace(free, s + sv)
         starts.append((i, s, s + sv))
-    expire(t1)
-    return starts, drops, used, [(v[0], i) for i, v in present.items()]
+    q.expire(t1)
+    return starts, q.drops, used, [(v[0], i) for i, v in q.present.items()]
+
+
+class _Queue:
+    """One node's waiting tasks within an epoch: a heap in service order ((deadline, id) under
+    EDF, (arrival, id) under FIFO), a heap of deadlines, and the drops so far."""
+
+    def __init__(self, waiting: list, edf: bool):
+        self.edf = edf
+        self.present = {i: (a, d, sv, e) for a, i, d, sv, e in waiting}
+        self.order = [(d if edf else a, i) for a, i, d, _, _ in waiting]
+        self.dl = [(d, i) for _, i, d, _, _ in waiting]
+        heapify(self.order)
+        heapify(self.dl)
+        self.drops: list = []
+
+    def expire(self, t: float) -> None:
+        """Drop the waiting tasks whose deadline is before t, at their deadline."""
+        dl, present = self.dl, self.present
+        while dl and dl[0][0] < t:
+            d, i = heappop(dl)
+            if i in present:
+                del present[i]
+                self.drops.append((i, d, EXPIRED))
+
+    def admit(self, arrival: tuple, qcap: int, refuse: bool) -> None:
+        """An arrival joins the queue, or is dropped (node down, already late, queue full)."""
+        a, i, d, sv, e = arrival
+        if refuse:
+            self.drops.append((i, a, NODE_DOWN))
+        elif d < a:
+            self.drops.append((i, a, EXPIRED))
+        elif len(self.present) >= qcap:
+            self.drops.append((i, a, Q_FULL))
+        else:
+            self.present[i] = (a, d, sv, e)
+            heappush(self.order, (d if self.edf else a, i))
+            heappush(self.dl, (d, i))
+
+    def pop_next(self) -> tuple[float, int]:
+        """The next task in service order that is still waiting (its key and id)."""
+        key, i = heappop(self.order)
+        while i not in self.present:
+            key, i = heappop(self.order)
+        return key, i
 
 
 def _held(t1: float, waiting: list):
@@ -156,40 +174,34 @@ class FastEngine:
     def remove(self, ids: np.ndarray) -> None:
         """Tasks taken out of their queue at a boundary: the state lives in the world's arrays."""
 
-    def run_epoch(self, t0: float, t1: float) -> dict:
-        # the common cases skip arrays of zeros and flags that are all False (x - 0.0 is x:
-        # the numbers are the same without the operations)
-        w, p, z = self.w, self.w.p, self.w.zeros
+    def run_epoch(self, t0: float, t1: float) -> EpochOutcome:
+        w, p, z = self.w, self.w.p, 0.0
         s0 = w.stored
         sd = w.self_discharge_wh(s0)
         s1 = s0 - sd
-        harvest, tx, up, with_tx = w.harvest_now, w.tx_wh, w.up, w.tx_any
+        harvest, tx, up = w.harvest_now, w.tx_wh, w.up
         idle = w.idle_wh * up
         supply = harvest + w.avail_now
-        unsust = up & ((idle + tx if with_tx else idle) > supply)
-        some_unsust = np.count_nonzero(unsust) > 0
-        if some_unsust:
-            idle_used = np.where(unsust, np.maximum(supply - tx if with_tx else supply, z), idle)
-            serve = up & ~unsust
-        else:
-            idle_used, serve = idle, up
-        budget = np.where(serve, supply - idle - tx if with_tx else supply - idle, z)
-        task_wh = self._serve(t0, t1, budget, serve)
-        net = (harvest - idle_used - tx if with_tx else harvest - idle_used) - task_wh
+        unsust = up & (idle + tx > supply)
+        idle_used = np.where(unsust, np.maximum(supply - tx, z), idle)
+        serve = up & ~unsust
+        budget = np.where(serve, supply - idle - tx, z)
+        task_wh, tasks = self._serve(t0, t1, budget, serve)
+        net = harvest - idle_used - tx - task_wh
         # charge what is left within the charge limit and the room; draw what is missing
         charge = np.maximum(np.minimum(net, np.minimum(w.charge_cap_wh, (p.capacity_wh - s1) / p.eta_c)), z)
         draw = np.maximum(z, -net)
         curtailed = np.maximum(net - charge, z)
-        w.stored = s1 + charge * p.eta_c - draw / p.eta_d
+        stored = s1 + charge * p.eta_c - draw / p.eta_d
         conv = charge * self.charge_loss + draw * self.draw_loss
-        low = w.stored <= self.brown_wh
-        w.brown_next = up & (unsust | low) if some_unsust else up & low
-        # (the world replaces its arrays each epoch, so tx is not copied)
-        return {"harvested_wh": harvest, "curtailed_wh": curtailed, "consumed_idle_wh": idle_used,
-                "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx, "self_discharge_wh": sd,
-                "conversion_loss_wh": conv}
+        energy = {"harvested_wh": harvest, "curtailed_wh": curtailed, "consumed_idle_wh": idle_used,
+                  "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx, "self_discharge_wh": sd,
+                  "conversion_loss_wh": conv}
+        return EpochOutcome(energy=energy, stored_wh=stored, brown_next=up & (unsust | (stored <= self.brown_wh)),
+                            **tasks)
 
-    def _serve(self, t0: float, t1: float, budget: np.ndarray, serve: np.ndarray) -> np.ndarray:
+    def _serve(self, t0: float, t1: float, budget: np.ndarray, serve: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Energy each node spends on tasks, and the task fields of the epoch's outcome."""
         w = self.w
         arr = w.arrivals(t1)
         wait = w.with_status(WAITING)
@@ -202,21 +214,18 @@ class FastEngine:
             started, dropped = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
         else:
             started, dropped = self._serve_many(t0, t1, ids, is_arrival, budget, serve, task_wh)
-        w.status[arr] = WAITING
+        out = {"queued": arr, "started": _NONE, "start_s": _NO_TIME, "finish_s": _NO_TIME,
+               "dropped": _NONE, "drop_s": _NO_TIME, "drop_reason": _NONE}
         if dropped:
             di, dt_, dr = zip(*dropped)
-            di = np.array(di, np.int64)
-            w.drop(di, np.array(dt_), 0)
-            w.reason[di] = dr
+            out.update(dropped=np.array(di, np.int64), drop_s=np.array(dt_), drop_reason=np.array(dr, np.int64))
         if started:
             si, ss, sf = zip(*started)
-            si, ss, sf = np.array(si, np.int64), np.array(ss), np.array(sf)
-            w.status[si] = RUNNING
-            w.start_s[si], w.finish_s[si] = ss, sf
+            si, sf = np.array(si, np.int64), np.array(sf)
+            out.update(started=si, start_s=np.array(ss), finish_s=sf)
             self.running = np.concatenate([self.running, si])
             self.running_until = np.concatenate([self.running_until, sf])
-        self._finish_running(t1)
-        return task_wh
+        return task_wh, {**out, **self._finish_running(t1)}
 
     def _walk(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[list, list]:
         """``serve_queue`` for every node with tasks in ``ids`` (arrivals in (arrival, id) order)."""
@@ -287,17 +296,7 @@ class FastEngine:
         small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
         idle = small & ~serve[nodes]
         fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
-        dropped: list = []
-        if np.count_nonzero(idle):
-            member = np.repeat(idle, size)
-            sel = ids[member]
-            nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
-            a, d = w.arrive_s[sel], t.deadline_s[sel]
-            down = arrv & ~w.up[nd] & p.drop_on_down[nd]
-            late = arrv & ~down & (d < a)
-            due = ~down & ~late & (d < t1)
-            for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
-                dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
+        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else []
         g = np.flatnonzero(fast & ~idle)
         begun = np.zeros(len(ids), bool)
         if not len(g):
@@ -334,12 +333,25 @@ class FastEngine:
         used[keep] = cum[ok]
         return fast, used[fast], begun, start[begun], dropped
 
-    def _finish_running(self, t1: float) -> None:
-        w, r, until = self.w, self.running, self.running_until
+    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> list:
+        """Drops at the node-epochs that serve nothing: each task's fate is its own."""
+        w, p, t = self.w, self.w.p, self.w.tasks
+        member = np.repeat(idle, size)
+        sel = ids[member]
+        nd, arrv = nodes[np.repeat(np.arange(len(nodes)), size)][member], is_arrival[member]
+        a, d = w.arrive_s[sel], t.deadline_s[sel]
+        down = arrv & ~w.up[nd] & p.drop_on_down[nd]
+        late = arrv & ~down & (d < a)
+        due = ~down & ~late & (d < t1)
+        dropped: list = []
+        for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
+            dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
+        return dropped
+
+    def _finish_running(self, t1: float) -> dict:
+        """Running tasks that end before t1: ids, end times and whether late."""
+        r, until = self.running, self.running_until
         ends = until < t1
-        if np.count_nonzero(ends):
-            done, f = r[ends], until[ends]
-            w.status[done] = _DONE[(f > w.tasks.deadline_s[done]).view(np.uint8)]
-            w.end_s[done] = f
-            keep = ~ends
-            self.running, self.running_until = r[keep], until[keep]
+        done, f = r[ends], until[ends]
+        self.running, self.running_until = r[~ends], until[~ends]
+        return {"done": done, "done_s": f, "done_late": f > self.w.tasks.deadline_s[done]}

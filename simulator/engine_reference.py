@@ -1,12 +1,37 @@
 """The reference engine: one SimPy process per task, a dispatcher process per node, and energy
 settled node by node in plain Python. Small and slow on purpose: it is the yardstick the fast engine
-is tested against, and ``--engine reference`` runs it.
+is tested against, and ``--engine reference`` runs it. Its processes note what happens to each task
+(``_Events``) and ``run_epoch`` returns it as an ``EpochOutcome``: the world's arrays are written by
+the world alone.
 """
 from __future__ import annotations
 
+import numpy as np
 import simpy
 
-from .world import DONE_LATE, DONE_ON_TIME, EXPIRED, NODE_DOWN, Q_FULL, RUNNING, WAITING, World
+from .world import EXPIRED, NODE_DOWN, Q_FULL, EpochOutcome, World
+
+
+class _Events:
+    """Task events of one epoch, in the order they happened."""
+
+    def __init__(self):
+        self.queued: list[int] = []
+        self.started: list[tuple[int, float, float]] = []
+        self.done: list[tuple[int, float, bool]] = []
+        self.dropped: list[tuple[int, float, int]] = []
+
+    def outcome(self, energy: dict, stored: list, brown_next: list) -> EpochOutcome:
+        st = list(zip(*self.started)) or [(), (), ()]
+        dn = list(zip(*self.done)) or [(), (), ()]
+        dr = list(zip(*self.dropped)) or [(), (), ()]
+        ids = lambda x: np.array(x, np.int64)      # noqa: E731
+        return EpochOutcome(
+            energy={k: np.array(v) for k, v in energy.items()}, stored_wh=np.array(stored),
+            brown_next=np.array(brown_next, bool), queued=ids(self.queued),
+            started=ids(st[0]), start_s=np.array(st[1], float), finish_s=np.array(st[2], float),
+            done=ids(dn[0]), done_s=np.array(dn[1], float), done_late=np.array(dn[2], bool),
+            dropped=ids(dr[0]), drop_s=np.array(dr[1], float), drop_reason=ids(dr[2]))
 
 
 class _Node:
@@ -30,6 +55,7 @@ class ReferenceEngine:
         self.env = simpy.Environment()
         self.nodes = [_Node(self.env, int(c)) for c in world.p.servers]
         self.where: dict[int, int] = {}
+        self.events = _Events()
         for i in range(world.n):
             self.env.process(self._dispatcher(i))
 
@@ -58,29 +84,27 @@ class ReferenceEngine:
         yield env.timeout(w.arrive_s[tid] - env.now)
         node, deadline = self.nodes[i], w.tasks.deadline_s[tid]
         if not node.up and w.p.drop_on_down[i]:
-            return w.drop([tid], env.now, NODE_DOWN)
+            return self.events.dropped.append((tid, env.now, NODE_DOWN))
         if deadline < env.now:
-            return w.drop([tid], env.now, EXPIRED)
+            return self.events.dropped.append((tid, env.now, EXPIRED))
         if len(node.waiting) >= w.p.queue_cap[i]:
-            return w.drop([tid], env.now, Q_FULL)
+            return self.events.dropped.append((tid, env.now, Q_FULL))
         start, removed = env.event(), env.event()
         key = (deadline if w.p.edf[i] else env.now, tid)
         node.waiting[tid] = (key, start, removed)
         self.where[tid] = i
-        w.status[tid] = WAITING
+        self.events.queued.append(tid)
         self._wake(node)
         res = yield start | removed | env.timeout(deadline - env.now)
         if removed in res:
             return None
         if start not in res:
             del node.waiting[tid]
-            return w.drop([tid], deadline, EXPIRED)
+            return self.events.dropped.append((tid, deadline, EXPIRED))
         service = w.tasks.work_s[tid] / w.p.speed[i]
-        w.status[tid], w.start_s[tid] = RUNNING, env.now
-        w.finish_s[tid] = env.now + service
+        self.events.started.append((tid, env.now, env.now + service))
         yield env.timeout(service)
-        w.status[tid] = DONE_LATE if env.now > deadline else DONE_ON_TIME
-        w.end_s[tid] = env.now
+        self.events.done.append((tid, env.now, env.now > deadline))
         node.busy -= 1
         self._wake(node)
         return None
@@ -91,13 +115,14 @@ class ReferenceEngine:
             node.waiting.pop(int(tid))[2].succeed()
 
     # ---------------------------------------------------------------------------- one epoch
-    def run_epoch(self, t0: float, t1: float) -> dict:
+    def run_epoch(self, t0: float, t1: float) -> EpochOutcome:
         w, p = self.w, self.w.p
         dth = w.dt / 3600.0
         out = {k: [0.0] * w.n for k in ("harvested_wh", "curtailed_wh", "consumed_idle_wh",
                                         "consumed_tasks_wh", "consumed_tx_wh", "self_discharge_wh",
                                         "conversion_loss_wh")}
-        pre = []
+        pre, stored_out, brown_next = [], [0.0] * w.n, [False] * w.n
+        self.events = _Events()
         for i, node in enumerate(self.nodes):
             stored, up = float(w.stored[i]), bool(w.up[i])
             sd = stored * float(w.sd_share[i])
@@ -124,10 +149,10 @@ class ReferenceEngine:
             else:
                 stored = s1 + net / p.eta_d[i]
                 curtailed, conv = 0.0, -net * (1.0 / p.eta_d[i] - 1.0)
-            w.stored[i] = stored
-            w.brown_next[i] = bool(w.up[i]) and (not ok or stored <= p.min_wh[i] * (1 + 1e-9) + 1e-12)
+            stored_out[i] = stored
+            brown_next[i] = bool(w.up[i]) and (not ok or stored <= p.min_wh[i] * (1 + 1e-9) + 1e-12)
             for k, v in (("harvested_wh", harvest), ("curtailed_wh", curtailed),
                          ("consumed_idle_wh", idle_used), ("consumed_tasks_wh", node.used),
                          ("consumed_tx_wh", tx), ("self_discharge_wh", sd), ("conversion_loss_wh", conv)):
                 out[k][i] = v
-        return out
+        return self.events.outcome(out, stored_out, brown_next)

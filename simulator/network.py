@@ -2,7 +2,9 @@
 
 Paths come from ``scipy.sparse.csgraph.dijkstra`` run only from the sources asked for and cached
 until the topology changes (a node or link fails or recovers); nothing here builds an n x n matrix
-per epoch.
+per epoch. Among paths of equal cost the same one is chosen whichever way its cost was found (a
+full row or a bounded search) and in whatever order paths are asked for (``Paths.edges``).
+Controllers see the network through ``NetworkView``, which has no method that changes it.
 """
 from __future__ import annotations
 
@@ -169,7 +171,6 @@ class Paths:
                                   (np.concatenate([L.u[idx], L.v[idx]]),
                                    np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
         self._dist: dict[int, np.ndarray] = {}
-        self._pred: dict[int, np.ndarray] = {}
         self._edges: dict[tuple[int, int], list[int]] = {}
         self._near: dict[tuple[int, int], tuple[float, list[int]]] = {}
         self._use = use
@@ -182,10 +183,10 @@ class Paths:
         most, after = ALL_SOURCES_LATER
         if self.n <= ALL_SOURCES_MAX or (self.n <= most and len(self._dist) + len(need) > after):
             need = [s for s in range(self.n) if s not in self._dist]
-        d, p = dijkstra(self._graph, directed=False, indices=need, return_predecessors=True)
+        d = dijkstra(self._graph, directed=False, indices=need)
         for k, s in enumerate(need):
             d[k, s] = 0.0 if self.node_ok[s] else np.inf
-            self._dist[s], self._pred[s] = d[k], p[k]
+            self._dist[s] = d[k]
 
     def rows(self, sources) -> np.ndarray:
         """Distances (len(sources), n)."""
@@ -198,8 +199,8 @@ class Paths:
     def near(self, s: int, t: int) -> tuple[float, list[int]] | None:
         """(cost, link indices) of the best path s -> t found by a search bounded by the weight of
         the link s-t; None when the network is small (rows are cheap there), the source's row is
-        cached, or no link that is up joins s and t. Ties between paths of equal cost go to the
-        first found (a full row may pick another of the same cost)."""
+        cached, or no link that is up joins s and t. Of paths of equal cost it keeps the canonical
+        one (``_canonical``), the same a full row gives."""
         if self.n < NEAR_MIN or s in self._dist:
             return None
         hit = self._near.get((s, t))
@@ -210,10 +211,10 @@ class Paths:
             return None
         limit = max(float(self.weight[e]), 1e-300)    # the graph's weight of the link
         ptr, nbr, wt = self._graph.indptr, self._graph.indices, self._graph.data
-        dist, pred, heap, done = {s: 0.0}, {}, [(0.0, s)], set()
+        dist, heap, done = {s: 0.0}, [(0.0, s)], set()
         while heap:
             d, u = heappop(heap)
-            if u == t:
+            if d > dist.get(t, inf):      # every node as close as t is settled: the path is known
                 break
             if u in done:
                 continue
@@ -222,16 +223,57 @@ class Paths:
             for v, w in zip(nbr[a:b].tolist(), wt[a:b].tolist()):
                 nd = d + w
                 if nd <= limit and nd < dist.get(v, inf):
-                    dist[v], pred[v] = nd, u
+                    dist[v] = nd
                     heappush(heap, (nd, v))
+        hit = self._near[(s, t)] = (dist[t], self._canonical(s, t, lambda v: dist.get(v, inf)))
+        return hit
+
+    def _canonical(self, s: int, t: int, dist) -> list[int]:
+        """Link indices of the canonical shortest path s -> t given exact distances from s.
+
+        Walking back from t, the predecessor of a node v is the lowest-numbered neighbour u with
+        dist(u) + w(u, v) == dist(v) and dist(u) < dist(v). The choice depends on the distances
+        alone, and those are the same floats whichever search found them (each is the least sum
+        over its neighbours, a fixed point no visiting order changes), so a path does not depend
+        on the order of queries or on how its row was computed. Where links of zero weight leave
+        several nodes at the same distance, a breadth-first search over them (lowest numbers first)
+        reaches the nearest one with a closer neighbour."""
         out, cur = [], t
         while cur != s:
-            prev = pred[cur]
-            out.append(self._edge_lookup[(min(prev, cur), max(prev, cur))])
-            cur = prev
+            hops = self._step_back(s, cur, dist)
+            for a, b in zip(hops, hops[1:]):
+                out.append(self._edge_lookup[(min(a, b), max(a, b))])
+            cur = hops[-1]
         out.reverse()
-        hit = self._near[(s, t)] = (dist[t], out)
-        return hit
+        return out
+
+    def _tight(self, v: int, dist) -> tuple[list[int], list[int]]:
+        """Neighbours u of v on a shortest path to v: (closer than v, as close as v), ascending."""
+        ptr, nbr, wt = self._graph.indptr, self._graph.indices, self._graph.data
+        a, b = ptr[v], ptr[v + 1]
+        dv, closer, level = dist(v), [], []
+        for u, w in zip(nbr[a:b].tolist(), wt[a:b].tolist()):
+            du = dist(u)
+            if du + w == dv:
+                (closer if du < dv else level).append(u)
+        return sorted(closer), sorted(level)
+
+    def _step_back(self, s: int, v: int, dist) -> list[int]:
+        """Nodes from v back to its canonical predecessor at a smaller distance (or to s)."""
+        parent, queue = {v: v}, [v]
+        for x in queue:          # breadth first over nodes at v's distance (usually just v)
+            closer, level = self._tight(x, dist)
+            if x == s or closer:
+                chain = [x]
+                while chain[-1] != v:
+                    chain.append(parent[chain[-1]])
+                chain.reverse()
+                return chain if x == s else chain + [closer[0]]
+            for u in level:
+                if u not in parent:
+                    parent[u] = x
+                    queue.append(u)
+        raise KeyError((s, v))
 
     def edges(self, s: int, t: int) -> list[int]:
         """Link indices on the path from s to t ([] when s == t); raises KeyError if unreachable.
@@ -240,20 +282,14 @@ class Paths:
         if hit is not None:
             return hit
         near = self.near(s, t)
-        if near is not None:       # (kept: a full row computed later keeps this path)
+        if near is not None:       # the canonical path, as a full row would give it
             self._edges[(s, t)] = near[1]
             return near[1]
         self.ensure([s])
-        if not np.isfinite(self._dist[s][t]):
+        row = self._dist[s]
+        if not np.isfinite(row[t]):
             raise KeyError((s, t))
-        pred, out, cur = self._pred[s], [], t
-        while cur != s:
-            prev = int(pred[cur])
-            a, b = min(prev, cur), max(prev, cur)
-            out.append(self._edge_lookup[(a, b)])
-            cur = prev
-        out.reverse()
-        self._edges[(s, t)] = out
+        out = self._edges[(s, t)] = self._canonical(s, t, row.item)
         return out
 
     def cost(self, s: int, t: int) -> float:
@@ -321,3 +357,66 @@ class NetworkState:
                                           float((1.0 / L.bandwidth_kbps[e]).sum()),
                                           float(L.tx_energy_wh_per_kb[e].sum()))
         return hit
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class PathView:
+    """Read-only queries on one path system of the world (``rows``, ``edges``, ``cost``).
+
+    ``version`` changes whenever the topology does (a node or link fails or recovers)."""
+
+    __slots__ = ("_paths",)
+
+    def __init__(self, paths: Paths):
+        self._paths = paths
+
+    @property
+    def version(self) -> int:
+        return self._paths.version
+
+    def rows(self, sources) -> np.ndarray:
+        """Distances (len(sources), n), a fresh array."""
+        return self._paths.rows(sources)
+
+    def edges(self, s: int, t: int) -> list[int]:
+        """Link indices on the path s -> t (cached: do not modify the list)."""
+        return self._paths.edges(s, t)
+
+    def cost(self, s: int, t: int) -> float:
+        return self._paths.cost(s, t)
+
+
+class NetworkView:
+    """What a controller sees of the network: the links (read-only arrays), which are up, and
+    path queries. It holds no method that changes the world's network state."""
+
+    __slots__ = ("_net", "links", "energy", "task")
+
+    def __init__(self, net: NetworkState):
+        self._net = net
+        L = net.links
+        self.links = Links(**{f: _read_only(getattr(L, f)) for f in ("u", "v") + LINK_FIELDS})
+        self.energy, self.task = PathView(net.energy), PathView(net.task)
+
+    @property
+    def link_up(self) -> np.ndarray:
+        """Links that are up now (read-only)."""
+        return _read_only(self._net.link_up)
+
+    def energy_efficiency(self, sources, targets=None) -> np.ndarray:
+        """Path efficiency from each source to each target (0 when unreachable)."""
+        return self._net.energy_efficiency(sources, targets)
+
+    def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
+        """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""
+        return self._net.energy_route(s, t)
+
+    def task_route(self, s: int, t: int) -> tuple[float, float, float]:
+        """(latency_s, seconds per kB, Wh per kB) along the task path s -> t; KeyError when
+        t cannot be reached."""
+        return self._net.task_route(s, t)

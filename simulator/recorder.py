@@ -35,13 +35,16 @@ class RunResult:
 
 
 class Recorder:
-    def __init__(self, world: World):
+    """Per-epoch series and flags of one run; with ``record_flows`` also the flow table."""
+
+    def __init__(self, world: World, record_flows: bool = True):
         E, n = world.n_epochs, world.n
         self.w = world
         self.series = {f: np.zeros((E, n)) for f in PER_EPOCH}
         self.flags = {f: np.zeros((E, n), bool) for f in ("up", "failed", "browned")}
         self.queue_len = np.zeros((E, n), np.int32)
         self.flows: list[pd.DataFrame] = []
+        self.record_flows = record_flows
         self.initial = world.stored.copy()
 
     def epoch(self, k: int, energy: dict, flags: dict, flows: dict) -> None:
@@ -54,7 +57,12 @@ class Recorder:
         for f, v in flags.items():
             self.flags[f][k] = v
         self.queue_len[k] = np.bincount(w.node[w.with_status(WAITING)], minlength=w.n)
-        self._flows(k, flows)
+        if self.record_flows:
+            self._flows(k, flows)
+
+    def brownout_node_hours(self, epochs: int) -> float:
+        """Node-hours browned out over the first ``epochs`` epochs."""
+        return float(self.flags["browned"][:epochs].sum() * self.w.dt / 3600.0)
 
     def _flows(self, k: int, flows: dict) -> None:
         e, t, audit = flows["energy"], flows["tasks"], flows.get("audit") or {}
@@ -151,7 +159,7 @@ class Recorder:
             "latency_s": {"mean": float(lat.mean()) if len(lat) else None,
                           "p50": pct(50), "p95": pct(95), "p99": pct(99)},
             "nodes": {
-                "brownout_node_hours": float(self.flags["browned"].sum() * w.dt / 3600.0),
+                "brownout_node_hours": self.brownout_node_hours(w.n_epochs),
                 "down_node_hours": float((~self.flags["up"]).sum() * w.dt / 3600.0),
                 "min_soc": float(soc.min()) if soc.size else None,
                 "mean_soc": float(soc.mean()) if soc.size else None,

@@ -1,11 +1,16 @@
 """The epoch loop that drives a world with a controller and an engine.
 
 ``Simulation`` exposes the loop one epoch at a time (``observe`` then ``step``) for environments
-that decide from outside (the MARL env); ``simulate`` runs it to the end with a Controller.
+that decide from outside (the MARL env); ``simulate`` runs it to the end with a Controller. Each
+step returns a ``StepResult`` (what the epoch did: energy terms, flows, tasks finished), so that a
+caller never needs to look inside the world.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import UserError
@@ -14,7 +19,7 @@ from .control import Controller, Decision, Observation
 from .engine_fast import FastEngine
 from .engine_reference import ReferenceEngine
 from .recorder import Recorder, RunResult
-from .world import World
+from .world import Finished, World
 
 ENGINES = {"fast": FastEngine, "reference": ReferenceEngine}
 
@@ -25,17 +30,30 @@ def make_engine(name: str, world: World):
     return ENGINES[name](world)
 
 
-class Simulation:
-    """One run, stepped epoch by epoch: ``obs = sim.observe()``; ``sim.step(decision)``."""
+@dataclass(slots=True)
+class StepResult:
+    """What one epoch did: the energy ledger terms per node (Wh), the decision's flow records,
+    energy sent and delivered per node by transfers, and the tasks that finished."""
 
-    def __init__(self, scenario: S.Scenario, seed: int, engine: str = "fast"):
+    energy: dict[str, np.ndarray]
+    flows: dict
+    sent_wh: np.ndarray
+    delivered_wh: np.ndarray
+    finished: Finished
+
+
+class Simulation:
+    """One run, stepped epoch by epoch: ``obs = sim.observe()``; ``sim.step(decision)``.
+
+    ``record_flows=False`` keeps every per-epoch series (the summary and the invariants use them)
+    but no flow table: its per-epoch DataFrames cost more than the rest of a small MARL step."""
+
+    def __init__(self, scenario: S.Scenario, seed: int, engine: str = "fast", record_flows: bool = True):
         self.world = World(scenario, seed)
         self.engine = make_engine(engine, self.world)
-        self.recorder = Recorder(self.world)
+        self.recorder = Recorder(self.world, record_flows)
         self.k = 0
         self._obs: Observation | None = None
-        self.last_energy: dict = {}
-        self.last_flows: dict = {}
 
     @property
     def done(self) -> bool:
@@ -50,22 +68,32 @@ class Simulation:
             self._obs = w.observe(self.k, t0)
         return self._obs
 
-    def step(self, decision: Decision) -> None:
+    def step(self, decision: Decision) -> StepResult:
         """Apply a decision and simulate the current epoch."""
         w = self.world
         obs = self.observe()
         t0, t1 = self.k * w.dt, (self.k + 1) * w.dt
         flows = w.apply(decision, obs, t0, self.engine)
-        w.harvest_now = w.harvest.step()
+        w.draw_harvest()
         # the epoch's flags (the world replaces these arrays, never changes them in place)
         flags = {"up": w.up, "failed": w.failed, "browned": w.browned}
-        energy = self.engine.run_epoch(t0, t1)
-        w.close_finished()
-        w.harvest_last = w.harvest_now
-        self.recorder.epoch(self.k, energy, flags, flows)
-        self.last_energy, self.last_flows = energy, flows
+        sent, delivered = w.sent, w.received
+        out = self.engine.run_epoch(t0, t1)
+        w.settle(out)
+        finished = w.close_finished()
+        self.recorder.epoch(self.k, out.energy, flags, flows)
         self.k += 1
         self._obs = None
+        return StepResult(out.energy, flows, sent, delivered, finished)
+
+    def peek(self) -> Observation:
+        """The observation at the current boundary without applying its faults or recoveries
+        (for a look after the last epoch)."""
+        return self.world.observe(self.k, self.k * self.world.dt)
+
+    def brownout_node_hours(self) -> float:
+        """Node-hours spent browned out over the epochs simulated so far."""
+        return self.recorder.brownout_node_hours(self.k)
 
     def finish(self, meta: dict) -> RunResult:
         return self.recorder.finish(meta)

@@ -1,9 +1,11 @@
-"""The world: static parameters drawn from the scenario and seed, and the state both engines share.
+"""The world: static parameters drawn from the scenario and seed, and the one owner of a run's state.
 
 A run is a loop over control epochs [t0, t1). At each boundary t0 the world applies faults and
-brownout transitions, builds the Observation, asks the controller, validates and applies its
+brownout transitions, builds the (read-only) Observation, validates and applies the controller's
 Decision (energy moves battery to battery; routed tasks go into transit). Then an engine (fast or
-reference) serves the tasks of the epoch and settles each node's energy. See docs/model.md.
+reference) works out what happens in the epoch and returns it as an ``EpochOutcome``; only
+``World.settle`` writes it into the world's arrays. Nothing outside the simulator package assigns
+to a World attribute (tests/test_ownership.py). See docs/model.md.
 """
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ import numpy as np
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import DecisionError
 
-from .control import Decision, Observation, WorldInfo, first_true, normalise, validate
+from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
-from .network import NetworkState, make_graph, make_links
+from .network import NetworkState, NetworkView, make_graph, make_links
 from .workload import generate
 
 # task status codes
@@ -30,6 +32,12 @@ STREAMS = ("topology", "nodes", "workload", "harvest", "faults", "policy")
 _INT0, _FLOAT0 = np.zeros(0, np.int64), np.zeros(0)
 _NO_ENERGY = {"src": _INT0, "dst": _INT0, "wh": _FLOAT0, "delivered": _FLOAT0}
 _NO_TASKS = {"src": _INT0, "dst": _INT0, "count": _INT0}
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    """``a``, marked read-only: a state array the world replaces rather than writes into."""
+    a.setflags(write=False)
+    return a
 
 
 def _is_empty(d: Decision) -> bool:
@@ -121,8 +129,45 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
     return sched
 
 
+@dataclass(slots=True)
+class EpochOutcome:
+    """What an engine found in one epoch [t0, t1), for ``World.settle`` to apply.
+
+    Energy: the ledger terms per node (``energy``, Wh), the stored energy at t1 and the nodes
+    that brown out at the next boundary. Tasks, in the order they are applied: ids that reached
+    a queue; ids that started (with start and finish times); ids that finished (with end times
+    and whether late); ids that were dropped (with times and reasons)."""
+
+    energy: dict[str, np.ndarray]
+    stored_wh: np.ndarray
+    brown_next: np.ndarray
+    queued: np.ndarray
+    started: np.ndarray
+    start_s: np.ndarray
+    finish_s: np.ndarray
+    done: np.ndarray
+    done_s: np.ndarray
+    done_late: np.ndarray
+    dropped: np.ndarray
+    drop_s: np.ndarray
+    drop_reason: np.ndarray
+
+
+@dataclass(slots=True)
+class Finished:
+    """Tasks that reached a final status in one epoch (including drops at its start boundary):
+    their final status, origin node and the node they ended at."""
+
+    status: np.ndarray
+    origin: np.ndarray
+    node: np.ndarray
+
+
+_NONE_FINISHED = Finished(_INT0.astype(np.int8), _INT0, _INT0)
+
+
 class World:
-    """Static parameters plus the shared dynamic state of one run."""
+    """Static parameters plus the dynamic state of one run, changed only by its own methods."""
 
     def __init__(self, scenario: S.Scenario, seed: int):
         sc = self.sc = scenario
@@ -140,11 +185,14 @@ class World:
         self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
         self.net = NetworkState(n, self.links, mean_kb)
+        self.net_view = NetworkView(self.net)      # what controllers see of it (read-only)
+        t = self.tasks      # read-only views of static arrays, made once for every observation
+        self._static_view = {"capacity_wh": read_only(self.p.capacity_wh),
+                             "task_deadline_s": read_only(t.deadline_s),
+                             "task_data_kb": read_only(t.data_kb), "task_work_s": read_only(t.work_s)}
         self.harvest = HarvestModel(sc, self.p.class_idx, rngs["harvest"])
         self.faults = _fault_schedule(sc, self.names, self.links, rngs["faults"])
         self._node_bounds = np.arange(self.n + 1)
-        self._no_ptr = np.zeros(self.n + 1, np.int64)     # offsets of empty queues (read-only)
-        self._no_ptr.flags.writeable = False
         self._servers_1 = np.maximum(self.p.servers, 1)
         dth = self.dt / 3600.0
         self.idle_wh = self.p.idle_w * dth               # idle load per epoch when up
@@ -152,17 +200,11 @@ class World:
         self.discharge_cap_wh = self.p.max_discharge_w * dth   # ... and gives
         self.link_cap_wh = self.links.power_limit_w * self.dt / 3600.0   # most a link carries
         self.link_cap_min_wh = float(self.link_cap_wh.min()) if len(self.links) else np.inf
-        # tasks generated before each epoch boundary j * dt (arrivals() reads it, no search)
-        self._gen_before = np.searchsorted(self.tasks.gen_s, np.arange(self.n_epochs + 1) * self.dt,
-                                           side="left").tolist()
         # share of the stored energy lost to self-discharge per epoch (both engines use it, so
         # that they agree to the last bit)
         self.sd_share = -np.expm1(np.log1p(-self.p.self_discharge_per_day) * self.dt / 86400.0)
-        # constant arrays: at a few dozen nodes a ufunc with a Python scalar operand costs more
-        # than the arithmetic, so hot paths take these instead
-        self.zeros = np.zeros(n)
-        self.zeros.flags.writeable = False      # shared: an in-place write would be a bug
-        self._inf = np.full(n, np.inf)
+        self.zeros = np.zeros(n)                # no transfers this epoch (shared, read-only)
+        self.zeros.flags.writeable = False
         self.resume_at_wh = self.p.resume_wh * (1 - 1e-12)     # at or above it a node recovers
         self._init_state()
 
@@ -174,12 +216,14 @@ class World:
     # ------------------------------------------------------------------------ dynamic state
     def _init_state(self) -> None:
         n, m = self.n, len(self.tasks)
-        self.stored = self.p.initial_wh.astype(float).copy()
+        # arrays an Observation shares are frozen values: the world replaces them, never writes
+        # into them, so an observation holds them as they were
+        self.stored = _frozen(self.p.initial_wh.astype(float))
         self.browned = self.stored <= self.p.min_wh * (1 + 1e-12)
-        self.failed = np.zeros(n, bool)
+        self.failed = _frozen(np.zeros(n, bool))
         self.alive = ~self.failed      # not failed (kept with ``failed``)
         self.link_up = np.ones(len(self.links), bool)
-        self.up = ~self.browned
+        self.up = _frozen(~self.browned)
         self.brown_next = np.zeros(n, bool)
         t = self.tasks
         self.status = np.full(m, PENDING, np.int8)
@@ -191,17 +235,16 @@ class World:
         self.reason = np.zeros(m, np.int8)
         self.offloads = np.zeros(m, np.int16)
         self.transit: list[int] = []
+        self._finished: list[np.ndarray] = []   # ids finished since the last close_finished
         self.next_pending = 0      # tasks from here on have not been generated yet
         self.open_lo = 0           # tasks below this are finished (completed or dropped)
-        self.harvest_last = np.zeros(n)
-        self.arrivals_last = np.zeros(n, np.int64)
+        self.harvest_last = _frozen(np.zeros(n))
+        self.arrivals_last = _frozen(np.zeros(n, np.int64))
         # per-epoch boundary flows, read by the engines' settlement
         # (replaced, never written in place: the recorder and the reward read them after the epoch)
         self.sent = self.received = self.tx_wh = self.zeros
-        self.tx_any = False                 # some node transmits offloaded tasks this epoch
         self.harvest_now = np.zeros(n)
-        self.avail_boundary = np.zeros(n)   # available_wh at the boundary, before transfers
-        self.avail_now = np.zeros(n)        # ... and after them: what the engine may draw
+        self.avail_now = np.zeros(n)        # available_wh after transfers: what the engine may draw
 
     def info(self) -> WorldInfo:
         p = self.p
@@ -226,7 +269,7 @@ class World:
                 failed[idx] = down
             else:
                 link_up[idx] = not down
-        self.failed, self.link_up = failed, link_up
+        self.failed, self.link_up = _frozen(failed), link_up
         self.alive = ~failed
         self.net.set_state(link_up, failed)
 
@@ -235,9 +278,9 @@ class World:
         recover = self.stored >= self.resume_at_wh
         self.browned = (self.browned & ~recover) | self.brown_next
         self.brown_next[:] = False
-        was_up, self.up = self.up, self.alive & ~self.browned
+        was_up, self.up = self.up, _frozen(self.alive & ~self.browned)
         going = was_up & ~self.up & self.p.drop_on_down
-        if np.count_nonzero(going):
+        if going.any():
             going = going.nonzero()[0]
             ids = self.with_status(WAITING)
             ids = ids[np.isin(self.node[ids], going)]
@@ -249,40 +292,64 @@ class World:
         lo = self.open_lo
         return (self.status[lo:self.next_pending] == code).nonzero()[0] + lo
 
-    def close_finished(self) -> None:
-        """Move ``open_lo`` past the tasks that are finished (after an epoch)."""
+    def close_finished(self) -> Finished:
+        """Move ``open_lo`` past the tasks that are finished (after an epoch) and report the tasks
+        that finished since the last call."""
         lo = self.open_lo
         still = (self.status[lo:self.next_pending] < DONE_ON_TIME).nonzero()[0]
         self.open_lo = lo + (int(still[0]) if len(still) else self.next_pending - lo)
+        if not self._finished:
+            return _NONE_FINISHED
+        ids = np.concatenate(self._finished)
+        self._finished = []
+        return Finished(status=self.status[ids], origin=self.tasks.origin[ids], node=self.node[ids])
 
-    def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int) -> None:
+    def drop(self, ids: np.ndarray, t: float | np.ndarray, reason: int | np.ndarray) -> None:
         self.status[ids] = DROPPED
         self.reason[ids] = reason
         self.end_s[ids] = t
+        self._finished.append(np.asarray(ids, np.int64))
+
+    def draw_harvest(self) -> None:
+        """The harvest of the epoch about to be simulated (one draw of the harvest stream)."""
+        self.harvest_now = self.harvest.step()
+
+    def settle(self, out: EpochOutcome) -> None:
+        """Apply what an engine found in the epoch just simulated."""
+        if len(out.queued):
+            self.status[out.queued] = WAITING
+        if len(out.started):
+            self.status[out.started] = RUNNING
+            self.start_s[out.started], self.finish_s[out.started] = out.start_s, out.finish_s
+        if len(out.done):
+            self.status[out.done] = np.where(out.done_late, DONE_LATE, DONE_ON_TIME)
+            self.end_s[out.done] = out.done_s
+            self._finished.append(out.done)
+        if len(out.dropped):
+            self.drop(out.dropped, out.drop_s, out.drop_reason)
+        self.stored, self.brown_next = _frozen(out.stored_wh), out.brown_next
+        self.harvest_last = _frozen(self.harvest_now)
 
     def waiting_by_node(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Waiting task ids (``w``, ascending, when the caller has them) sorted by (node,
         deadline, id) and per-node offsets (n+1)."""
         if w is None:
             w = self.with_status(WAITING)
-        if not len(w):
-            return w, self._no_ptr
         w = w[np.lexsort((self.tasks.deadline_s[w], self.node[w]))]    # stable: ties by id
-        return w, np.searchsorted(self.node[w], self._node_bounds)
+        return w, self.node[w].searchsorted(self._node_bounds)
 
     def battery_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sendable, headroom, budget) in Wh for this boundary, before any transfer."""
-        p, z = self.p, self.zeros
-        sendable = np.maximum(self.stored - p.min_wh, z) * self.up
-        headroom = np.maximum(np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh), z) * self.alive
-        self.avail_boundary = self.available_wh(self.stored)
-        return sendable, headroom, self.avail_boundary.copy()
+        p = self.p
+        sendable = np.maximum(self.stored - p.min_wh, 0.0) * self.up
+        headroom = np.maximum(np.minimum(p.capacity_wh - self.stored, self.charge_cap_wh), 0.0) * self.alive
+        return sendable, headroom, self.available_wh(self.stored)
 
     def available_wh(self, stored: np.ndarray) -> np.ndarray:
         """Energy the bus may draw from the battery this epoch (after self-discharge)."""
         p = self.p
         s1 = stored - self.self_discharge_wh(stored)
-        return np.minimum(np.maximum(s1 - p.min_wh, self.zeros) * p.eta_d, self.discharge_cap_wh) * self.up
+        return np.minimum(np.maximum(s1 - p.min_wh, 0.0) * p.eta_d, self.discharge_cap_wh) * self.up
 
     def self_discharge_wh(self, stored: np.ndarray) -> np.ndarray:
         return stored * self.sd_share
@@ -292,42 +359,40 @@ class World:
         st = self.status[lo:self.next_pending]          # one scan for waiting and running
         w, ptr = self.waiting_by_node((st == WAITING).nonzero()[0] + lo)
         qlen = ptr[1:] - ptr[:-1]
-        slack = self._inf.copy()
+        slack = np.full(self.n, np.inf)
         if len(w):
             has = (qlen > 0).nonzero()[0]
             slack[has] = self.tasks.deadline_s[w[ptr[has]]] - t0
             work = np.bincount(self.node[w], self.tasks.work_s[w], self.n)
         else:
-            work = self.zeros.copy()
+            work = np.zeros(self.n)
         run = (st == RUNNING).nonzero()[0] + lo
         busy = (np.bincount(self.node[run], np.maximum(self.finish_s[run] - t0, 0.0), self.n)
-                / self._servers_1 if len(run) else self.zeros.copy())
+                / self._servers_1 if len(run) else np.zeros(self.n))
         sendable, headroom, budget = self.battery_view()
+        fresh = {"sendable_wh": sendable, "headroom_wh": headroom, "budget_wh": budget,
+                 "idle_need_wh": self.idle_wh * self.up, "harvest_clear_wh": self.harvest.clear_wh(k),
+                 "queue_len": qlen, "queue_work_s": work, "busy_s": busy,
+                 "slack_s": slack, "waiting_ids": w, "waiting_ptr": ptr}
+        for a in fresh.values():          # made for this observation alone: no view needed
+            a.setflags(write=False)
         return Observation(
-            epoch=k, time_s=t0, stored_wh=self.stored.copy(), capacity_wh=self.p.capacity_wh,
-            up=self.up.copy(), failed=self.failed.copy(), sendable_wh=sendable,
-            headroom_wh=headroom, budget_wh=budget,
-            idle_need_wh=self.idle_wh * self.up,
-            harvest_last_wh=self.harvest_last.copy(), harvest_clear_wh=self.harvest.clear_wh(k),
-            arrivals_last=self.arrivals_last.copy(), queue_len=qlen, queue_work_s=work,
-            busy_s=busy, slack_s=slack, network=self.net,
-            waiting_ids=w, waiting_ptr=ptr, task_deadline_s=self.tasks.deadline_s,
-            task_data_kb=self.tasks.data_kb, task_work_s=self.tasks.work_s)
+            epoch=k, time_s=t0, stored_wh=self.stored, up=self.up, failed=self.failed,
+            harvest_last_wh=self.harvest_last, arrivals_last=self.arrivals_last,
+            network=self.net_view, **fresh, **self._static_view)
 
     # ------------------------------------------------------------------------ decisions
     def apply(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         """Validate and carry out a decision. Returns the flow records of this epoch."""
         self.sent = self.received = self.tx_wh = self.zeros
-        self.tx_any = False
         if _is_empty(d):       # nothing to check or move (the common case in long runs)
-            self.avail_now = self.avail_boundary
+            self.avail_now = self.available_wh(self.stored)
             return {"energy": _NO_ENERGY, "tasks": _NO_TASKS, "audit": d.audit}
         d = normalise(d)
         validate(d, obs, tuple(self.names))
         flows = {"energy": self._apply_energy(d, obs), "tasks": self._apply_tasks(d, obs, t0, engine)}
-        avail = self.avail_now = (self.available_wh(self.stored) if len(d.energy_wh)
-                                  else self.avail_boundary)
-        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12) if self.tx_any else -1
+        avail = self.avail_now = self.available_wh(self.stored)
+        j = first_true(self.tx_wh > avail * (1 + 1e-9) + 1e-12)
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} needs {self.tx_wh[j]:.6g} Wh to transmit its "
                                 f"offloaded tasks but can draw only {avail[j]:.6g} Wh this epoch")
@@ -344,7 +409,9 @@ class World:
         if i >= 0:
             raise DecisionError(f"energy transfer {i}: no path from {self.names[d.energy_src[i]]} "
                                 f"to {self.names[d.energy_dst[i]]} over links that are up")
-        if sum(d.energy_wh.tolist()) > self.link_cap_min_wh:     # else no link can be over its limit
+        # no link can be over its limit when all transfers together fit the smallest: at the
+        # sizes of a MARL step, summing loads link by link costs more than the rest of apply
+        if sum(d.energy_wh.tolist()) > self.link_cap_min_wh:
             on, amount = [], []
             for (e, _), wh in zip(routes, d.energy_wh.tolist()):
                 on += e
@@ -364,14 +431,14 @@ class World:
         if j >= 0:
             raise DecisionError(f"node {self.names[j]} would receive {recv[j]:.6g} Wh but has room "
                                 f"for {room[j]:.6g} Wh (capacity and charge limit)")
-        self.stored = self.stored - sent + recv
+        self.stored = _frozen(self.stored - sent + recv)
         self.sent, self.received = sent, recv
         return {"src": d.energy_src, "dst": d.energy_dst, "wh": d.energy_wh, "delivered": delivered}
 
     def _apply_tasks(self, d: Decision, obs: Observation, t0: float, engine) -> dict:
         moved: list[np.ndarray] = []
         taken: dict[int, int] = {}      # tasks already taken from the front of each queue
-        tx = np.zeros(self.n) if len(d.task_count) else self.zeros
+        tx = np.zeros(self.n)
         for r, (s, t, c) in enumerate(zip(d.task_src.tolist(), d.task_dst.tolist(), d.task_count.tolist())):
             if d.task_ids is not None:
                 ids = d.task_ids[r]
@@ -392,7 +459,7 @@ class World:
         ids = np.concatenate(moved) if len(moved) > 1 else moved[0] if moved else np.zeros(0, np.int64)
         self.status[ids] = TRANSIT
         self.offloads[ids] += 1
-        self.tx_wh, self.tx_any = tx, len(moved) > 0
+        self.tx_wh = tx
         # routes by count take disjoint slices of each queue; given ids may repeat
         if d.task_ids is not None and len(ids) != len(np.unique(ids)):
             raise DecisionError("a task was routed twice in one epoch")
@@ -402,18 +469,16 @@ class World:
 
     def arrivals(self, t1: float) -> np.ndarray:
         """Ids of tasks reaching a queue in this epoch, sorted by (arrival time, id)."""
-        j = round(t1 / self.dt)
         lo = self.next_pending
-        hi = (self._gen_before[j] if j * self.dt == t1 and j < len(self._gen_before)
-              else int(np.searchsorted(self.tasks.gen_s, t1, side="left")))
+        hi = int(self.tasks.gen_s.searchsorted(t1))
         self.next_pending = hi
         ids = np.arange(lo, hi)          # new tasks: in (generation time, id) order already
         if self.transit:
             tr = np.asarray(self.transit, np.int64)
             soon = self.arrive_s[tr] < t1
-            if np.count_nonzero(soon):
+            if soon.any():
                 self.transit = tr[~soon].tolist()
                 ids = np.concatenate([ids, tr[soon]])
                 ids = ids[np.lexsort((ids, self.arrive_s[ids]))]
-        self.arrivals_last = np.bincount(self.node[ids], minlength=self.n)
+        self.arrivals_last = _frozen(np.bincount(self.node[ids], minlength=self.n))
         return ids

@@ -116,7 +116,7 @@ def test_direct_action_sends_the_documented_share_to_the_chosen_neighbour():
     expect = 0.5 * (obs.stored_wh[giver] - 0.3 * obs.capacity_wh[giver])
     assert expect > 0
     core.step(a)
-    f = core.sim.last_flows["energy"]
+    f = core.last_step.flows["energy"]
     assert list(f["src"]) == [giver] and list(f["dst"]) == [to]
     np.testing.assert_allclose(f["wh"], [expect], rtol=1e-9)
     np.testing.assert_allclose(f["delivered"], [expect * 0.97], rtol=1e-9)   # one hop at 0.97
@@ -140,7 +140,7 @@ def test_transport_credit_splits_the_team_reward_by_plan_marginals():
         np.testing.assert_allclose(r.mean(), terms["team"], rtol=1e-12)
     team = out[0.0][0]
     assert np.all(out[0.0] == team) and team != 0
-    f = core.sim.last_flows["energy"]
+    f = core.last_step.flows["energy"]
     sent, got = float(f["wh"][0]), float(f["delivered"][0])
     expect = np.zeros(core.n)
     expect[giver], expect[to] = sent / (sent + got), got / (sent + got)

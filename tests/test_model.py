@@ -153,7 +153,7 @@ def test_impossible_decisions_are_refused(decision, message):
 def test_receiver_headroom_and_link_limits_are_enforced():
     sc = solar_sharing()
     w, eng, obs = _world_at_first_epoch(sc)
-    w.stored[1] = w.p.capacity_wh[1]                        # node 1 full
+    w.stored = np.where(np.arange(w.n) == 1, w.p.capacity_wh, w.stored)   # node 1 full
     obs = w.observe(0, 0.0)
     with pytest.raises(DecisionError, match="has room"):
         w.apply(Decision(energy_src=[0], energy_dst=[1], energy_wh=[obs.sendable_wh[0]]), obs, 0.0, eng)

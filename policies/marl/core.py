@@ -2,7 +2,9 @@
 
 ``MarlCore(scenario, options)``: ``reset(seed) -> obs (n, d)``; ``step(actions (n, k)) -> obs,
 rewards (n,), truncated, info``; ``state()``; ``masks()``. Our trainers drive it directly; the
-dict API (``env.py``) is a thin layer on top. The reward is defined here (docs/marl.md).
+dict API (``env.py``) is a thin layer on top. The reward is defined here (docs/marl.md), from
+what each step of the simulation reports (``StepResult``): the core reads observations and step
+results, never the world's bookkeeping, and changes nothing on the simulation it drives.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import RewardWeights
 from otmarl.simulator import Simulation
 from otmarl.simulator.control import Decision
-from otmarl.simulator.recorder import Recorder
+from otmarl.simulator.simulate import StepResult
 from otmarl.simulator.world import DONE_LATE, DONE_ON_TIME, DROPPED
 
 from .actions import DirectActions, MarketActions, plan_summary
@@ -99,14 +101,6 @@ def resolve_scenario(scenario: "str | os.PathLike | Scenario", overrides=(),
     return sc
 
 
-class _NoFlowRecorder(Recorder):
-    """Every per-epoch series (the summary and the invariants use them) but no flow table: its
-    per-epoch DataFrames would cost more than the rest of an env step."""
-
-    def _flows(self, k: int, flows: dict) -> None:
-        pass
-
-
 def jain(x: np.ndarray) -> float:
     """Jain's fairness index (1 = equal; 1/n = one takes all); 1 for an empty or all-zero x."""
     s2 = float(np.dot(x, x))
@@ -123,13 +117,16 @@ class MarlCore:
         self.sim: Simulation | None = None
         self.weights = parse_reward(options.reward, scenario.marl.reward)
         self.seed: int | None = None
-        self._setup(Simulation(scenario, 0, options.engine))   # spaces need the static world
+        # the spaces need the static world: until the first reset the core holds the episode of
+        # seed 0, which reset(0) then takes over instead of building it again
+        self._setup(self._simulation(0))
 
     # ------------------------------------------------------------------------------ set-up
+    def _simulation(self, seed: int) -> Simulation:
+        return Simulation(self.sc, seed, self.opt.engine, record_flows=self.opt.record_flows)
+
     def _setup(self, sim: Simulation) -> None:
         self.sim = sim
-        if not self.opt.record_flows:
-            sim.recorder = _NoFlowRecorder(sim.world)
         info = self.info = sim.world.info()
         self.features = FeatureBuilder(info)
         if self.opt.mode == "market":
@@ -141,9 +138,6 @@ class MarlCore:
         self.top = np.asarray(self.spec.nvec, np.int64) - 1
         self._ones = np.ones(self.n)
         w = sim.world
-        self.prev_status = w.status.copy()
-        self.scan_lo = 0          # tasks below it were finished at the last reward
-        self.origin = w.tasks.origin
         self.on_time_by = np.zeros(self.n)        # per origin node, cumulative
         self.resolved_by = np.zeros(self.n)
         self.jain = 1.0
@@ -152,6 +146,7 @@ class MarlCore:
         self.total_idle_wh = max(float(self.idle_full_wh.sum()), 1e-12)
         self.team_return = 0.0
         self.terms: dict = {}
+        self.last_step: StepResult | None = None     # what the last epoch did
         self._observe()
 
     @property
@@ -163,9 +158,15 @@ class MarlCore:
         return self.features.state_dim
 
     def reset(self, seed: int) -> np.ndarray:
+        fresh = self.seed is None and self.sim.k == 0 and int(seed) == 0
         self.seed = int(seed)
-        self._setup(Simulation(self.sc, self.seed, self.opt.engine))
+        if not fresh:
+            self._setup(self._simulation(self.seed))
         return self.obs
+
+    def brownout_node_hours(self) -> float:
+        """Node-hours browned out so far in this episode."""
+        return self.sim.brownout_node_hours()
 
     # -------------------------------------------------------------------------------- step
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, dict]:
@@ -182,15 +183,15 @@ class MarlCore:
     def _advance(self, decision: Decision) -> tuple[np.ndarray, np.ndarray, bool, dict]:
         if self.sim.done:
             raise UserError("the episode is over (truncated at the horizon): call reset()")
-        self.sim.step(decision)
-        rewards = self._reward()
+        self.last_step = self.sim.step(decision)
+        rewards = self._reward(self.last_step)
         self._observe()
         return self.obs, rewards, self.sim.done, self.terms
 
     def _observe(self) -> None:
         sim = self.sim
         if sim.done:      # look without applying the next boundary's faults or recoveries
-            self.cur = sim.world.observe(sim.k, sim.k * sim.world.dt)
+            self.cur = sim.peek()
         else:
             self.cur = sim.observe()
         self.obs = self.features.observe(self.cur, self.actions.energy_price, self.actions.task_price)
@@ -202,31 +203,26 @@ class MarlCore:
         return self.actions.masks(self.cur)
 
     # ------------------------------------------------------------------------------ reward
-    def _reward(self) -> np.ndarray:
-        w, wt, sim, n = self.sim.world, self.weights, self.sim, self.n
-        lo, hi = self.scan_lo, w.next_pending          # only these can have changed
-        changed = lo + (w.status[lo:hi] != self.prev_status[lo:hi]).nonzero()[0]
-        self.scan_lo = w.open_lo
-        st = w.status[changed]
-        self.prev_status[changed] = st
-        counts = np.bincount(st, minlength=DROPPED + 1).tolist()   # changes by new status
-        n_on, n_late, n_drop = counts[DONE_ON_TIME], counts[DONE_LATE], counts[DROPPED]
-        if n_on + n_late + n_drop:
-            done = changed[st >= DONE_ON_TIME]              # finished: on time, late or dropped
-            on_time = changed[st == DONE_ON_TIME]
-            self.on_time_by += np.bincount(self.origin[on_time], minlength=n)
-            self.resolved_by += np.bincount(self.origin[done], minlength=n)
+    def _reward(self, res: StepResult) -> np.ndarray:
+        wt, n, fin = self.weights, self.n, res.finished
+        st = fin.status
+        on = st == DONE_ON_TIME
+        n_on, n_late = int(np.count_nonzero(on)), int(np.count_nonzero(st == DONE_LATE))
+        n_drop = int(np.count_nonzero(st == DROPPED))
+        if len(st):
+            self.on_time_by += np.bincount(fin.origin[on], minlength=n)
+            self.resolved_by += np.bincount(fin.origin, minlength=n)
             seen = self.resolved_by.nonzero()[0]
             j = jain(self.on_time_by[seen] / self.resolved_by[seen])
         else:
             j = self.jain
         d_jain, self.jain = j - self.jain, j
-        e = sim.last_energy
-        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], w.zeros)
-        unserved[w.failed] = 0.0      # a fault is not the controller's doing
-        flows, moved = sim.last_flows, 0.0       # lost in transfers and spent transmitting
+        e = res.energy
+        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], 0.0)
+        unserved[self.cur.failed] = 0.0      # a fault is not the controller's doing
+        flows, moved = res.flows, 0.0       # lost in transfers and spent transmitting
         if len(flows["energy"]["wh"]):
-            moved = float(w.sent.sum() - w.received.sum())
+            moved = float(res.sent_wh.sum() - res.delivered_wh.sum())
         if len(flows["tasks"]["count"]):
             moved += float(e["consumed_tx_wh"].sum())
         lam = self.per_epoch_tasks
@@ -238,19 +234,18 @@ class MarlCore:
         self.team_return += team
         self.terms = {**terms, "team": team, "late": n_late / lam,
                       "plan": self.actions.plan}
-        base = self._ones * team if wt.credit == 0.0 else self._credit(team, wt.credit)
+        base = self._ones * team if wt.credit == 0.0 else self._credit(res, team, wt.credit)
         if wt.local == 0.0:
             return base
-        on_time = changed[st == DONE_ON_TIME]
-        on_time_at = np.bincount(w.node[on_time], minlength=n)        # where they were served
+        on_time_at = np.bincount(fin.node[on], minlength=n)        # where they were served
         local = (wt.on_time * on_time_at / (lam / n)
                  - wt.unserved * unserved / np.maximum(self.idle_full_wh, 1e-12))
         return (1.0 - wt.local) * base + wt.local * local
 
-    def _credit(self, team: float, c: float) -> np.ndarray:
+    def _credit(self, res: StepResult, team: float, c: float) -> np.ndarray:
         """The team reward split by the nodes' marginals in this epoch's transport plan."""
-        w, t, n = self.sim.world, self.sim.last_flows["tasks"], self.n
-        parts = [w.sent + w.received,
+        t, n = res.flows["tasks"], self.n
+        parts = [res.sent_wh + res.delivered_wh,
                  np.bincount(t["src"], t["count"], n) + np.bincount(t["dst"], t["count"], n)]
         parts = [x / x.sum() for x in parts if x.sum() > 0]
         share = sum(parts) / len(parts) if parts else self._ones / n

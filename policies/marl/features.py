@@ -132,8 +132,7 @@ class FeatureBuilder:
             np.dot(f[self.nbr_of], self.mean_nbr_t, out=f[self.nbr_rows])
         else:
             f[self.nbr_rows] = f[self.nbr_of] @ self.mean_nbr_t
-        np.maximum(f, self.low, out=f)
-        np.minimum(f, self.high, out=f)
+        np.clip(f, self.low, self.high, out=f)
         return np.ascontiguousarray(f.T, np.float32)
 
     def state(self, feats: np.ndarray) -> np.ndarray:
