@@ -15,6 +15,7 @@ import numpy as np
 
 from pydantic import ValidationError
 
+from otmarl.analysis.stats import jain  # noqa: F401  (the reward's fairness term; re-exported)
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import RewardWeights
@@ -99,12 +100,6 @@ def resolve_scenario(scenario: "str | os.PathLike | Scenario", overrides=(),
                             f"control epochs of {sc.control_interval_s:g} s")
         sc = sc.model_copy(update={"horizon_h": float(horizon_h)})
     return sc
-
-
-def jain(x: np.ndarray) -> float:
-    """Jain's fairness index (1 = equal; 1/n = one takes all); 1 for an empty or all-zero x."""
-    s2 = float(np.dot(x, x))
-    return float(x.sum() ** 2 / (len(x) * s2)) if len(x) and s2 > 0 else 1.0
 
 
 class MarlCore:
