@@ -43,7 +43,9 @@ __all__ = ["Run", "load_run", "metrics", "node_table", "fleet_table", "class_fai
            "normalise_to_baseline", "KPI_BETTER", "OUTCOMES", "DROP_REASONS"]
 
 REQUIRED_FILES = ("summary.json", "timeseries.parquet", "tasks.parquet", "nodes.parquet")
-DROP_REASONS = ("queue_full", "expired", "node_down", "no_energy", "link_down")
+#: The drop reasons a run can record (the simulator's, read from run folders; a test keeps the
+#: two lists equal).
+DROP_REASONS = ("queue_full", "expired", "node_down")
 OUTCOMES = ("service_ratio", "uptime", "final_soc")
 CONSUMED = ("consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh")
 LEDGER_OUT = ("curtailed_wh",) + CONSUMED + ("self_discharge_wh", "conversion_loss_wh")

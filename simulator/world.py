@@ -26,7 +26,8 @@ from .workload import generate
 PENDING, TRANSIT, WAITING, RUNNING, DONE_ON_TIME, DONE_LATE, DROPPED = range(7)
 STATUS_NAMES = ("pending", "in_transit", "queued", "running", "completed_on_time",
                 "completed_late", "dropped")
-DROP_REASONS = ("", "queue_full", "expired", "node_down", "no_energy", "link_down")
+# the reasons a task can be dropped for (docs/model.md, "Tasks"); code 0 is "not dropped"
+DROP_REASONS = ("", "queue_full", "expired", "node_down")
 Q_FULL, EXPIRED, NODE_DOWN = 1, 2, 3
 STREAMS = ("topology", "nodes", "workload", "harvest", "faults", "policy")
 _INT0, _FLOAT0 = np.zeros(0, np.int64), np.zeros(0)
