@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
 from .controllers import Controller, ControllerParams  # noqa: F401  (part of the schema)
 from .fields import Model, closest, located_error, split_path
+from .graphfile import link_event_problem
 
 
 # ------------------------------------------------------------------------ cross-field checks
@@ -474,12 +475,22 @@ class Scenario(Model):
             bad = grid_problem(topo.rows, topo.cols, self.n_nodes)
             if bad:
                 raise cross_field_error("network.topology.rows", bad)
+        problems = self._fault_event_problems()
+        if problems:
+            raise located_error([(split_path(f), m, "value") for f, m in problems])
+        return self
+
+    def _fault_event_problems(self) -> list[tuple[str, str]]:
+        """(field, message) of every fault event naming an unknown node or a pair that is not a
+        link (graph files: the loader checks the pair against the file)."""
         counts = {cls: c.count for cls, c in self.nodes.items()}
+        topo, out = self.network.topology, []
         for i, ev in enumerate(self.faults.events):
             named = [("node", ev.node)] if ev.node is not None else [
                 (f"link.{j}", nm) for j, nm in enumerate(ev.link or ())]
-            for where, nm in named:
-                bad = node_name_problem(nm, counts)
-                if bad:
-                    raise cross_field_error(f"faults.events.{i}.{where}", bad)
-        return self
+            bad = [(f"faults.events.{i}.{where}", node_name_problem(nm, counts)) for where, nm in named]
+            out += [(f, m) for f, m in bad if m]
+            if ev.link is not None and not any(m for _, m in bad) and not isinstance(topo, FileTopology):
+                m = link_event_problem(topo.model_dump(), self.node_names(), ev.link)
+                out += [(f"faults.events.{i}.link", m)] if m else []
+        return out

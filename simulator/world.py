@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from otmarl.scenarios import schema as S
-from otmarl.scenarios.errors import DecisionError
+from otmarl.scenarios.errors import DecisionError, ScenarioError
 
 from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
@@ -113,8 +113,10 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
             add(ev.at_h * 3600, "node", index[ev.node], ev.action == "down")
         else:
             a, b = sorted(index[x] for x in ev.link)
-            if (a, b) in link_index:
-                add(ev.at_h * 3600, "link", link_index[(a, b)], ev.action == "down")
+            if (a, b) not in link_index:   # the loader refuses these; a Scenario built in Python may not
+                raise ScenarioError([f"faults.events: '{ev.link[0]}' and '{ev.link[1]}' are not "
+                                     "linked in this run's graph, so a link event cannot name them"])
+            add(ev.at_h * 3600, "link", link_index[(a, b)], ev.action == "down")
     rf = sc.faults.random
     for kind, count, mtbf, mttr in (("node", len(names), rf.node_mtbf_h, rf.node_mttr_h),
                                     ("link", len(links), rf.link_mtbf_h, rf.link_mttr_h)):
