@@ -48,6 +48,29 @@ def _cmd_scenarios(a) -> int:
     return 0
 
 
+def _cmd_policies(a) -> int:
+    from otmarl.scenarios.controllers import params_markdown, params_table
+    if a.markdown:
+        print(params_markdown(), end="")
+        return 0
+    print("controllers (otmarl run SCENARIO --policy NAME):")
+    print(_controller_lines())
+    print("\nparameters (the scenario's controller.params, or --set controller.params.NAME=VALUE):")
+    for name, default, allowed, meaning in params_table():
+        print(f"  {name} = {default}   ({allowed})")
+        print(textwrap.fill(meaning, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return 0
+
+
+def _controller_lines() -> str:
+    """One wrapped line per controller of the registry, then marl:DIR."""
+    from otmarl.policies import REGISTRY
+    lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
+                           subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
+    lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
+    return "\n".join(lines)
+
+
 def _cmd_run(a) -> int:
     from otmarl.run import run
     seed = None if a.seed == "random" else _int(a.seed, "--seed")
@@ -111,7 +134,7 @@ def _int(v: str, what: str) -> int:
 
 
 COMMANDS: dict[str, Callable] = {
-    "validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run, "compare": _cmd_compare,
+    "validate": _cmd_validate, "scenarios": _cmd_scenarios, "policies": _cmd_policies, "run": _cmd_run, "compare": _cmd_compare,
     "report": report_cmd.cmd, "train": train_cmd.cmd_train, "evaluate": train_cmd.cmd_evaluate,
     "sweep": sweep_cmd.cmd}
 
@@ -121,12 +144,8 @@ class _Parser(argparse.ArgumentParser):
     only when help is asked for, so that other commands do not import the policies)."""
 
     def format_help(self) -> str:
-        from otmarl.policies import REGISTRY
-        lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
-                               subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
-        lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
-        return (super().format_help() + "\ncontrollers (run/compare --policy; parameters in the "
-                "scenario's controller.params, see docs/policies.md):\n" + "\n".join(lines) + "\n")
+        return (super().format_help() + "\ncontrollers (run/compare --policy; their parameters: "
+                "otmarl policies):\n" + _controller_lines() + "\n")
 
 
 def _first_sentence(doc: str | None) -> str:
@@ -146,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scenarios", help="the built-in scenario library")
     s.add_argument("action", choices=["list", "show", "schema"])
     s.add_argument("name", nargs="?")
+    pol = sub.add_parser("policies", help="the controllers and their parameters (defaults, bounds)")
+    pol.add_argument("--markdown", action="store_true", help="the parameters as a Markdown table")
     r = sub.add_parser("run", help="simulate a scenario and write a run folder")
     r.add_argument("scenario", help="a scenario file or a built-in name")
     r.add_argument("--policy", help="controller (default: the scenario's controller.policy)")

@@ -168,11 +168,25 @@ def test_version_and_help_list_the_controllers(cli):
     assert v.returncode == 0 and v.stdout.strip() == f"otmarl {__version__}"
     h = cli("--help")
     assert h.returncode == 0 and "%%" not in h.stdout
-    for command in ("validate", "scenarios", "run", "compare", "report", "train", "evaluate", "sweep"):
+    for command in ("validate", "scenarios", "policies", "run", "compare", "report", "train", "evaluate", "sweep"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "%%" not in sub.stdout, command
     for name in REGISTRY:
         assert f"\n  {name} " in h.stdout, name
+
+
+def test_policies_lists_every_parameter_and_the_docs_hold_the_same_table(cli):
+    from pathlib import Path
+    from otmarl.scenarios.controllers import ControllerParams
+    out = cli("policies")
+    assert out.returncode == 0
+    for name, field in ControllerParams.model_fields.items():
+        assert f"\n  {name} = " in out.stdout and field.description, name
+    md = cli("policies", "--markdown").stdout
+    assert md.count("\n| `") == len(ControllerParams.model_fields)
+    docs = (Path(__file__).parents[1] / "docs" / "policies.md").read_text()
+    table = docs.split("-->\n", 1)[1].split("<!-- params: end -->")[0]
+    assert table == md, "docs/policies.md: paste the output of 'otmarl policies --markdown'"
 
 
 def test_compare_pairs_every_policy_with_the_baseline_on_the_same_seeds(tmp_path, cli):
