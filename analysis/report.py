@@ -420,8 +420,9 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
 
 
 PAIRED_LEGEND = ("Paired difference from {base} on the same seeds, mean [95 % CI]. A cell is "
-                 "coloured only when its interval excludes 0: green where the policy is better, "
-                 "red where it is worse; an uncoloured difference is not significant.")
+                 "coloured (and starred) only when its interval excludes 0: blue where the policy "
+                 "is better, vermillion where it is worse; an uncoloured difference is not "
+                 "significant.")
 
 
 def _paired_section(paired: pd.DataFrame | None, metrics_: list[str], labels: dict[str, str],

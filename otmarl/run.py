@@ -90,7 +90,7 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     result = simulate(sc, controller, seed, engine=engine, progress=progress,
-                      tables=TABLE_CHOICES[tables])
+                      tables=TABLE_CHOICES[tables], narrow=True)
     wall = time.perf_counter() - t0
     meta = {**identity, "scenario_yaml": dump_yaml(sc), "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),

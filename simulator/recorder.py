@@ -4,7 +4,8 @@ The summary is an API (later tools read its keys) and holds nothing that changes
 with the same seed. The invariants of the model are checked at the end of every run; a violation
 raises ``InvariantError`` with the numbers.
 
-The summary is computed from the exact (float64) arrays; the tables are narrowed for disk: energy
+The summary is computed from the exact (float64) arrays. Tables come exact (float64, int32) from
+``finish``, and narrowed for disk with ``narrow=True`` (as ``otmarl run`` writes them): energy
 and per-task quantities as float32 (7 significant digits), ids and counts as the narrowest integer
 their bound allows (node ids by the node count, epochs by the epoch count), task times as float32
 up to a horizon of ``FLOAT32_TIME_MAX_S`` (resolution under 4 ms at a day, 31 ms at a week) and
@@ -29,7 +30,6 @@ LEDGER_OUT = ("curtailed_wh", "consumed_idle_wh", "consumed_tasks_wh", "consumed
 PER_EPOCH = ("harvested_wh",) + LEDGER_OUT + ("sent_wh", "delivered_wh", "stored_wh")
 #: Task times are written as float32 up to this horizon (its spacing there: 2**-24 of it).
 FLOAT32_TIME_MAX_S = 7 * 86400.0
-F32 = np.float32
 
 
 def int_for(bound: int) -> type[np.signedinteger]:
@@ -76,6 +76,7 @@ class Recorder:
         self.flows: list[pd.DataFrame] = []
         self.record_flows = record_flows
         self.initial = world.stored.copy()
+        self.narrow = False
 
     def epoch(self, k: int, energy: dict, flags: dict, flows: dict) -> None:
         w = self.w
@@ -89,6 +90,15 @@ class Recorder:
         self.queue_len[k] = np.bincount(w.node[w.with_status(WAITING)], minlength=w.n)
         if self.record_flows:
             self._flows(k, flows)
+
+    def _int(self, bound: int) -> type[np.signedinteger]:
+        """Integer type of a column whose values lie in [-bound, bound]."""
+        return int_for(bound) if self.narrow else int_for(max(bound, np.iinfo(np.int32).max))
+
+    def _float(self, x: np.ndarray, time: bool = False) -> np.ndarray:
+        """``x`` as float32 when narrowing (a time only up to ``FLOAT32_TIME_MAX_S``)."""
+        short = self.w.n_epochs * self.w.dt <= FLOAT32_TIME_MAX_S
+        return np.asarray(x, np.float32 if self.narrow and (short or not time) else np.float64)
 
     def brownout_node_hours(self, epochs: int) -> float:
         """Node-hours browned out over the first ``epochs`` epochs."""
@@ -117,9 +127,11 @@ class Recorder:
             self.flows.append(pd.concat(parts, ignore_index=True))
 
     # --------------------------------------------------------------------------------- end
-    def finish(self, meta: dict, tables: Collection[str] = RUN_TABLES) -> RunResult:
-        """Check the invariants; the summary and the ``tables`` named (the others are None)."""
+    def finish(self, meta: dict, tables: Collection[str] = RUN_TABLES, narrow: bool = False) -> RunResult:
+        """Check the invariants; the summary and the ``tables`` named (the others are None),
+        narrowed for disk if ``narrow`` (see the module docstring)."""
         self.check_invariants()
+        self.narrow = narrow
         makers = {"timeseries": self.timeseries, "tasks": self.task_table, "flows": self.flow_table,
                   "nodes": self.node_table, "links": self.link_table, "epochs": self.epoch_table}
         return RunResult(summary=self.summary(meta),
@@ -202,13 +214,13 @@ class Recorder:
     def timeseries(self) -> pd.DataFrame:
         w = self.w
         E, n = w.n_epochs, w.n
-        cols = {"epoch": np.repeat(np.arange(E, dtype=int_for(E)), n),
+        cols = {"epoch": np.repeat(np.arange(E, dtype=self._int(E)), n),
                 "time_s": np.repeat(np.arange(E) * w.dt, n),
-                "node": np.tile(np.arange(n, dtype=int_for(n)), E)}
-        cols["stored_wh"] = self.series["stored_wh"].ravel().astype(F32)
-        cols["soc"] = (self.series["stored_wh"] / w.p.capacity_wh).ravel().astype(F32)
+                "node": np.tile(np.arange(n, dtype=self._int(n)), E)}
+        cols["stored_wh"] = self._float(self.series["stored_wh"].ravel())
+        cols["soc"] = self._float((self.series["stored_wh"] / w.p.capacity_wh).ravel())
         for f in PER_EPOCH[:-1]:
-            cols[f] = self.series[f].ravel().astype(F32)
+            cols[f] = self._float(self.series[f].ravel())
         for f, v in self.flags.items():
             cols[f] = v.ravel()
         cols["queue_len"] = self.queue_len.ravel()
@@ -222,7 +234,7 @@ class Recorder:
         E = w.n_epochs
         epoch_of = lambda s: np.minimum(s[~np.isnan(s)] // w.dt, E - 1).astype(np.int64)  # noqa: E731
         count = lambda s: np.bincount(epoch_of(s), minlength=E)[:E].astype(np.int32)  # noqa: E731
-        cols = {"epoch": np.arange(E, dtype=int_for(E)), "time_s": np.arange(E) * w.dt,
+        cols = {"epoch": np.arange(E, dtype=self._int(E)), "time_s": np.arange(E) * w.dt,
                 "generated": count(t.gen_s)}
         for name, status in (("completed_on_time", DONE_ON_TIME), ("completed_late", DONE_LATE)):
             cols[name] = count(w.end_s[w.status == status])
@@ -241,17 +253,16 @@ class Recorder:
 
     def task_table(self) -> pd.DataFrame:
         w, t = self.w, self.w.tasks
-        node_t = int_for(w.n)
-        time_t = F32 if w.n_epochs * w.dt <= FLOAT32_TIME_MAX_S else np.float64
+        node_t = self._int(w.n)
         times = {"generated_s": t.gen_s, "deadline_s": t.deadline_s}
         later = {"arrived_s": w.arrive_s, "start_s": w.start_s, "finish_s": w.finish_s,
                  "end_s": w.end_s}
         return pd.DataFrame({
-            "task": np.arange(len(t), dtype=int_for(len(t))), "origin": t.origin.astype(node_t),
-            "node": w.node.astype(node_t), **{k: v.astype(time_t) for k, v in times.items()},
-            "work_s": t.work_s.astype(F32), "data_kb": t.data_kb.astype(F32),
-            "priority": t.priority.astype(F32), "offloads": w.offloads,
-            **{k: v.astype(time_t) for k, v in later.items()},
+            "task": np.arange(len(t), dtype=self._int(len(t))), "origin": t.origin.astype(node_t),
+            "node": w.node.astype(node_t), **{k: self._float(v, time=True) for k, v in times.items()},
+            "work_s": self._float(t.work_s), "data_kb": self._float(t.data_kb),
+            "priority": self._float(t.priority), "offloads": w.offloads,
+            **{k: self._float(v, time=True) for k, v in later.items()},
             "status": categorical(w.status, STATUS_NAMES),
             "drop_reason": categorical(w.reason, DROP_REASONS)})
 
@@ -264,7 +275,7 @@ class Recorder:
             df = pd.DataFrame({"epoch": np.zeros(0, np.int32), "time_s": np.zeros(0), "kind": [],
                                "src": np.zeros(0, np.int32), "dst": np.zeros(0, np.int32),
                                "amount": np.zeros(0), "delivered_wh": np.zeros(0)})
-        ints = {"epoch": int_for(self.w.n_epochs), "src": int_for(self.w.n), "dst": int_for(self.w.n)}
+        ints = {"epoch": self._int(self.w.n_epochs), "src": self._int(self.w.n), "dst": self._int(self.w.n)}
         out = {}
         for c in df.columns:
             v = df[c]
@@ -272,10 +283,10 @@ class Recorder:
                 out[c] = v.to_numpy().astype(ints[c])
             elif c == "time_s":
                 out[c] = v.to_numpy(np.float64)
-            elif v.dtype == object:
-                out[c] = pd.Categorical(v)
+            elif not (pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v)):
+                out[c] = pd.Categorical(v)                  # text: kind, solver, status
             elif v.dtype == np.float64:
-                out[c] = v.to_numpy().astype(F32)
+                out[c] = self._float(v.to_numpy())
             else:
                 out[c] = v.to_numpy()
         return pd.DataFrame(out)
@@ -284,7 +295,7 @@ class Recorder:
         w, p = self.w, self.w.p
         classes = tuple(w.sc.nodes)
         return pd.DataFrame({
-            "node": np.arange(w.n, dtype=int_for(w.n)), "name": w.names,
+            "node": np.arange(w.n, dtype=self._int(w.n)), "name": w.names,
             "class": categorical(p.class_idx, classes),
             "x": w.positions[:, 0], "y": w.positions[:, 1], "capacity_wh": p.capacity_wh,
             "initial_wh": self.initial, "min_wh": p.min_wh, "resume_wh": p.resume_wh,
@@ -292,7 +303,7 @@ class Recorder:
             "servers": p.servers.astype(np.int32), **self.origin_counts()})
 
     def link_table(self) -> pd.DataFrame:
-        L, node_t = self.w.links, int_for(self.w.n)
+        L, node_t = self.w.links, self._int(self.w.n)
         return pd.DataFrame({"u": L.u.astype(node_t), "v": L.v.astype(node_t),
                              "latency_s": L.latency_s, "bandwidth_kbps": L.bandwidth_kbps,
                              "tx_energy_wh_per_kb": L.tx_energy_wh_per_kb,
