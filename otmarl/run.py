@@ -190,8 +190,8 @@ def write_table(df, path: Path) -> None:
     """One table as Parquet with zstd, each column encoded for what it holds: a dictionary for
     text and for columns with few distinct values (node ids, priorities, flags), byte-stream
     split for other floats (their exponent bytes compress apart from the mantissas), deltas for
-    other integers (the task number). The choice depends on the data only, so the same run
-    gives the same bytes."""
+    integers that count up (the task number, node ids in epoch-major order) or have many
+    values. The choice depends on the data only, so the same run gives the same bytes."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -199,7 +199,9 @@ def write_table(df, path: Path) -> None:
     dictionary, encoding = [], {}
     for f in table.schema:
         col = table.column(f.name)
-        if pa.types.is_dictionary(f.type) or pc.count_distinct(col).as_py() <= len(col) // 16:
+        counts_up = pa.types.is_integer(f.type) and _counts_up(df[f.name].to_numpy())
+        if pa.types.is_dictionary(f.type) or (
+                not counts_up and pc.count_distinct(col).as_py() <= len(col) // 16):
             dictionary.append(f.name)
         elif pa.types.is_floating(f.type):
             encoding[f.name] = "BYTE_STREAM_SPLIT"
@@ -207,6 +209,11 @@ def write_table(df, path: Path) -> None:
             encoding[f.name] = "DELTA_BINARY_PACKED"
     pq.write_table(table, path, compression="zstd", use_dictionary=dictionary or False,
                    column_encoding=encoding or None)
+
+
+def _counts_up(x: np.ndarray) -> bool:
+    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes)."""
+    return len(x) > 1 and float(np.mean(np.diff(x.astype(np.int64)) == 1)) > 0.5
 
 
 def _put_in_place(tmp: Path, out: Path) -> None:

@@ -146,3 +146,19 @@ def test_compare_runs_hold_no_task_rows_by_default(tmp_path, cli):
     r = cli("compare", "microgrid-solar", "--set", "horizon_h=6", "--seeds", "1", "--policies",
             "local", "--out", str(tmp_path / "c"), "--quiet", "--tables", "all")
     assert r.returncode == 2 and "written with --tables no-tasks, without tasks.parquet" in r.stderr
+
+
+def test_a_sweep_folder_keeps_its_tables_choice(tmp_path):
+    from otmarl.sweep import design, load_sweep, write_manifest
+    f = tmp_path / "s.yaml"
+    f.write_text("base: microgrid-solar\noverrides: {horizon_h: 3}\npolicies: [local]\nseeds: [0]\n"
+                 "grid:\n  nodes.home.battery.capacity_wh: [5000, 10000]\n")
+    sw, out = load_sweep(f), tmp_path / "out"
+    jobs = design(sw, out, "summary")
+    assert {j.tables for j in jobs} == {"summary"}
+    write_manifest(out, sw, jobs, "summary")
+    assert json.loads((out / "sweep.json").read_text())["tables"] == "summary"
+    write_manifest(out, sw, jobs, "summary")                              # resuming: the same choice
+    with pytest.raises(UserError, match="holds a sweep written with --tables summary, not no-tasks; "
+                                        "pass --tables summary to resume it"):
+        write_manifest(out, sw, design(sw, out), "no-tasks")
