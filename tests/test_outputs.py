@@ -162,3 +162,21 @@ def test_a_sweep_folder_keeps_its_tables_choice(tmp_path):
     with pytest.raises(UserError, match="holds a sweep written with --tables summary, not no-tasks; "
                                         "pass --tables summary to resume it"):
         write_manifest(out, sw, design(sw, out), "no-tasks")
+
+
+def test_chart_colours_are_okabe_ito_and_down_has_its_own():
+    import re
+    from otmarl.analysis.report_assets import template
+    okabe_ito = {"#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"}
+    js, css = template("report.js"), template("report.css")
+    oi = dict(re.findall(r'(\w+): "(#[0-9A-Fa-f]{6})"', js.split("const OI = {")[1].split("};")[0]))
+    pal = re.search(r"const PAL = \[([^\]]*)\]", js).group(1)
+    ring_colours = {oi[name.strip().removeprefix("OI.")].upper() for name in pal.split(",")}
+    assert ring_colours <= okabe_ito and len(ring_colours) >= 6
+    var = lambda name: re.search(rf"--{name}: (#[0-9A-Fa-f]+);", css).group(1).upper()  # noqa: E731
+    down = var("down")
+    assert down in ("#000", "#000000") and "#000000" not in ring_colours
+    assert {var("good"), var("bad")} <= okabe_ito and var("good") != var("bad")
+    assert re.search(r"circle\.down \{ stroke: var\(--down\);[^}]*stroke-dasharray", css)
+    for old in ("#e15759", "#59a14f", "#c62828", "#2e7d32"):              # red/green pairs gone
+        assert old not in js.lower() + css.lower()
