@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from otmarl import report_cmd, sweep_cmd, train_cmd
 from otmarl.progress import Progress
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
+from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, RUN_DEFAULT_TABLES
 
 
 def _cmd_validate(a) -> int:
@@ -76,7 +77,7 @@ def _cmd_run(a) -> int:
     seed = None if a.seed == "random" else _int(a.seed, "--seed")
     out = run(a.scenario, policy=a.policy, seed=seed, out=a.out, overrides=a.set, engine=a.engine,
               progress=None if a.quiet else Progress(f"run {a.scenario}"), overwrite=a.overwrite,
-              notice=lambda msg: print(msg, file=sys.stderr))
+              notice=lambda msg: print(msg, file=sys.stderr), tables=a.tables)
     s = json.loads((out / "summary.json").read_text())
     t, e = s["tasks"], s["energy"]
     done = t["completed_on_time"] + t["completed_late"]
@@ -99,7 +100,7 @@ def _cmd_compare(a) -> int:
     out = a.out or _compare_folder(a.scenario, a.set)
     with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
         table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
-                        progress=None if a.quiet else progress, baseline=a.baseline)
+                        progress=None if a.quiet else progress, baseline=a.baseline, tables=a.tables)
     print(format_table(table))
     paired = read_paired(out)
     if len(paired):
@@ -124,6 +125,19 @@ def _compare_folder(scenario: str, overrides: Sequence[str]) -> str:
     if overrides:
         name += "-" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:6]
     return name
+
+
+TABLES_HELP = ("which tables each run folder holds besides summary.json and metadata.json: "
+               "'all' (every table, with one row per task in tasks.parquet), 'no-tasks' (all "
+               "but tasks.parquet; reports still draw every chart) or 'summary' (no tables; "
+               "reports show the summary and say which --tables would draw each chart)")
+
+
+def add_tables_option(p: argparse.ArgumentParser, default: str) -> None:
+    """``--tables`` of run, compare and sweep (the choices: ``schema.TABLE_CHOICES``)."""
+    from otmarl.scenarios.schema import TABLE_CHOICES
+    p.add_argument("--tables", default=default, choices=list(TABLE_CHOICES),
+                   help=f"{TABLES_HELP} (default: {default})")
 
 
 def _int(v: str, what: str) -> int:
@@ -180,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default="fast", help="fast (default) or reference")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.add_argument("--report", action="store_true", help="also write report.html/md and CSV/JSON tables")
+    add_tables_option(r, RUN_DEFAULT_TABLES)
     c = sub.add_parser("compare", help="policies side by side across seeds (mean and 95%% CI)")
     c.add_argument("scenario")
     c.add_argument("--policies", default="local,greedy,proportional,ot")
@@ -191,9 +206,10 @@ def parser() -> argparse.ArgumentParser:
                    "(default: local if listed, else the first)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--report", action="store_true", help="also write comparison.html/md")
+    add_tables_option(c, MANY_RUNS_DEFAULT_TABLES)
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
-    sweep_cmd.add_parser(sub)
+    add_tables_option(sweep_cmd.add_parser(sub), MANY_RUNS_DEFAULT_TABLES)
     return p
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from .errors import UserError
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
 from .controllers import Controller, ControllerParams  # noqa: F401  (part of the schema)
 from .fields import Model, closest, located_error, split_path
@@ -417,6 +418,29 @@ class RewardWeights(Model):
 class Marl(Model):
     reward: RewardWeights = RewardWeights()
     """Team reward weights of the MARL env (``otmarl train`` and ``parallel_env``)."""
+
+
+#: Every table of a run folder (``<name>.parquet``), in the order they are written.
+RUN_TABLES = ("timeseries", "tasks", "flows", "nodes", "links", "epochs")
+#: ``--tables`` of run, compare and sweep: which tables a run folder holds besides summary.json
+#: and metadata.json. ``no-tasks`` leaves out the one table with a row per task (the largest by
+#: far); the per-node and per-epoch task counts the reports need stay in nodes and epochs.
+TABLE_CHOICES: dict[str, tuple[str, ...]] = {
+    "all": RUN_TABLES,
+    "no-tasks": tuple(t for t in RUN_TABLES if t != "tasks"),
+    "summary": (),
+}
+#: ``--tables`` of ``otmarl run`` (every table) and of compare and sweep (no per-task rows).
+RUN_DEFAULT_TABLES = "all"
+MANY_RUNS_DEFAULT_TABLES = "no-tasks"
+
+
+def check_tables(tables: str) -> str:
+    """``tables`` if it is a ``--tables`` choice, else a UserError listing the choices."""
+    if tables not in TABLE_CHOICES:
+        raise UserError(f"--tables: unknown choice '{tables}' (choose from "
+                        f"{', '.join(TABLE_CHOICES)})")
+    return tables
 
 
 class Output(Model):

@@ -93,7 +93,9 @@ def test_every_file_is_written(built, runs):
     assert len(nodes) == run.n_nodes and {"service_ratio", "uptime", "final_soc", "throughput_wh"} <= set(nodes)
     fleet = pd.read_csv(built["fleet_csv"])
     assert len(fleet) == run.n_epochs == 24
-    np.testing.assert_allclose(fleet["harvested_wh"].sum(), run.summary["energy"]["harvested_wh"], rtol=1e-9)
+    # the per-epoch tables are float32 on disk (7 digits); the exact ledger is the summary's
+    np.testing.assert_allclose(fleet["harvested_wh"].sum(), run.summary["energy"]["harvested_wh"], rtol=1e-6)
+    assert m["energy"]["ledger"]["harvested_wh"] == run.summary["energy"]["harvested_wh"]
     fair = pd.read_csv(built["fairness_csv"])
     assert set(fair["outcome"]) == {"service_ratio", "uptime", "final_soc"}
     kpis = pd.read_csv(built["kpis_csv"])

@@ -135,17 +135,17 @@ def test_a_folder_of_other_files_is_refused(tmp_path):
 
 
 def test_an_interrupted_write_leaves_no_folder_under_the_final_name(tmp_path, monkeypatch):
-    import pandas as pd
+    import otmarl.run as run_module
     calls = []
 
-    def dies_on_the_third(self, *a, **k):
+    def dies_on_the_third(*a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, *a, **k)
+        return real(*a, **k)
 
-    real = pd.DataFrame.to_parquet
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", dies_on_the_third)
+    real = run_module.write_table
+    monkeypatch.setattr(run_module, "write_table", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         run("microgrid-solar", out=tmp_path / "r", overrides=["horizon_h=3"])
     assert list(tmp_path.iterdir()) == []        # neither the folder nor a hidden partial one
