@@ -185,6 +185,11 @@ def _validate(ctx: Context) -> S.Scenario | None:
     return None
 
 
+#: Keys a scenario no longer has, and where their job went.
+RETIRED = {("output",): "; a scenario no longer chooses the files a run writes: use --tables all, "
+                        "no-tasks or summary on run, compare or sweep"}
+
+
 class _Explained(NamedTuple):
     path: Path
     message: str
@@ -210,7 +215,7 @@ def _explain(err: dict) -> _Explained:
     path, t = resolve(loc)
     if typ == "extra_forbidden":
         close = closest(path[-1], field_names(resolve(loc[:-1])[1]))
-        hint = f"; did you mean '{close}'?" if close else ""
+        hint = f"; did you mean '{close}'?" if close else RETIRED.get(path, "")
         return _Explained(path, f"unknown key '{path[-1]}'{hint}", "key", close)
     if typ == "missing":
         last = path[-1]

@@ -443,15 +443,6 @@ def check_tables(tables: str) -> str:
     return tables
 
 
-class Output(Model):
-    timeseries: bool = True
-    """Write timeseries.parquet (per node per epoch)."""
-    tasks: bool = True
-    """Write tasks.parquet (one row per task)."""
-    flows: bool = True
-    """Write flows.parquet (every transfer and route decided)."""
-
-
 class Scenario(Model):
     name: str = "scenario"
     """Short name, used in run folders and reports."""
@@ -475,8 +466,6 @@ class Scenario(Model):
     """Who decides energy transfers and task routes."""
     marl: Marl = Marl()
     """Settings of the MARL env built on this scenario."""
-    output: Output = Output()
-    """Which run files to write."""
 
     @property
     def n_nodes(self) -> int:
