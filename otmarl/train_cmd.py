@@ -43,6 +43,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set nodes.home.count=17")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a folder that holds a different training (else: exit 2 naming the difference)")
     return t
 
 
@@ -89,14 +91,77 @@ def trainers() -> dict:
     return {"mappo": mappo, "ippo": ippo}
 
 
+def training_identity(a) -> dict:
+    """What makes two trainings the same: the algorithm's arguments (the folder aside) and the
+    resolved scenario they train on."""
+    import json
+    from dataclasses import asdict
+
+    from otmarl.policies.marl.core import resolve_scenario
+    sc = resolve_scenario(a.scenario, a.overrides, a.horizon_h)
+    ident = {"args": {k: v for k, v in asdict(a).items() if k != "out"},
+             "scenario": json.loads(sc.model_dump_json())}
+    return json.loads(json.dumps(ident))          # as it reads back from training.json
+
+
+def default_train_folder(args, identity: dict) -> str:
+    """runs/<algo>-<scenario>-s<seed>, then -direct for direct mode and a short hash of the
+    arguments when any differs from the defaults of a plain 'otmarl train SCENARIO'."""
+    import hashlib
+    import json
+    name = Path(args.scenario).stem if args.scenario.endswith((".yaml", ".yml")) else args.scenario
+    folder = f"runs/{args.algo}-{name}-s{args.seed}" + ("-direct" if args.mode == "direct" else "")
+    plain = add_train_parser(argparse.ArgumentParser().add_subparsers()).parse_args([args.scenario])
+    if any(getattr(args, k) != getattr(plain, k) for k in vars(plain)
+           if k not in ("scenario", "algo", "seed", "mode", "out", "quiet", "overwrite")):
+        folder += "-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
+    return folder
+
+
+def _holds_training(out: Path, identity: dict) -> bool:
+    """True if ``out`` holds this very training; False if it is absent or empty; a UserError if
+    it holds anything else (the run folders' rule)."""
+    import json
+
+    from otmarl.run import differences
+    if not out.exists() or not any(not p.name.startswith(".") for p in out.iterdir()):
+        return False
+    try:
+        old = json.loads((out / "training.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--out: '{out}' holds files that are not an otmarl training; choose another "
+                        "folder, or pass --overwrite to replace them") from None
+    changed = differences(old, identity)
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UserError(f"--out: '{out}' holds a different training ({shown}); choose another folder, "
+                        "or pass --overwrite to replace it")
+    return (out / "policy.json").is_file()
+
+
 def cmd_train(args) -> int:
+    import json
+    import os
+    import shutil
+    from dataclasses import replace
+
+    from otmarl.run import _put_in_place
     mod = trainers()[args.algo]
     name = Path(args.scenario).stem if args.scenario.endswith((".yaml", ".yml")) else args.scenario
-    out = args.out or f"runs/{args.algo}-{name}-s{args.seed}"
     a = mod.Args(scenario=args.scenario, overrides=tuple(args.set), horizon_h=args.horizon_h,
                  mode=args.mode, seed=args.seed, total_steps=args.steps, n_envs=args.n_envs,
                  num_steps=args.num_steps, lr=args.lr, align_lambda=args.align_lambda,
-                 align_every=args.align_every, drift=args.drift, init=args.init, out=out)
+                 align_every=args.align_every, drift=args.drift, init=args.init, out="")
+    identity = {"algo": args.algo, **training_identity(a)}
+    out = Path(args.out or default_train_folder(args, identity))
+    if not args.overwrite and _holds_training(out, identity):
+        print(f"{out}: already holds this training (same algorithm, arguments and scenario); nothing "
+              "recomputed (--overwrite trains again)", file=sys.stderr)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    a = replace(a, out=str(tmp))
     every = _Every()
 
     def progress(row: dict) -> None:
@@ -111,8 +176,14 @@ def cmd_train(args) -> int:
               f"reward/epoch {row['reward_mean']:.3f}, episode return {ret}, {rate:.0f} agent-steps/s, "
               f"lr {row['lr']:.2e}, ETA {eta:.0f} s", file=sys.stderr, flush=True)
 
-    folder = mod.train(a, progress)
-    print(f"{folder}: actor.pt, critic.pt, policy.json, train.csv (use --policy marl:{folder})")
+    try:
+        mod.train(a, progress)
+        (tmp / "training.json").write_text(json.dumps(identity, indent=2) + "\n")
+    except BaseException:          # interrupted or failed: no half folder under the final name
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _put_in_place(tmp, out)
+    print(f"{out}: actor.pt, critic.pt, policy.json, train.csv (use --policy marl:{out})")
     return 0
 
 

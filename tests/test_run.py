@@ -208,3 +208,22 @@ def test_compare_pairs_every_policy_with_the_baseline_on_the_same_seeds(tmp_path
     bad = cli("compare", "microgrid-solar", "--policies", "ot,greedy", "--baseline", "local",
               "--out", str(tmp_path / "d"))
     assert bad.returncode == 2 and "--baseline: 'local' is not one of --policies" in bad.stderr
+
+
+def test_train_folders_follow_the_run_folder_rules(cli, tmp_path, monkeypatch):
+    """A training lands whole under its name, is not redone, and a different one is refused."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["train", "microgrid-solar", "--steps", "48", "--n-envs", "1", "--num-steps", "24",
+            "--horizon-h", "24", "--quiet"]
+    first = cli(*tiny)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("mappo-microgrid-solar-s0-")       # non-default arguments: hashed
+    assert {p.name for p in folder.iterdir()} >= {"policy.json", "training.json", "actor.pt"}
+    again = cli(*tiny)
+    assert again.returncode == 0 and "already holds this training" in again.stderr
+    other = cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder))
+    assert other.returncode == 2 and "args.total_steps: 48 -> 72" in other.stderr
+    assert cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder), "--overwrite").returncode == 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]   # no partial left
