@@ -401,7 +401,7 @@ def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | No
     out = {"run": {"path_name": run.path.name, "scenario": s.get("scenario"),
                    "policy": s.get("policy"), "seed": s.get("seed"), "n_nodes": run.n_nodes,
                    "n_epochs": run.n_epochs, "horizon_h": s.get("horizon_h"),
-                   "epoch_s": run.epoch_s, "tables": tables_held(run)},
+                   "epoch_s": run.epoch_s, "tables": tables_held(run), **made_from(run)},
            "energy": _energy(run, nodes, fleet), "service": _service(run),
            "batteries": _batteries(run, nodes, fleet),
            "fairness": _fairness(run) if tables else {"nodes": {}, "classes": {}, "between_classes": {}}}
@@ -411,6 +411,19 @@ def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | No
         out["baseline"] = {"run": base["run"], "kpis": base["kpis"],
                            "normalised": normalise_to_baseline(out["kpis"], base["kpis"])}
     return jsonable(out)
+
+
+def made_from(run: Run) -> dict:
+    """Which run a report was made from: its engine, and digests of what makes it that run (the
+    resolved scenario, policy, seed and engine of metadata.json) and of its summary.json."""
+    import hashlib
+    import json
+    meta = run.metadata
+    ident = {k: meta.get(k) for k in ("scenario", "seed", "policy", "engine")}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+    summary = hashlib.sha256((run.path / "summary.json").read_bytes()).hexdigest()
+    return {"engine": meta.get("engine"), "identity_sha256": digest[:16] if meta else None,
+            "summary_sha256": summary[:16]}
 
 
 def _ratio(a: float, b: float) -> float | None:

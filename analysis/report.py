@@ -229,6 +229,13 @@ DEFINITIONS = (
     "Normalised KPIs: run / baseline (1 = as the baseline).")
 
 
+def made_from_line(r: dict) -> str:
+    """The sentence naming the run a report was made from (folder, engine and digests)."""
+    return (f"Made by otmarl report from the run folder '{r['path_name']}' (engine "
+            f"{r.get('engine') or 'unknown'}; run identity sha256 {r.get('identity_sha256') or 'unknown'}, "
+            f"summary.json sha256 {r['summary_sha256']}).")
+
+
 def markdown(run: Run, m: dict) -> str:
     r = m["run"]
     lines = [f"# otmarl report: {r['scenario']} / {r['policy']} / seed {r['seed']}", "",
@@ -245,7 +252,7 @@ def markdown(run: Run, m: dict) -> str:
         lines += [f"## {title}", "", _md_table(head, rows), ""]
     lines += ["## Charts and the tables they are drawn from", "",
               _md_table(CHART_TABLES_HEAD, chart_tables_rows(run)), ""]
-    lines += ["## Definitions", "", DEFINITIONS, ""]
+    lines += ["## Definitions", "", DEFINITIONS, "", made_from_line(m["run"]), ""]
     return "\n".join(lines)
 
 
@@ -372,7 +379,7 @@ def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
     parts.append(_html_table("Charts and the tables they are drawn from", CHART_TABLES_HEAD,
                              chart_tables_rows(run)))
     parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
-              f"<p>Made by otmarl report from the run folder '{html.escape(run.path.name)}'.</p>"
+              f"<p>{html.escape(made_from_line(r))}</p>"
               "</footer></main>"]
     return html_page(title, "".join(parts), payload(run, m, baseline))
 

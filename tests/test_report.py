@@ -115,6 +115,22 @@ def test_markdown_holds_the_summary_tables(built, runs):
     assert "| KPI | value | baseline | run / baseline |" in md
 
 
+def test_a_report_names_the_run_it_was_made_from(built, runs):
+    """The run's identity digest (resolved scenario, policy, seed, engine) and its summary's
+    digest are in metrics.json and printed in both reports; another run gives other digests."""
+    import hashlib
+    m = json.loads(built["json"].read_text())
+    meta = json.loads((runs["random"] / "metadata.json").read_text())
+    ident = {k: meta[k] for k in ("scenario", "seed", "policy", "engine")}
+    want = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert m["run"]["identity_sha256"] == want and m["run"]["engine"] == "fast"
+    assert m["run"]["summary_sha256"] == hashlib.sha256(
+        (runs["random"] / "summary.json").read_bytes()).hexdigest()[:16]
+    assert m["baseline"]["run"]["identity_sha256"] != want
+    for text in (built["md"].read_text(), built["html"].read_text()):
+        assert f"run identity sha256 {want}" in text
+
+
 def test_formats_and_output_folder(runs, tmp_path):
     paths = report(runs["random"], formats="md, json", out=tmp_path / "only")
     assert set(paths) == {"md", "json"}
