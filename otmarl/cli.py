@@ -12,7 +12,7 @@ import sys
 import textwrap
 from typing import Callable, Sequence
 
-from otmarl import report_cmd, sweep_cmd, train_cmd
+from otmarl import audit, report_cmd, sweep_cmd, train_cmd
 from otmarl.progress import Progress
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, RUN_DEFAULT_TABLES
@@ -150,7 +150,7 @@ def _int(v: str, what: str) -> int:
 COMMANDS: dict[str, Callable] = {
     "validate": _cmd_validate, "scenarios": _cmd_scenarios, "policies": _cmd_policies, "run": _cmd_run, "compare": _cmd_compare,
     "report": report_cmd.cmd, "train": train_cmd.cmd_train, "evaluate": train_cmd.cmd_evaluate,
-    "sweep": sweep_cmd.cmd}
+    "sweep": sweep_cmd.cmd, "audit": audit.cmd}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,6 +210,7 @@ def parser() -> argparse.ArgumentParser:
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     add_tables_option(sweep_cmd.add_parser(sub), MANY_RUNS_DEFAULT_TABLES)
+    audit.add_parser(sub)
     return p
 
 

@@ -421,7 +421,7 @@ class Marl(Model):
 
 
 #: Every table of a run folder (``<name>.parquet``), in the order they are written.
-RUN_TABLES = ("timeseries", "tasks", "flows", "nodes", "links", "epochs")
+RUN_TABLES = ("timeseries", "tasks", "flows", "nodes", "links", "epochs", "link_events")
 #: ``--tables`` of run, compare and sweep: which tables a run folder holds besides summary.json
 #: and metadata.json. ``no-tasks`` leaves out the one table with a row per task (the largest by
 #: far); the per-node and per-epoch task counts the reports need stay in nodes and epochs.

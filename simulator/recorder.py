@@ -57,6 +57,7 @@ class RunResult:
     nodes: pd.DataFrame | None
     links: pd.DataFrame | None
     epochs: pd.DataFrame | None = None
+    link_events: pd.DataFrame | None = None
     extra: dict = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -77,6 +78,8 @@ class Recorder:
         self.record_flows = record_flows
         self.initial = world.stored.copy()
         self.narrow = False
+        self.link_was_up = np.ones(len(world.links), bool)
+        self.link_changes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def epoch(self, k: int, energy: dict, flags: dict, flows: dict) -> None:
         w = self.w
@@ -88,6 +91,10 @@ class Recorder:
         for f, v in flags.items():
             self.flags[f][k] = v
         self.queue_len[k] = np.bincount(w.node[w.with_status(WAITING)], minlength=w.n)
+        changed = np.flatnonzero(w.link_up != self.link_was_up)
+        if len(changed):
+            self.link_changes.append((np.full(len(changed), k), changed, w.link_up[changed].copy()))
+            self.link_was_up = w.link_up.copy()
         if self.record_flows:
             self._flows(k, flows)
 
@@ -133,7 +140,8 @@ class Recorder:
         self.check_invariants()
         self.narrow = narrow
         makers = {"timeseries": self.timeseries, "tasks": self.task_table, "flows": self.flow_table,
-                  "nodes": self.node_table, "links": self.link_table, "epochs": self.epoch_table}
+                  "nodes": self.node_table, "links": self.link_table, "epochs": self.epoch_table,
+                  "link_events": self.link_event_table}
         return RunResult(summary=self.summary(meta),
                          **{t: makers[t]() if t in tables else None for t in RUN_TABLES})
 
@@ -301,6 +309,18 @@ class Recorder:
             "initial_wh": self.initial, "min_wh": p.min_wh, "resume_wh": p.resume_wh,
             "idle_power_w": p.idle_w, "active_power_w": p.active_w, "speed": p.speed,
             "servers": p.servers.astype(np.int32), **self.origin_counts()})
+
+    def link_event_table(self) -> pd.DataFrame:
+        """Every change of a link's up/down state (by a fault event or a random fault), at the
+        epoch from which it holds; every link is up before its first row. ``link`` is the row of
+        links.parquet. With timeseries' ``failed`` flags this gives the network of every epoch."""
+        ch = self.link_changes
+
+        def column(i: int, dtype) -> np.ndarray:
+            return np.concatenate([c[i] for c in ch]).astype(dtype) if ch else np.zeros(0, dtype)
+        return pd.DataFrame({"epoch": column(0, self._int(self.w.n_epochs)),
+                             "link": column(1, self._int(max(len(self.w.links), 1))),
+                             "up": column(2, bool)})
 
     def link_table(self) -> pd.DataFrame:
         L, node_t = self.w.links, self._int(self.w.n)
