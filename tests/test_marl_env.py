@@ -2,30 +2,136 @@
 decisions from any action, and the reward cross-checked against the run's summary."""
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 import pytest
 
 pytest.importorskip("pettingzoo")
 
-from pettingzoo.test import api_test, parallel_api_test  # noqa: E402
+from pettingzoo.test import api_test, parallel_api_test, render_test, seed_test  # noqa: E402
 
-from otmarl.policies.marl import EnvOptions, MarlCore, aec_env, parallel_env  # noqa: E402
+from otmarl.policies.marl import EnvOptions, MarlCore, parallel_env  # noqa: E402
+from otmarl.policies.marl.actions import direct_slots  # noqa: E402
+from otmarl.policies.marl.env import OTMarlEnv  # noqa: E402
 from otmarl.policies.marl.core import jain, resolve_scenario  # noqa: E402
 from otmarl.policies.marl.features import COL, NAMES  # noqa: E402
+from otmarl.scenarios import Scenario, builtin_names  # noqa: E402
 from otmarl.scenarios.errors import UserError  # noqa: E402
 
 DAY = dict(horizon_h=24)
 
 
-@pytest.mark.parametrize("mode", ["market", "direct"])
-def test_parallel_api(mode):
-    parallel_api_test(parallel_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+BUILTINS = tuple(builtin_names())
+MODES = ("market", "direct")
+SEEDS = (0, 1, 2)
+
+
+class SeedShifted(OTMarlEnv):
+    """The env with every reset seed moved by ``shift``: PettingZoo's tests reset with fixed
+    seeds (0, 42, then seeds drawn from them), so this is how they see other worlds, and so
+    other graphs."""
+
+    def __init__(self, scenario: Scenario, shift: int, **options):
+        super().__init__(scenario, **options)
+        self.shift = shift
+
+    def reset(self, seed=None, options=None):
+        return super().reset(None if seed is None else seed + self.shift, options)
+
+
+@functools.lru_cache(maxsize=None)
+def _short(name: str) -> Scenario:
+    """The built-in cut to two control epochs (loaded once)."""
+    sc = resolve_scenario(name)
+    return resolve_scenario(sc, horizon_h=2 * sc.control_interval_s / 3600.0)
+
+
+def _env(name: str, mode: str, seed: int, **options) -> SeedShifted:
+    return SeedShifted(_short(name), seed, mode=mode, **options)
+
+
+def _aec(name: str, mode: str, seed: int, **options):
+    from pettingzoo.utils.conversions import parallel_to_aec
+    return parallel_to_aec(_env(name, mode, seed, **options))
+
+
+MATRIX = pytest.mark.parametrize("name, mode, seed", list(itertools.product(BUILTINS, MODES, SEEDS)))
+
+
+def test_the_matrix_covers_every_builtin():
+    assert set(BUILTINS) >= {"edge-offload", "microgrid-solar", "regime-shift", "sensor-field"}
+
+
+@MATRIX
+def test_parallel_api(name, mode, seed):
+    parallel_api_test(_env(name, mode, seed), num_cycles=2)
 
 
 @pytest.mark.filterwarnings("ignore:Action space for each agent probably")   # MultiDiscrete is fine
-@pytest.mark.parametrize("mode", ["market", "direct"])
-def test_aec_api(mode):
-    api_test(aec_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+@MATRIX
+def test_aec_api(name, mode, seed):
+    api_test(_aec(name, mode, seed), num_cycles=2)
+
+
+@MATRIX
+def test_seed(name, mode, seed):
+    seed_test(lambda: _aec(name, mode, seed), num_cycles=2)
+
+
+@MATRIX
+def test_render(name, mode, seed, capsys):
+    render_test(lambda render_mode: _aec(name, mode, seed, render_mode=render_mode))
+    frames = capsys.readouterr().out
+    assert frames.count("team return") == 5 and "epoch 0/2" in frames      # 'human' printed 5 frames
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_spaces_are_fixed_per_scenario_whatever_the_seed(name):
+    """Direct mode pads to the scenario's slots: every seed's world gives the same spaces and
+    mask lengths; slots past a node's degree are masked; every neighbour has a slot when the
+    degree is within the cap."""
+    env = _env(name, "direct", 0)
+    a0 = env.possible_agents[0]
+    nvec = tuple(env.action_space(a0).nvec)
+    slots = env.core.slots
+    assert nvec == (slots + 1, slots + 1)
+    for s in (0, 7, 123):
+        _, infos = env.reset(seed=s)
+        core = env.core
+        assert tuple(core.spec.nvec) == nvec
+        assert all(len(m) == slots + 1 for i in infos.values() for m in i["action_mask"])
+        deg = np.bincount(np.concatenate([core.info.link_u, core.info.link_v]), minlength=core.n)
+        reach = (core.actions.slot_node[:, 1:] >= 0).sum(1)
+        np.testing.assert_array_equal(reach, np.minimum(deg, slots))
+        masks = core.masks()
+        assert not masks[:, 1:slots + 1][reach[:, None] <= np.arange(slots)].any()
+
+
+def test_slots_are_the_largest_degree_of_a_fixed_graph_else_n_minus_1_capped():
+    assert direct_slots(resolve_scenario("microgrid-solar"), 32) == 4          # tree, branching 3
+    assert direct_slots(resolve_scenario("edge-offload"), 32) == 32            # random geometric
+    assert direct_slots(resolve_scenario("edge-offload", ["nodes.edge.count=5", "nodes.hot.count=3",
+                                                          "nodes.gateway.count=2"]), 32) == 9
+    assert direct_slots(resolve_scenario("microgrid-solar"), 2) == 2
+    with pytest.raises(UserError, match=r"direct_max_slots: value 0 must be a whole number >= 1"):
+        EnvOptions(mode="direct", direct_max_slots=0)
+
+
+def test_max_cycles_truncates_every_agent():
+    env = parallel_env("microgrid-solar", mode="market", max_cycles=3, horizon_h=24)
+    env.reset(seed=1)
+    steps = 0
+    while env.agents:
+        _, _, term, trunc, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+        steps += 1
+        assert not any(term.values()) and all(trunc.values()) == (steps == 3)
+    assert steps == 3
+    env.reset(seed=1)
+    assert env.agents and env.core.sim.k == 0
+    with pytest.raises(UserError, match=r"max_cycles: value 0 must be a whole number >= 1"):
+        parallel_env("microgrid-solar", max_cycles=0)
 
 
 def test_render_modes():
