@@ -155,10 +155,9 @@ def _runs(dirs: list[str]) -> tuple[dict, dict[str, str]]:
 
 
 def cmd_evaluate(args) -> int:
-    from otmarl.policies import make_controller
-    from otmarl.policies.marl.controls import FixedAction, RandomActions, eval_seeds, search_fixed, tune_seeds
+    from otmarl.policies.marl.controls import control_policies, eval_seeds
     from otmarl.policies.marl.core import EnvOptions, resolve_scenario
-    from otmarl.policies.marl.evaluate import compare, evaluate, format_comparison, summary_frame
+    from otmarl.policies.marl.evaluate import compare, evaluate_runs, format_comparison, summary_frame
     for flag, v in (("--seeds", args.seeds), ("--tune-seeds", args.tune_seeds)):
         if v < 1:
             raise UserError(f"{flag}: value {v} must be >= 1")
@@ -176,21 +175,13 @@ def cmd_evaluate(args) -> int:
         if not args.quiet and every.due(final):
             print(msg, file=sys.stderr, flush=True)
 
-    best = search_fixed(sc, options, tune_seeds(args.tune_seeds),
-                        lambda k: say(f"best-fixed: {k} actions tried", False))
+    controls, best = control_policies(sc, options, args.tune_seeds, names,
+                                      lambda k: say(f"best-fixed: {k} actions tried", False))
     say(f"best-fixed: action {list(best.action)}, mean team return {best.score:.4g} on "
         f"{args.tune_seeds} tuning seeds ({len(best.scores)} actions tried)", True)
     seeds = eval_seeds(args.seeds)
-    parts = []
-    for label, d in runs.items():
-        r = evaluate(sc, {algo: lambda d=d: make_controller(f"marl:{d}")}, seeds, options,
-                     lambda k, n: say(f"evaluate {label}: {k}/{n} runs", k == n))
-        parts.append(r.assign(run=label))
-    controls = {"random-actions": RandomActions, "best-fixed": lambda: FixedAction(best.action),
-                **{b: (lambda b=b: make_controller(b)) for b in names}}
-    parts.append(evaluate(sc, controls, seeds, options,
-                          lambda k, n: say(f"evaluate controls: {k}/{n} runs", k == n)).assign(run=""))
-    rows = _stack_rows(parts)
+    rows = evaluate_runs(sc, algo, runs, controls, seeds, options,
+                         lambda what, k, n: say(f"evaluate {what}: {k}/{n} runs", k == n))
     out = Path(args.out) if args.out else Path(args.dirs[0]) / "evaluation.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
@@ -203,9 +194,3 @@ def cmd_evaluate(args) -> int:
     print(f"written: {out}, {out.with_name(out.stem + '-summary.csv')}")
     return 0
 
-
-def _stack_rows(parts: list) -> "object":
-    """Rows of several evaluations in one frame (column order: policy, run, seed, metrics)."""
-    import pandas as pd
-    rows = pd.concat(parts, ignore_index=True)
-    return rows[["policy", "run", "seed", *[c for c in rows.columns if c not in ("policy", "run", "seed")]]]

@@ -162,3 +162,14 @@ def search_fixed(scenario: Scenario, options: EnvOptions, seeds: Sequence[int],
         if best == start:
             break
     return FixedSearch(best, scores[best], tuple(int(s) for s in seeds), scores)
+
+
+def control_policies(scenario: Scenario, options: EnvOptions, n_tune: int, baselines: Sequence[str],
+                     progress: Callable[[int], None] | None = None) -> tuple[dict, FixedSearch]:
+    """The controls of an evaluation, by name (random-actions, best-fixed, then ``baselines``:
+    registered controller names), as factories for ``evaluate``; and the best-fixed search."""
+    from otmarl.policies import make_controller
+    best = search_fixed(scenario, options, tune_seeds(n_tune), progress)
+    pols = {"random-actions": RandomActions, "best-fixed": lambda: FixedAction(best.action),
+            **{b: (lambda b=b: make_controller(b)) for b in baselines}}
+    return pols, best

@@ -59,6 +59,23 @@ def evaluate(scenario: Scenario, policies: dict[str, Callable[[], "Controller | 
     return pd.DataFrame(rows)
 
 
+def evaluate_runs(scenario: Scenario, algo: str, runs: dict[str, str], controls: dict[str, Callable],
+                  seeds: Sequence[int], options: EnvOptions = EnvOptions(),
+                  progress: Callable[[str, int, int], None] | None = None) -> pd.DataFrame:
+    """Rows (policy, run, seed, metrics) of trained runs ({label: checkpoint folder}, all
+    ``policy = algo``) and of the controls (``run`` empty), on the same seeds."""
+    from otmarl.policies import make_controller
+
+    def say(what: str):
+        return None if progress is None else (lambda k, n: progress(what, k, n))
+
+    parts = [evaluate(scenario, {algo: lambda d=d: make_controller(f"marl:{d}")}, seeds, options,
+                      say(label)).assign(run=label) for label, d in runs.items()]
+    parts.append(evaluate(scenario, controls, seeds, options, say("controls")).assign(run=""))
+    rows = pd.concat(parts, ignore_index=True)
+    return rows[["policy", "run", "seed", *METRICS]]
+
+
 def ci_table(rows: pd.DataFrame) -> pd.DataFrame:
     """policy, metric, mean, ci_low, ci_high, n (``analysis.stats``: Student t, 95 %)."""
     return stats.ci_table(rows, METRICS, by=("policy",))
