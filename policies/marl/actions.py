@@ -25,7 +25,7 @@ from otmarl.policies.clearing import Clearing
 from otmarl.policies.link_limits import fit_link_limits
 from otmarl.policies.ot import OTController
 from otmarl.scenarios import Scenario
-from otmarl.scenarios import schema as S
+from otmarl.scenarios.graphfile import seed_dependent
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 from otmarl.simulator.network import make_graph
 
@@ -35,7 +35,6 @@ LEVELS = np.array([0.0, 1 / 3, 2 / 3, 1.0])
 """Fractions a market level picks (of the surplus, the deficit, the queue or the spare room)."""
 RESERVE_SOC = np.array([0.2, 0.4, 0.6, 0.8])
 """Reserve targets (state of charge) a node may pick: it offers above and requests below."""
-RANDOM_TOPOLOGIES = (S.RandomGeometricTopology, S.SmallWorldTopology, S.ScaleFreeTopology)
 """Graph generators whose node degrees depend on the seed (no bound below n - 1)."""
 
 
@@ -149,10 +148,10 @@ def _set_prices(price: np.ndarray, m: M.EnergyMarket | M.TaskMarket | None, c: C
 
 def direct_slots(scenario: Scenario, cap: int) -> int:
     """Neighbour slots of direct mode for every seed of ``scenario``: the largest degree of its
-    graph when the graph does not depend on the seed (grid, star, tree, complete, a file),
+    graph when the graph does not depend on the seed (``seed_dependent``: grid, star, tree,
+    complete, small_world with p = 0, a file),
     otherwise ``n_nodes - 1``; at most ``cap``."""
-    topo = scenario.network.topology
-    if isinstance(topo, RANDOM_TOPOLOGIES):
+    if seed_dependent(scenario.network.topology.model_dump()):
         bound = scenario.n_nodes - 1
     else:
         g, _ = make_graph(scenario, np.random.default_rng(0))
