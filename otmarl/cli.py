@@ -100,7 +100,8 @@ def _cmd_compare(a) -> int:
     out = a.out or _compare_folder(a.scenario, a.set)
     with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
         table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
-                        progress=None if a.quiet else progress, baseline=a.baseline, tables=a.tables)
+                        progress=None if a.quiet else progress, baseline=a.baseline, tables=a.tables,
+                        overwrite=a.overwrite)
     print(format_table(table))
     paired = read_paired(out)
     if len(paired):
@@ -206,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
                    "(default: local if listed, else the first)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--report", action="store_true", help="also write comparison.html/md")
+    c.add_argument("--overwrite", action="store_true", help="replace run folders under --out that "
+                   "hold other runs (else: exit 2 naming the difference)")
     add_tables_option(c, MANY_RUNS_DEFAULT_TABLES)
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)

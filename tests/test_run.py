@@ -227,3 +227,13 @@ def test_train_folders_follow_the_run_folder_rules(cli, tmp_path, monkeypatch):
     assert other.returncode == 2 and "args.total_steps: 48 -> 72" in other.stderr
     assert cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder), "--overwrite").returncode == 0
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]   # no partial left
+
+
+def test_compare_refuses_a_folder_of_other_runs_unless_overwrite(cli, tmp_path):
+    base = ["compare", "microgrid-solar", "--policies", "local", "--seeds", "1", "--quiet",
+            "--out", str(tmp_path / "c")]
+    assert cli(*base, "--set", "horizon_h=2").returncode == 0
+    other = cli(*base, "--set", "horizon_h=3")
+    assert other.returncode == 2 and "scenario.horizon_h: 2.0 -> 3.0" in other.stderr
+    assert "--overwrite" in other.stderr
+    assert cli(*base, "--set", "horizon_h=3", "--overwrite").returncode == 0
