@@ -27,6 +27,8 @@ class MarlController:
         from .common import load_meta
         torch = deps.torch()
         from .nets import Actor, RunningNorm
+        from .rollout import with_state
+        self._with_state = with_state
         self.folder = Path(folder)
         self.meta = meta = load_meta(folder)
         self.name = f"marl:{folder}"
@@ -34,10 +36,11 @@ class MarlController:
             raise UserError(f"{folder}: trained on features {meta['features']}, this version has "
                             f"{list(NAMES)}; retrain the policy")
         self.options = EnvOptions.from_dict(meta["env"])
-        self.actor = Actor(meta["obs_dim"], meta["action"]["nvec"], meta["hidden"])
+        self.actor = Actor(meta.get("actor_dim", meta["obs_dim"]), meta["action"]["nvec"], meta["hidden"])
         self.actor.load_state_dict(torch.load(self.folder / "actor.pt"))
         self.actor.eval()
         self.norm = RunningNorm.from_dict(meta["obs_norm"])
+        self.state_norm = RunningNorm.from_dict(meta["state_norm"]) if meta.get("actor_state") else None
         self.sample = sample
         self.torch = torch
 
@@ -61,7 +64,10 @@ class MarlController:
         """Actions (n, components) for this epoch."""
         torch = self.torch
         f = self.features.observe(obs, self.actions.energy_price, self.actions.task_price)
-        x = torch.as_tensor(self.norm(f))
+        x = self.norm(f)
+        if self.state_norm is not None:     # the actor also sees the global state
+            x = self._with_state(x[None], self.state_norm(self.features.state(f))[None])[0]
+        x = torch.as_tensor(x)
         mask = torch.as_tensor(self.actions.masks(obs))
         with torch.no_grad():
             logits = self.actor.logits(x, mask)
