@@ -7,9 +7,10 @@ One training run (seed ``--seed``; its episodes draw their seeds from that seed'
 below 2**31), then every policy runs on the evaluation seeds 1000, 1001, ... (disjoint from the
 tuning seeds 500, 501, ... and, with overwhelming probability, from the training episodes):
 
-- ``mappo-mode``: the trained actor through ``--policy marl:DIR`` (the most likely allowed
-  option per component), which is how a trained policy is deployed;
-- ``mappo-sample``: the same actor sampling its actions (the policy PPO optimised);
+- ``mappo-sample``: the trained actor through ``--policy marl:DIR`` sampling its actions (the
+  policy PPO optimised, and how a trained policy is deployed by default, ``deploy='sample'``);
+- ``mappo-mode``: the same actor taking the most likely allowed option per component (a
+  near-uniform policy's argmax can be far worse than its samples);
 - ``random-actions``: every agent draws each component uniformly among its allowed options;
 - ``best-fixed``: one constant action shared by every agent, found by coordinate ascent over
   the components on the tuning seeds (start: every level at its top, lowest reserve; each pass
@@ -132,7 +133,7 @@ def evaluate(a: argparse.Namespace, folder: Path, fixed_action: tuple[int, ...])
     core = MarlCore(sc, opts)
     rows = []
     for s in range(EVAL_BASE, EVAL_BASE + a.eval_seeds):
-        row = {"mappo-mode": run_policy(sc, lambda: MarlController(folder), s, opts)["team_return"],
+        row = {"mappo-mode": run_policy(sc, lambda: MarlController(folder, sample=False), s, opts)["team_return"],
                "mappo-sample": run_policy(sc, lambda: MarlController(folder, sample=True), s, opts)["team_return"],
                "random-actions": run_actions(core, s, random_actions(s)),
                "best-fixed": run_actions(core, s, fixed(fixed_action))}
@@ -147,7 +148,7 @@ def report(rows: pd.DataFrame, folder: Path) -> None:
     print("\nteam return on evaluation seeds (mean [95 % CI])")
     for _, r in ci.iterrows():
         print(f"  {r['policy']:<15} {r['mean']:9.2f}  [{r['ci_low']:.2f}, {r['ci_high']:.2f}]  n={r['n']}")
-    for pol in ("mappo-mode", "mappo-sample"):
+    for pol in ("mappo-sample", "mappo-mode"):
         print(f"\npaired difference {pol} - control")
         for base in [p for p in rows.policy.unique() if not p.startswith("mappo")]:
             t = paired_table(rows[rows.policy.isin([pol, base])], ["team_return"], base)

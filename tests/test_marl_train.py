@@ -150,6 +150,18 @@ def test_init_starts_from_a_checkpoint(tmp_path):
     assert [m["value_norm"]["count"] for m in metas] == [pytest.approx(90 + 1e-4), pytest.approx(180 + 1e-4)]
 
 
+def test_deployment_samples_by_default_and_mode_on_request(trained, tmp_path):
+    from otmarl.policies.marl.controller import MarlController
+    assert MarlController(trained[0]).sample            # deploy='sample', the default
+    assert not MarlController(trained[0], sample=False).sample
+    folder = mappo.train(mappo.Args(**TINY, deploy="mode", out=str(tmp_path / "mode")))
+    assert not MarlController(folder).sample
+    with pytest.raises(UserError, match="deploy: unknown value 'argmax'"):
+        mappo.Args(deploy="argmax")
+    with pytest.raises(UserError, match="joint_explore: value 2 must be between 0 and 1"):
+        mappo.Args(joint_explore=2.0)
+
+
 def test_bad_training_options_name_the_field():
     with pytest.raises(UserError, match="num_minibatches: value 0 must be >= 1"):
         mappo.Args(num_minibatches=0)

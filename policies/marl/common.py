@@ -91,6 +91,9 @@ class PPOArgs:
     actor_state: bool = False
     """The actor sees the global ``state()`` next to its own observation (then a trained policy
     needs every node's state to act: centralised execution)."""
+    deploy: str = "sample"
+    """How ``--policy marl:DIR`` acts: 'sample' draws from the policy (seeded by the world's
+    policy stream), 'mode' takes the most likely allowed option per component."""
     hidden: int = 64
     """Width of the two hidden layers of actor and critic."""
     align_lambda: float = 0.0
@@ -119,6 +122,10 @@ class PPOArgs:
         for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
+        if self.deploy not in ("sample", "mode"):
+            raise UserError(f"deploy: unknown value '{self.deploy}' (choose sample or mode)")
+        if not 0.0 <= self.joint_explore <= 1.0:
+            raise UserError(f"joint_explore: value {self.joint_explore:g} must be between 0 and 1")
 
 
 def agent_groups(core: MarlCore) -> np.ndarray:

@@ -1,8 +1,9 @@
 """A trained MARL policy behind the Controller seam (``--policy marl:DIR``).
 
 Each epoch: the same features as the env (``features.py``), normalised with the statistics
-saved at training time, through the shared actor; the most likely option per component (or a
-sample, ``sample=True``) among those the mask allows; then the env's own action mapping turns
+saved at training time, through the shared actor; a draw from the policy (seeded by the world's
+policy stream) or the most likely option per component, as the checkpoint's ``deploy`` says
+(``sample=`` overrides it), among the options the mask allows; then the env's own action mapping turns
 the actions into a valid decision (market mode clears them by OT).
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .features import NAMES, FeatureBuilder
 class MarlController:
     """``MarlController(folder)``: the policy trained into ``folder`` by ``otmarl train``."""
 
-    def __init__(self, folder: str | Path, sample: bool = False):
+    def __init__(self, folder: str | Path, sample: bool | None = None):
         from .common import load_meta
         torch = deps.torch()
         from .nets import Actor, RunningNorm
@@ -41,7 +42,8 @@ class MarlController:
         self.actor.eval()
         self.norm = RunningNorm.from_dict(meta["obs_norm"])
         self.state_norm = RunningNorm.from_dict(meta["state_norm"]) if meta.get("actor_state") else None
-        self.sample = sample
+        # how it was trained to be deployed (checkpoints from before the option: the mode)
+        self.sample = meta["args"].get("deploy", "mode") == "sample" if sample is None else sample
         self.torch = torch
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:

@@ -2,9 +2,10 @@
 
 This module owns one update's worth of experience: stepping every parallel ``MarlCore`` with the
 shared actor (``Collector``), the bootstrap at a truncation, the rollout buffer, generalised
-advantage estimation (``gae``), and the flat batch with its minibatch order (``Batch``). The
-algorithm files choose what the critic sees by passing a ``CriticInput`` function; nothing here
-names an algorithm. Torch randomness (action sampling, minibatch order) comes from the run's
+advantage estimation (``gae``) with the paired-env baseline (``paired_baseline``), reward
+normalisation, correlated exploration draws, and the flat batch with its minibatch order
+(``Batch``). The algorithm files choose what the critic sees by passing a ``CriticInput``
+function; nothing here names an algorithm. Torch randomness (action sampling, minibatch order) comes from the run's
 ``torch.Generator``; episode seeds from a numpy generator seeded by the run seed.
 
 It relies only on the env core's public surface: ``reset``, ``step``, ``state``, ``masks``,
