@@ -5,6 +5,12 @@ JSON-able dict: the energy ledger, service, batteries, fairness across nodes and
 flat ``kpis`` dict, and with a baseline run every KPI divided by the baseline's (CityLearn's
 convention: 1 is "as good as the baseline"; see ``KPI_BETTER`` for which way is better).
 
+Exact numbers come from summary.json (the ledger, task counts, latency percentiles, brownout and
+SoC extremes); the tables (float32 on disk, read as float64) give what the summary lacks. A run
+folder written with ``--tables no-tasks`` has no tasks.parquet: per-node task counts come from
+nodes.parquet and per-epoch ones from epochs.parquet. One written with ``--tables summary`` has no
+tables at all: the metrics that need one are None (``Run.has`` says which tables are there).
+
 Definitions (the unit is in every name):
 
 * ``wh_per_completed_task``: energy consumed by the fleet (idle + tasks + transmit) per task
@@ -42,8 +48,12 @@ from .stats import FAIRNESS_FIELDS, fairness_summary
 __all__ = ["Run", "load_run", "metrics", "node_table", "fleet_table", "class_fairness_table",
            "normalise_to_baseline", "KPI_BETTER", "OUTCOMES", "DROP_REASONS"]
 
-REQUIRED_FILES = ("summary.json", "timeseries.parquet", "tasks.parquet", "nodes.parquet")
-DROP_REASONS = ("queue_full", "expired", "node_down", "no_energy", "link_down")
+REQUIRED_FILES = ("summary.json",)
+#: Per-node task counts of nodes.parquet (by origin; written since --tables existed).
+ORIGIN_COUNTS = ("originated", "completed_on_time", "completed_late", "dropped")
+#: The drop reasons a run can record (the simulator's, read from run folders; a test keeps the
+#: two lists equal).
+DROP_REASONS = ("queue_full", "expired", "node_down")
 OUTCOMES = ("service_ratio", "uptime", "final_soc")
 CONSUMED = ("consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh")
 LEDGER_OUT = ("curtailed_wh",) + CONSUMED + ("self_discharge_wh", "conversion_loss_wh")
@@ -78,9 +88,18 @@ class Run:
     def metadata(self) -> dict:
         return self._json("metadata.json") if (self.path / "metadata.json").exists() else {}
 
+    def has(self, *names: str) -> bool:
+        """Whether the folder holds every table named (``timeseries``, ``tasks``...)."""
+        return all((self.path / f"{n}.parquet").is_file() for n in names)
+
+    @property
+    def has_task_counts(self) -> bool:
+        """Whether per-epoch task counts can be had (epochs.parquet, or tasks.parquet)."""
+        return self.has("epochs") or self.has("tasks")
+
     @cached_property
     def timeseries(self) -> pd.DataFrame:
-        return self._timeseries_table.to_pandas()
+        return _float64(self._timeseries_table.to_pandas())
 
     @cached_property
     def _timeseries_table(self) -> pa.Table:
@@ -88,9 +107,14 @@ class Run:
         return self._read("timeseries", pq.read_table)
 
     @cached_property
+    def epochs(self) -> pd.DataFrame:
+        """Fleet task counts per epoch (epochs.parquet)."""
+        return self._parquet("epochs")
+
+    @cached_property
     def tasks(self) -> pd.DataFrame:
         """The task columns the metrics need (read the Parquet file yourself for all of them)."""
-        return self._parquet("tasks", TASK_COLS)
+        return _float64(self._parquet("tasks", TASK_COLS))
 
     @cached_property
     def _flow_rows(self) -> pd.DataFrame:
@@ -101,7 +125,7 @@ class Run:
     def flows(self) -> pd.DataFrame:
         """Energy transfers and task routes only (kind 'energy' or 'task')."""
         f = self._flow_rows
-        return f[f["kind"].isin(("energy", "task"))].reset_index(drop=True)
+        return _float64(f[f["kind"].isin(("energy", "task"))].reset_index(drop=True))
 
     @cached_property
     def market(self) -> pd.DataFrame:
@@ -111,7 +135,10 @@ class Run:
 
     @cached_property
     def nodes(self) -> pd.DataFrame:
-        return self._parquet("nodes")
+        nodes = self._parquet("nodes")
+        if "class" in nodes and isinstance(nodes["class"].dtype, pd.CategoricalDtype):
+            nodes["class"] = nodes["class"].astype(str)
+        return _float64(nodes)
 
     @cached_property
     def links(self) -> pd.DataFrame:
@@ -166,6 +193,8 @@ class Run:
             except KeyError:
                 raise UserError(f"{self.path / 'timeseries.parquet'}: column '{col}' is missing; "
                                 "write the run folder again with 'otmarl run'") from None
+            if vals.dtype.kind == "f":
+                vals = vals.astype(np.float64)          # float32 on disk; sums in float64
             if self._dense():
                 out = vals.reshape(E, n)
             else:
@@ -192,6 +221,12 @@ class Run:
         t = np.asarray(t_s, dtype=float)
         k = np.minimum(t // self.epoch_s, self.n_epochs - 1)
         return np.where(np.isnan(t), -1, k).astype(np.int64)
+
+
+def _float64(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its float32 columns (the narrow on-disk type) as float64."""
+    narrow = [c for c in df.columns if df[c].dtype == np.float32]
+    return df.astype({c: np.float64 for c in narrow}) if narrow else df
 
 
 def _eq(col: pd.Series, value: str) -> np.ndarray:
@@ -237,13 +272,26 @@ def node_table(run: Run) -> pd.DataFrame:
     return _cached(run, "node_table", _node_table)
 
 
+def origin_counts(run: Run, nodes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per node (in the order of ``nodes``), tasks originated and how they ended: from
+    nodes.parquet, else counted in tasks.parquet, else NaN."""
+    n = run.n_nodes
+    if all(c in nodes for c in ORIGIN_COUNTS):
+        return {c: nodes[c].to_numpy(np.int64) for c in ORIGIN_COUNTS}
+    if not run.has("tasks"):
+        return {c: np.full(n, np.nan) for c in ORIGIN_COUNTS}
+    t = run.tasks
+    origin = t["origin"].to_numpy(np.int64)
+    by = lambda status: np.bincount(origin[_eq(t["status"], status)], minlength=n)  # noqa: E731
+    return {"originated": np.bincount(origin, minlength=n), "completed_on_time": by("completed_on_time"),
+            "completed_late": by("completed_late"), "dropped": by("dropped")}
+
+
 def _node_table(run: Run) -> pd.DataFrame:
-    n, t = run.n_nodes, run.tasks
+    n = run.n_nodes
     nodes = run.nodes.sort_values("node")
-    origin = t["origin"].to_numpy()
-    originated = np.bincount(origin, minlength=n)
-    on_time = np.bincount(origin[_eq(t["status"], "completed_on_time")], minlength=n)
-    dropped = np.bincount(origin[_eq(t["status"], "dropped")], minlength=n)
+    counts = origin_counts(run, nodes)
+    originated, on_time, dropped = counts["originated"], counts["completed_on_time"], counts["dropped"]
     with np.errstate(invalid="ignore", divide="ignore"):
         service = np.where(originated > 0, on_time / originated, np.nan)
     hours = run.epoch_s / 3600.0
@@ -288,14 +336,7 @@ def _fleet_table(run: Run) -> pd.DataFrame:
     out["nodes_up"] = run.grid("up").sum(1)
     out["nodes_browned"] = run.grid("browned").sum(1)
     out["nodes_failed"] = run.grid("failed").sum(1)
-    t = run.tasks
-    end_k = run.epoch_of(t["end_s"].to_numpy())
-    count = lambda k: np.bincount(k[k >= 0], minlength=E)[:E]  # noqa: E731
-    out["generated"] = count(run.epoch_of(t["generated_s"].to_numpy()))
-    out["completed_on_time"] = count(end_k[_eq(t["status"], "completed_on_time")])
-    out["completed_late"] = count(end_k[_eq(t["status"], "completed_late")])
-    for r in DROP_REASONS:
-        out[f"dropped_{r}"] = count(end_k[_eq(t["drop_reason"], r)])
+    out.update(epoch_counts(run))
     f = run.flows
     tasks_f = f[f["kind"] == "task"]
     out["tasks_routed"] = np.bincount(tasks_f["epoch"].to_numpy(np.int64), minlength=E,
@@ -303,6 +344,30 @@ def _fleet_table(run: Run) -> pd.DataFrame:
     out["energy_transfers"] = np.bincount(f.loc[f["kind"] == "energy", "epoch"].to_numpy(np.int64),
                                           minlength=E)[:E]
     return pd.DataFrame(out)
+
+
+EPOCH_COUNTS = ("generated", "completed_on_time", "completed_late") + tuple(
+    f"dropped_{r}" for r in DROP_REASONS)
+
+
+def epoch_counts(run: Run) -> dict[str, np.ndarray]:
+    """Fleet task counts per epoch (``EPOCH_COUNTS``): from epochs.parquet, else counted in
+    tasks.parquet (an event at the horizon's end counts in the last epoch), else NaN."""
+    E = run.n_epochs
+    if run.has("epochs"):
+        ep = run.epochs.sort_values("epoch")
+        return {c: ep[c].to_numpy(np.int64) if c in ep else np.zeros(E, np.int64) for c in EPOCH_COUNTS}
+    if not run.has("tasks"):
+        return {c: np.full(E, np.nan) for c in EPOCH_COUNTS}
+    t = run.tasks
+    end_k = run.epoch_of(t["end_s"].to_numpy())
+    count = lambda k: np.bincount(k[k >= 0], minlength=E)[:E]  # noqa: E731
+    out = {"generated": count(run.epoch_of(t["generated_s"].to_numpy())),
+           "completed_on_time": count(end_k[_eq(t["status"], "completed_on_time")]),
+           "completed_late": count(end_k[_eq(t["status"], "completed_late")])}
+    for r in DROP_REASONS:
+        out[f"dropped_{r}"] = count(end_k[_eq(t["drop_reason"], r)])
+    return out
 
 
 def class_fairness_table(run: Run) -> pd.DataFrame:
@@ -330,14 +395,16 @@ def _class_fairness_table(run: Run) -> pd.DataFrame:
 def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | None = None) -> dict:
     """Every metric of a run as a nested JSON-able dict (NaN becomes None)."""
     run = _as_run(run)
-    nodes, fleet = node_table(run), fleet_table(run)
+    tables = run.has("timeseries", "nodes")
+    nodes, fleet = (node_table(run), fleet_table(run)) if tables else (None, None)
     s = run.summary
     out = {"run": {"path_name": run.path.name, "scenario": s.get("scenario"),
                    "policy": s.get("policy"), "seed": s.get("seed"), "n_nodes": run.n_nodes,
                    "n_epochs": run.n_epochs, "horizon_h": s.get("horizon_h"),
-                   "epoch_s": run.epoch_s},
+                   "epoch_s": run.epoch_s, "tables": tables_held(run), **made_from(run)},
            "energy": _energy(run, nodes, fleet), "service": _service(run),
-           "batteries": _batteries(run, nodes, fleet), "fairness": _fairness(run)}
+           "batteries": _batteries(run, nodes, fleet),
+           "fairness": _fairness(run) if tables else {"nodes": {}, "classes": {}, "between_classes": {}}}
     out["kpis"] = _kpis(out)
     if baseline is not None:
         base = metrics(baseline)
@@ -346,11 +413,39 @@ def metrics(run: Run | str | os.PathLike, baseline: Run | str | os.PathLike | No
     return jsonable(out)
 
 
+def made_from(run: Run) -> dict:
+    """Which run a report was made from: its engine, and digests of what makes it that run (the
+    resolved scenario, policy, seed and engine of metadata.json) and of its summary.json."""
+    import hashlib
+    import json
+    meta = run.metadata
+    ident = {k: meta.get(k) for k in ("scenario", "seed", "policy", "engine")}
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+    summary = hashlib.sha256((run.path / "summary.json").read_bytes()).hexdigest()
+    return {"engine": meta.get("engine"), "identity_sha256": digest[:16] if meta else None,
+            "summary_sha256": summary[:16]}
+
+
 def _ratio(a: float, b: float) -> float | None:
     return float(a) / float(b) if b else None
 
 
-def _energy(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
+def tables_held(run: Run) -> list[str]:
+    """The tables the run folder holds, by name."""
+    from otmarl.scenarios.schema import RUN_TABLES
+    return [t for t in RUN_TABLES if run.has(t)]
+
+
+LEDGER_KEYS = ("initial_stored_wh",) + ENERGY_COLS + ("final_stored_wh", "transport_loss_wh",
+                                                      "ledger_error_wh")
+
+
+def ledger(run: Run, fleet: pd.DataFrame | None) -> dict:
+    """The energy ledger of the run: exact from summary.json; from the tables (float32 on disk)
+    only for a summary without it."""
+    exact = run.summary.get("energy") or {}
+    if all(k in exact for k in LEDGER_KEYS) or fleet is None:
+        return {k: exact.get(k) for k in LEDGER_KEYS}
     led = {"initial_stored_wh": float(run.nodes["initial_wh"].sum())}
     led.update({c: float(fleet[c].sum()) for c in ENERGY_COLS})
     led["final_stored_wh"] = float(fleet["stored_wh"].iloc[-1]) if len(fleet) else led["initial_stored_wh"]
@@ -358,6 +453,15 @@ def _energy(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
     led["ledger_error_wh"] = (led["initial_stored_wh"] + led["harvested_wh"]
                               - sum(led[c] for c in LEDGER_OUT) - led["sent_wh"]
                               + led["delivered_wh"] - led["final_stored_wh"])
+    return led
+
+
+def _energy(run: Run, nodes: pd.DataFrame | None, fleet: pd.DataFrame | None) -> dict:
+    led = ledger(run, fleet)
+    if any(led[c] is None for c in CONSUMED + ("curtailed_wh", "harvested_wh", "sent_wh")):
+        return {"ledger": led, "consumed_wh": None, "wh_per_completed_task": None,
+                "task_wh_per_completed_task": None, "curtailed_share": None,
+                "transport_loss_share": None}
     t = run.summary["tasks"]
     done = t["completed_on_time"] + t["completed_late"]
     consumed = sum(led[c] for c in CONSUMED)
@@ -368,7 +472,30 @@ def _energy(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
             "transport_loss_share": _ratio(led["transport_loss_wh"], led["sent_wh"])}
 
 
+SUMMARY_TASK_KEYS = ("generated", "completed_on_time", "completed_late", "dropped",
+                     "in_system_at_end", "offloaded")
+
+
 def _service(run: Run) -> dict:
+    """Task counts and latency: exact from summary.json when it has them (p90 and max, which it
+    lacks, from tasks.parquet if present), else counted in tasks.parquet."""
+    s = run.summary
+    t, lat = s.get("tasks") or {}, s.get("latency_s") or {}
+    if not (all(k in t for k in SUMMARY_TASK_KEYS) and lat):
+        return _service_from_tasks(run)
+    n, on_time, late = t["generated"], t["completed_on_time"], t["completed_late"]
+    dropped = {r: int(t["dropped"].get(r, 0)) for r in DROP_REASONS}
+    extra = _service_from_tasks(run)["latency_s"] if run.has("tasks") else {}
+    return {"generated": n, "completed_on_time": on_time, "completed_late": late,
+            "on_time_ratio": _ratio(on_time, n), "completion_ratio": _ratio(on_time + late, n),
+            "dropped": dropped, "dropped_total": sum(dropped.values()),
+            "drop_ratio": _ratio(sum(dropped.values()), n),
+            "in_system_at_end": t["in_system_at_end"], "offloaded": t["offloaded"],
+            "latency_s": {"mean": lat.get("mean"), "p50": lat.get("p50"), "p90": extra.get("p90"),
+                          "p95": lat.get("p95"), "p99": lat.get("p99"), "max": extra.get("max")}}
+
+
+def _service_from_tasks(run: Run) -> dict:
     t = run.tasks
     st = t["status"]
     n = len(t)
@@ -390,15 +517,25 @@ def _service(run: Run) -> dict:
                           "max": float(lat.max()) if lat.size else None}}
 
 
-def _batteries(run: Run, nodes: pd.DataFrame, fleet: pd.DataFrame) -> dict:
+SUMMARY_NODE_KEYS = ("min_soc", "mean_soc", "brownout_node_hours", "down_node_hours")
+
+
+def _batteries(run: Run, nodes: pd.DataFrame | None, fleet: pd.DataFrame | None) -> dict:
+    """Battery metrics: SoC extremes and node-hours exact from summary.json when it has them,
+    the rest from the tables (None without them)."""
+    exact = {k: v for k, v in (run.summary.get("nodes") or {}).items() if k in SUMMARY_NODE_KEYS}
+    if nodes is None or fleet is None:
+        return {**{k: exact.get(k) for k in SUMMARY_NODE_KEYS}, "final_soc_mean": None,
+                "nodes_ever_browned": None, "throughput_wh": None,
+                "equivalent_full_cycles": {"mean": None, "max": None}, "soc_bands": None}
     soc = run.grid("soc")
     bands = {c[4:]: fleet[c].tolist() for c in ("soc_min", "soc_p10", "soc_p50", "soc_p90",
                                                  "soc_max", "soc_mean")}
-    return {"min_soc": float(soc.min()) if soc.size else None,
-            "mean_soc": float(soc.mean()) if soc.size else None,
+    return {"min_soc": exact.get("min_soc", float(soc.min()) if soc.size else None),
+            "mean_soc": exact.get("mean_soc", float(soc.mean()) if soc.size else None),
             "final_soc_mean": float(nodes["final_soc"].mean()),
-            "brownout_node_hours": float(nodes["brownout_h"].sum()),
-            "down_node_hours": float(nodes["down_h"].sum()),
+            "brownout_node_hours": exact.get("brownout_node_hours", float(nodes["brownout_h"].sum())),
+            "down_node_hours": exact.get("down_node_hours", float(nodes["down_h"].sum())),
             "nodes_ever_browned": int((nodes["brownout_h"] > 0).sum()),
             "throughput_wh": float(nodes["throughput_wh"].sum()),
             "equivalent_full_cycles": {"mean": float(nodes["equivalent_full_cycles"].mean()),
@@ -417,19 +554,20 @@ def _fairness(run: Run) -> dict:
 
 
 def _kpis(m: dict) -> dict:
-    e, s, b, f = m["energy"], m["service"], m["batteries"], m["fairness"]["nodes"]
+    e, s, b = m["energy"], m["service"], m["batteries"]
+    f = m["fairness"]["nodes"] or {o: {} for o in OUTCOMES}   # no tables: no fairness
     return {"energy_consumed_wh": e["consumed_wh"], "wh_per_completed_task": e["wh_per_completed_task"],
             "curtailed_share": e["curtailed_share"], "transport_loss_share": e["transport_loss_share"],
             "on_time_ratio": s["on_time_ratio"], "drop_ratio": s["drop_ratio"],
             "latency_p50_s": s["latency_s"]["p50"], "latency_p95_s": s["latency_s"]["p95"],
             "brownout_node_hours": b["brownout_node_hours"], "mean_soc": b["mean_soc"],
             "final_soc_mean": b["final_soc_mean"], "throughput_wh": b["throughput_wh"],
-            "service_jain": f["service_ratio"]["jain"], "service_gini": f["service_ratio"]["gini"],
-            "service_worst_decile_mean": f["service_ratio"]["worst_decile_mean"],
-            "uptime_jain": f["uptime"]["jain"],
-            "uptime_worst_decile_mean": f["uptime"]["worst_decile_mean"],
-            "final_soc_gini": f["final_soc"]["gini"],
-            "final_soc_equality_gap_w1": f["final_soc"]["equality_gap_w1"]}
+            "service_jain": f["service_ratio"].get("jain"), "service_gini": f["service_ratio"].get("gini"),
+            "service_worst_decile_mean": f["service_ratio"].get("worst_decile_mean"),
+            "uptime_jain": f["uptime"].get("jain"),
+            "uptime_worst_decile_mean": f["uptime"].get("worst_decile_mean"),
+            "final_soc_gini": f["final_soc"].get("gini"),
+            "final_soc_equality_gap_w1": f["final_soc"].get("equality_gap_w1")}
 
 
 def normalise_to_baseline(kpis: dict, base: dict) -> dict:

@@ -9,6 +9,14 @@
 * ``report_nodes.csv`` (per node), ``report_fleet.csv`` (per epoch), ``report_fairness.csv`` (per
   class and outcome), ``report_kpis.csv`` (headline KPIs, with the baseline if given).
 
+A run folder written with ``--tables no-tasks`` draws every chart (per-node and per-epoch task
+counts come from nodes.parquet and epochs.parquet); one written with ``--tables summary`` gives
+the summary's numbers, and in place of each chart a note naming the tables it is drawn from and
+the ``--tables`` choice that writes them (``CHART_TABLES``).
+
+A baseline must come from the same scenario, node count and horizon (``baseline_mismatch``);
+another one is a UserError naming the difference unless ``allow_baseline_mismatch``.
+
 ``comparison_report(table, out)`` renders a table of metrics per policy (columns policy, metric,
 mean, ci_low, ci_high, n; the long table of ``otmarl compare``) side by side with 95 % CI error
 bars, into comparison.html and comparison.md.
@@ -29,7 +37,8 @@ from .stats import FAIRNESS_FIELDS
 from .metrics import (DROP_REASONS, KPI_BETTER, OUTCOMES, Run, class_fairness_table, fleet_table,
                       load_run, metrics, node_table)
 from .registry import BETTER
-from .report_assets import html_page, payload, quantise
+from .report_assets import (CHART_TABLES, choices_writing, html_page, missing_tables, need_text,
+                            payload, quantise)
 
 __all__ = ["report", "comparison_report", "summary_tables", "FORMATS", "KPI_LABELS"]
 
@@ -57,13 +66,15 @@ Table = tuple[str, list[str], list[list]]   # title, header, rows
 
 # ------------------------------------------------------------------------------- entry point
 def report(run_dir: str | os.PathLike, baseline: str | os.PathLike | None = None,
-           formats: str | Iterable[str] = FORMATS, out: str | os.PathLike | None = None
-           ) -> dict[str, Path]:
-    """Write the report files of a run; return ``{kind: path}`` (kinds: html, md, json,
-    nodes_csv, fleet_csv, fairness_csv, kpis_csv)."""
+           formats: str | Iterable[str] = FORMATS, out: str | os.PathLike | None = None,
+           allow_baseline_mismatch: bool = False) -> dict[str, Path]:
+    """Write the report files of a run; return ``{kind: path}`` (kinds: html, md, json, and
+    with the tables they come from nodes_csv, fleet_csv, fairness_csv; kpis_csv)."""
     fmts = parse_formats(formats)
     run = load_run(run_dir)
     base = load_run(baseline) if baseline is not None else None
+    if base is not None:
+        check_baseline(run, base, allow_baseline_mismatch)
     m = metrics(run, base)
     out_dir = Path(out) if out is not None else run.path
     if out_dir.exists() and not out_dir.is_dir():
@@ -79,6 +90,27 @@ def report(run_dir: str | os.PathLike, baseline: str | os.PathLike | None = None
     if "html" in fmts:
         paths["html"] = _write(out_dir / "report.html", html_report(run, m, base))
     return paths
+
+
+#: What a baseline run must share with the run (summary.json keys) to be compared with it.
+BASELINE_MUST_MATCH = ("scenario", "n_nodes", "horizon_h", "n_epochs")
+
+
+def baseline_mismatch(a: dict, b: dict) -> list[str]:
+    """Each way a baseline differs from the run in ``BASELINE_MUST_MATCH``, as 'key: run value,
+    baseline value'; ``a`` and ``b`` are their summaries (or the "run" part of their metrics)."""
+    return [f"{k}: {a.get(k)!r} in the run, {b.get(k)!r} in the baseline"
+            for k in BASELINE_MUST_MATCH if a.get(k) != b.get(k)]
+
+
+def check_baseline(run: Run, base: Run, allow: bool) -> None:
+    """A UserError naming every difference of a baseline from another scenario, node count or
+    horizon, unless ``allow`` (then the report says the baseline does not match)."""
+    diff = baseline_mismatch(run.summary, base.summary)
+    if diff and not allow:
+        raise UserError(f"--baseline: '{base.path}' is not a run of the same scenario and horizon "
+                        f"as '{run.path}' ({'; '.join(diff)}); its ratios would compare unlike "
+                        "things. Pass --allow-baseline-mismatch to compare them anyway")
 
 
 def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
@@ -102,10 +134,11 @@ def _write_csvs(run: Run, m: dict, out: Path) -> dict[str, Path]:
     if "baseline" in m:
         kpis["baseline"] = [m["baseline"]["kpis"].get(k) for k in kpis["kpi"]]
         kpis["normalised"] = [m["baseline"]["normalised"].get(k) for k in kpis["kpi"]]
-    tables = {"nodes_csv": ("report_nodes.csv", node_table(run)),
-              "fleet_csv": ("report_fleet.csv", fleet_table(run)),
-              "fairness_csv": ("report_fairness.csv", class_fairness_table(run)),
-              "kpis_csv": ("report_kpis.csv", kpis)}
+    tables = {"kpis_csv": ("report_kpis.csv", kpis)}
+    if run.has("timeseries", "nodes"):
+        tables.update({"nodes_csv": ("report_nodes.csv", node_table(run)),
+                       "fleet_csv": ("report_fleet.csv", fleet_table(run)),
+                       "fairness_csv": ("report_fairness.csv", class_fairness_table(run))})
     paths = {}
     for key, (name, df) in tables.items():
         df.to_csv(out / name, index=False)
@@ -169,10 +202,12 @@ def summary_tables(m: dict) -> list[Table]:
     fields = [f for f in FAIRNESS_FIELDS if f not in ("min", "max")]
     fhead = [f.replace("_", " ") for f in fields]
     fair = m["fairness"]
-    nodes_rows = [[OUTCOME_LABELS[o]] + [fair["nodes"][o][f] for f in fields] for o in OUTCOMES]
+    nodes_rows = [[OUTCOME_LABELS[o]] + [fair["nodes"][o][f] for f in fields]
+                  for o in OUTCOMES if o in fair["nodes"]]
     class_rows = [[c, OUTCOME_LABELS[o]] + [fair["classes"][c][o][f] for f in fields]
                   for c in fair["classes"] for o in OUTCOMES]
-    between = [[OUTCOME_LABELS[o]] + [fair["between_classes"][o][f] for f in fields] for o in OUTCOMES]
+    between = [[OUTCOME_LABELS[o]] + [fair["between_classes"][o][f] for f in fields]
+               for o in OUTCOMES if o in fair["between_classes"]]
     return [("Headline KPIs", head, kpi_rows),
             ("Energy ledger (Wh)", ["item", "Wh"], ledger),
             ("Service", ["item", "value"], service),
@@ -194,16 +229,30 @@ DEFINITIONS = (
     "Normalised KPIs: run / baseline (1 = as the baseline).")
 
 
+def made_from_line(r: dict) -> str:
+    """The sentence naming the run a report was made from (folder, engine and digests)."""
+    return (f"Made by otmarl report from the run folder '{r['path_name']}' (engine "
+            f"{r.get('engine') or 'unknown'}; run identity sha256 {r.get('identity_sha256') or 'unknown'}, "
+            f"summary.json sha256 {r['summary_sha256']}).")
+
+
 def markdown(run: Run, m: dict) -> str:
     r = m["run"]
     lines = [f"# otmarl report: {r['scenario']} / {r['policy']} / seed {r['seed']}", "",
              f"{r['n_nodes']} nodes, {r['horizon_h']:g} h in {r['n_epochs']} epochs of "
              f"{r['epoch_s']:g} s." + (f" Baseline: {m['baseline']['run']['scenario']} / "
                                        f"{m['baseline']['run']['policy']} / seed "
-                                       f"{m['baseline']['run']['seed']}." if "baseline" in m else ""), ""]
+                                       f"{m['baseline']['run']['seed']}." if "baseline" in m else "")]
+    mismatch = baseline_mismatch(r, m["baseline"]["run"]) if "baseline" in m else []
+    if mismatch:
+        lines.append("**The baseline is not a run of the same scenario and horizon:** "
+                     + "; ".join(mismatch) + ".")
+    lines.append("")
     for title, head, rows in summary_tables(m):
         lines += [f"## {title}", "", _md_table(head, rows), ""]
-    lines += ["## Definitions", "", DEFINITIONS, ""]
+    lines += ["## Charts and the tables they are drawn from", "",
+              _md_table(CHART_TABLES_HEAD, chart_tables_rows(run)), ""]
+    lines += ["## Definitions", "", DEFINITIONS, "", made_from_line(m["run"]), ""]
     return "\n".join(lines)
 
 
@@ -247,10 +296,35 @@ def _cards(m: dict) -> str:
     return '<div class="cards">' + "".join(out) + "</div>" + note
 
 
-def _figure(name: str, caption: str, note: str = "", wide: bool = False) -> str:
+def _figure(name: str, caption: str, note: str = "", wide: bool = False, run: Run | None = None) -> str:
+    """A chart of the run report; in its place a note when ``run`` lacks a table it needs."""
+    missing = chart_missing_note(run, name) if run is not None else ""
+    chart = (f'<p class="note missing">{html.escape(missing)}</p>' if missing
+             else f'<div class="chart" data-chart="{name}"></div>')
     return (f'<figure{" class=wide" if wide else ""}><figcaption>{html.escape(caption)}</figcaption>'
-            f'<div class="chart" data-chart="{name}"></div>'
-            + (f'<p class="note">{html.escape(note)}</p>' if note else "") + "</figure>")
+            + chart + (f'<p class="note">{html.escape(note)}</p>' if note else "") + "</figure>")
+
+
+def chart_missing_note(run: Run, chart: str) -> str:
+    """'' if ``run`` holds the tables of ``chart``, else a note naming what is missing and the
+    --tables choices that write it."""
+    needs = CHART_TABLES[chart]
+    missing = missing_tables(run, needs)
+    if not missing:
+        return ""
+    held = run.metadata.get("tables")
+    return (f"Not drawn: this chart is made from {' and '.join(missing)}, which this run folder does "
+            f"not hold{f' (written with --tables {held})' if held else ''}. Run it with --tables "
+            f"{' or '.join(choices_writing(needs))} to draw it.")
+
+
+def chart_tables_rows(run: Run) -> list[list]:
+    """One row per chart: its caption, the tables it is drawn from, and whether it is drawn."""
+    captions = {name: cap for _, charts in CHARTS for name, cap, *_ in charts}
+    captions.update({name: cap for name, cap, *_ in FAIRNESS_CHARTS}, map="Network map")
+    return [[captions[c], ", ".join(need_text(n) for n in needs),
+             " or ".join(choices_writing(needs)), "yes" if not missing_tables(run, needs) else "no"]
+            for c, needs in CHART_TABLES.items()]
 
 
 CHARTS = (
@@ -266,29 +340,46 @@ CHARTS = (
 )
 
 
+FAIRNESS_CHARTS = (
+    ("lorenz", "Lorenz curves", "The further below the diagonal, the less equal."),
+    ("sorted", "Per-node outcome, sorted", "Worst-off nodes on the left."),
+    ("classes", "By node class", "Mean per class; hover for Jain, Gini and the worst decile."))
+MAP_NOTE = ("Nodes filled by state of charge at the chosen time; ring colour: class; a down node "
+            "(failed or browned out) has a thick dashed black ring of its own; lines: the largest "
+            "energy and task flows of that step, width by amount.")
+CHART_TABLES_HEAD = ["chart", "drawn from", "--tables that write them", "drawn here"]
+
+
+def _subtitle(r: dict, baseline: Run | None, mismatch: list[str]) -> str:
+    sub = (f"{r['n_nodes']:,} nodes · {r['horizon_h']:g} h · {r['n_epochs']} epochs of "
+           f"{r['epoch_s'] / 60:g} min")
+    if baseline is not None:
+        sub += f" · baseline: {baseline.label}"
+        if mismatch:
+            sub += " (NOT the same scenario and horizon: " + "; ".join(mismatch) + ")"
+    return sub
+
+
 def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
     r = m["run"]
     title = f"otmarl report: {r['scenario']} / {r['policy']} / seed {r['seed']}"
-    sub = (f"{r['n_nodes']:,} nodes · {r['horizon_h']:g} h · {r['n_epochs']} epochs of "
-           f"{r['epoch_s'] / 60:g} min" + (f" · baseline: {baseline.label}" if baseline else ""))
+    sub = _subtitle(r, baseline, baseline_mismatch(r, m["baseline"]["run"]) if baseline else [])
     parts = [f"<header><h1>{html.escape(title)}</h1><p>{html.escape(sub)}</p></header><main>",
              "<h2>Headline</h2>", _cards(m)]
     for section, charts in CHARTS:
         parts.append(f"<h2 id={section.split()[0].lower()}>{section}</h2><div class=grid>")
-        parts += [_figure(*c) for c in charts]
+        parts += [_figure(*c, run=run) for c in charts]
         parts.append("</div>")
     parts += ["<h2 id=network>Network</h2><div class=grid>",
-              _figure("map", "Network map", "Nodes coloured by state of charge at the chosen time "
-                      "(red ring: down); ring colour: class; lines: the largest energy and task "
-                      "flows of that step, width by amount.", wide=True), "</div>",
-              "<h2 id=fairness>Fairness across nodes</h2><div class=grid>",
-              _figure("lorenz", "Lorenz curves", "The further below the diagonal, the less equal."),
-              _figure("sorted", "Per-node outcome, sorted", "Worst-off nodes on the left."),
-              _figure("classes", "By node class", "Mean per class; hover for Jain, Gini and the worst decile."),
-              "</div>", "<h2 id=tables>Tables</h2><div class=tables>"]
+              _figure("map", "Network map", MAP_NOTE, wide=True, run=run), "</div>",
+              "<h2 id=fairness>Fairness across nodes</h2><div class=grid>"]
+    parts += [_figure(*c, run=run) for c in FAIRNESS_CHARTS]
+    parts += ["</div>", "<h2 id=tables>Tables</h2><div class=tables>"]
     parts += [_html_table(*t) for t in summary_tables(m)]
+    parts.append(_html_table("Charts and the tables they are drawn from", CHART_TABLES_HEAD,
+                             chart_tables_rows(run)))
     parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
-              f"<p>Made by otmarl report from the run folder '{html.escape(run.path.name)}'.</p>"
+              f"<p>{html.escape(made_from_line(r))}</p>"
               "</footer></main>"]
     return html_page(title, "".join(parts), payload(run, m, baseline))
 
@@ -336,8 +427,9 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
 
 
 PAIRED_LEGEND = ("Paired difference from {base} on the same seeds, mean [95 % CI]. A cell is "
-                 "coloured only when its interval excludes 0: green where the policy is better, "
-                 "red where it is worse; an uncoloured difference is not significant.")
+                 "coloured (and starred) only when its interval excludes 0: blue where the policy "
+                 "is better, vermillion where it is worse; an uncoloured difference is not "
+                 "significant.")
 
 
 def _paired_section(paired: pd.DataFrame | None, metrics_: list[str], labels: dict[str, str],

@@ -22,7 +22,7 @@ from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
 __all__ = ["html_page", "payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
-           "MAX_MAP_NODES"]
+           "MAX_MAP_NODES", "CHART_TABLES", "missing_tables", "choices_writing", "need_text"]
 
 MAX_POINTS = 1500
 MAX_FRAMES = 200
@@ -39,6 +39,35 @@ SUMMED = ("harvested_wh", "curtailed_wh", "consumed_wh", "consumed_idle_wh", "co
           "completed_late", "tasks_routed", "energy_transfers") + tuple(f"dropped_{r}" for r in DROP_REASONS)
 AVERAGED = ("soc_p10", "soc_p50", "soc_p90", "soc_mean", "stored_wh", "queue_len", "nodes_up",
             "nodes_browned")
+
+
+#: The tables each chart of the run report is drawn from; a tuple inside names alternatives
+#: (per-epoch task counts come from epochs.parquet, or from tasks.parquet in older folders).
+FLEET_TABLES = ("timeseries", ("epochs", "tasks"))
+NODE_TABLES = ("timeseries", "nodes")
+CHART_TABLES: dict[str, tuple] = {
+    "soc_band": FLEET_TABLES, "energy": FLEET_TABLES, "queue": FLEET_TABLES, "drops": FLEET_TABLES,
+    "energy_flows": FLEET_TABLES, "task_flows": FLEET_TABLES + ("flows",), "map": NODE_TABLES,
+    "lorenz": NODE_TABLES, "sorted": NODE_TABLES, "classes": NODE_TABLES}
+
+
+def need_text(need: str | tuple[str, ...], suffix: str = "") -> str:
+    """A table a chart needs, in words: 'epochs.parquet (or tasks.parquet)'."""
+    alts = need if isinstance(need, tuple) else (need,)
+    return f"{alts[0]}{suffix}" + "".join(f" (or {t}{suffix})" for t in alts[1:])
+
+
+def missing_tables(run: Run, needs: tuple) -> list[str]:
+    """Each table of ``needs`` the run folder lacks, in words (``need_text``)."""
+    return [need_text(n, ".parquet") for n in needs
+            if not any(run.has(t) for t in (n if isinstance(n, tuple) else (n,)))]
+
+
+def choices_writing(needs: tuple) -> list[str]:
+    """The ``--tables`` choices whose folders hold every table of ``needs``."""
+    from otmarl.scenarios.schema import TABLE_CHOICES
+    return [c for c, held in TABLE_CHOICES.items()
+            if all(any(t in held for t in (n if isinstance(n, tuple) else (n,))) for n in needs)]
 
 
 def template(name: str) -> str:
@@ -66,13 +95,16 @@ def quantise(x: Any, sig: int = SIG_DIGITS) -> Any:
 def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
     """Everything the report's JavaScript draws, as one JSON-able dict (already quantised)."""
     s = run.summary
+    has = lambda r, needs: not missing_tables(r, needs)  # noqa: E731
     data = {"meta": quantise({"label": run.label, "scenario": s.get("scenario"),
                               "policy": s.get("policy"), "seed": s.get("seed"),
                               "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
                               "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s}),
-            "fleet": fleet_series(run), "map": map_data(run), "fair": fairness_data(run),
+            "fleet": fleet_series(run) if has(run, FLEET_TABLES) else None,
+            "map": map_data(run) if has(run, NODE_TABLES) else None,
+            "fair": fairness_data(run) if has(run, NODE_TABLES) else None,
             "baseline": None}
-    if baseline is not None:
+    if baseline is not None and has(baseline, FLEET_TABLES):
         b = fleet_series(baseline)
         data["baseline"] = {"label": baseline.label, **{k: b[k] for k in (
             "t", "soc_p50", "queue_len", "harvested_wh", "consumed_wh")}}

@@ -1,11 +1,14 @@
 """Experiments with the MARL policies (the numbers of the closing note; outputs are not committed).
 
-    python benchmarks/marl_experiments.py all --out runs/marl-exp      # everything (about an hour)
-    python benchmarks/marl_experiments.py learning|modes|align|drift --out runs/marl-exp
+    python benchmarks/marl_experiments.py all --out runs/marl-exp      # everything
+    python benchmarks/marl_experiments.py learning --steps 20000 --seeds 5 --eval-seeds 10 \
+        --scenarios microgrid-solar,edge-offload,regime-shift --out runs/marl-exp
 
-learning  MAPPO (market mode) trained on microgrid-solar with 3 training seeds, evaluated on
-          seeds 0..4 against local, random and ot: team return and on-time ratio, mean and 95% CI
-          over the 3 training seeds (each seed's value is its mean over the 5 evaluation seeds).
+learning  MAPPO (market mode) trained with --seeds training seeds on each of --scenarios, evaluated
+          against the controls (random-actions, best-fixed, local, ot, mpc when registered) on
+          --eval-seeds evaluation seeds (``policies/marl/evaluate.py`` ``compare``): mean and 95% CI
+          (across training runs for MAPPO), paired differences on the shared evaluation seeds
+          (evaluation-seed variation) and differences per training run (training-seed variation).
 modes     the same with the direct action mode (no OT), and IPPO in market mode.
 align     MAPPO with barycenter consensus lambda in {-0.1, 0, 0.1}: reward, on-time ratio and
           coordination metrics (dispersion of the agents' action distributions around their
@@ -16,12 +19,16 @@ drift     regime-shift: MAPPO pre-trained on the two sunny days, then trained on
           eight days once (the overcast starts on day 3) with a frozen policy (lr 0), a constant
           learning rate, and the drift-adaptive one; reward per epoch after the shift, relative
           to the frozen policy on the same worlds.
-Training runs are cached in --out (a folder with policy.json is not retrained).
+Training runs are cached in --out (a folder with policy.json is not retrained), and so are
+evaluations (by policy set and seed counts). Every experiment writes its table as CSV and JSON;
+summary.html collects the tables of the experiments run.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +40,29 @@ from otmarl.policies.marl import mappo, ippo
 from otmarl.policies.marl.alignment import barycenter, ground_cost, sinkhorn_divergence
 from otmarl.policies.marl.controller import MarlController
 from otmarl.policies.marl.core import EnvOptions, MarlCore, resolve_scenario
-from otmarl.policies.marl.evaluate import evaluate
+from otmarl.policies import REGISTRY
+from otmarl.policies.marl.controls import control_policies, eval_seeds
+from otmarl.policies.marl.evaluate import compare, evaluate, evaluate_runs, format_comparison, summary_frame
 
-TRAIN_SEEDS = (0, 1, 2)
-EVAL_SEEDS = range(5)
-STEPS = 20_000
+
+@dataclass(frozen=True)
+class Config:
+    """The budget of the experiments (command-line options)."""
+
+    steps: int = 20_000
+    """Control epochs per training run."""
+    train_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Training seeds (one run each)."""
+    eval_seeds: int = 10
+    """Evaluation seeds (``controls.eval_seeds``: disjoint from training's)."""
+    tune_seeds: int = 3
+    """Tuning seeds of best-fixed."""
+    scenarios: tuple[str, ...] = ("microgrid-solar",)
+    """Scenarios of the learning and modes experiments."""
+
+    @property
+    def seeds(self) -> list[int]:
+        return eval_seeds(self.eval_seeds)
 
 
 def ci(x) -> str:
@@ -55,49 +80,49 @@ def trained(out: Path, name: str, algo=mappo, **kw) -> Path:
     return folder
 
 
-def eval_rows(out: Path, folders: dict[str, Path], sc, mode: str, baselines=("local", "random", "ot")):
-    """Rows per (policy, seed); cached as CSV."""
-    f = out / f"eval-{'-'.join(folders)}.csv"
+def eval_rows(out: Path, folders: dict[str, Path], sc, mode: str, cfg: Config, baselines=("local", "ot")):
+    """Rows per (policy, seed) of trained folders (each its own policy) and baselines; cached as CSV."""
+    f = out / f"eval-{'-'.join(folders)}-e{cfg.eval_seeds}.csv"
     if f.is_file():
         return pd.read_csv(f)
     pols = {k: (lambda v=v: make_controller(f"marl:{v}")) for k, v in folders.items()}
     pols.update({b: (lambda b=b: make_controller(b)) for b in baselines})
-    rows = evaluate(sc, pols, EVAL_SEEDS, EnvOptions(mode=mode))
+    rows = evaluate(sc, pols, cfg.seeds, EnvOptions(mode=mode))
     rows.to_csv(f, index=False)
     return rows
 
 
-def summarise(rows: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
-    """One line per group of policies. A trained policy: mean and 95% CI over its training seeds
-    (each the mean over the evaluation seeds); a baseline: over the evaluation seeds. 'vs local'
-    is the paired difference of the team return to local on the same evaluation seeds."""
-    cols = ["team_return", "on_time_ratio", "brownout_node_hours", "delivered_wh", "offloaded"]
-    local = rows[rows.policy == "local"].set_index("seed").team_return
-    out = []
-    for g, members in groups.items():
-        sub = rows[rows.policy.isin(members)]
-        per = sub.groupby("policy")[cols].mean() if len(members) > 1 else sub[cols]
-        diff = sub.groupby("seed").team_return.mean() - local if len(local) else pd.Series(dtype=float)
-        out.append({"policy": g, "n": len(per), **{c: ci(per[c]) for c in cols},
-                    "vs local": ci(diff) if len(diff) else ""})
-    return pd.DataFrame(out)
-
-
 # ---------------------------------------------------------------------------------- learning
-def learning(out: Path, mode: str = "market", algo=mappo, tag: str = "mappo") -> pd.DataFrame:
-    sc = resolve_scenario("microgrid-solar")
-    folders = {f"{tag}-{mode}-s{s}": trained(out, f"{tag}-{mode}-s{s}", algo, seed=s, mode=mode,
-                                             total_steps=STEPS) for s in TRAIN_SEEDS}
-    rows = eval_rows(out, folders, sc, mode)
-    groups = {f"{tag} ({mode})": list(folders)} | {b: [b] for b in ("local", "random", "ot")}
-    return summarise(rows, groups)
+def learning(out: Path, cfg: Config, mode: str = "market", algo=mappo, tag: str = "mappo") -> dict:
+    """{scenario: (Comparison, text)} of ``tag`` trained in ``mode`` against the controls."""
+    res = {}
+    for name in cfg.scenarios:
+        sc = resolve_scenario(name)
+        runs = {f"seed{s}": str(trained(out, f"{tag}-{mode}-{name}-s{s}-n{cfg.steps}", algo, seed=s,
+                                        mode=mode, scenario=name, total_steps=cfg.steps))
+                for s in cfg.train_seeds}
+        f = out / f"learning-{tag}-{mode}-{name}-n{cfg.steps}-t{len(runs)}-e{cfg.eval_seeds}-u{cfg.tune_seeds}.csv"
+        if f.is_file():
+            rows = pd.read_csv(f, keep_default_na=False, na_values=[""])
+            rows["run"] = rows["run"].fillna("")
+        else:
+            base = [b for b in ("local", "ot", "mpc") if b in REGISTRY]
+            controls, best = control_policies(sc, EnvOptions(mode=mode), cfg.tune_seeds, base)
+            print(f"{name} {mode}: best-fixed {list(best.action)} ({best.score:.4g} on tuning seeds)", flush=True)
+            rows = evaluate_runs(sc, tag, runs, controls, cfg.seeds, EnvOptions(mode=mode))
+            rows.to_csv(f, index=False)
+        c = compare(rows, tag)
+        summary_frame(c).assign(scenario=name, mode=mode).to_csv(f.with_name(f.stem + "-summary.csv"), index=False)
+        res[name] = (c, format_comparison(c, tag, len(runs), cfg.eval_seeds))
+    return res
 
 
-def modes(out: Path) -> pd.DataFrame:
-    market = learning(out, "market")
-    direct = learning(out, "direct")
-    ip = learning(out, "market", ippo, "ippo")
-    return pd.concat([market.iloc[:1], ip.iloc[:1], direct.iloc[:1], market.iloc[1:]], ignore_index=True)
+def modes(out: Path, cfg: Config) -> dict:
+    """Direct mode (no OT) and IPPO, next to learning's MAPPO in market mode."""
+    res = {f"{k} (mappo, market)": v for k, v in learning(out, cfg).items()}
+    res.update({f"{k} (mappo, direct)": v for k, v in learning(out, cfg, "direct").items()})
+    res.update({f"{k} (ippo, market)": v for k, v in learning(out, cfg, "market", ippo, "ippo").items()})
+    return res
 
 
 # ------------------------------------------------------------------------------------- align
@@ -133,34 +158,36 @@ def coordination(folder: Path, sc, seeds) -> dict:
     return {"dispersion": float(np.mean(disp)), "entropy": float(np.mean(ent))}
 
 
-def align(out: Path) -> pd.DataFrame:
+def align(out: Path, cfg: Config) -> pd.DataFrame:
     sc = resolve_scenario("microgrid-solar")
     lines = []
     for lam in (-0.1, 0.0, 0.1):
         tag = "mappo-market" if lam == 0 else f"mappo-align{lam:+g}"
-        folders = {f"{tag}-s{s}": trained(out, f"{tag}-s{s}", seed=s, total_steps=STEPS, align_lambda=lam)
-                   for s in TRAIN_SEEDS}
-        rows = eval_rows(out, folders, sc, "market", baselines=())
+        folders = {f"{tag}-s{s}-n{cfg.steps}": trained(out, f"{tag}-s{s}-n{cfg.steps}", seed=s,
+                                                        total_steps=cfg.steps, align_lambda=lam)
+                   for s in cfg.train_seeds}
+        rows = eval_rows(out, folders, sc, "market", cfg, baselines=())
         rows = rows[rows.policy.isin(list(folders))]
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "delivered_wh", "offloaded"]].mean()
-        co = pd.DataFrame([coordination(f, sc, range(2)) for f in folders.values()], index=list(folders))
+        co = pd.DataFrame([coordination(f, sc, cfg.seeds[:2]) for f in folders.values()], index=list(folders))
         lines.append({"lambda": lam, **{c: ci(per[c]) for c in per.columns},
                       **{c: ci(co[c]) for c in co.columns}})
     return pd.DataFrame(lines)
 
 
 # ------------------------------------------------------------------------------------ credit
-def credit(out: Path) -> pd.DataFrame:
+def credit(out: Path, cfg: Config) -> pd.DataFrame:
     """MAPPO (market mode) with the team reward (credit 0) and with half of it split by the
     nodes' marginals in each epoch's transport plan (credit 0.5); evaluated on the team return."""
     sc = resolve_scenario("microgrid-solar")
     lines = []
     for c in (0.0, 0.5):
         tag = "mappo-market" if c == 0 else f"mappo-credit{c:g}"
-        folders = {f"{tag}-s{s}": trained(out, f"{tag}-s{s}", seed=s, total_steps=STEPS,
-                                          reward={} if c == 0 else {"credit": c})
-                   for s in TRAIN_SEEDS}
-        rows = eval_rows(out, folders, sc, "market", baselines=())
+        folders = {f"{tag}-s{s}-n{cfg.steps}": trained(out, f"{tag}-s{s}-n{cfg.steps}", seed=s,
+                                                        total_steps=cfg.steps,
+                                                        reward={} if c == 0 else {"credit": c})
+                   for s in cfg.train_seeds}
+        rows = eval_rows(out, folders, sc, "market", cfg, baselines=())
         rows = rows[rows.policy.isin(list(folders))]       # a cached file may hold baselines too
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "brownout_node_hours",
                                       "delivered_wh", "offloaded"]].mean()
@@ -169,7 +196,7 @@ def credit(out: Path) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------- drift
-def drift(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def drift(out: Path, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Phase A: pre-train on days 1-2 (sunny). Phase B: one online pass through the 8 days, the
     weights frozen (lr 0), at a constant lr, or at the drift-adaptive lr; the same worlds (seeds)
     in every arm, so rewards are compared day by day against the frozen policy."""
@@ -178,13 +205,13 @@ def drift(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     shift_day = 2                                                     # day 3 starts (0-based 2)
     n_envs, num_steps = 4, 6
     lines, curves = [], []
-    for s in TRAIN_SEEDS:
-        pre = trained(out, f"rs-pre-s{s}", seed=s, scenario="regime-shift", horizon_h=48,
-                      total_steps=12_000)
+    for s in cfg.train_seeds:
+        pre = trained(out, f"rs-pre-s{s}-n{cfg.steps}", seed=s, scenario="regime-shift", horizon_h=48,
+                      total_steps=cfg.steps)
         arms = {"frozen": dict(lr=0.0), "constant": dict(lr=3e-4), "drift": dict(lr=3e-4, drift=True)}
         res = {}
         for arm, kw in arms.items():
-            f = trained(out, f"rs-{arm}-s{s}", seed=100 + s, scenario="regime-shift", init=str(pre),
+            f = trained(out, f"rs-{arm}-s{s}-n{cfg.steps}", seed=100 + s, scenario="regime-shift", init=str(pre),
                         total_steps=sc.n_epochs * n_envs, n_envs=n_envs, num_steps=num_steps,
                         anneal_lr=False, **kw)
             d = pd.read_csv(f / "train.csv")
@@ -217,29 +244,63 @@ def drift(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, per
 
 
+def _html_section(what: str, result) -> str:
+    """One experiment's tables as HTML: text tables of comparisons, DataFrames as tables."""
+    if isinstance(result, dict):
+        return "".join(f"<h3>{html.escape(k)}</h3><pre>{html.escape(text)}</pre>"
+                       for k, (_, text) in result.items())
+    return result.to_html(index=what == "drift", border=0)
+
+
+def run(what: str, out: Path, cfg: Config):
+    """One experiment: its result (a dict of comparisons or a DataFrame), printed and saved."""
+    if what in ("learning", "modes"):
+        res = learning(out, cfg) if what == "learning" else modes(out, cfg)
+        for k, (c, text) in res.items():
+            print(f"\n== {what}: {k} ==\n{text}\n", flush=True)
+        pd.concat([summary_frame(c).assign(case=k) for k, (c, _) in res.items()]).to_csv(
+            out / f"{what}.csv", index=False)
+        return res
+    t = align(out, cfg) if what == "align" else credit(out, cfg) if what == "credit" else None
+    if what == "drift":
+        t, per = drift(out, cfg)
+        print(per.round(4).to_string(index=False))
+    print(f"\n== {what} ==\n{t.to_string()}\n", flush=True)
+    t.to_csv(out / f"{what}.csv")
+    (out / f"{what}.json").write_text(json.dumps(json.loads(t.to_json(orient="table")), indent=1))
+    return t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["learning", "modes", "align", "credit", "drift", "all"])
     ap.add_argument("--out", default="runs/marl-exp")
+    ap.add_argument("--steps", type=int, default=Config.steps, help="control epochs per training run")
+    ap.add_argument("--seeds", type=int, default=len(Config.train_seeds), help="training seeds 0..N-1")
+    ap.add_argument("--eval-seeds", type=int, default=Config.eval_seeds, help="evaluation seeds")
+    ap.add_argument("--tune-seeds", type=int, default=Config.tune_seeds, help="tuning seeds of best-fixed")
+    ap.add_argument("--scenarios", default=",".join(Config.scenarios),
+                    help="comma-separated scenarios of learning and modes")
     a = ap.parse_args()
+    for flag, v in (("--steps", a.steps), ("--seeds", a.seeds), ("--eval-seeds", a.eval_seeds),
+                    ("--tune-seeds", a.tune_seeds)):
+        if v < 1:
+            ap.error(f"{flag}: value {v} must be >= 1")
+    cfg = Config(a.steps, tuple(range(a.seeds)), a.eval_seeds, a.tune_seeds,
+                 tuple(x.strip() for x in a.scenarios.split(",") if x.strip()))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     pd.set_option("display.width", 200)
     todo = ["learning", "modes", "align", "credit", "drift"] if a.what == "all" else [a.what]
-    for what in todo:
-        if what == "learning":
-            t = learning(out)
-        elif what == "modes":
-            t = modes(out)
-        elif what == "align":
-            t = align(out)
-        elif what == "credit":
-            t = credit(out)
-        else:
-            t, per = drift(out)
-            print(per.round(4).to_string(index=False))
-        print(f"\n== {what} ==\n{t.to_string()}\n", flush=True)
-        (out / f"{what}.json").write_text(json.dumps(json.loads(t.to_json(orient="table")), indent=1))
+    sections = [f"<h2>{w}</h2>" + _html_section(w, run(w, out, cfg)) for w in todo]
+    head = (f"<h1>MARL experiments</h1><p>{cfg.steps} steps per training run, training seeds "
+            f"{list(cfg.train_seeds)}, {cfg.eval_seeds} evaluation seeds (from {cfg.seeds[0]}), "
+            f"{cfg.tune_seeds} tuning seeds for best-fixed, scenarios {', '.join(cfg.scenarios)}. "
+            "Intervals: 95 % Student t; trained policies across training runs, controls and paired "
+            "differences across evaluation seeds.</p>")
+    (out / "summary.html").write_text(f"<!doctype html><meta charset='utf-8'><title>MARL experiments"
+                                      f"</title><body>{head}{''.join(sections)}</body>")
+    print(f"written: {out / 'summary.html'}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import sys
 import textwrap
 from typing import Callable, Sequence
 
-from otmarl import report_cmd, sweep_cmd, train_cmd
+from otmarl import audit, report_cmd, sweep_cmd, train_cmd
 from otmarl.progress import Progress
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
+from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, RUN_DEFAULT_TABLES
 
 
 def _cmd_validate(a) -> int:
@@ -48,12 +49,35 @@ def _cmd_scenarios(a) -> int:
     return 0
 
 
+def _cmd_policies(a) -> int:
+    from otmarl.scenarios.controllers import params_markdown, params_table
+    if a.markdown:
+        print(params_markdown(), end="")
+        return 0
+    print("controllers (otmarl run SCENARIO --policy NAME):")
+    print(_controller_lines())
+    print("\nparameters (the scenario's controller.params, or --set controller.params.NAME=VALUE):")
+    for name, default, allowed, meaning in params_table():
+        print(f"  {name} = {default}   ({allowed})")
+        print(textwrap.fill(meaning, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
+    return 0
+
+
+def _controller_lines() -> str:
+    """One wrapped line per controller of the registry, then marl:DIR."""
+    from otmarl.policies import REGISTRY
+    lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
+                           subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
+    lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
+    return "\n".join(lines)
+
+
 def _cmd_run(a) -> int:
     from otmarl.run import run
     seed = None if a.seed == "random" else _int(a.seed, "--seed")
     out = run(a.scenario, policy=a.policy, seed=seed, out=a.out, overrides=a.set, engine=a.engine,
               progress=None if a.quiet else Progress(f"run {a.scenario}"), overwrite=a.overwrite,
-              notice=lambda msg: print(msg, file=sys.stderr))
+              notice=lambda msg: print(msg, file=sys.stderr), tables=a.tables)
     s = json.loads((out / "summary.json").read_text())
     t, e = s["tasks"], s["energy"]
     done = t["completed_on_time"] + t["completed_late"]
@@ -76,7 +100,8 @@ def _cmd_compare(a) -> int:
     out = a.out or _compare_folder(a.scenario, a.set)
     with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
         table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
-                        progress=None if a.quiet else progress, baseline=a.baseline)
+                        progress=None if a.quiet else progress, baseline=a.baseline, tables=a.tables,
+                        overwrite=a.overwrite)
     print(format_table(table))
     paired = read_paired(out)
     if len(paired):
@@ -103,6 +128,19 @@ def _compare_folder(scenario: str, overrides: Sequence[str]) -> str:
     return name
 
 
+TABLES_HELP = ("which tables each run folder holds besides summary.json and metadata.json: "
+               "'all' (every table, with one row per task in tasks.parquet), 'no-tasks' (all "
+               "but tasks.parquet; reports still draw every chart) or 'summary' (no tables; "
+               "reports show the summary and say which --tables would draw each chart)")
+
+
+def add_tables_option(p: argparse.ArgumentParser, default: str) -> None:
+    """``--tables`` of run, compare and sweep (the choices: ``schema.TABLE_CHOICES``)."""
+    from otmarl.scenarios.schema import TABLE_CHOICES
+    p.add_argument("--tables", default=default, choices=list(TABLE_CHOICES),
+                   help=f"{TABLES_HELP} (default: {default})")
+
+
 def _int(v: str, what: str) -> int:
     try:
         return int(v)
@@ -111,9 +149,9 @@ def _int(v: str, what: str) -> int:
 
 
 COMMANDS: dict[str, Callable] = {
-    "validate": _cmd_validate, "scenarios": _cmd_scenarios, "run": _cmd_run, "compare": _cmd_compare,
+    "validate": _cmd_validate, "scenarios": _cmd_scenarios, "policies": _cmd_policies, "run": _cmd_run, "compare": _cmd_compare,
     "report": report_cmd.cmd, "train": train_cmd.cmd_train, "evaluate": train_cmd.cmd_evaluate,
-    "sweep": sweep_cmd.cmd}
+    "sweep": sweep_cmd.cmd, "audit": audit.cmd}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,12 +159,8 @@ class _Parser(argparse.ArgumentParser):
     only when help is asked for, so that other commands do not import the policies)."""
 
     def format_help(self) -> str:
-        from otmarl.policies import REGISTRY
-        lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
-                               subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
-        lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
-        return (super().format_help() + "\ncontrollers (run/compare --policy; parameters in the "
-                "scenario's controller.params, see docs/policies.md):\n" + "\n".join(lines) + "\n")
+        return (super().format_help() + "\ncontrollers (run/compare --policy; their parameters: "
+                "otmarl policies):\n" + _controller_lines() + "\n")
 
 
 def _first_sentence(doc: str | None) -> str:
@@ -146,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scenarios", help="the built-in scenario library")
     s.add_argument("action", choices=["list", "show", "schema"])
     s.add_argument("name", nargs="?")
+    pol = sub.add_parser("policies", help="the controllers and their parameters (defaults, bounds)")
+    pol.add_argument("--markdown", action="store_true", help="the parameters as a Markdown table")
     r = sub.add_parser("run", help="simulate a scenario and write a run folder")
     r.add_argument("scenario", help="a scenario file or a built-in name")
     r.add_argument("--policy", help="controller (default: the scenario's controller.policy)")
@@ -159,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default="fast", help="fast (default) or reference")
     r.add_argument("--quiet", action="store_true", help="no progress lines")
     r.add_argument("--report", action="store_true", help="also write report.html/md and CSV/JSON tables")
+    add_tables_option(r, RUN_DEFAULT_TABLES)
     c = sub.add_parser("compare", help="policies side by side across seeds (mean and 95%% CI)")
     c.add_argument("scenario")
     c.add_argument("--policies", default="local,greedy,proportional,ot")
@@ -170,9 +207,13 @@ def parser() -> argparse.ArgumentParser:
                    "(default: local if listed, else the first)")
     c.add_argument("--quiet", action="store_true")
     c.add_argument("--report", action="store_true", help="also write comparison.html/md")
+    c.add_argument("--overwrite", action="store_true", help="replace run folders under --out that "
+                   "hold other runs (else: exit 2 naming the difference)")
+    add_tables_option(c, MANY_RUNS_DEFAULT_TABLES)
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
-    sweep_cmd.add_parser(sub)
+    add_tables_option(sweep_cmd.add_parser(sub), MANY_RUNS_DEFAULT_TABLES)
+    audit.add_parser(sub)
     return p
 
 

@@ -19,6 +19,7 @@ from otmarl.analysis.stats import ci_table, format_ci_table, paired_table
 from otmarl.policies import REGISTRY
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 
 __all__ = ["compare", "confidence_table", "format_table", "read_paired", "run_metrics", "METRICS"]
 
@@ -29,18 +30,21 @@ def confidence_table(rows: pd.DataFrame, by: Sequence[str] = ("policy",)) -> pd.
     return ci_table(rows, METRICS, by)
 
 
-def _one(scenario: Scenario, policy: str, seed: int, out: str) -> dict:
+def _one(scenario: Scenario, policy: str, seed: int, out: str, tables: str,
+         overwrite: bool = False) -> dict:
     from otmarl.run import run
-    folder = run(scenario, policy=policy, seed=seed, out=out)
+    folder = run(scenario, policy=policy, seed=seed, out=out, tables=tables, overwrite=overwrite)
     return json.loads((folder / "summary.json").read_text())
 
 
-def _one_indexed(k: int, scenario: Scenario, policy: str, seed: int, out: str) -> tuple[int, dict]:
-    return k, _one(scenario, policy, seed, out)
+def _one_indexed(k: int, scenario: Scenario, policy: str, seed: int, out: str,
+                 tables: str, overwrite: bool = False) -> tuple[int, dict]:
+    return k, _one(scenario, policy, seed, out, tables, overwrite)
 
 
 def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: int,
-             progress: Callable[[int, int], None] | None) -> list[dict]:
+             progress: Callable[[int, int], None] | None, tables: str,
+             overwrite: bool = False) -> list[dict]:
     """Every (policy, seed) run's summary, in the order of ``jobs_list``; ``progress`` hears of
     each run as it finishes (in any order, with ``jobs`` > 1 processes)."""
     from otmarl.run import policy_slug
@@ -51,9 +55,11 @@ def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: in
     if jobs > 1:
         from joblib import Parallel, delayed
         done_iter = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_one_indexed)(k, sc, p, s, folders[k]) for k, (p, s) in enumerate(jobs_list))
+            delayed(_one_indexed)(k, sc, p, s, folders[k], tables, overwrite)
+            for k, (p, s) in enumerate(jobs_list))
     else:
-        done_iter = (_one_indexed(k, sc, p, s, folders[k]) for k, (p, s) in enumerate(jobs_list))
+        done_iter = (_one_indexed(k, sc, p, s, folders[k], tables, overwrite)
+                     for k, (p, s) in enumerate(jobs_list))
     summaries: list[dict | None] = [None] * total
     for n_done, (k, summary) in enumerate(done_iter, start=1):
         summaries[k] = summary
@@ -65,12 +71,18 @@ def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: in
 def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], seeds: int | Sequence[int],
             out: str | os.PathLike, overrides: Sequence[str] = (), jobs: int = 1,
             progress: Callable[[int, int], None] | None = None,
-            baseline: str | None = None) -> pd.DataFrame:
+            baseline: str | None = None, tables: str = MANY_RUNS_DEFAULT_TABLES,
+            overwrite: bool = False) -> pd.DataFrame:
     """Run every (policy, seed), write runs under ``out`` and the table as CSV and JSON.
+
+    ``tables``: what each run folder holds (``otmarl.run.TABLE_CHOICES``; by default no per-task
+    rows: the table only needs the summaries, and a run's report works without them).
+    ``overwrite``: replace run folders under ``out`` that hold other runs (else a UserError).
 
     Every policy runs on the same seeds, so each other policy is also compared with ``baseline``
     (default: local if it is among the policies, else the first) by paired differences per seed:
     ``paired.csv`` and the "paired" table of comparison.json (``stats.paired_table``)."""
+    check_tables(tables)
     if baseline is not None and baseline not in policies:
         raise UserError(f"--baseline: '{baseline}' is not one of --policies ({', '.join(policies)})")
     baseline = baseline or ("local" if "local" in policies else policies[0])
@@ -83,7 +95,7 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
         raise UserError("--seeds: value 0 must be >= 1")
     out = Path(out)
     jobs_list = [(p, s) for p in policies for s in seed_list]
-    summaries = _run_all(sc, jobs_list, out, jobs, progress)
+    summaries = _run_all(sc, jobs_list, out, jobs, progress, tables, overwrite)
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}
                          for (p, s), m in zip(jobs_list, summaries)])
     table = confidence_table(rows)
@@ -94,6 +106,7 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     paired.to_csv(out / "paired.csv", index=False)
     (out / "comparison.json").write_text(json.dumps(
         {"scenario": sc.name, "seeds": seed_list, "metrics": METRICS, "baseline": baseline,
+         "tables": tables,
          "table": json.loads(table.to_json(orient="records")),
          "paired": json.loads(paired.to_json(orient="records"))}, indent=2) + "\n")
     return table

@@ -1,4 +1,9 @@
-"""Running one experiment and writing its run folder."""
+"""Running one experiment and writing its run folder.
+
+A run folder holds metadata.json, summary.json and the tables its ``tables`` choice names
+(``TABLE_CHOICES``: all, no-tasks, summary). The choice is part of what the folder holds: a
+folder with more tables than asked for serves (and says so); one with fewer is a different run.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +23,15 @@ import numpy as np
 from otmarl.policies import make_controller
 from otmarl.scenarios import Scenario, dump_yaml, load
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.schema import RUN_DEFAULT_TABLES, RUN_TABLES, TABLE_CHOICES, check_tables
 from otmarl.simulator import RunResult, simulate
 
-OUTPUT_FILES = ("metadata.json", "summary.json", "timeseries.parquet", "tasks.parquet",
-                "flows.parquet", "nodes.parquet", "links.parquet")
+OUTPUT_FILES = ("metadata.json", "summary.json") + tuple(f"{t}.parquet" for t in RUN_TABLES)
+
+
+def output_files(tables: str) -> tuple[str, ...]:
+    """The files of a run folder written with ``--tables tables``."""
+    return ("metadata.json", "summary.json") + tuple(f"{t}.parquet" for t in TABLE_CHOICES[tables])
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -53,29 +63,34 @@ def policy_slug(policy: str) -> str:
 def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, seed: int | None = 0,
         out: str | os.PathLike | None = None, overrides: Sequence[str] = (), engine: str = "fast",
         progress: Callable[[int, int], None] | None = None, overwrite: bool = False,
-        notice: Callable[[str], None] | None = None) -> Path:
+        notice: Callable[[str], None] | None = None, tables: str = RUN_DEFAULT_TABLES) -> Path:
     """Simulate a scenario (file, built-in name or Scenario) and write its run folder; return it.
 
-    The folder is written whole or not at all (into a hidden sibling, renamed on success). A
-    folder that already holds this very run (same resolved scenario, policy, seed and engine) is
-    kept as it is and ``notice`` is told; one that holds a different run, or files that are not a
-    run, is a UserError naming the difference, unless ``overwrite``.
+    ``tables``: which tables to write (a key of ``TABLE_CHOICES``). The folder is written whole
+    or not at all (into a hidden sibling, renamed on success). A folder that already holds this
+    very run (same resolved scenario, policy, seed and engine) with at least these tables is kept
+    as it is and ``notice`` is told; one that holds a different run, the run with fewer tables,
+    or files that are not a run, is a UserError naming the difference, unless ``overwrite``.
     """
+    check_tables(tables)
     sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
     if policy is not None:
         sc = sc.model_copy(update={"controller": sc.controller.model_copy(update={"policy": policy})})
     seed = resolve_seed(seed)
     controller = make_controller(sc.controller.policy)
-    identity = run_identity(sc, seed, engine)
+    identity = run_identity(sc, seed, engine, tables)
     out = Path(out) if out is not None else default_folder(sc, seed, engine, bool(overrides))
-    if not overwrite and folder_holds(out, identity):
+    held = None if overwrite else folder_holds(out, identity)
+    if held is not None:
         if notice:
-            notice(f"{out}: already holds this run (same scenario, policy, seed and engine); "
+            more = "" if held == tables else f" with --tables {held}, which holds every table of {tables}"
+            notice(f"{out}: already holds this run (same scenario, policy, seed and engine){more}; "
                    "nothing recomputed (--overwrite runs it again)")
         return out
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    result = simulate(sc, controller, seed, engine=engine, progress=progress)
+    result = simulate(sc, controller, seed, engine=engine, progress=progress,
+                      tables=TABLE_CHOICES[tables], narrow=True)
     wall = time.perf_counter() - t0
     meta = {**identity, "scenario_yaml": dump_yaml(sc), "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
@@ -84,10 +99,11 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
     return out
 
 
-def run_identity(sc: Scenario, seed: int, engine: str) -> dict:
-    """What makes two runs the same run: the resolved scenario, the policy, the seed, the engine."""
+def run_identity(sc: Scenario, seed: int, engine: str, tables: str = RUN_DEFAULT_TABLES) -> dict:
+    """What makes two runs the same run: the resolved scenario, the policy, the seed, the engine;
+    and what the folder holds of it: its ``tables`` choice."""
     return {"scenario": json.loads(sc.model_dump_json()), "seed": seed,
-            "policy": sc.controller.policy, "engine": engine}
+            "policy": sc.controller.policy, "engine": engine, "tables": tables}
 
 
 def default_folder(sc: Scenario, seed: int, engine: str, overridden: bool) -> Path:
@@ -102,11 +118,12 @@ def default_folder(sc: Scenario, seed: int, engine: str, overridden: bool) -> Pa
     return Path("runs") / name
 
 
-def folder_holds(out: Path, identity: dict) -> bool:
-    """True if ``out`` holds the run ``identity`` describes; False if it is absent or empty
-    (hidden files aside); a UserError if it holds anything else."""
+def folder_holds(out: Path, identity: dict) -> str | None:
+    """The ``--tables`` choice ``out`` was written with if it holds the run ``identity`` describes
+    with at least its tables; None if it is absent, empty (hidden files aside) or incomplete; a
+    UserError if it holds anything else (another run, the run with fewer tables, not a run)."""
     if not out.exists():
-        return False
+        return None
     if not out.is_dir():
         raise UserError(f"--out: '{out}' is a file, not a folder")
     meta_file = out / "metadata.json"
@@ -114,19 +131,26 @@ def folder_holds(out: Path, identity: dict) -> bool:
         if any(not p.name.startswith(".") for p in out.iterdir()):
             raise UserError(f"--out: '{out}' holds files that are not an otmarl run; choose another "
                             "folder, or pass --overwrite to replace them")
-        return False
+        return None
     try:
         meta = json.loads(meta_file.read_text())
-        old = {k: meta[k] for k in identity}
+        # a folder from before --tables existed holds every table it knew
+        old = {k: meta.get(k, "all") if k == "tables" else meta[k] for k in identity}
     except (ValueError, KeyError, TypeError):
         raise UserError(f"--out: '{out}' holds a run folder whose metadata.json cannot be read; "
                         "pass --overwrite to replace it") from None
-    changed = differences(old, identity)
+    held, wanted = old.pop("tables"), identity["tables"]
+    changed = differences(old, {k: v for k, v in identity.items() if k != "tables"})
     if changed:
         shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise UserError(f"--out: '{out}' holds a different run ({shown}); choose another folder, "
                         "or pass --overwrite to replace it")
-    return all((out / f).is_file() for f in OUTPUT_FILES)
+    lacking = [t for t in TABLE_CHOICES[wanted] if t not in TABLE_CHOICES.get(held, RUN_TABLES)]
+    if lacking:
+        raise UserError(f"--out: '{out}' holds this run written with --tables {held}, without "
+                        f"{', '.join(t + '.parquet' for t in lacking)} that --tables {wanted} "
+                        "writes; choose another folder, or pass --overwrite to write it again")
+    return held if all((out / f).is_file() for f in output_files(wanted)) else None
 
 
 def differences(old, new, path: str = "") -> list[str]:
@@ -152,15 +176,44 @@ def write_run(out: Path, result: RunResult, meta: dict) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        for name, df in (("timeseries", result.timeseries), ("tasks", result.tasks),
-                         ("flows", result.flows), ("nodes", result.nodes), ("links", result.links)):
-            df.to_parquet(tmp / f"{name}.parquet", index=False, compression="zstd")
+        for name, df in result.tables().items():
+            write_table(df, tmp / f"{name}.parquet")
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n")
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     except BaseException:          # interrupted or failed: leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _put_in_place(tmp, out)
+
+
+def write_table(df, path: Path) -> None:
+    """One table as Parquet with zstd, each column encoded for what it holds: a dictionary for
+    text and for columns with few distinct values (node ids, priorities, flags), byte-stream
+    split for other floats (their exponent bytes compress apart from the mantissas), deltas for
+    integers that count up (the task number, node ids in epoch-major order) or have many
+    values. The choice depends on the data only, so the same run gives the same bytes."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    dictionary, encoding = [], {}
+    for f in table.schema:
+        col = table.column(f.name)
+        counts_up = pa.types.is_integer(f.type) and _counts_up(df[f.name].to_numpy())
+        if pa.types.is_dictionary(f.type) or (
+                not counts_up and pc.count_distinct(col).as_py() <= len(col) // 16):
+            dictionary.append(f.name)
+        elif pa.types.is_floating(f.type):
+            encoding[f.name] = "BYTE_STREAM_SPLIT"
+        elif pa.types.is_integer(f.type):
+            encoding[f.name] = "DELTA_BINARY_PACKED"
+    pq.write_table(table, path, compression="zstd", use_dictionary=dictionary or False,
+                   column_encoding=encoding or None)
+
+
+def _counts_up(x: np.ndarray) -> bool:
+    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes)."""
+    return len(x) > 1 and float(np.mean(np.diff(x.astype(np.int64)) == 1)) > 0.5
 
 
 def _put_in_place(tmp: Path, out: Path) -> None:

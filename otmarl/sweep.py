@@ -10,7 +10,7 @@ The output folder::
 
     DIR/sweep.json              the design: every run's key, point, seed, policy and parameters
     DIR/sweep.yaml              a copy of the sweep file
-    DIR/runs/<key>/             a run folder (summary.json, Parquet tables) and its row.parquet
+    DIR/runs/<key>/             a run folder (summary.json, the tables of --tables) and its row.parquet
     DIR/failures/<key>.json     error and traceback of a failed run
     DIR/summary.csv, report.html   written by ``otmarl.analysis.sweep_report.summarize``
 
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 from otmarl.scenarios.sweep_loader import load_sweep as _load_sweep
 from otmarl.scenarios.sweep_schema import Sweep
 from otmarl.sweep_backends import ROW, Job, dask_runs, joblib_runs, read_status, sequential
@@ -99,9 +100,9 @@ def column_value(v: Any, kind: str) -> Any:
     return {"int": int, "float": float, "bool": bool, "str": str}[kind](v)
 
 
-def design(sw: Sweep, out: str | os.PathLike) -> list[Job]:
+def design(sw: Sweep, out: str | os.PathLike, tables: str = MANY_RUNS_DEFAULT_TABLES) -> list[Job]:
     """Every run of the sweep in design order (point, seed, policy); a run that repeats an earlier
-    one (same scenario, policy and seed) is left out."""
+    one (same scenario, policy and seed) is left out. ``tables``: what each run folder holds."""
     kinds = param_kinds(sw)
     seeds = run_seeds(sw.spec.root_seed, len(sw.points), sw.spec.seeds)
     jobs, seen = [], set()
@@ -118,26 +119,32 @@ def design(sw: Sweep, out: str | os.PathLike) -> list[Job]:
                 key = run_key(js, pol, seed)
                 if key not in seen:
                     seen.add(key)
-                    jobs.append(Job(key, len(jobs), p, s, seed, pol, params, kinds, sc, os.fspath(out)))
+                    jobs.append(Job(key, len(jobs), p, s, seed, pol, params, kinds, sc, os.fspath(out),
+                                    check_tables(tables)))
     return jobs
 
 
-def write_manifest(out: Path, sw: Sweep, jobs: list[Job]) -> None:
-    """sweep.json and sweep.yaml; refuse a folder that holds a sweep over other parameters."""
+def write_manifest(out: Path, sw: Sweep, jobs: list[Job], tables: str = MANY_RUNS_DEFAULT_TABLES) -> None:
+    """sweep.json and sweep.yaml; refuse a folder that holds a sweep over other parameters, or
+    one whose runs hold other tables (its finished runs would be kept as they are)."""
     old = out / MANIFEST
     if old.exists():
         try:
-            params = json.loads(old.read_text())["params"]
+            doc = json.loads(old.read_text())
+            params, held = doc["params"], doc.get("tables", "all")  # before --tables: every table
         except (OSError, ValueError, KeyError):
-            params = None
+            params, held = None, tables
         if params != list(sw.params):
             raise UserError(f"--out {out}: holds a sweep over other parameters "
                             f"({', '.join(params or ['unknown'])}); choose another folder")
+        if held != tables:
+            raise UserError(f"--out {out}: holds a sweep written with --tables {held}, not "
+                            f"{tables}; pass --tables {held} to resume it, or choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     doc = {"name": sw.spec.name or Path(sw.source).stem, "description": sw.spec.description,
            "source": sw.source, "base": sw.base, "params": list(sw.params),
            "kinds": jobs[0].kinds if jobs else {}, "policies": list(sw.policies),
-           "root_seed": sw.spec.root_seed, "n_points": len(sw.points),
+           "root_seed": sw.spec.root_seed, "n_points": len(sw.points), "tables": tables,
            "runs": [{"key": j.key, "run": j.run, "point": j.point, "seed_index": j.seed_index,
                      "seed": j.seed, "policy": j.policy, "params": j.params} for j in jobs]}
     _atomic_text(out / MANIFEST, json.dumps(doc, indent=1) + "\n")
@@ -175,20 +182,22 @@ class SweepResult:
 
 def sweep(source: str | os.PathLike | Sweep, out: str | os.PathLike, *, backend: str = "local",
           address: str | None = None, jobs: int | None = None, retries: int = 1,
-          progress: ProgressFn | None = None) -> SweepResult:
+          progress: ProgressFn | None = None, tables: str = MANY_RUNS_DEFAULT_TABLES) -> SweepResult:
     """Run (or resume) a sweep into the folder ``out``.
 
     backend: 'local' runs ``jobs`` processes with joblib (default: one per CPU; 1 runs in this
     process); 'dask' runs on the Dask cluster at ``address`` (default: the environment variable
     DASK_SCHEDULER_ADDRESS), retrying a failed run ``retries`` times; ``out`` must then be a folder
-    every worker sees at the same path. A failed run does not stop the others.
+    every worker sees at the same path. A failed run does not stop the others. ``tables``: what
+    each run folder holds (``otmarl.run.TABLE_CHOICES``; by default no per-task rows); a folder
+    holding a sweep written with other tables is refused.
     """
     t0 = time.perf_counter()
     sw = source if isinstance(source, Sweep) else load_sweep(source)
     runner = _backend(backend, address, jobs, retries)
     out = Path(out)
-    all_jobs = design(sw, out)
-    write_manifest(out, sw, all_jobs)
+    all_jobs = design(sw, out, tables)
+    write_manifest(out, sw, all_jobs, tables)
     done = finished(all_jobs)
     todo = [j for j in all_jobs if j.key not in done]
     res = SweepResult(out, len(all_jobs), skipped=[j.key for j in all_jobs if j.key in done])

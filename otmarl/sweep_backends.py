@@ -28,6 +28,7 @@ from typing import Any
 from otmarl.analysis.registry import METRICS, run_metrics
 from otmarl.scenarios import Scenario
 from otmarl.scenarios.errors import OtmarlError, UserError
+from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES
 
 #: Restarts of the joblib pool after a worker process died (killed, out of memory, crashed).
 POOL_RESTARTS = 2
@@ -61,6 +62,8 @@ class Job:
     scenario: Scenario
     out: str
     """The sweep's output folder."""
+    tables: str = MANY_RUNS_DEFAULT_TABLES
+    """What the run folder holds (``otmarl.run.TABLE_CHOICES``)."""
 
     @property
     def folder(self) -> Path:
@@ -87,7 +90,8 @@ def execute(job: Job, reraise: bool = False) -> dict:
     try:
         # the key hashes the resolved scenario, policy and seed, so whatever the folder holds (a
         # failed attempt's row) belongs to this run: replace it
-        run(job.scenario, policy=job.policy, seed=job.seed, out=job.folder, overwrite=True)
+        run(job.scenario, policy=job.policy, seed=job.seed, out=job.folder, overwrite=True,
+            tables=job.tables)
         summary = json.loads((job.folder / "summary.json").read_text())
         simulate_s = float(json.loads((job.folder / "metadata.json").read_text())["wall_s"])
         metrics = run_metrics(summary)

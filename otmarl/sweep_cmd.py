@@ -18,6 +18,7 @@ from pathlib import Path
 from otmarl.progress import Progress
 
 USAGE = ("otmarl sweep SWEEP.yaml [--out DIR] [--backend local|dask] [--address ADDR] [--jobs N]\n"
+         "                         [--tables all|no-tasks|summary]\n"
          "       otmarl sweep summary DIR [--metrics LIST]\n"
          "       otmarl sweep example")
 
@@ -98,7 +99,7 @@ def _run(a: argparse.Namespace) -> int:
     sw = load_sweep(a.target)
     out = Path(a.out or f"runs/sweep-{Path(a.target).stem}")
     if a.dry_run:
-        jobs = design(sw, out)
+        jobs = design(sw, out, a.tables)
         print(f"{a.target}: ok: {len(sw.points)} points x {len(sw.policies)} policies x "
               f"{sw.spec.seed_count} seeds = {len(jobs)} runs into {out} "
               f"({len(finished(jobs))} already done)")
@@ -107,7 +108,7 @@ def _run(a: argparse.Namespace) -> int:
     try:
         with progress:
             res = sweep(sw, out, backend=a.backend, address=a.address, jobs=a.jobs,
-                        retries=a.retries, progress=None if a.quiet else progress)
+                        retries=a.retries, progress=None if a.quiet else progress, tables=a.tables)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the finished runs are kept in {out}: run the same command to resume",
               file=sys.stderr)

@@ -43,19 +43,27 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set nodes.home.count=17")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a folder that holds a different training (else: exit 2 naming the difference)")
     return t
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
-    e = subparsers.add_parser("evaluate", help="a trained policy against baselines across seeds",
-                              description="Run a trained policy and baselines on seeds 0..N-1; print "
-                              "team return, on-time ratio and energy metrics as mean ± 95 % CI; write "
-                              "DIR/evaluation.csv (one row per run).")
-    e.add_argument("dir", metavar="DIR", help="a checkpoint folder written by 'otmarl train'")
+    e = subparsers.add_parser("evaluate", help="a trained policy against the controls across seeds",
+                              description="Run trained policies (one or several training runs of one "
+                              "algorithm) and the controls on the evaluation seeds: random-actions, "
+                              "best-fixed (searched on tuning seeds) and the controllers local, ot and mpc "
+                              "(when registered). Print mean ± 95 % CI per policy and the paired "
+                              "differences trained - control; write the rows and the tables as CSV.")
+    e.add_argument("dirs", nargs="+", metavar="DIR", help="checkpoint folders written by 'otmarl train' "
+                   "(several: training runs of the same scenario, mode and algorithm)")
     e.add_argument("--scenario", help="scenario to evaluate on (default: the training scenario)")
-    e.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
-    e.add_argument("--baselines", default="local,random,ot",
-                   help="comma-separated controllers to compare with (default local,random,ot)")
+    e.add_argument("--seeds", type=int, default=10, help="evaluation seeds (default 10)")
+    e.add_argument("--tune-seeds", type=int, default=3, help="tuning seeds of best-fixed (default 3)")
+    e.add_argument("--baselines", help="comma-separated controllers next to the controls (default: "
+                   "local,ot and mpc if registered)")
+    e.add_argument("--out", help="CSV of the rows (default DIR/evaluation.csv of the first DIR; the "
+                   "tables go next to it as evaluation-summary.csv)")
     e.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     e.add_argument("--horizon-h", type=float)
     e.add_argument("--quiet", action="store_true")
@@ -89,14 +97,77 @@ def trainers() -> dict:
     return {"mappo": mappo, "ippo": ippo}
 
 
+def training_identity(a) -> dict:
+    """What makes two trainings the same: the algorithm's arguments (the folder aside) and the
+    resolved scenario they train on."""
+    import json
+    from dataclasses import asdict
+
+    from otmarl.policies.marl.core import resolve_scenario
+    sc = resolve_scenario(a.scenario, a.overrides, a.horizon_h)
+    ident = {"args": {k: v for k, v in asdict(a).items() if k != "out"},
+             "scenario": json.loads(sc.model_dump_json())}
+    return json.loads(json.dumps(ident))          # as it reads back from training.json
+
+
+def default_train_folder(args, identity: dict) -> str:
+    """runs/<algo>-<scenario>-s<seed>, then -direct for direct mode and a short hash of the
+    arguments when any differs from the defaults of a plain 'otmarl train SCENARIO'."""
+    import hashlib
+    import json
+    name = Path(args.scenario).stem if args.scenario.endswith((".yaml", ".yml")) else args.scenario
+    folder = f"runs/{args.algo}-{name}-s{args.seed}" + ("-direct" if args.mode == "direct" else "")
+    plain = add_train_parser(argparse.ArgumentParser().add_subparsers()).parse_args([args.scenario])
+    if any(getattr(args, k) != getattr(plain, k) for k in vars(plain)
+           if k not in ("scenario", "algo", "seed", "mode", "out", "quiet", "overwrite")):
+        folder += "-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:6]
+    return folder
+
+
+def _holds_training(out: Path, identity: dict) -> bool:
+    """True if ``out`` holds this very training; False if it is absent or empty; a UserError if
+    it holds anything else (the run folders' rule)."""
+    import json
+
+    from otmarl.run import differences
+    if not out.exists() or not any(not p.name.startswith(".") for p in out.iterdir()):
+        return False
+    try:
+        old = json.loads((out / "training.json").read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--out: '{out}' holds files that are not an otmarl training; choose another "
+                        "folder, or pass --overwrite to replace them") from None
+    changed = differences(old, identity)
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UserError(f"--out: '{out}' holds a different training ({shown}); choose another folder, "
+                        "or pass --overwrite to replace it")
+    return (out / "policy.json").is_file()
+
+
 def cmd_train(args) -> int:
+    import json
+    import os
+    import shutil
+    from dataclasses import replace
+
+    from otmarl.run import _put_in_place
     mod = trainers()[args.algo]
     name = Path(args.scenario).stem if args.scenario.endswith((".yaml", ".yml")) else args.scenario
-    out = args.out or f"runs/{args.algo}-{name}-s{args.seed}"
     a = mod.Args(scenario=args.scenario, overrides=tuple(args.set), horizon_h=args.horizon_h,
                  mode=args.mode, seed=args.seed, total_steps=args.steps, n_envs=args.n_envs,
                  num_steps=args.num_steps, lr=args.lr, align_lambda=args.align_lambda,
-                 align_every=args.align_every, drift=args.drift, init=args.init, out=out)
+                 align_every=args.align_every, drift=args.drift, init=args.init, out="")
+    identity = {"algo": args.algo, **training_identity(a)}
+    out = Path(args.out or default_train_folder(args, identity))
+    if not args.overwrite and _holds_training(out, identity):
+        print(f"{out}: already holds this training (same algorithm, arguments and scenario); nothing "
+              "recomputed (--overwrite trains again)", file=sys.stderr)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    a = replace(a, out=str(tmp))
     every = _Every()
 
     def progress(row: dict) -> None:
@@ -111,40 +182,86 @@ def cmd_train(args) -> int:
               f"reward/epoch {row['reward_mean']:.3f}, episode return {ret}, {rate:.0f} agent-steps/s, "
               f"lr {row['lr']:.2e}, ETA {eta:.0f} s", file=sys.stderr, flush=True)
 
-    folder = mod.train(a, progress)
-    print(f"{folder}: actor.pt, critic.pt, policy.json, train.csv (use --policy marl:{folder})")
+    try:
+        mod.train(a, progress)
+        (tmp / "training.json").write_text(json.dumps(identity, indent=2) + "\n")
+    except BaseException:          # interrupted or failed: no half folder under the final name
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _put_in_place(tmp, out)
+    print(f"{out}: actor.pt, critic.pt, policy.json, train.csv (use --policy marl:{out})")
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from otmarl.policies import make_controller
+DEFAULT_BASELINES = ("local", "ot", "mpc")
+
+
+def _baselines(spec: str | None) -> list[str]:
+    """Controller names: the given ones (each must exist) or the registered defaults."""
+    from otmarl.policies import REGISTRY, make_controller
+    if spec is None:
+        return [b for b in DEFAULT_BASELINES if b in REGISTRY]
+    names = [b.strip() for b in spec.split(",") if b.strip()]
+    for b in names:
+        make_controller(b)                       # unknown names fail before any run
+    return names
+
+
+def _runs(dirs: list[str]) -> tuple[dict, dict[str, str]]:
+    """The first run's meta and {run label: folder}; every run must match the first's
+    algorithm, scenario and env options."""
     from otmarl.policies.marl.common import load_meta
+    metas = [load_meta(d) for d in dirs]
+    first = metas[0]
+    key = lambda m: (m["algo"], m["args"]["scenario"], list(m["args"]["overrides"]), m["env"])  # noqa: E731
+    runs: dict[str, str] = {}
+    for d, m in zip(dirs, metas):
+        if key(m) != key(first):
+            raise UserError(f"{d}: trained with {m['algo']} on {m['args']['scenario']} ({m['env']['mode']} "
+                            f"mode); {dirs[0]} with {first['algo']} on {first['args']['scenario']} "
+                            f"({first['env']['mode']} mode): evaluate runs of one set-up together")
+        label = f"seed{m['args']['seed']}"
+        runs[label if label not in runs else d] = d
+    return first, runs
+
+
+def cmd_evaluate(args) -> int:
+    from otmarl.policies.marl.controls import control_policies, eval_seeds
     from otmarl.policies.marl.core import EnvOptions, resolve_scenario
-    from otmarl.policies.marl.evaluate import ci_table, evaluate, format_ci
-    meta = load_meta(args.dir)
+    from otmarl.policies.marl.evaluate import compare, evaluate_runs, format_comparison, summary_frame
+    for flag, v in (("--seeds", args.seeds), ("--tune-seeds", args.tune_seeds)):
+        if v < 1:
+            raise UserError(f"{flag}: value {v} must be >= 1")
+    meta, runs = _runs(args.dirs)
     ta = meta["args"]
     if args.scenario:
         sc = resolve_scenario(args.scenario, args.set, args.horizon_h)
     else:
         sc = resolve_scenario(ta["scenario"], list(ta["overrides"]) + list(args.set),
                               args.horizon_h or ta["horizon_h"])
-    if args.seeds < 1:
-        raise UserError(f"--seeds: value {args.seeds} must be >= 1")
-    marl = f"marl:{args.dir}"
-    names = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    for b in names:
-        make_controller(b)                       # unknown names fail before any run
-    policies = {f"{meta['algo']}": lambda: make_controller(marl),
-                **{b: (lambda b=b: make_controller(b)) for b in names}}
+    names, options, algo = _baselines(args.baselines), EnvOptions.from_dict(meta["env"]), meta["algo"]
     every = _Every()
 
-    def progress(done: int, total: int) -> None:
-        if not args.quiet and every.due(done == total):
-            print(f"evaluate: {done}/{total} runs", file=sys.stderr, flush=True)
+    def say(msg: str, final: bool) -> None:
+        if not args.quiet and every.due(final):
+            print(msg, file=sys.stderr, flush=True)
 
-    rows = evaluate(sc, policies, range(args.seeds), EnvOptions.from_dict(meta["env"]), progress)
-    rows.to_csv(Path(args.dir) / "evaluation.csv", index=False)
-    print(f"{sc.name}, seeds 0..{args.seeds - 1} (mean ± 95% CI):")
-    print(format_ci(ci_table(rows)))
-    print(f"written: {Path(args.dir) / 'evaluation.csv'}")
+    controls, best = control_policies(sc, options, args.tune_seeds, names,
+                                      lambda k: say(f"best-fixed: {k} actions tried", False))
+    say(f"best-fixed: action {list(best.action)}, mean team return {best.score:.4g} on "
+        f"{args.tune_seeds} tuning seeds ({len(best.scores)} actions tried)", True)
+    seeds = eval_seeds(args.seeds)
+    rows = evaluate_runs(sc, algo, runs, controls, seeds, options,
+                         lambda what, k, n: say(f"evaluate {what}: {k}/{n} runs", k == n))
+    out = Path(args.out) if args.out else Path(args.dirs[0]) / "evaluation.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    cmp = compare(rows, algo)
+    summary_frame(cmp).to_csv(out.with_name(out.stem + "-summary.csv"), index=False)
+    print(f"{sc.name}, {algo} ({len(runs)} training run(s)), evaluation seeds {seeds[0]}..{seeds[-1]}; "
+          f"best-fixed = {list(best.action)} ({'/'.join(meta['action']['names'])}), searched on "
+          f"{args.tune_seeds} tuning seeds")
+    print(format_comparison(cmp, algo, len(runs), args.seeds))
+    print(f"written: {out}, {out.with_name(out.stem + '-summary.csv')}")
     return 0
+

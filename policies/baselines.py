@@ -140,8 +140,8 @@ class ProportionalController(_MarketBaseline):
 
 
 class ThresholdController(_MarketBaseline):
-    """One hop only: a node below the low level takes from its direct neighbours above the high
-    level (equal shares), and an overloaded node sends to neighbours with spare capacity."""
+    """One hop only: a node that requests energy takes equal shares from its direct neighbours
+    that offer, and an overloaded node sends tasks to neighbours with spare capacity."""
 
     name = "threshold"
 

@@ -40,6 +40,8 @@ class Clearing:
     objective: float
     offer_price: np.ndarray | None = None
     request_price: np.ndarray | None = None
+    request_penalty: np.ndarray | None = None
+    """Per request, the cost per unit the rule charged for leaving it unmet (None if it has none)."""
 
 
 class ClearingRule(Protocol):
@@ -198,7 +200,9 @@ def offer_rows(markets: Markets, e_clear: Clearing | None, t_clear: Clearing | N
             continue
         for side, s, price in (("offer", mk.offers, None if c is None else c.offer_price),
                                ("request", mk.requests, None if c is None else c.request_price)):
+            penalty = None if c is None or side == "offer" else c.request_penalty
             rows.append({"kind": f"{kind}_{side}", "src": s.nodes, "dst": np.full(len(s.nodes), -1),
                          "amount": s.amount.astype(float),
-                         "price": np.full(len(s.nodes), np.nan) if price is None else price})
+                         "price": np.full(len(s.nodes), np.nan) if price is None else price,
+                         "penalty": np.full(len(s.nodes), np.nan) if penalty is None else penalty})
     return rows

@@ -8,6 +8,7 @@ so comparisons between them are fair. The equations are in docs/model.md ("The a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,9 @@ class EnergyMarket:
     """Per Wh sent: loss + wear; inf where no path."""
     demand_sent: np.ndarray
     """Requests in sent units (request / best efficiency into the node)."""
+    urgency: np.ndarray | None = None
+    """Per request, 0 .. 1: how early in the forecast window the requester would fall short
+    (1 = now, 0 = not within it, or not known)."""
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,93 @@ def build_markets(obs: Observation, info: WorldInfo, p: MarketParams) -> Markets
 
 
 def forecast_drift(obs: Observation, info: WorldInfo, p: MarketParams) -> np.ndarray:
-    """Expected change of stored energy over the lookahead: epochs x (forecast - need), Wh."""
+    """Levels 'soc': expected change of stored energy over the lookahead, epochs x (forecast -
+    need), Wh."""
+    lookahead = 4.0 if p.lookahead_epochs is None else p.lookahead_epochs
+    return lookahead * (p.clearness * obs.harvest_clear_wh - need_now(obs, info))
+
+
+def need_now(obs: Observation, info: WorldInfo) -> np.ndarray:
+    """Energy each node needs this epoch (Wh): its idle draw and the work its servers will do."""
     busy_work = np.minimum(obs.queue_work_s / info.speed + obs.busy_s * info.servers,
                            info.servers * info.dt_s)
-    need = obs.idle_need_wh + info.active_power_w * busy_work / 3600.0
-    return p.lookahead_epochs * (p.clearness * obs.harvest_clear_wh - need)
+    return obs.idle_need_wh + info.active_power_w * busy_work / 3600.0
+
+
+def harvest_now(obs: Observation, info: WorldInfo, p: MarketParams) -> np.ndarray:
+    """The harvest a node expects this epoch (Wh) under the parameters' levels."""
+    if p.levels == "soc":
+        return p.clearness * obs.harvest_clear_wh
+    return info.harvest_forecast(obs.epoch, 1)[0]
+
+
+def lookahead(info: WorldInfo, p: MarketParams) -> int:
+    """The forecast window in epochs: the parameter, or one day."""
+    if p.lookahead_epochs is not None:
+        return max(int(math.ceil(p.lookahead_epochs)), 1)
+    return max(int(math.ceil(86400.0 / info.dt_s)), 1)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Each node's store over the forecast window if it trades nothing (``projected``)."""
+
+    low: np.ndarray
+    """Lowest stored energy over the window (Wh), the present included."""
+    need: np.ndarray
+    """Steady need per epoch after this one (Wh)."""
+    floor: np.ndarray
+    """Brownout level plus ``reserve_epochs`` of need (Wh, in stored units)."""
+    due: np.ndarray
+    """Share of the window before the store first falls below the floor (1 = never)."""
+
+
+def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
+    """Each node's store over the window if it trades nothing.
+
+    Each epoch's net (expected harvest minus need) charges the battery at ``eta_c`` (at most the
+    charge power) or draws from it at ``1/eta_d``; the battery is full at ``C``. With ``X_t`` the
+    cumulative change and ``M_t = max(0, X_1..X_t)``, the stored energy is
+    ``S_t = X_t + min(S_0, C - M_t)`` (a walk reflected at the capacity), so the window costs two
+    cumulative passes. Need: this epoch's (``need_now``), then idle draw plus the work of last
+    epoch's arrivals, at most the servers' time."""
+    f = info.harvest_forecast(obs.epoch, lookahead(info, p))
+    mean_service = max(info.mean_task_work_s, 1e-9) / info.speed
+    steady = (info.idle_power_w * info.dt_s / 3600.0 + info.active_power_w
+              * np.minimum(obs.arrivals_last * mean_service, info.servers * info.dt_s) / 3600.0)
+    need = np.broadcast_to(steady, f.shape).copy()
+    if len(need):
+        need[0] = need_now(obs, info)
+    net = f - need
+    dth = info.dt_s / 3600.0
+    x = (info.charge_efficiency * np.minimum(np.maximum(net, 0.0), info.max_charge_w * dth)
+         + np.minimum(net, 0.0) / info.discharge_efficiency)
+    X = np.cumsum(x, axis=0)
+    M = np.maximum.accumulate(np.maximum(X, 0.0), axis=0)
+    stored = obs.stored_wh
+    S = X + np.minimum(stored, obs.capacity_wh - M)
+    low = np.minimum(S.min(axis=0), stored) if len(S) else stored.copy()
+    floor = info.min_wh + p.reserve_epochs * steady / info.discharge_efficiency
+    short = np.vstack([stored[None, :], S]) < floor[None, :]
+    due = np.where(short.any(0), short.argmax(0) / max(len(S), 1), 1.0)
+    return Projection(low, steady, floor, due)
 
 
 def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
-    """Offers above a forecast-aware reserve, requests up to a forecast-aware target (Wh)."""
+    """Offers and requests of energy (Wh) by the parameters' levels ('forecast' or 'soc')."""
+    if p.levels == "soc":
+        return _soc_market(obs, info, p)
+    pr = projected(obs, info, p)
+    offer = np.where(obs.up, np.clip(pr.low - pr.floor, 0.0, obs.sendable_wh), 0.0)
+    lack = np.maximum(pr.floor - pr.low, 0.0)
+    # a node down for lack of energy needs its resume level first
+    lack = np.where(obs.up, lack, np.maximum(lack, info.resume_wh * 1.05 - obs.stored_wh))
+    request = np.where(obs.failed | (offer > 0), 0.0, np.clip(lack, 0.0, obs.headroom_wh))
+    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due)
+
+
+def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
+    """Offers above a forecast-shifted reserve, requests up to a forecast-shifted target (Wh)."""
     cap, stored = obs.capacity_wh, obs.stored_wh
     drift = forecast_drift(obs, info, p)
     reserve = np.clip(p.high_soc * cap - drift, info.min_wh, cap)
@@ -106,9 +188,10 @@ def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyM
 
 
 def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
-                       request: np.ndarray) -> EnergyMarket:
+                       request: np.ndarray, urgency: np.ndarray | None = None) -> EnergyMarket:
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
-    Offers are capped at what each node may send and requests at what it may receive."""
+    Offers are capped at what each node may send and requests at what it may receive.
+    ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given."""
     offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
@@ -116,7 +199,8 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
     cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
     best = eff.max(axis=0) if len(o) else np.zeros(len(r))
     demand_sent = np.where(best > 0, request[r] / np.where(best > 0, best, 1.0), 0.0)
-    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent)
+    due = np.zeros(len(r)) if urgency is None else urgency[r]
+    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent, due)
 
 
 def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
@@ -147,7 +231,7 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     offer = np.where(obs.up, np.minimum(want, obs.queue_len), 0).astype(np.int64)
     spare = np.maximum(info.servers * dt - load - incoming, 0.0)
     e_task = info.active_power_w * mean_service / 3600.0
-    energy_room = obs.budget_wh + p.clearness * obs.harvest_clear_wh - obs.idle_need_wh
+    energy_room = obs.budget_wh + harvest_now(obs, info, p) - obs.idle_need_wh
     by_energy = np.where(e_task > 0, np.floor(np.maximum(energy_room, 0) / np.where(e_task > 0, e_task, 1)),
                          np.inf)
     room = np.maximum(info.queue_capacity - obs.queue_len - obs.arrivals_last, 0)

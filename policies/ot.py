@@ -22,6 +22,9 @@ from .transport import SOLVERS, FlowGraph, Site, Solver, TransportResult, solve
 
 
 class OTController:
+    """Optimal transport: clears the energy and task markets at the least total cost (path loss
+    and wear for energy, delay and energy for tasks), leaving a request unmet only where serving
+    it would lose more than max_loss per Wh"""
     name = "ot"
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
@@ -46,9 +49,11 @@ class OTController:
     def clear_energy(self, m: M.EnergyMarket, obs: Observation) -> Clearing:
         o, r = m.offers, m.requests
         weight = 1.0 + self.p.fairness * self.unmet[r.nodes] / max(self.unmet.mean(), 1e-12)
+        if m.urgency is not None:
+            weight = weight + self.p.urgency * m.urgency
         penalty = (np.zeros(len(o.nodes)), self.p.max_loss * weight * np.ones(len(r.nodes)))
         res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, self._site(o, r, obs))
-        return _clearing(res)
+        return _clearing(res, penalty[1])
 
     def clear_tasks(self, m: M.TaskMarket, obs: Observation) -> Clearing:
         o, r = m.offers, m.requests
@@ -88,6 +93,6 @@ class OTController:
         self.unmet[r.nodes] += (1 - b) * np.clip(1 - got / np.maximum(r.amount, 1e-12), 0.0, 1.0)
 
 
-def _clearing(res: TransportResult) -> Clearing:
+def _clearing(res: TransportResult, request_penalty: np.ndarray | None = None) -> Clearing:
     """An OT result as a clearing: prices are the duals (an offer's price is -u)."""
-    return Clearing(res.plan, res.solver, res.status, res.objective, -res.u, res.v)
+    return Clearing(res.plan, res.solver, res.status, res.objective, -res.u, res.v, request_penalty)

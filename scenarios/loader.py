@@ -26,7 +26,9 @@ from pydantic import ValidationError
 from . import overrides as ov_mod
 from . import schema as S
 from .errors import ScenarioError
+from .fields import LOCATED, located_problems
 from .footprint import memory_problem
+from .graphfile import GraphFile, GraphFileError, link_event_problem, read_graph
 from .overrides import Override, closest, did_you_mean, field_names, resolve
 from .yamlpos import Doc, Path, Problem, describe, dotted, dump, parse
 
@@ -173,7 +175,7 @@ def _validate(ctx: Context) -> S.Scenario | None:
     try:
         return S.Scenario.model_validate(ctx.data)
     except ValidationError as e:
-        found = [_explain(err) for err in e.errors(include_url=False)]
+        found = [x for err in e.errors(include_url=False) for x in _explained(err)]
     # 'horizon: 2' gives "unknown key 'horizon'; did you mean 'horizon_h'?": saying that
     # horizon_h is missing as well would only repeat it
     meant = {e.path[:-1] + (e.meant,) for e in found if e.meant}
@@ -181,6 +183,11 @@ def _validate(ctx: Context) -> S.Scenario | None:
         if e.path not in ctx.doc.unreadable and not (e.at == "parent" and e.path in meant):
             ctx.add(e.path, e.message, e.at)  # (an unreadable value was reported by the YAML step)
     return None
+
+
+#: Keys a scenario no longer has, and where their job went.
+RETIRED = {("output",): "; a scenario no longer chooses the files a run writes: use --tables all, "
+                        "no-tasks or summary on run, compare or sweep"}
 
 
 class _Explained(NamedTuple):
@@ -192,16 +199,23 @@ class _Explained(NamedTuple):
     """For an unknown key, the field it probably meant."""
 
 
+def _explained(err: dict) -> list[_Explained]:
+    """YAML path, message and where to point, for each problem of one pydantic error (a model
+    validator's located error may carry several)."""
+    if err["type"] != LOCATED:
+        return [_explain(err)]
+    loc = tuple(err["loc"])
+    path = resolve(loc)[0]
+    return [_Explained(path + tuple(p[len(loc):]), m, at) for p, m, at in located_problems(loc, err["ctx"])]
+
+
 def _explain(err: dict) -> _Explained:
     """YAML path, message and where to point, for one pydantic error."""
     loc, typ, ctx, value = err["loc"], err["type"], err.get("ctx") or {}, err.get("input")
     path, t = resolve(loc)
-    if typ == "cross_field":
-        extra = tuple(int(p) if p.isdigit() else p for p in ctx["field"].split(".") if p)
-        return _Explained(path + extra, ctx["message"])
     if typ == "extra_forbidden":
         close = closest(path[-1], field_names(resolve(loc[:-1])[1]))
-        hint = f"; did you mean '{close}'?" if close else ""
+        hint = f"; did you mean '{close}'?" if close else RETIRED.get(path, "")
         return _Explained(path, f"unknown key '{path[-1]}'{hint}", "key", close)
     if typ == "missing":
         last = path[-1]
@@ -451,21 +465,58 @@ def _check_pvlib_file(ctx: Context, path: Path, value: str) -> None:
 
 
 def _check_graph(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
-    import networkx as nx
-    from xml.etree.ElementTree import ParseError
-
+    """A graph file: readable, as many nodes as the classes, link attributes within the bounds of
+    the ``link`` fields, and every link fault event naming one of its edges."""
     kind = _get(ctx.data, *path[:-1], "kind")
     try:
-        g = nx.read_edgelist(full, nodetype=int) if kind == "edge_list" else nx.read_graphml(full)
-    except (OSError, ValueError, TypeError, KeyError, ParseError, nx.NetworkXError) as e:
+        gf = read_graph(kind, full)
+    except GraphFileError as e:
         what = "an edge list (lines 'i j' of integer node ids)" if kind == "edge_list" else "GraphML"
-        ctx.add(path, f"cannot read the file as {what}: {e}")
+        ctx.add(path, f"{shown}:{e.line}: {e}" if e.line else f"cannot read the file as {what}: {e}")
+        return
+    except (OSError, UnicodeDecodeError) as e:
+        ctx.add(path, f"cannot read '{shown}' as text: {e}")
         return
     counts = _class_counts(ctx.data)
-    if counts and g.number_of_nodes() != sum(counts.values()):
+    if counts and gf.graph.number_of_nodes() != sum(counts.values()):
         per = ", ".join(f"{k}: {n}" for k, n in counts.items())
-        ctx.add(path, f"the graph has {g.number_of_nodes()} nodes, but the node classes have "
+        ctx.add(path, f"the graph has {gf.graph.number_of_nodes()} nodes, but the node classes have "
                       f"{sum(counts.values())} ({per})")
+        return
+    bad = _edge_attribute_problem(gf, shown)
+    if bad:
+        ctx.add(path, bad)
+    if counts:
+        _check_link_events(ctx, gf, counts)
+
+
+def _edge_attribute_problem(gf: GraphFile, shown: str) -> str | None:
+    """The first edge attribute named like a ``link`` field whose value the field refuses, as
+    '<file>:<line>: ...'."""
+    fields = set(S.Link.model_fields)
+    for a, b, data in sorted(gf.graph.edges(data=True)):
+        for name in sorted(fields & set(data)):
+            at = f"{shown}:{gf.line.get((min(a, b), max(a, b)), '?')}: edge {gf.label[a]}-{gf.label[b]}: {name}"
+            if not _is_num(data[name]):
+                return f"{at}: expected a number, got {describe(data[name])}"
+            try:
+                S.Link.model_validate({name: data[name]})
+            except ValidationError as e:
+                err = e.errors(include_url=False)[0]
+                why = message(err["type"], err.get("ctx") or {}, err.get("input"), err["msg"])
+                return f"{at}: {why}"
+    return None
+
+
+def _check_link_events(ctx: Context, gf: GraphFile, counts: dict[str, int]) -> None:
+    names = [f"{cls}_{i}" for cls, n in counts.items() for i in range(n)]
+    events = _get(ctx.data, "faults", "events")
+    for i, ev in enumerate(events if isinstance(events, list) else ()):
+        pair = [nm for where, nm in _fault_names(ev) if where[0] == "link"]
+        if len(pair) == 2 and not any(S.node_name_problem(nm, counts) for nm in pair):
+            bad = link_event_problem({"kind": "graph file"}, names, pair, gf.graph)
+            if bad:
+                ctx.add(("faults", "events", i, "link"), bad)
 
 
 def _read_csv(ctx: Context, path: Path, full: FsPath) -> tuple[list[str], list[tuple[int, list[str]]]] | None:

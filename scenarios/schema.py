@@ -15,9 +15,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from .errors import UserError
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
 from .controllers import Controller, ControllerParams  # noqa: F401  (part of the schema)
 from .fields import Model, closest, located_error, split_path
+from .graphfile import link_event_problem
 
 
 # ------------------------------------------------------------------------ cross-field checks
@@ -418,13 +420,27 @@ class Marl(Model):
     """Team reward weights of the MARL env (``otmarl train`` and ``parallel_env``)."""
 
 
-class Output(Model):
-    timeseries: bool = True
-    """Write timeseries.parquet (per node per epoch)."""
-    tasks: bool = True
-    """Write tasks.parquet (one row per task)."""
-    flows: bool = True
-    """Write flows.parquet (every transfer and route decided)."""
+#: Every table of a run folder (``<name>.parquet``), in the order they are written.
+RUN_TABLES = ("timeseries", "tasks", "flows", "nodes", "links", "epochs", "link_events")
+#: ``--tables`` of run, compare and sweep: which tables a run folder holds besides summary.json
+#: and metadata.json. ``no-tasks`` leaves out the one table with a row per task (the largest by
+#: far); the per-node and per-epoch task counts the reports need stay in nodes and epochs.
+TABLE_CHOICES: dict[str, tuple[str, ...]] = {
+    "all": RUN_TABLES,
+    "no-tasks": tuple(t for t in RUN_TABLES if t != "tasks"),
+    "summary": (),
+}
+#: ``--tables`` of ``otmarl run`` (every table) and of compare and sweep (no per-task rows).
+RUN_DEFAULT_TABLES = "all"
+MANY_RUNS_DEFAULT_TABLES = "no-tasks"
+
+
+def check_tables(tables: str) -> str:
+    """``tables`` if it is a ``--tables`` choice, else a UserError listing the choices."""
+    if tables not in TABLE_CHOICES:
+        raise UserError(f"--tables: unknown choice '{tables}' (choose from "
+                        f"{', '.join(TABLE_CHOICES)})")
+    return tables
 
 
 class Scenario(Model):
@@ -450,8 +466,6 @@ class Scenario(Model):
     """Who decides energy transfers and task routes."""
     marl: Marl = Marl()
     """Settings of the MARL env built on this scenario."""
-    output: Output = Output()
-    """Which run files to write."""
 
     @property
     def n_nodes(self) -> int:
@@ -474,12 +488,22 @@ class Scenario(Model):
             bad = grid_problem(topo.rows, topo.cols, self.n_nodes)
             if bad:
                 raise cross_field_error("network.topology.rows", bad)
+        problems = self._fault_event_problems()
+        if problems:
+            raise located_error([(split_path(f), m, "value") for f, m in problems])
+        return self
+
+    def _fault_event_problems(self) -> list[tuple[str, str]]:
+        """(field, message) of every fault event naming an unknown node or a pair that is not a
+        link (graph files: the loader checks the pair against the file)."""
         counts = {cls: c.count for cls, c in self.nodes.items()}
+        topo, out = self.network.topology, []
         for i, ev in enumerate(self.faults.events):
             named = [("node", ev.node)] if ev.node is not None else [
                 (f"link.{j}", nm) for j, nm in enumerate(ev.link or ())]
-            for where, nm in named:
-                bad = node_name_problem(nm, counts)
-                if bad:
-                    raise cross_field_error(f"faults.events.{i}.{where}", bad)
-        return self
+            bad = [(f"faults.events.{i}.{where}", node_name_problem(nm, counts)) for where, nm in named]
+            out += [(f, m) for f, m in bad if m]
+            if ev.link is not None and not any(m for _, m in bad) and not isinstance(topo, FileTopology):
+                m = link_event_problem(topo.model_dump(), self.node_names(), ev.link)
+                out += [(f"faults.events.{i}.link", m)] if m else []
+        return out

@@ -43,6 +43,13 @@ class WorldInfo:
     mean_task_work_s: float
     params: dict[str, Any] = field(default_factory=dict)  # controller.params of the scenario
     start_s_of_day: float = 0.0   # local clock time at t = 0, seconds since midnight
+    charge_efficiency: np.ndarray | None = None      # battery eta_c per node
+    discharge_efficiency: np.ndarray | None = None   # battery eta_d per node
+    max_charge_w: np.ndarray | None = None
+    harvest_forecast: Callable[[int, int], np.ndarray] | None = field(default=None, repr=False,
+                                                                      compare=False)
+    """``harvest_forecast(k, h)``: expected harvest (Wh) of epochs k .. k+h-1 (cut at the horizon)
+    x nodes, from the scenario alone (no weather draw): see ``HarvestModel.forecast``."""
 
     @cached_property
     def positions(self) -> np.ndarray:

@@ -186,6 +186,39 @@ class HarvestModel:
                 out[idx] = p * _trace_energy(data, k * self.dt, (k + 1) * self.dt)
         return out
 
+    def forecast(self, k0: int, h: int) -> np.ndarray:
+        """Expected harvest (Wh, epochs k0 .. k0+h-1 within the horizon x nodes): the forecast a
+        controller may use. Solar: clear-sky energy times the exact mean of the clipped
+        clear-sky index, ``E[clip(mu + s Z, 0, 1)]`` (measured TMY irradiance as it is); wind:
+        the mean of the power curve over the Weibull speed distribution; constant and trace
+        harvests as they are (they are known)."""
+        if not hasattr(self, "_profiles"):
+            self._profiles = [self._profile(part) for part in self.parts]
+        ks = np.arange(k0, min(k0 + h, self.sc.n_epochs))
+        out = np.zeros((len(ks), self.n))
+        for (kind, idx, _, _), (profile, factor) in zip(self.parts, self._profiles):
+            if profile is not None:
+                out[:, idx] = profile[ks][:, None] * factor[None, :]
+        return out
+
+    def _profile(self, part) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(per-epoch profile, per-node factor) of one class's expected harvest."""
+        kind, idx, p, data = part
+        k = np.arange(self.sc.n_epochs)
+        if kind == "solar":
+            h, clear, used, clouds = data
+            if clouds is None:
+                return np.asarray(used, float), p
+            c = h.cloud
+            return np.asarray(clear, float) * clipped_normal_mean(c.mean_clearness, c.variability), p
+        if kind == "constant":
+            return np.ones(len(k)), p
+        if kind == "wind":
+            return np.ones(len(k)), _mean_wind_wh(data[0], p, self.dt)
+        if kind == "trace":
+            return np.array([_trace_energy(data, i * self.dt, (i + 1) * self.dt) for i in k]), p
+        return None, None
+
     def step(self) -> np.ndarray:
         """Harvested Wh per node in the next epoch."""
         k, out = self.k, np.zeros(self.n)
@@ -207,6 +240,31 @@ class HarvestModel:
                 out[idx] = p * _trace_energy(data, k * self.dt, (k + 1) * self.dt)
         self.k += 1
         return out
+
+
+def clipped_normal_mean(mu: float, s: float) -> float:
+    """``E[clip(mu + s Z, 0, 1)]`` for a standard normal Z, exactly: E[max(X, 0)] - E[max(X - 1, 0)]
+    with ``E[max(X - a, 0)] = (mu - a) Phi((mu - a)/s) + s phi((mu - a)/s)``."""
+    if s <= 0:
+        return min(max(mu, 0.0), 1.0)
+
+    def above(a: float) -> float:
+        z = (mu - a) / s
+        return (mu - a) * float(ndtr(z)) + s * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return above(0.0) - above(1.0)
+
+
+def _mean_wind_wh(h: S.WindHarvest, scale: np.ndarray, dt: float) -> np.ndarray:
+    """Mean energy per epoch of each turbine: the power curve averaged over 256 equal-probability
+    Weibull speeds (the mid-points of their quantile bins)."""
+    u = (np.arange(256) + 0.5) / 256
+    shape = (-np.log1p(-u)) ** (1.0 / h.weibull_k)
+    out = np.empty(len(scale))
+    for a in range(0, len(scale), 4096):
+        speeds = scale[a:a + 4096, None] * shape[None, :]
+        out[a:a + 4096] = np.interp(speeds, h.power_curve_speed_m_s, h.power_curve_w,
+                                    left=0.0, right=0.0).mean(1)
+    return out * dt / 3600.0
 
 
 def _trace_cumulative(h: S.TraceHarvest):

@@ -18,6 +18,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from otmarl.scenarios import schema as S
+from otmarl.scenarios.graphfile import read_graph
 
 ALL_SOURCES_MAX = 64
 """Up to this many nodes, the first path asked for computes the paths from every source: one
@@ -107,11 +108,7 @@ def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph
 
 
 def _read_graph_file(topo: S.FileTopology) -> nx.Graph:
-    if topo.kind == "edge_list":
-        g = nx.read_edgelist(topo.file, nodetype=int, data=True)
-    else:
-        g = nx.read_graphml(topo.file)
-    return nx.convert_node_labels_to_integers(g, ordering="sorted")
+    return read_graph(topo.kind, topo.file).graph
 
 
 def _connect_components(g: nx.Graph, pos: np.ndarray) -> None:

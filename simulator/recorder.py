@@ -3,15 +3,24 @@
 The summary is an API (later tools read its keys) and holds nothing that changes between two runs
 with the same seed. The invariants of the model are checked at the end of every run; a violation
 raises ``InvariantError`` with the numbers.
+
+The summary is computed from the exact (float64) arrays. Tables come exact (float64, int32) from
+``finish``, and narrowed for disk with ``narrow=True`` (as ``otmarl run`` writes them): energy
+and per-task quantities as float32 (7 significant digits), ids and counts as the narrowest integer
+their bound allows (node ids by the node count, epochs by the epoch count), task times as float32
+up to a horizon of ``FLOAT32_TIME_MAX_S`` (resolution under 4 ms at a day, 31 ms at a week) and
+float64 beyond, names and reasons dictionary-encoded. The exact ledger stays in summary.json.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from otmarl.scenarios.errors import InvariantError
+from otmarl.scenarios.schema import RUN_TABLES
 
 from .world import (DONE_LATE, DONE_ON_TIME, DROP_REASONS, DROPPED, PENDING, RUNNING, STATUS_NAMES,
                     TRANSIT, WAITING, World)
@@ -19,6 +28,22 @@ from .world import (DONE_LATE, DONE_ON_TIME, DROP_REASONS, DROPPED, PENDING, RUN
 LEDGER_OUT = ("curtailed_wh", "consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh",
               "self_discharge_wh", "conversion_loss_wh")
 PER_EPOCH = ("harvested_wh",) + LEDGER_OUT + ("sent_wh", "delivered_wh", "stored_wh")
+#: Task times are written as float32 up to this horizon (its spacing there: 2**-24 of it).
+FLOAT32_TIME_MAX_S = 7 * 86400.0
+
+
+def int_for(bound: int) -> type[np.signedinteger]:
+    """The narrowest signed integer type holding every value in [-bound, bound]: a column's width
+    follows from the scenario (node count, epochs, tasks), never from one seed's data."""
+    for t in (np.int8, np.int16, np.int32):
+        if bound <= np.iinfo(t).max:
+            return t
+    return np.int64
+
+
+def categorical(codes: np.ndarray, names: tuple[str, ...]) -> pd.Categorical:
+    """Codes into ``names`` as a categorical column (Parquet writes it dictionary-encoded)."""
+    return pd.Categorical.from_codes(np.asarray(codes), categories=list(names))
 
 
 @dataclass
@@ -26,12 +51,18 @@ class RunResult:
     """Everything a run produced, before it is written to a folder."""
 
     summary: dict
-    timeseries: pd.DataFrame
-    tasks: pd.DataFrame
-    flows: pd.DataFrame
-    nodes: pd.DataFrame
-    links: pd.DataFrame
+    timeseries: pd.DataFrame | None
+    tasks: pd.DataFrame | None
+    flows: pd.DataFrame | None
+    nodes: pd.DataFrame | None
+    links: pd.DataFrame | None
+    epochs: pd.DataFrame | None = None
+    link_events: pd.DataFrame | None = None
     extra: dict = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The tables this result holds, by name, in ``RUN_TABLES`` order."""
+        return {t: getattr(self, t) for t in RUN_TABLES if getattr(self, t) is not None}
 
 
 class Recorder:
@@ -46,6 +77,9 @@ class Recorder:
         self.flows: list[pd.DataFrame] = []
         self.record_flows = record_flows
         self.initial = world.stored.copy()
+        self.narrow = False
+        self.link_was_up = np.ones(len(world.links), bool)
+        self.link_changes: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def epoch(self, k: int, energy: dict, flags: dict, flows: dict) -> None:
         w = self.w
@@ -57,8 +91,21 @@ class Recorder:
         for f, v in flags.items():
             self.flags[f][k] = v
         self.queue_len[k] = np.bincount(w.node[w.with_status(WAITING)], minlength=w.n)
+        changed = np.flatnonzero(w.link_up != self.link_was_up)
+        if len(changed):
+            self.link_changes.append((np.full(len(changed), k), changed, w.link_up[changed].copy()))
+            self.link_was_up = w.link_up.copy()
         if self.record_flows:
             self._flows(k, flows)
+
+    def _int(self, bound: int) -> type[np.signedinteger]:
+        """Integer type of a column whose values lie in [-bound, bound]."""
+        return int_for(bound) if self.narrow else int_for(max(bound, np.iinfo(np.int32).max))
+
+    def _float(self, x: np.ndarray, time: bool = False) -> np.ndarray:
+        """``x`` as float32 when narrowing (a time only up to ``FLOAT32_TIME_MAX_S``)."""
+        short = self.w.n_epochs * self.w.dt <= FLOAT32_TIME_MAX_S
+        return np.asarray(x, np.float32 if self.narrow and (short or not time) else np.float64)
 
     def brownout_node_hours(self, epochs: int) -> float:
         """Node-hours browned out over the first ``epochs`` epochs."""
@@ -87,11 +134,16 @@ class Recorder:
             self.flows.append(pd.concat(parts, ignore_index=True))
 
     # --------------------------------------------------------------------------------- end
-    def finish(self, meta: dict) -> RunResult:
+    def finish(self, meta: dict, tables: Collection[str] = RUN_TABLES, narrow: bool = False) -> RunResult:
+        """Check the invariants; the summary and the ``tables`` named (the others are None),
+        narrowed for disk if ``narrow`` (see the module docstring)."""
         self.check_invariants()
-        return RunResult(summary=self.summary(meta), timeseries=self.timeseries(),
-                         tasks=self.task_table(), flows=self.flow_table(),
-                         nodes=self.node_table(), links=self.link_table())
+        self.narrow = narrow
+        makers = {"timeseries": self.timeseries, "tasks": self.task_table, "flows": self.flow_table,
+                  "nodes": self.node_table, "links": self.link_table, "epochs": self.epoch_table,
+                  "link_events": self.link_event_table}
+        return RunResult(summary=self.summary(meta),
+                         **{t: makers[t]() if t in tables else None for t in RUN_TABLES})
 
     def totals(self) -> dict:
         s = {f: self.series[f].sum(0) for f in PER_EPOCH if f != "stored_wh"}
@@ -170,51 +222,109 @@ class Recorder:
     def timeseries(self) -> pd.DataFrame:
         w = self.w
         E, n = w.n_epochs, w.n
-        cols = {"epoch": np.repeat(np.arange(E, dtype=np.int32), n),
+        cols = {"epoch": np.repeat(np.arange(E, dtype=self._int(E)), n),
                 "time_s": np.repeat(np.arange(E) * w.dt, n),
-                "node": np.tile(np.arange(n, dtype=np.int32), E)}
-        cols["stored_wh"] = self.series["stored_wh"].ravel()
-        cols["soc"] = (self.series["stored_wh"] / w.p.capacity_wh).ravel()
+                "node": np.tile(np.arange(n, dtype=self._int(n)), E)}
+        cols["stored_wh"] = self._float(self.series["stored_wh"].ravel())
+        cols["soc"] = self._float((self.series["stored_wh"] / w.p.capacity_wh).ravel())
         for f in PER_EPOCH[:-1]:
-            cols[f] = self.series[f].ravel()
+            cols[f] = self._float(self.series[f].ravel())
         for f, v in self.flags.items():
             cols[f] = v.ravel()
         cols["queue_len"] = self.queue_len.ravel()
         return pd.DataFrame(cols)
 
+    def epoch_table(self) -> pd.DataFrame:
+        """One row per epoch: tasks generated, completed (on time, late) and dropped by reason in
+        it, over the fleet (an event at the horizon's end counts in the last epoch). The per-epoch
+        charts need only this, not the task table."""
+        w, t = self.w, self.w.tasks
+        E = w.n_epochs
+        epoch_of = lambda s: np.minimum(s[~np.isnan(s)] // w.dt, E - 1).astype(np.int64)  # noqa: E731
+        count = lambda s: np.bincount(epoch_of(s), minlength=E)[:E].astype(np.int32)  # noqa: E731
+        cols = {"epoch": np.arange(E, dtype=self._int(E)), "time_s": np.arange(E) * w.dt,
+                "generated": count(t.gen_s)}
+        for name, status in (("completed_on_time", DONE_ON_TIME), ("completed_late", DONE_LATE)):
+            cols[name] = count(w.end_s[w.status == status])
+        for r in range(1, len(DROP_REASONS)):
+            cols[f"dropped_{DROP_REASONS[r]}"] = count(w.end_s[w.reason == r])
+        return pd.DataFrame(cols)
+
+    def origin_counts(self) -> dict[str, np.ndarray]:
+        """Per node, tasks it originated and how they ended (wherever they ran)."""
+        w, n = self.w, self.w.n
+        origin = self.w.tasks.origin
+        by = lambda mask: np.bincount(origin[mask], minlength=n).astype(np.int32)  # noqa: E731
+        return {"originated": np.bincount(origin, minlength=n).astype(np.int32),
+                "completed_on_time": by(w.status == DONE_ON_TIME),
+                "completed_late": by(w.status == DONE_LATE), "dropped": by(w.status == DROPPED)}
+
     def task_table(self) -> pd.DataFrame:
         w, t = self.w, self.w.tasks
-        status = np.asarray(STATUS_NAMES, dtype=object)[w.status]
+        node_t = self._int(w.n)
+        times = {"generated_s": t.gen_s, "deadline_s": t.deadline_s}
+        later = {"arrived_s": w.arrive_s, "start_s": w.start_s, "finish_s": w.finish_s,
+                 "end_s": w.end_s}
         return pd.DataFrame({
-            "task": np.arange(len(t), dtype=np.int64), "origin": t.origin.astype(np.int32),
-            "node": w.node.astype(np.int32), "generated_s": t.gen_s, "deadline_s": t.deadline_s,
-            "work_s": t.work_s, "data_kb": t.data_kb, "priority": t.priority,
-            "offloads": w.offloads, "arrived_s": w.arrive_s, "start_s": w.start_s,
-            "finish_s": w.finish_s, "end_s": w.end_s,
-            "status": pd.Categorical(status, categories=STATUS_NAMES),
-            "drop_reason": pd.Categorical(np.asarray(DROP_REASONS, dtype=object)[w.reason],
-                                          categories=DROP_REASONS)})
+            "task": np.arange(len(t), dtype=self._int(len(t))), "origin": t.origin.astype(node_t),
+            "node": w.node.astype(node_t), **{k: self._float(v, time=True) for k, v in times.items()},
+            "work_s": self._float(t.work_s), "data_kb": self._float(t.data_kb),
+            "priority": self._float(t.priority), "offloads": w.offloads,
+            **{k: self._float(v, time=True) for k, v in later.items()},
+            "status": categorical(w.status, STATUS_NAMES),
+            "drop_reason": categorical(w.reason, DROP_REASONS)})
 
     def flow_table(self) -> pd.DataFrame:
+        """Every flow row, narrowed: node ids and epochs by their bound, floats (but the time)
+        as float32, text columns (kind, solver, status) dictionary-encoded."""
         if self.flows:
-            return pd.concat(self.flows, ignore_index=True)
-        return pd.DataFrame({"epoch": np.zeros(0, np.int32), "time_s": np.zeros(0), "kind": [],
-                             "src": np.zeros(0, np.int32), "dst": np.zeros(0, np.int32),
-                             "amount": np.zeros(0), "delivered_wh": np.zeros(0)})
+            df = pd.concat(self.flows, ignore_index=True)
+        else:
+            df = pd.DataFrame({"epoch": np.zeros(0, np.int32), "time_s": np.zeros(0), "kind": [],
+                               "src": np.zeros(0, np.int32), "dst": np.zeros(0, np.int32),
+                               "amount": np.zeros(0), "delivered_wh": np.zeros(0)})
+        ints = {"epoch": self._int(self.w.n_epochs), "src": self._int(self.w.n), "dst": self._int(self.w.n)}
+        out = {}
+        for c in df.columns:
+            v = df[c]
+            if c in ints:
+                out[c] = v.to_numpy().astype(ints[c])
+            elif c == "time_s":
+                out[c] = v.to_numpy(np.float64)
+            elif not (pd.api.types.is_numeric_dtype(v) or pd.api.types.is_bool_dtype(v)):
+                out[c] = pd.Categorical(v)                  # text: kind, solver, status
+            elif v.dtype == np.float64:
+                out[c] = self._float(v.to_numpy())
+            else:
+                out[c] = v.to_numpy()
+        return pd.DataFrame(out)
 
     def node_table(self) -> pd.DataFrame:
         w, p = self.w, self.w.p
-        classes = np.asarray(list(w.sc.nodes), dtype=object)
+        classes = tuple(w.sc.nodes)
         return pd.DataFrame({
-            "node": np.arange(w.n, dtype=np.int32), "name": w.names, "class": classes[p.class_idx],
+            "node": np.arange(w.n, dtype=self._int(w.n)), "name": w.names,
+            "class": categorical(p.class_idx, classes),
             "x": w.positions[:, 0], "y": w.positions[:, 1], "capacity_wh": p.capacity_wh,
             "initial_wh": self.initial, "min_wh": p.min_wh, "resume_wh": p.resume_wh,
             "idle_power_w": p.idle_w, "active_power_w": p.active_w, "speed": p.speed,
-            "servers": p.servers.astype(np.int32)})
+            "servers": p.servers.astype(np.int32), **self.origin_counts()})
+
+    def link_event_table(self) -> pd.DataFrame:
+        """Every change of a link's up/down state (by a fault event or a random fault), at the
+        epoch from which it holds; every link is up before its first row. ``link`` is the row of
+        links.parquet. With timeseries' ``failed`` flags this gives the network of every epoch."""
+        ch = self.link_changes
+
+        def column(i: int, dtype) -> np.ndarray:
+            return np.concatenate([c[i] for c in ch]).astype(dtype) if ch else np.zeros(0, dtype)
+        return pd.DataFrame({"epoch": column(0, self._int(self.w.n_epochs)),
+                             "link": column(1, self._int(max(len(self.w.links), 1))),
+                             "up": column(2, bool)})
 
     def link_table(self) -> pd.DataFrame:
-        L = self.w.links
-        return pd.DataFrame({"u": L.u.astype(np.int32), "v": L.v.astype(np.int32),
+        L, node_t = self.w.links, self._int(self.w.n)
+        return pd.DataFrame({"u": L.u.astype(node_t), "v": L.v.astype(node_t),
                              "latency_s": L.latency_s, "bandwidth_kbps": L.bandwidth_kbps,
                              "tx_energy_wh_per_kb": L.tx_energy_wh_per_kb,
                              "transfer_efficiency": L.transfer_efficiency,

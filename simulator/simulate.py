@@ -7,6 +7,7 @@ caller never needs to look inside the world.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,6 +15,7 @@ import numpy as np
 
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.schema import RUN_TABLES
 
 from .control import Controller, Decision, Observation
 from .engine_fast import FastEngine
@@ -95,13 +97,16 @@ class Simulation:
         """Node-hours spent browned out over the epochs simulated so far."""
         return self.recorder.brownout_node_hours(self.k)
 
-    def finish(self, meta: dict) -> RunResult:
-        return self.recorder.finish(meta)
+    def finish(self, meta: dict, tables: Collection[str] = RUN_TABLES, narrow: bool = False) -> RunResult:
+        return self.recorder.finish(meta, tables, narrow)
 
 
 def simulate(scenario: S.Scenario, controller: Controller, seed: int, engine: str = "fast",
-             progress: Callable[[int, int], None] | None = None) -> RunResult:
-    """Run ``scenario`` under ``controller`` and return what it produced (nothing is written)."""
+             progress: Callable[[int, int], None] | None = None,
+             tables: Collection[str] = RUN_TABLES, narrow: bool = False) -> RunResult:
+    """Run ``scenario`` under ``controller`` and return what it produced (nothing is written):
+    the summary and the ``tables`` named (the others are None), exact or, with ``narrow``, in the
+    narrow column types of a run folder (``recorder`` says which)."""
     sim = Simulation(scenario, seed, engine)
     controller.reset(sim.world.info(), sim.world.rng["policy"])
     while not sim.done:
@@ -110,4 +115,4 @@ def simulate(scenario: S.Scenario, controller: Controller, seed: int, engine: st
             progress(sim.k, sim.world.n_epochs)
     meta = {"scenario": scenario.name, "policy": getattr(controller, "name", type(controller).__name__),
             "seed": seed}
-    return sim.finish(meta)
+    return sim.finish(meta, tables, narrow)

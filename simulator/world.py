@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from otmarl.scenarios import schema as S
-from otmarl.scenarios.errors import DecisionError
+from otmarl.scenarios.errors import DecisionError, ScenarioError
 
 from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
@@ -26,7 +26,8 @@ from .workload import generate
 PENDING, TRANSIT, WAITING, RUNNING, DONE_ON_TIME, DONE_LATE, DROPPED = range(7)
 STATUS_NAMES = ("pending", "in_transit", "queued", "running", "completed_on_time",
                 "completed_late", "dropped")
-DROP_REASONS = ("", "queue_full", "expired", "node_down", "no_energy", "link_down")
+# the reasons a task can be dropped for (docs/model.md, "Tasks"); code 0 is "not dropped"
+DROP_REASONS = ("", "queue_full", "expired", "node_down")
 Q_FULL, EXPIRED, NODE_DOWN = 1, 2, 3
 STREAMS = ("topology", "nodes", "workload", "harvest", "faults", "policy")
 _INT0, _FLOAT0 = np.zeros(0, np.int64), np.zeros(0)
@@ -112,8 +113,10 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
             add(ev.at_h * 3600, "node", index[ev.node], ev.action == "down")
         else:
             a, b = sorted(index[x] for x in ev.link)
-            if (a, b) in link_index:
-                add(ev.at_h * 3600, "link", link_index[(a, b)], ev.action == "down")
+            if (a, b) not in link_index:   # the loader refuses these; a Scenario built in Python may not
+                raise ScenarioError([f"faults.events: '{ev.link[0]}' and '{ev.link[1]}' are not "
+                                     "linked in this run's graph, so a link event cannot name them"])
+            add(ev.at_h * 3600, "link", link_index[(a, b)], ev.action == "down")
     rf = sc.faults.random
     for kind, count, mtbf, mttr in (("node", len(names), rf.node_mtbf_h, rf.node_mttr_h),
                                     ("link", len(links), rf.link_mtbf_h, rf.link_mttr_h)):
@@ -256,7 +259,9 @@ class World:
             link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
             n_epochs=self.n_epochs,
             mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,
-            params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc))
+            params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc),
+            charge_efficiency=p.eta_c, discharge_efficiency=p.eta_d, max_charge_w=p.max_charge_w,
+            harvest_forecast=self.harvest.forecast)
 
     # ---------------------------------------------------------------------- boundary steps
     def apply_faults(self, k: int) -> None:

@@ -2,30 +2,137 @@
 decisions from any action, and the reward cross-checked against the run's summary."""
 from __future__ import annotations
 
+import functools
+import itertools
+
 import numpy as np
 import pytest
 
 pytest.importorskip("pettingzoo")
 
-from pettingzoo.test import api_test, parallel_api_test  # noqa: E402
+from pettingzoo.test import api_test, parallel_api_test, render_test, seed_test  # noqa: E402
 
-from otmarl.policies.marl import EnvOptions, MarlCore, aec_env, parallel_env  # noqa: E402
+from otmarl.policies.marl import EnvOptions, MarlCore, parallel_env  # noqa: E402
+from otmarl.policies.marl.actions import direct_slots  # noqa: E402
+from otmarl.policies.marl.env import OTMarlEnv  # noqa: E402
 from otmarl.policies.marl.core import jain, resolve_scenario  # noqa: E402
 from otmarl.policies.marl.features import COL, NAMES  # noqa: E402
+from otmarl.scenarios import Scenario, builtin_names  # noqa: E402
 from otmarl.scenarios.errors import UserError  # noqa: E402
 
 DAY = dict(horizon_h=24)
 
 
-@pytest.mark.parametrize("mode", ["market", "direct"])
-def test_parallel_api(mode):
-    parallel_api_test(parallel_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+BUILTINS = tuple(builtin_names())
+MODES = ("market", "direct")
+SEEDS = (0, 1, 2)
+
+
+class SeedShifted(OTMarlEnv):
+    """The env with every reset seed moved by ``shift``: PettingZoo's tests reset with fixed
+    seeds (0, 42, then seeds drawn from them), so this is how they see other worlds, and so
+    other graphs."""
+
+    def __init__(self, scenario: Scenario, shift: int, **options):
+        super().__init__(scenario, **options)
+        self.shift = shift
+
+    def reset(self, seed=None, options=None):
+        return super().reset(None if seed is None else seed + self.shift, options)
+
+
+@functools.lru_cache(maxsize=None)
+def _short(name: str) -> Scenario:
+    """The built-in cut to two control epochs (loaded once)."""
+    sc = resolve_scenario(name)
+    return resolve_scenario(sc, horizon_h=2 * sc.control_interval_s / 3600.0)
+
+
+def _env(name: str, mode: str, seed: int, **options) -> SeedShifted:
+    """A reset with seed k starts world k + seed; the first reset without one, world seed."""
+    return SeedShifted(_short(name), seed, mode=mode, seed=seed, **options)
+
+
+def _aec(name: str, mode: str, seed: int, **options):
+    from pettingzoo.utils.conversions import parallel_to_aec
+    return parallel_to_aec(_env(name, mode, seed, **options))
+
+
+MATRIX = pytest.mark.parametrize("name, mode, seed", list(itertools.product(BUILTINS, MODES, SEEDS)))
+
+
+def test_the_matrix_covers_every_builtin():
+    assert set(BUILTINS) >= {"edge-offload", "microgrid-solar", "regime-shift", "sensor-field"}
+
+
+@MATRIX
+def test_parallel_api(name, mode, seed):
+    parallel_api_test(_env(name, mode, seed), num_cycles=2)
 
 
 @pytest.mark.filterwarnings("ignore:Action space for each agent probably")   # MultiDiscrete is fine
-@pytest.mark.parametrize("mode", ["market", "direct"])
-def test_aec_api(mode):
-    api_test(aec_env("microgrid-solar", mode=mode, **DAY), num_cycles=100)
+@MATRIX
+def test_aec_api(name, mode, seed):
+    api_test(_aec(name, mode, seed), num_cycles=1)      # and 2 more cycles after a reset: truncated
+
+
+@MATRIX
+def test_seed(name, mode, seed):
+    seed_test(lambda: _aec(name, mode, seed), num_cycles=1)
+
+
+@MATRIX
+def test_render(name, mode, seed, capsys):
+    render_test(lambda render_mode: _aec(name, mode, seed, render_mode=render_mode))
+    frames = capsys.readouterr().out
+    assert frames.count("team return") == 5 and "epoch 0/2" in frames      # 'human' printed 5 frames
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_spaces_are_fixed_per_scenario_whatever_the_seed(name):
+    """Direct mode pads to the scenario's slots: every seed's world gives the same spaces and
+    mask lengths; slots past a node's degree are masked; every neighbour has a slot when the
+    degree is within the cap."""
+    env = _env(name, "direct", 0)
+    a0 = env.possible_agents[0]
+    nvec = tuple(env.action_space(a0).nvec)
+    slots = env.core.slots
+    assert nvec == (slots + 1, slots + 1)
+    for s in (0, 7, 123):
+        _, infos = env.reset(seed=s)
+        core = env.core
+        assert tuple(core.spec.nvec) == nvec
+        assert all(len(m) == slots + 1 for i in infos.values() for m in i["action_mask"])
+        deg = np.bincount(np.concatenate([core.info.link_u, core.info.link_v]), minlength=core.n)
+        reach = (core.actions.slot_node[:, 1:] >= 0).sum(1)
+        np.testing.assert_array_equal(reach, np.minimum(deg, slots))
+        masks = core.masks()
+        assert not masks[:, 1:slots + 1][reach[:, None] <= np.arange(slots)].any()
+
+
+def test_slots_are_the_largest_degree_of_a_fixed_graph_else_n_minus_1_capped():
+    assert direct_slots(resolve_scenario("microgrid-solar"), 32) == 4          # tree, branching 3
+    assert direct_slots(resolve_scenario("edge-offload"), 32) == 32            # random geometric
+    assert direct_slots(resolve_scenario("edge-offload", ["nodes.edge.count=5", "nodes.hot.count=3",
+                                                          "nodes.gateway.count=2"]), 32) == 9
+    assert direct_slots(resolve_scenario("microgrid-solar"), 2) == 2
+    with pytest.raises(UserError, match=r"direct_max_slots: value 0 must be a whole number >= 1"):
+        EnvOptions(mode="direct", direct_max_slots=0)
+
+
+def test_max_cycles_truncates_every_agent():
+    env = parallel_env("microgrid-solar", mode="market", max_cycles=3, horizon_h=24)
+    env.reset(seed=1)
+    steps = 0
+    while env.agents:
+        _, _, term, trunc, _ = env.step({a: env.action_space(a).sample() for a in env.agents})
+        steps += 1
+        assert not any(term.values()) and all(trunc.values()) == (steps == 3)
+    assert steps == 3
+    env.reset(seed=1)
+    assert env.agents and env.core.sim.k == 0
+    with pytest.raises(UserError, match=r"max_cycles: value 0 must be a whole number >= 1"):
+        parallel_env("microgrid-solar", max_cycles=0)
 
 
 def test_render_modes():
@@ -207,3 +314,113 @@ def test_time_of_day_features_read_the_scenarios_own_clock(start, hour):
     np.testing.assert_allclose(obs[0, [COL["tod_sin"], COL["tod_cos"]]], [np.sin(angle), np.cos(angle)],
                                atol=1e-6)
     assert core.info.start_s_of_day == pytest.approx(hour * 3600)
+
+
+# ------------------------------------------------------------------------------ the controls
+def test_control_seeds_are_disjoint_from_training_and_from_each_other():
+    from otmarl.policies.marl.controls import EVAL_SEED0, TUNE_SEED0, eval_seeds, tune_seeds
+    SEED_MAX = 2**31 - 1       # training draws its episode seeds from [0, SEED_MAX) (rollout.py)
+    assert eval_seeds(3) == [EVAL_SEED0, EVAL_SEED0 + 1, EVAL_SEED0 + 2]
+    assert min(eval_seeds(10**4)) >= SEED_MAX and min(tune_seeds(10**4)) >= SEED_MAX
+    assert not set(eval_seeds(10**4)) & set(tune_seeds(10**4))
+    assert TUNE_SEED0 > EVAL_SEED0 + 10**4
+
+
+def test_random_actions_are_seeded_by_the_episode_and_use_every_option():
+    from otmarl.policies.marl.controls import RandomActions, play
+    sc = resolve_scenario("microgrid-solar", horizon_h=24)
+    core = MarlCore(sc)
+    seen = []
+
+    class Recording(RandomActions):
+        def step(self, core):
+            a = self.rng.integers(0, self.nvec, (core.n, len(self.nvec)))
+            seen.append(a)
+            return core.step(a)[2]
+
+    ret = [play(core, d, s).team_return for d, s in ((RandomActions(), 7), (RandomActions(), 7),
+                                                      (RandomActions(), 8), (Recording(), 7))]
+    assert ret[0] == ret[1] == ret[3] and ret[0] != ret[2]
+    counts = np.bincount(np.stack(seen).reshape(-1, 5)[:, 2], minlength=4)   # 24 x 10 draws
+    assert counts.sum() == 240 and counts.min() >= 40                          # each near 60
+
+
+def test_coarse_grid_takes_the_ends_of_levels_and_none_or_first_of_choices():
+    from otmarl.policies.marl.controls import coarse_grid
+    market = MarlCore(resolve_scenario("microgrid-solar", horizon_h=3)).spec
+    grid = coarse_grid(market)
+    assert len(grid) == 32 and set(np.ravel(grid)) == {0, 3} and grid[0] == (0,) * 5
+    direct = MarlCore(resolve_scenario("microgrid-solar", horizon_h=3), EnvOptions(mode="direct")).spec
+    assert coarse_grid(direct) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_best_fixed_is_a_local_optimum_at_least_as_good_as_the_grid(mode):
+    from otmarl.policies.marl.controls import FixedAction, coarse_grid, play, search_fixed
+    sc = resolve_scenario("microgrid-solar", horizon_h=6)
+    opt = EnvOptions(mode=mode)
+    res = search_fixed(sc, opt, [11, 12])
+    best, core = res.action, MarlCore(sc, opt)
+    assert res.score == max(res.scores.values()) == res.scores[best]
+    assert all(g in res.scores for g in coarse_grid(core.spec))
+    for c, k in enumerate(core.spec.nvec):        # no single component changed does better
+        for v in range(k):
+            assert res.scores[best[:c] + (v,) + best[c + 1:]] <= res.score
+    again = np.mean([play(core, FixedAction(best), s).team_return for s in (11, 12)])
+    np.testing.assert_allclose(again, res.score, rtol=1e-12)     # the score replays
+
+
+def test_compare_gives_cis_across_runs_and_paired_differences_on_seeds():
+    """Runs A (1, 2, 3) and B (3, 4, 5) on seeds 0-2 against a control (0, 1, 2): runs' means 2
+    and 4; per seed the trained mean is 2, 3, 4, i.e. control + 2 on every seed; across runs
+    A - 1 = 1 and B - 1 = 3."""
+    import pandas as pd
+    from otmarl.analysis.stats import mean_ci
+    from otmarl.policies.marl.evaluate import METRICS, compare, format_comparison
+    rows = []
+    for pol, run, vals in (("ppo", "A", (1, 2, 3)), ("ppo", "B", (3, 4, 5)), ("ctl", "", (0, 1, 2))):
+        rows += [{"policy": pol, "run": run, "seed": s, **dict.fromkeys(METRICS, float(v))}
+                 for s, v in enumerate(vals)]
+    c = compare(pd.DataFrame(rows), "ppo")
+    m = c.means.set_index(["policy", "metric"])
+    want = mean_ci([2.0, 4.0])
+    assert m.loc[("ppo", "team_return"), "n"] == 2
+    np.testing.assert_allclose(m.loc[("ppo", "team_return"), ["mean", "ci_low", "ci_high"]].to_numpy(float),
+                               [want.mean, want.low, want.high])
+    assert m.loc[("ctl", "team_return"), "n"] == 3 and m.loc[("ctl", "team_return"), "mean"] == 1.0
+    p = c.paired.set_index("metric").loc["team_return"]
+    assert (p.policy, p.mean_diff, p.ci_low, p.ci_high, p.n, p.significant) == ("ppo - ctl", 2, 2, 2, 3, True)
+    a = c.across_runs.set_index("metric").loc["team_return"]
+    want = mean_ci([1.0, 3.0])
+    assert (a.mean_diff, a.n, a.significant) == (2.0, 2, False)
+    np.testing.assert_allclose([a.ci_low, a.ci_high], [want.low, want.high])
+    text = format_comparison(c, "ppo", 2, 3)
+    assert "over 2 training runs" in text and "ppo - ctl" in text and "2 ± 0*" in text
+
+
+def test_cli_evaluate_two_training_runs_against_the_controls(tmp_path, capsys):
+    pytest.importorskip("torch")
+    import csv
+    from otmarl.cli import main
+    tiny = ["--steps", "6", "--n-envs", "1", "--num-steps", "3", "--horizon-h", "3", "--quiet"]
+    for seed in (0, 1):
+        assert main(["train", "microgrid-solar", "--seed", str(seed), "--out", str(tmp_path / f"r{seed}"),
+                     *tiny]) == 0
+    capsys.readouterr()
+    out = tmp_path / "eval" / "rows.csv"
+    assert main(["evaluate", str(tmp_path / "r0"), str(tmp_path / "r1"), "--seeds", "2",
+                 "--tune-seeds", "1", "--baselines", "local", "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "mappo: over 2 training runs" in text and "across the 2 training runs" in text
+    rows = list(csv.DictReader(out.open()))
+    assert sorted({(r["policy"], r["run"]) for r in rows}) == [
+        ("best-fixed", ""), ("local", ""), ("mappo", "seed0"), ("mappo", "seed1"), ("random-actions", "")]
+    assert len(rows) == 10 and (tmp_path / "eval" / "rows-summary.csv").is_file()
+    import json
+    import shutil
+    shutil.copytree(tmp_path / "r1", tmp_path / "r2")          # the same run, said to be direct mode
+    meta = json.loads((tmp_path / "r2" / "policy.json").read_text())
+    meta["env"]["mode"] = "direct"
+    (tmp_path / "r2" / "policy.json").write_text(json.dumps(meta))
+    assert main(["evaluate", str(tmp_path / "r0"), str(tmp_path / "r2"), "--quiet"]) == 2
+    assert "(direct mode)" in capsys.readouterr().err

@@ -280,10 +280,15 @@ def test_cli_train_and_evaluate_in_process(tmp_path, capsys):
     meta = json.loads((out / "policy.json").read_text())
     assert meta["algo"] == "ippo" and meta["steps"] == 6 and meta["critic_dim"] == meta["obs_dim"]
     assert len(_rows(out)) == 2
-    assert main(["evaluate", str(out), "--seeds", "2", "--baselines", "local", "--quiet"]) == 0
+    assert main(["evaluate", str(out), "--seeds", "2", "--tune-seeds", "1", "--baselines", "local",
+                 "--quiet"]) == 0
     rows = list(csv.DictReader((out / "evaluation.csv").open()))
-    assert sorted((r["policy"], r["seed"]) for r in rows) == [("ippo", "0"), ("ippo", "1"),
-                                                              ("local", "0"), ("local", "1")]
+    seeds = [str(2**31), str(2**31 + 1)]               # evaluation seeds: outside training's range
+    assert sorted((r["policy"], r["seed"]) for r in rows) == sorted(
+        (p, s) for p in ("ippo", "random-actions", "best-fixed", "local") for s in seeds)
+    text = capsys.readouterr().out
+    assert "ippo - best-fixed" in text and "ippo - random-actions" in text and "ippo - local" in text
+    assert (out / "evaluation-summary.csv").is_file()
     assert main(["train", "microgrid-solar", "--steps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "total_steps: value 0 must be >= 1" in capsys.readouterr().err
 

@@ -288,3 +288,9 @@ def test_registry_metrics_of_a_hand_made_summary():
     assert (run_metrics(s)["loss_per_delivered"], run_metrics(s)["on_time_ratio"]) == (0.25, 0.0)
     assert BETTER["on_time_ratio"] == "higher" and BETTER["dropped"] == "lower"
     assert "delivered_wh" not in BETTER                           # a volume, neither way better
+
+
+def test_the_drop_reasons_a_report_knows_are_the_ones_a_run_records():
+    from otmarl.analysis.metrics import DROP_REASONS as READ
+    from otmarl.simulator.world import DROP_REASONS as RECORDED
+    assert RECORDED == ("",) + READ

@@ -93,7 +93,9 @@ def test_every_file_is_written(built, runs):
     assert len(nodes) == run.n_nodes and {"service_ratio", "uptime", "final_soc", "throughput_wh"} <= set(nodes)
     fleet = pd.read_csv(built["fleet_csv"])
     assert len(fleet) == run.n_epochs == 24
-    np.testing.assert_allclose(fleet["harvested_wh"].sum(), run.summary["energy"]["harvested_wh"], rtol=1e-9)
+    # the per-epoch tables are float32 on disk (7 digits); the exact ledger is the summary's
+    np.testing.assert_allclose(fleet["harvested_wh"].sum(), run.summary["energy"]["harvested_wh"], rtol=1e-6)
+    assert m["energy"]["ledger"]["harvested_wh"] == run.summary["energy"]["harvested_wh"]
     fair = pd.read_csv(built["fairness_csv"])
     assert set(fair["outcome"]) == {"service_ratio", "uptime", "final_soc"}
     kpis = pd.read_csv(built["kpis_csv"])
@@ -111,6 +113,22 @@ def test_markdown_holds_the_summary_tables(built, runs):
         assert title in md
     assert f"| generated | {s['tasks']['generated']:,} |" in md
     assert "| KPI | value | baseline | run / baseline |" in md
+
+
+def test_a_report_names_the_run_it_was_made_from(built, runs):
+    """The run's identity digest (resolved scenario, policy, seed, engine) and its summary's
+    digest are in metrics.json and printed in both reports; another run gives other digests."""
+    import hashlib
+    m = json.loads(built["json"].read_text())
+    meta = json.loads((runs["random"] / "metadata.json").read_text())
+    ident = {k: meta[k] for k in ("scenario", "seed", "policy", "engine")}
+    want = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert m["run"]["identity_sha256"] == want and m["run"]["engine"] == "fast"
+    assert m["run"]["summary_sha256"] == hashlib.sha256(
+        (runs["random"] / "summary.json").read_bytes()).hexdigest()[:16]
+    assert m["baseline"]["run"]["identity_sha256"] != want
+    for text in (built["md"].read_text(), built["html"].read_text()):
+        assert f"run identity sha256 {want}" in text
 
 
 def test_formats_and_output_folder(runs, tmp_path):

@@ -135,17 +135,17 @@ def test_a_folder_of_other_files_is_refused(tmp_path):
 
 
 def test_an_interrupted_write_leaves_no_folder_under_the_final_name(tmp_path, monkeypatch):
-    import pandas as pd
+    import otmarl.run as run_module
     calls = []
 
-    def dies_on_the_third(self, *a, **k):
+    def dies_on_the_third(*a, **k):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(self, *a, **k)
+        return real(*a, **k)
 
-    real = pd.DataFrame.to_parquet
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", dies_on_the_third)
+    real = run_module.write_table
+    monkeypatch.setattr(run_module, "write_table", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         run("microgrid-solar", out=tmp_path / "r", overrides=["horizon_h=3"])
     assert list(tmp_path.iterdir()) == []        # neither the folder nor a hidden partial one
@@ -168,11 +168,25 @@ def test_version_and_help_list_the_controllers(cli):
     assert v.returncode == 0 and v.stdout.strip() == f"otmarl {__version__}"
     h = cli("--help")
     assert h.returncode == 0 and "%%" not in h.stdout
-    for command in ("validate", "scenarios", "run", "compare", "report", "train", "evaluate", "sweep"):
+    for command in ("validate", "scenarios", "policies", "run", "compare", "report", "train", "evaluate", "sweep"):
         sub = cli(command, "--help")
         assert sub.returncode == 0 and "%%" not in sub.stdout, command
     for name in REGISTRY:
         assert f"\n  {name} " in h.stdout, name
+
+
+def test_policies_lists_every_parameter_and_the_docs_hold_the_same_table(cli):
+    from pathlib import Path
+    from otmarl.scenarios.controllers import ControllerParams
+    out = cli("policies")
+    assert out.returncode == 0
+    for name, field in ControllerParams.model_fields.items():
+        assert f"\n  {name} = " in out.stdout and field.description, name
+    md = cli("policies", "--markdown").stdout
+    assert md.count("\n| `") == len(ControllerParams.model_fields)
+    docs = (Path(__file__).parents[1] / "docs" / "policies.md").read_text()
+    table = docs.split("-->\n", 1)[1].split("<!-- params: end -->")[0]
+    assert table == md, "docs/policies.md: paste the output of 'otmarl policies --markdown'"
 
 
 def test_compare_pairs_every_policy_with_the_baseline_on_the_same_seeds(tmp_path, cli):
@@ -194,3 +208,32 @@ def test_compare_pairs_every_policy_with_the_baseline_on_the_same_seeds(tmp_path
     bad = cli("compare", "microgrid-solar", "--policies", "ot,greedy", "--baseline", "local",
               "--out", str(tmp_path / "d"))
     assert bad.returncode == 2 and "--baseline: 'local' is not one of --policies" in bad.stderr
+
+
+def test_train_folders_follow_the_run_folder_rules(cli, tmp_path, monkeypatch):
+    """A training lands whole under its name, is not redone, and a different one is refused."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["train", "microgrid-solar", "--steps", "48", "--n-envs", "1", "--num-steps", "24",
+            "--horizon-h", "24", "--quiet"]
+    first = cli(*tiny)
+    assert first.returncode == 0, first.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("mappo-microgrid-solar-s0-")       # non-default arguments: hashed
+    assert {p.name for p in folder.iterdir()} >= {"policy.json", "training.json", "actor.pt"}
+    again = cli(*tiny)
+    assert again.returncode == 0 and "already holds this training" in again.stderr
+    other = cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder))
+    assert other.returncode == 2 and "args.total_steps: 48 -> 72" in other.stderr
+    assert cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder), "--overwrite").returncode == 0
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]   # no partial left
+
+
+def test_compare_refuses_a_folder_of_other_runs_unless_overwrite(cli, tmp_path):
+    base = ["compare", "microgrid-solar", "--policies", "local", "--seeds", "1", "--quiet",
+            "--out", str(tmp_path / "c")]
+    assert cli(*base, "--set", "horizon_h=2").returncode == 0
+    other = cli(*base, "--set", "horizon_h=3")
+    assert other.returncode == 2 and "scenario.horizon_h: 2.0 -> 3.0" in other.stderr
+    assert "--overwrite" in other.stderr
+    assert cli(*base, "--set", "horizon_h=3", "--overwrite").returncode == 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from otmarl import scenarios
@@ -194,7 +195,34 @@ def test_unreadable_edge_list_is_reported_at_the_file_field(tmp_path):
     path = _scenario(tmp_path, BASE.replace("{kind: grid, rows: 2, cols: 2}", "{kind: edge_list, file: g}"))
     (path.parent / "g").write_text("a b\nb c\n")
     (msg,) = first_lines(errors(scenarios.load, path))
-    assert msg.startswith(f"{path}:5:37: network.topology.file: cannot read the file as an edge list")
+    assert msg == f"{path}:5:37: network.topology.file: g:1: node ids must be integers, got 'a' 'b'"
+
+
+@pytest.mark.parametrize("topo", [
+    {"kind": "grid", "rows": 3, "cols": 4}, {"kind": "grid", "rows": 1, "cols": 12},
+    {"kind": "star"}, {"kind": "tree", "branching": 3}, {"kind": "tree", "branching": 1},
+    {"kind": "complete"}, {"kind": "small_world", "k": 4, "p": 0.0},
+    {"kind": "small_world", "k": 3, "p": 0.0}, {"kind": "small_world", "k": 30, "p": 0.0}])
+def test_which_pairs_a_fixed_topology_links_is_the_generated_graph(topo):
+    """The validator's rule for link events agrees with the graph a run builds, pair by pair."""
+    from otmarl.scenarios.graphfile import linked
+    from otmarl.simulator.network import make_graph
+    sc = Scenario.model_validate({**yaml.safe_load(BASE), "nodes": {"a": {
+        **yaml.safe_load(BASE)["nodes"]["a"], "count": 12}}, "network": {"topology": topo}})
+    g, _ = make_graph(sc, np.random.default_rng(5))
+    assert [[linked(topo, 12, a, b) for b in range(12)] for a in range(12)] == \
+        [[g.has_edge(a, b) for b in range(12)] for a in range(12)]
+
+
+def test_a_graph_file_link_event_and_edge_attributes_reach_the_run(tmp_path):
+    from otmarl.simulator.world import World
+    path = _scenario(tmp_path, BASE.replace("{kind: grid, rows: 2, cols: 2}", "{kind: edge_list, file: g}")
+                     + "faults:\n  events:\n    - {at_h: 0.5, action: down, link: [a_3, a_0]}\n")
+    (path.parent / "g").write_text("# a ring\n0 1 {'transfer_efficiency': 0.5}\n1 2\n2 3\n3 0\n")
+    world = World(scenarios.load(path), seed=0)
+    assert world.links.transfer_efficiency[0] == 0.5
+    (events,) = world.faults.values()
+    assert events == [("link", 1, True)]        # links sorted by end pair: (0,1), (0,3), ...
 
 
 # ---------------------------------------------------------------------------- overrides

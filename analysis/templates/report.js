@@ -6,8 +6,10 @@
   "use strict";
   const D = JSON.parse(document.getElementById("report-data").textContent);
   const NS = "http://www.w3.org/2000/svg";  // an XML namespace name, never fetched
-  const PAL = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
-               "#ff9da7", "#9c755f", "#bab0ac"];
+  // Okabe & Ito's colour-blind-safe palette; black is kept out: it marks a down node alone
+  const OI = { blue: "#0072B2", orange: "#E69F00", green: "#009E73", purple: "#CC79A7",
+               sky: "#56B4E9", vermillion: "#D55E00", yellow: "#F0E442", grey: "#999999" };
+  const PAL = [OI.blue, OI.orange, OI.green, OI.purple, OI.sky, OI.vermillion, OI.yellow];
   const W = 640, H = 290, M = { l: 58, r: 14, t: 10, b: 38 };
   const tip = document.createElement("div");
   tip.className = "tip";
@@ -181,35 +183,35 @@
   const R = {
     soc_band: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "state of charge", ymin: 0, ymax: 1,
-      bands: [{ name: "min – max", lo: F.soc_min, hi: F.soc_max, color: "rgba(78,121,167,0.14)" },
-              { name: "p10 – p90", lo: F.soc_p10, hi: F.soc_p90, color: "rgba(78,121,167,0.38)" }],
-      series: [{ name: "median", y: F.soc_p50, color: "#1f4e79" }, { name: "mean", y: F.soc_mean, color: "#59a14f", dash: "2 3" }]
-        .concat(aligned ? bl("soc_p50", "median", "#e15759") : []) }),
+      bands: [{ name: "min – max", lo: F.soc_min, hi: F.soc_max, color: "rgba(0,114,178,0.14)" },
+              { name: "p10 – p90", lo: F.soc_p10, hi: F.soc_p90, color: "rgba(0,114,178,0.38)" }],
+      series: [{ name: "median", y: F.soc_p50, color: OI.blue }, { name: "mean", y: F.soc_mean, color: OI.green, dash: "2 3" }]
+        .concat(aligned ? bl("soc_p50", "median", OI.vermillion) : []) }),
     energy: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "Wh per step",
-      series: [{ name: "harvested", y: F.harvested_wh, color: "#edc948", width: 2.2 },
-               { name: "consumed", y: F.consumed_wh, color: "#e15759", width: 2.2 },
-               { name: "curtailed", y: F.curtailed_wh, color: "#bab0ac" },
-               { name: "consumed by tasks", y: F.consumed_tasks_wh, color: "#b07aa1", dash: "4 3" }]
-        .concat(aligned ? bl("harvested_wh", "harvested", "#9c755f").concat(bl("consumed_wh", "consumed", "#ff9da7")) : []) }),
+      series: [{ name: "harvested", y: F.harvested_wh, color: OI.orange, width: 2.2 },
+               { name: "consumed", y: F.consumed_wh, color: OI.vermillion, width: 2.2 },
+               { name: "curtailed", y: F.curtailed_wh, color: OI.grey },
+               { name: "consumed by tasks", y: F.consumed_tasks_wh, color: OI.purple, dash: "4 3" }]
+        .concat(aligned ? bl("harvested_wh", "harvested", OI.grey).concat(bl("consumed_wh", "consumed", OI.purple)) : []) }),
     queue: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "count",
-      series: [{ name: "queued tasks (fleet)", y: F.queue_len, color: "#4e79a7" },
-               { name: "nodes browned out", y: F.nodes_browned, color: "#e15759", dash: "3 3" }]
-        .concat(aligned ? bl("queue_len", "queued", "#76b7b2") : []) }),
+      series: [{ name: "queued tasks (fleet)", y: F.queue_len, color: OI.blue },
+               { name: "nodes browned out", y: F.nodes_browned, color: OI.vermillion, dash: "3 3" }]
+        .concat(aligned ? bl("queue_len", "queued", OI.sky) : []) }),
     drops: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "tasks dropped per step",
       series: (F.reasons.length ? F.reasons : ["expired"]).map((r, i) => ({ name: r.replace("_", " "), y: F["dropped_" + r], color: PAL[(i + 2) % PAL.length], type: "bar" }))
-        .concat([{ name: "completed late", y: F.completed_late, color: "#9c755f" }]) }),
+        .concat([{ name: "completed late", y: F.completed_late, color: OI.grey }]) }),
     energy_flows: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "Wh per step",
-      series: [{ name: "delivered", y: F.delivered_wh, color: "#59a14f", type: "bar" },
-               { name: "sent", y: F.sent_wh, color: "#f28e2b" }] }),
+      series: [{ name: "delivered", y: F.delivered_wh, color: OI.green, type: "bar" },
+               { name: "sent", y: F.sent_wh, color: OI.orange }] }),
     task_flows: h => xyChart(h, {
       x: F.t, xlabel: "hours", ylabel: "tasks per step",
-      series: [{ name: "tasks routed", y: F.tasks_routed, color: "#4e79a7", type: "bar" },
-               { name: "generated", y: F.generated, color: "#bab0ac" },
-               { name: "completed on time", y: F.completed_on_time, color: "#59a14f" }] }),
+      series: [{ name: "tasks routed", y: F.tasks_routed, color: OI.blue, type: "bar" },
+               { name: "generated", y: F.generated, color: OI.grey },
+               { name: "completed on time", y: F.completed_on_time, color: OI.green }] }),
     map: mapChart, lorenz: lorenzChart, sorted: sortedChart, classes: classChart, cmp: cmpChart,
     band: bandChart,
   };
@@ -283,7 +285,7 @@
       if (j === undefined) return;
       const p = G.shown[j], nm = G.name ? G.name[p] : `node ${G.shown_ids[j]}`;
       showTip(ev, `<b>${esc(nm)}</b> (${esc(G.classes[G.cls[p]])})<br>SoC ${fmt(G.soc[frame][j] / 1000)}` +
-                  ((G.down[frame] || "")[j] === "1" ? "<br><span class=bad>down</span>" : ""));
+                  ((G.down[frame] || "")[j] === "1" ? "<br><b>down</b> (failed or browned out)" : ""));
     });
     nodeG.addEventListener("mouseleave", hideTip);
     const defs = el("defs", {}, svg), grad = el("linearGradient", { id: "socgrad" }, defs);
@@ -292,8 +294,10 @@
     el("rect", { x: pad, y: ly, width: 160, height: 10, fill: "url(#socgrad)" }, svg);
     el("text", { x: pad, y: ly + 21, class: "small" }, svg).textContent = "SoC 0";
     el("text", { x: pad + 160, y: ly + 21, "text-anchor": "end", class: "small" }, svg).textContent = "1";
-    G.classes.forEach((c, i) => {
-      el("circle", { cx: pad + 200 + i * 110, cy: ly + 5, r: 5, fill: "#fff", stroke: PAL[i % PAL.length], "stroke-width": 2 }, svg);
+    G.classes.concat(["down"]).forEach((c, i) => {   // ring keys: each class, then "down"
+      const down = i === G.classes.length;
+      el("circle", { cx: pad + 200 + i * 110, cy: ly + 5, r: 5, fill: "#fff", class: down ? "down" : "",
+                     stroke: down ? "#000" : PAL[i % PAL.length], "stroke-width": 2 }, svg);
       el("text", { x: pad + 210 + i * 110, y: ly + 9, class: "small" }, svg).textContent = c;
     });
     paint();

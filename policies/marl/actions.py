@@ -24,7 +24,10 @@ from otmarl.policies import market as M
 from otmarl.policies.clearing import Clearing
 from otmarl.policies.link_limits import fit_link_limits
 from otmarl.policies.ot import OTController
+from otmarl.scenarios import Scenario
+from otmarl.scenarios.graphfile import seed_dependent
 from otmarl.simulator.control import Decision, Observation, WorldInfo
+from otmarl.simulator.network import make_graph
 
 from .features import neighbours
 
@@ -32,6 +35,7 @@ LEVELS = np.array([0.0, 1 / 3, 2 / 3, 1.0])
 """Fractions a market level picks (of the surplus, the deficit, the queue or the spare room)."""
 RESERVE_SOC = np.array([0.2, 0.4, 0.6, 0.8])
 """Reserve targets (state of charge) a node may pick: it offers above and requests below."""
+"""Graph generators whose node degrees depend on the seed (no bound below n - 1)."""
 
 
 @dataclass(frozen=True)
@@ -142,21 +146,44 @@ def _set_prices(price: np.ndarray, m: M.EnergyMarket | M.TaskMarket | None, c: C
         price[m.offers.nodes], price[m.requests.nodes] = c.offer_price, c.request_price
 
 
-class DirectActions:
-    """A neighbour slot (0 = none, k = k-th neighbour by index) for energy and one for tasks."""
+def direct_slots(scenario: Scenario, cap: int) -> int:
+    """Neighbour slots of direct mode for every seed of ``scenario``: the largest degree of its
+    graph when the graph does not depend on the seed (``seed_dependent``: grid, star, tree,
+    complete, small_world with p = 0, a file),
+    otherwise ``n_nodes - 1``; at most ``cap``."""
+    if seed_dependent(scenario.network.topology.model_dump()):
+        bound = scenario.n_nodes - 1
+    else:
+        g, _ = make_graph(scenario, np.random.default_rng(0))
+        bound = max((d for _, d in g.degree()), default=0)
+    return max(min(bound, int(cap)), 0)
 
-    def __init__(self, info: WorldInfo, energy_share: float, spare_soc: float, task_share: float):
+
+class DirectActions:
+    """A neighbour slot (0 = none, k = k-th neighbour by index) for energy and one for tasks.
+
+    ``slots`` fixes the number of neighbour slots (``direct_slots``: the same for every seed of
+    a scenario); slots past a node's degree are masked and do nothing, and a node with more
+    neighbours than slots reaches its first ``slots`` neighbours by index. None: this graph's
+    largest degree."""
+
+    def __init__(self, info: WorldInfo, energy_share: float, spare_soc: float, task_share: float,
+                 slots: int | None = None):
         self.info = info
         self.energy_share, self.spare_soc, self.task_share = energy_share, spare_soc, task_share
         nbrs, links = neighbours(info)
-        n, width = info.n_nodes, links.shape[1]
+        n = info.n_nodes
+        width = links.shape[1] if slots is None else int(slots)
         # column 0 is 'none'; columns 1..width the neighbours, -1 past a node's degree
         self.slot_node = np.full((n, width + 1), -1, np.int64)
+        link_of = np.full((n, max(width, 1)), -1, np.int64)
         for i, x in enumerate(nbrs):
-            self.slot_node[i, 1:len(x) + 1] = x
+            k = min(len(x), width)
+            self.slot_node[i, 1:k + 1] = x[:k]
+            link_of[i, :k] = links[i, :k]
         self.has = self.slot_node[:, 1:] >= 0
         self.nb = np.where(self.has, self.slot_node[:, 1:], 0)
-        self.nb_link = np.where(self.has, links, 0)
+        self.nb_link = np.where(self.has, link_of[:, :width], 0)
         self.spec = ActionSpec(("energy_to", "tasks_to"), (width + 1, width + 1), (False, False))
         self.energy_price = np.zeros(n)
         self.task_price = np.zeros(n)

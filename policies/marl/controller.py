@@ -50,16 +50,15 @@ class MarlController:
         self.info, self.rng = world_info, rng
         self.features = FeatureBuilder(world_info)     # the clock of the scenario it runs in
         o = self.options
+        trained = tuple(self.meta["action"]["nvec"])
         if o.mode == "market":
             self.actions = MarketActions(world_info, rng)
-        else:
+        else:    # the trained slot count: a node with more neighbours reaches its first ones
             self.actions = DirectActions(world_info, o.direct_energy_share, o.direct_spare_soc,
-                                         o.direct_task_share)
-        trained = tuple(self.meta["action"]["nvec"])
+                                         o.direct_task_share, slots=trained[0] - 1)
         if tuple(self.actions.spec.nvec) != trained:
             raise UserError(f"{self.folder}: the policy acts on {trained} options per component, "
-                            f"this scenario's network gives {tuple(self.actions.spec.nvec)} (direct mode "
-                            "needs the same largest node degree)")
+                            f"the {o.mode} mode here has {tuple(self.actions.spec.nvec)}")
         self.gen = self.torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
 
     def act(self, obs: Observation) -> np.ndarray:

@@ -24,7 +24,7 @@ from otmarl.simulator.control import Decision
 from otmarl.simulator.simulate import StepResult
 from otmarl.simulator.world import DONE_LATE, DONE_ON_TIME, DROPPED
 
-from .actions import DirectActions, MarketActions, plan_summary
+from .actions import DirectActions, MarketActions, direct_slots, plan_summary
 from .features import FeatureBuilder
 
 MODES = ("market", "direct")
@@ -63,6 +63,9 @@ class EnvOptions:
     """Direct mode: energy above this state of charge counts as spare."""
     direct_task_share: float = 0.5
     """Direct mode: share of the waiting tasks (rounded up, most urgent first) sent."""
+    direct_max_slots: int = 32
+    """Direct mode: at most this many neighbour slots per component (``actions.direct_slots``:
+    the scenario's largest degree when its graph is fixed, else n_nodes - 1, capped here)."""
     record_flows: bool = False
     """Keep the run's flow table (only needed to write a run folder; slow)."""
 
@@ -74,6 +77,8 @@ class EnvOptions:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise UserError(f"{name}: value {v:g} must be between 0 and 1")
+        if int(self.direct_max_slots) != self.direct_max_slots or self.direct_max_slots < 1:
+            raise UserError(f"direct_max_slots: value {self.direct_max_slots!r} must be a whole number >= 1")
 
     def to_dict(self) -> dict:
         r = self.reward
@@ -112,6 +117,7 @@ class MarlCore:
         self.sim: Simulation | None = None
         self.weights = parse_reward(options.reward, scenario.marl.reward)
         self.seed: int | None = None
+        self.slots = direct_slots(scenario, options.direct_max_slots) if options.mode == "direct" else 0
         # the spaces need the static world: until the first reset the core holds the episode of
         # seed 0, which reset(0) then takes over instead of building it again
         self._setup(self._simulation(0))
@@ -128,7 +134,8 @@ class MarlCore:
             self.actions = MarketActions(info, sim.world.rng["policy"])
         else:
             o = self.opt
-            self.actions = DirectActions(info, o.direct_energy_share, o.direct_spare_soc, o.direct_task_share)
+            self.actions = DirectActions(info, o.direct_energy_share, o.direct_spare_soc,
+                                         o.direct_task_share, self.slots)
         self.spec = self.actions.spec
         self.top = np.asarray(self.spec.nvec, np.int64) - 1
         self._ones = np.ones(self.n)

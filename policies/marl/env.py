@@ -5,7 +5,9 @@ epoch; nobody terminates early (a node that is down gets an action mask instead)
 truncated at the horizon. Observations are flat float32 Boxes (``features.FEATURES``), actions
 MultiDiscrete (``actions.py``), masks in ``infos[agent]["action_mask"]`` as a tuple of int8 arrays
 (one per component: what ``MultiDiscrete.sample(mask=...)`` takes). ``state()`` is the global
-state for centralised critics. The numpy core is ``env.core``.
+state for centralised critics. The numpy core is ``env.core``. The spaces are fixed per scenario
+(direct mode pads to ``core.slots`` neighbour slots), whatever the seed of an episode; an episode
+is truncated at the horizon or after ``max_cycles`` steps, whichever comes first.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ pz = deps.require("pettingzoo", "the MARL env")
 class OTMarlEnv(pz.ParallelEnv):
     """``parallel_env(scenario, mode=..., seed=..., reward=..., horizon_h=..., overrides=...)``."""
 
-    metadata = {"name": "otmarl_v0", "render_modes": ["ansi", "rgb_array"], "render_fps": 4,
+    metadata = {"name": "otmarl_v0", "render_modes": ["human", "ansi", "rgb_array"], "render_fps": 4,
                 "is_parallelizable": True}
 
     def __init__(self, scenario: "str | os.PathLike | Scenario" = "microgrid-solar", *,
@@ -36,12 +38,19 @@ class OTMarlEnv(pz.ParallelEnv):
                  reward: "RewardWeights | dict | None" = None, horizon_h: float | None = None,
                  overrides: tuple[str, ...] | list[str] = (), render_mode: str | None = None,
                  engine: str = "fast", direct_energy_share: float = 0.5,
-                 direct_spare_soc: float = 0.5, direct_task_share: float = 0.5):
+                 direct_spare_soc: float = 0.5, direct_task_share: float = 0.5,
+                 direct_max_slots: int = 32, max_cycles: int | None = None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise UserError(f"render_mode: unknown mode '{render_mode}' (choose ansi or rgb_array)")
+            raise UserError(f"render_mode: unknown mode '{render_mode}' (choose human, ansi or rgb_array)")
+        if max_cycles is not None and (int(max_cycles) != max_cycles or max_cycles < 1):
+            raise UserError(f"max_cycles: value {max_cycles!r} must be a whole number >= 1")
         self.options = EnvOptions(mode=mode, reward=reward, engine=engine,
                                   direct_energy_share=direct_energy_share,
-                                  direct_spare_soc=direct_spare_soc, direct_task_share=direct_task_share)
+                                  direct_spare_soc=direct_spare_soc, direct_task_share=direct_task_share,
+                                  direct_max_slots=direct_max_slots)
+        self.max_cycles = max_cycles
+        """Steps after which every agent is truncated (None: the horizon only)."""
+        self.cycles = 0
         self.scenario = resolve_scenario(scenario, overrides, horizon_h)
         self.core = MarlCore(self.scenario, self.options)
         self.render_mode = render_mode
@@ -80,6 +89,7 @@ class OTMarlEnv(pz.ParallelEnv):
     def reset(self, seed: int | None = None, options: dict | None = None):
         obs = self.core.reset(self._next_seed(seed))
         self.agents = list(self.possible_agents)
+        self.cycles = 0
         return self._obs_dict(obs), self._infos(reset=True)
 
     def step(self, actions: dict):
@@ -92,6 +102,8 @@ class OTMarlEnv(pz.ParallelEnv):
             for agent, act in actions.items():
                 a[self._index[agent]] = act
         obs, rew, truncated, _ = self.core.step(a)
+        self.cycles += 1
+        truncated = truncated or (self.max_cycles is not None and self.cycles >= self.max_cycles)
         names = self.agents
         obs_d = self._obs_dict(obs)
         rewards = dict(zip(names, rew.tolist()))
@@ -123,12 +135,18 @@ class OTMarlEnv(pz.ParallelEnv):
 
     # ------------------------------------------------------------------------------ render
     def render(self):
+        """'human' prints the text frame (and returns None), 'ansi' returns it, 'rgb_array' returns
+        an image."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode (ansi or rgb_array)")
+            gym.logger.warn("render() called without a render_mode (human, ansi or rgb_array)")
             return None
-        if self.render_mode == "ansi":
-            return render_ansi(self.core)
-        return render_rgb(self.core)
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.core)
+        text = render_ansi(self.core)
+        if self.render_mode == "human":
+            print(text, flush=True)
+            return None
+        return text
 
     def close(self) -> None:
         pass

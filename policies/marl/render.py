@@ -37,10 +37,12 @@ def render_rgb(core) -> np.ndarray:
     xy = info.positions
     span = np.where(np.ptp(xy, axis=0) > 0, np.ptp(xy, axis=0), 1.0)
     px = (CELL + (xy - xy.min(0)) / span * (SIZE - 3 * CELL)).astype(int)
-    for u, v in zip(info.link_u.tolist(), info.link_v.tolist()):
-        t = np.linspace(0.0, 1.0, 2 * SIZE)
-        p = (px[u][None, :] + t[:, None] * (px[v] - px[u])[None, :]).astype(int) + CELL // 2
-        img[p[:, 1], p[:, 0]] = 190
+    u, v = px[np.asarray(info.link_u, np.int64)], px[np.asarray(info.link_v, np.int64)]
+    # points along every link at once, at least one per pixel of the longest link
+    steps = int(np.abs(v - u).max(initial=0)) + 2
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    p = (u[:, None, :] + t * (v - u)[:, None, :]).astype(int).reshape(-1, 2) + CELL // 2
+    img[p[:, 1], p[:, 0]] = 190
     colour = _colour(core.obs[:, COL["soc"]])
     up = core.obs[:, COL["up"]] > 0
     for i, (x, y) in enumerate(px.tolist()):
