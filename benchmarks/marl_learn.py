@@ -21,10 +21,11 @@ tuning seeds 500, 501, ... and, with overwhelming probability, from the training
 (``otmarl evaluate`` is the general comparison, with its own controls in
 ``policies/marl/controls.py``; this script is the quick train-then-check loop whose numbers
 docs/marl.md quotes, and keeps its own mask-respecting random draws and search so that they
-stay reproducible.) It prints the team return of each (mean and 95 % CI over the evaluation seeds) and the paired
-differences of the trained policy against every control (``analysis.stats.paired_table``), the
-training throughput (agent-steps/s) and the last updates' approx_kl, entropy, clipfrac and
-explained variance from train.csv; it writes ``--out/NAME/eval.csv``.
+stay reproducible.) It prints the team return of each (mean and 95 % CI over the evaluation
+seeds) and the paired differences of the trained policy against every control
+(``analysis.stats.paired_table``), the training throughput (agent-steps/s) and the last
+updates' approx_kl, entropy, clipfrac and explained variance from train.csv; it writes
+``--out/NAME/eval.csv``.
 """
 from __future__ import annotations
 
