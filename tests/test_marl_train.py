@@ -22,7 +22,9 @@ from otmarl.policies.marl.core import EnvOptions, resolve_scenario  # noqa: E402
 from otmarl.policies.marl.deps import require  # noqa: E402
 from otmarl.policies.marl.drift import DriftDetector, DriftSignal, lr_factor  # noqa: E402
 from otmarl.policies.marl.evaluate import run_policy  # noqa: E402
-from otmarl.policies.marl.rollout import Batch, Buffer, gae  # noqa: E402
+from otmarl.policies.marl.common import PPORun  # noqa: E402
+from otmarl.policies.marl.nets import Critic, sample  # noqa: E402
+from otmarl.policies.marl.rollout import Batch, Buffer, gae, paired_baseline  # noqa: E402
 from otmarl.run import run  # noqa: E402
 from otmarl.scenarios.errors import UserError  # noqa: E402
 
@@ -116,9 +118,12 @@ TINY = dict(scenario="microgrid-solar", horizon_h=6, n_envs=1, num_steps=3, tota
             update_epochs=2, num_minibatches=2, hidden=8)
 
 
-def _weights(folder) -> dict:
+def _weights(folder, stats: bool = True) -> dict:
+    """Actor and critic tensors; ``stats=False`` leaves out the critic's running return
+    statistics (value normalisation), which move with every rollout even at lr 0."""
     critic = torch.load(folder / "critic.pt")
-    return {**torch.load(folder / "actor.pt"), **{f"critic.{k}": v for k, v in critic.items()}}
+    return {**torch.load(folder / "actor.pt"),
+            **{f"critic.{k}": v for k, v in critic.items() if stats or not k.startswith("ret_")}}
 
 
 def test_same_seed_same_weights_and_the_global_rng_is_untouched(tmp_path):
@@ -136,11 +141,25 @@ def test_init_starts_from_a_checkpoint(tmp_path):
     first = mappo.train(mappo.Args(**TINY, out=str(tmp_path / "first")))
     # with lr 0 Adam moves nothing: the weights stay those of the checkpoint, bit for bit
     again = mappo.train(mappo.Args(**TINY, lr=0.0, seed=9, init=str(first), out=str(tmp_path / "again")))
-    w0, w1 = _weights(first), _weights(again)
+    w0, w1 = _weights(first, stats=False), _weights(again, stats=False)
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     # the normalisers go on counting: 9 epochs x 10 agents of observations per run, on top of 1e-4
-    counts = [json.loads((f / "policy.json").read_text())["obs_norm"]["count"] for f in (first, again)]
-    assert counts == [pytest.approx(90 + 1e-4), pytest.approx(180 + 1e-4)]
+    metas = [json.loads((f / "policy.json").read_text()) for f in (first, again)]
+    assert [m["obs_norm"]["count"] for m in metas] == [pytest.approx(90 + 1e-4), pytest.approx(180 + 1e-4)]
+    # and so do the value normaliser's return statistics (3 updates of 3 epochs x 10 agents each)
+    assert [m["value_norm"]["count"] for m in metas] == [pytest.approx(90 + 1e-4), pytest.approx(180 + 1e-4)]
+
+
+def test_deployment_samples_by_default_and_mode_on_request(trained, tmp_path):
+    from otmarl.policies.marl.controller import MarlController
+    assert MarlController(trained[0]).sample            # deploy='sample', the default
+    assert not MarlController(trained[0], sample=False).sample
+    folder = mappo.train(mappo.Args(**TINY, deploy="mode", out=str(tmp_path / "mode")))
+    assert not MarlController(folder).sample
+    with pytest.raises(UserError, match="deploy: unknown value 'argmax'"):
+        mappo.Args(deploy="argmax")
+    with pytest.raises(UserError, match="joint_explore: value 2 must be between 0 and 1"):
+        mappo.Args(joint_explore=2.0)
 
 
 def test_bad_training_options_name_the_field():
@@ -189,6 +208,64 @@ def test_explained_variance_by_hand():
     z = np.zeros((4, 1, 1), np.float32)
     const = Batch.of(buf, z, z + 2, np.array([0]))          # every return is 2
     assert np.isnan(const.explained_variance())
+
+
+def test_paired_baseline_takes_out_the_mean_over_the_envs():
+    adv = np.arange(12, dtype=np.float32).reshape(2, 3, 2)        # (T, E, n)
+    out = paired_baseline(adv)
+    # for each epoch and agent: the envs' values minus their mean (the middle env's value)
+    np.testing.assert_allclose(out[0, :, 0], [-2.0, 0.0, 2.0])
+    np.testing.assert_allclose(out.mean(1), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_paired_envs_run_the_same_episode_seeds(tmp_path, paired):
+    run = PPORun(mappo.Args(**SMALL, paired_envs=paired, out=str(tmp_path)), "mappo", mappo.critic_input)
+    seeds = [c.seed for c in run.cores]
+    run.collect(), run.collect()        # 12 epochs: every env truncates and resets once
+    again = [c.seed for c in run.cores]
+    assert (seeds[0] == seeds[1]) == paired and (again[0] == again[1]) == paired
+    assert again[0] != seeds[0]
+    assert run.paired == paired
+
+
+def test_value_normalisation_fits_standardised_returns():
+    critic = Critic(3, 8, torch.Generator().manual_seed(0))
+    x = torch.ones((4, 3))
+    raw = critic(x)                                   # before any statistics: mean 0, std 1
+    assert torch.allclose(raw, critic.normalised(x))
+    ret = np.array([10.0, 12.0, 14.0, 16.0])
+    critic.update_norm(ret)
+    z = critic.standardise(torch.as_tensor(ret, dtype=torch.float32))
+    assert float(z.mean()) == pytest.approx(0.0, abs=1e-3)     # the prior count 1e-4 weighs in
+    assert float(z.std(unbiased=False)) == pytest.approx(1.0, rel=1e-3)
+    assert torch.allclose(critic(x), critic.normalised(x) * critic.ret_std + critic.ret_mean)
+
+
+def test_inverse_cdf_draws_never_pick_an_option_of_probability_zero():
+    probs = torch.tensor([[0.0, 0.5, 0.5, 0.0], [0.25, 0.0, 0.75, 0.0]]).repeat(500, 1)
+    u = torch.rand(1000, generator=torch.Generator().manual_seed(1))
+    u[:4] = torch.tensor([0.0, 1.0 - 1e-7, 0.5, 0.9999999])     # the edges
+    a = sample(probs, None, u)
+    assert bool((probs.gather(1, a[:, None]) > 0).all())
+    # the draws follow the probabilities: option 2 in 3/4 of the second kind of rows
+    assert float((a[1::2] == 2).float().mean()) == pytest.approx(0.75, abs=0.06)
+
+
+def test_joint_exploration_makes_agents_of_one_env_share_draws(tmp_path):
+    run = PPORun(mappo.Args(**SMALL, joint_explore=1.0, out=str(tmp_path)), "mappo", mappo.critic_input)
+    u = run.collector._uniforms((2, 10), None)
+    assert torch.equal(u[0, 0], u[0, 9]) and not torch.equal(u[0, 0], u[1, 0])
+    run = PPORun(mappo.Args(**SMALL, joint_explore=0.0, out=str(tmp_path / "b")), "mappo", mappo.critic_input)
+    assert run.collector._uniforms((2, 10), None) is None
+
+
+def test_rewards_are_scaled_by_the_running_return_std(tmp_path):
+    on = _rows(mappo.train(mappo.Args(**TINY, out=str(tmp_path / "on"))))
+    off = _rows(mappo.train(mappo.Args(**TINY, norm_reward=False, out=str(tmp_path / "off"))))
+    assert all(float(r["reward_scale"]) == 1.0 for r in off)
+    assert all(float(r["reward_scale"]) > 0.0 for r in on)
+    assert float(on[-1]["reward_scale"]) != 1.0
 
 
 # -------------------------------------------------------------------------------------- CLI
@@ -305,3 +382,21 @@ def test_learning_rate_factor_is_bounded_and_follows_the_distance():
     assert lr_factor(DriftSignal(0.5, 1.0)) == 1.0               # below the threshold: lr0
     assert lr_factor(DriftSignal(1.5, 1.0), beta=1.0) == 1.5
     assert lr_factor(DriftSignal(10.0, 1.0), beta=1.0, max_factor=3.0) == 3.0
+
+
+def test_global_context_and_node_identity_features():
+    from otmarl.policies.marl.core import MarlCore
+    from otmarl.policies.marl.features import COL
+    core = MarlCore(resolve_scenario("edge-offload"), EnvOptions())
+    core.reset(3)
+    for _ in range(3):
+        obs, *_ = core.step(np.ones((core.n, 5), np.int64))
+    cur, info = core.cur, core.info
+    # the global columns are the same for every node and are the network's totals and extremes
+    assert np.allclose(obs[:, COL["g_soc"]], cur.stored_wh.sum() / info.capacity_wh.sum(), atol=1e-6)
+    assert np.allclose(obs[:, COL["g_soc_min"]], (cur.stored_wh / info.capacity_wh).min(), atol=1e-6)
+    assert np.allclose(obs[:, COL["g_up"]], cur.up.mean(), atol=1e-6)
+    # static columns: sizes against the mean node (mean 1 unless clipped), kept across steps
+    assert obs[:, COL["cap_rel"]].mean() == pytest.approx(1.0, rel=1e-5)
+    assert np.allclose(obs[:, COL["cap_rel"]], info.capacity_wh / info.capacity_wh.mean(), rtol=1e-5)
+    assert len(np.unique(obs[:, COL["compute_rel"]])) > 1       # edge servers differ from sensors

@@ -55,9 +55,9 @@ class PPOArgs:
     episode seeds (drawn from it, so runs are reproducible)."""
     total_steps: int = 50_000
     """Control epochs to simulate in total, summed over the parallel envs."""
-    n_envs: int = 4
+    n_envs: int = 8
     """Parallel envs (stepped in turn in this process)."""
-    num_steps: int = 24
+    num_steps: int = 48
     """Epochs per env per rollout (one PPO update per rollout)."""
     lr: float = 3e-4
     """Adam learning rate (the base rate lr0 of the drift schedule)."""
@@ -79,6 +79,21 @@ class PPOArgs:
     """Value loss weight."""
     max_grad_norm: float = 0.5
     """Gradient clipping."""
+    norm_reward: bool = True
+    """Divide rewards by the running standard deviation of the discounted return (the critic
+    then fits returns of order 1)."""
+    paired_envs: bool = True
+    """The parallel envs run the same episode seeds, and each advantage has the mean over the
+    envs at that epoch and agent taken out (``rollout.paired_baseline``); needs n_envs >= 2."""
+    joint_explore: float = 0.0
+    """Correlated exploration: the share of agents per epoch whose action draws share their
+    env's uniforms (``rollout.Collector``); 0 = independent draws."""
+    actor_state: bool = False
+    """The actor sees the global ``state()`` next to its own observation (then a trained policy
+    needs every node's state to act: centralised execution)."""
+    deploy: str = "sample"
+    """How ``--policy marl:DIR`` acts: 'sample' draws from the policy (seeded by the world's
+    policy stream), 'mode' takes the most likely allowed option per component."""
     hidden: int = 64
     """Width of the two hidden layers of actor and critic."""
     align_lambda: float = 0.0
@@ -107,6 +122,10 @@ class PPOArgs:
         for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
+        if self.deploy not in ("sample", "mode"):
+            raise UserError(f"deploy: unknown value '{self.deploy}' (choose sample or mode)")
+        if not 0.0 <= self.joint_explore <= 1.0:
+            raise UserError(f"joint_explore: value {self.joint_explore:g} must be between 0 and 1")
 
 
 def agent_groups(core: MarlCore) -> np.ndarray:
@@ -130,7 +149,7 @@ def ppo_loss(actor: Actor, critic: Critic, batch: Batch, idx: "torch.Tensor", ar
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)      # per-minibatch normalisation
     clipped = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
     pg = torch.max(-adv * ratio, -adv * clipped).mean()
-    v_loss = 0.5 * ((critic(batch.critic_in[idx]) - batch.ret[idx]) ** 2).mean()
+    v_loss = 0.5 * ((critic.normalised(batch.critic_in[idx]) - critic.standardise(batch.ret[idx])) ** 2).mean()
     loss = pg - args.ent_coef * ent.mean() + args.vf_coef * v_loss
     with torch.no_grad():
         stats = {"pg_loss": float(pg), "v_loss": float(v_loss), "entropy": float(ent.mean()),
@@ -175,6 +194,7 @@ class PPORun:
         self.sc = resolve_scenario(args.scenario, args.overrides, args.horizon_h)
         self.opts = EnvOptions(mode=args.mode, reward=dict(args.reward) or None)
         self.cores = [MarlCore(self.sc, self.opts) for _ in range(args.n_envs)]
+        self.paired = args.paired_envs and args.n_envs > 1
         self._build_nets(critic_input)
         self._build_hooks()
         self.log = CsvLog(self.out / "train.csv")
@@ -185,20 +205,27 @@ class PPORun:
         a, core = self.args, self.cores[0]
         d, S = core.obs_dim, core.state_dim
         self.obs_norm, self.state_norm = RunningNorm(d), RunningNorm(S)
+        self.reward_norm = RunningNorm(1) if a.norm_reward else None
         if a.init:
             meta = load_meta(a.init)
             self.obs_norm = RunningNorm.from_dict(meta["obs_norm"])
             self.state_norm = RunningNorm.from_dict(meta["state_norm"])
+            if a.norm_reward and meta.get("reward_norm"):
+                self.reward_norm = RunningNorm.from_dict(meta["reward_norm"])
         drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
         self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
-                                   a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols)
+                                   a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols,
+                                   self.paired, a.joint_explore, a.actor_state, self.reward_norm)
         probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))
         self.critic_dim = probe.shape[-1]
-        self.actor = Actor(d, core.spec.nvec, a.hidden, self.gen)
+        self.actor_dim = d + S if a.actor_state else d
+        self.actor = Actor(self.actor_dim, core.spec.nvec, a.hidden, self.gen)
         self.critic = Critic(self.critic_dim, a.hidden, self.gen)
         if a.init:
             self.actor.load_state_dict(torch.load(Path(a.init) / "actor.pt"))
             self.critic.load_state_dict(torch.load(Path(a.init) / "critic.pt"))
+            if meta.get("value_norm"):
+                self.critic.ret_norm = RunningNorm.from_dict(meta["value_norm"])
         self.params = list(self.actor.parameters()) + list(self.critic.parameters())
         self.optim = torch.optim.Adam(self.params, lr=a.lr, eps=1e-5)
 
@@ -266,6 +293,7 @@ class PPORun:
         return {"update": update + 1, "global_step": self.global_step,
                 "agent_steps": self.global_step * self.cores[0].n, "wall_s": wall,
                 "sps": self.global_step / wall, "lr": lr, "lr_factor": self.lr_factor,
+                "reward_scale": self.collector.reward_scale(),
                 "drift_distance": sig.distance if sig else float("nan"),
                 "drift_threshold": sig.threshold if sig else float("nan"),
                 "reward_mean": float(roll.team_reward.mean()),
@@ -285,9 +313,11 @@ class PPORun:
         spec = core.spec
         meta = {"algo": self.algo, "args": asdict(self.args), "env": env, "scenario": self.sc.name,
                 "n_agents": core.n, "obs_dim": core.obs_dim, "state_dim": core.state_dim,
-                "critic_dim": self.critic_dim, "hidden": self.args.hidden, "features": list(NAMES),
+                "critic_dim": self.critic_dim, "actor_dim": self.actor_dim, "actor_state": self.args.actor_state, "hidden": self.args.hidden, "features": list(NAMES),
                 "action": {"names": list(spec.names), "nvec": list(spec.nvec), "ordinal": list(spec.ordinal)},
                 "obs_norm": self.obs_norm.to_dict(), "state_norm": self.state_norm.to_dict(),
+                "reward_norm": self.reward_norm.to_dict() if self.reward_norm else None,
+                "value_norm": self.critic.ret_norm.to_dict(),
                 "steps": self.global_step}
         save_checkpoint(self.out, self.actor, self.critic, meta)
         return self.out

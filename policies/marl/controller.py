@@ -1,8 +1,9 @@
 """A trained MARL policy behind the Controller seam (``--policy marl:DIR``).
 
 Each epoch: the same features as the env (``features.py``), normalised with the statistics
-saved at training time, through the shared actor; the most likely option per component (or a
-sample, ``sample=True``) among those the mask allows; then the env's own action mapping turns
+saved at training time, through the shared actor; a draw from the policy (seeded by the world's
+policy stream) or the most likely option per component, as the checkpoint's ``deploy`` says
+(``sample=`` overrides it), among the options the mask allows; then the env's own action mapping turns
 the actions into a valid decision (market mode clears them by OT).
 """
 from __future__ import annotations
@@ -23,10 +24,12 @@ from .features import NAMES, FeatureBuilder
 class MarlController:
     """``MarlController(folder)``: the policy trained into ``folder`` by ``otmarl train``."""
 
-    def __init__(self, folder: str | Path, sample: bool = False):
+    def __init__(self, folder: str | Path, sample: bool | None = None):
         from .common import load_meta
         torch = deps.torch()
         from .nets import Actor, RunningNorm
+        from .rollout import with_state
+        self._with_state = with_state
         self.folder = Path(folder)
         self.meta = meta = load_meta(folder)
         self.name = f"marl:{folder}"
@@ -34,11 +37,13 @@ class MarlController:
             raise UserError(f"{folder}: trained on features {meta['features']}, this version has "
                             f"{list(NAMES)}; retrain the policy")
         self.options = EnvOptions.from_dict(meta["env"])
-        self.actor = Actor(meta["obs_dim"], meta["action"]["nvec"], meta["hidden"])
+        self.actor = Actor(meta.get("actor_dim", meta["obs_dim"]), meta["action"]["nvec"], meta["hidden"])
         self.actor.load_state_dict(torch.load(self.folder / "actor.pt"))
         self.actor.eval()
         self.norm = RunningNorm.from_dict(meta["obs_norm"])
-        self.sample = sample
+        self.state_norm = RunningNorm.from_dict(meta["state_norm"]) if meta.get("actor_state") else None
+        # how it was trained to be deployed (checkpoints from before the option: the mode)
+        self.sample = meta["args"].get("deploy", "mode") == "sample" if sample is None else sample
         self.torch = torch
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
@@ -60,7 +65,10 @@ class MarlController:
         """Actions (n, components) for this epoch."""
         torch = self.torch
         f = self.features.observe(obs, self.actions.energy_price, self.actions.task_price)
-        x = torch.as_tensor(self.norm(f))
+        x = self.norm(f)
+        if self.state_norm is not None:     # the actor also sees the global state
+            x = self._with_state(x[None], self.state_norm(self.features.state(f))[None])[0]
+        x = torch.as_tensor(x)
         mask = torch.as_tensor(self.actions.masks(obs))
         with torch.no_grad():
             logits = self.actor.logits(x, mask)

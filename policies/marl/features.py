@@ -37,6 +37,20 @@ FEATURES: tuple[tuple[str, float, float], ...] = (
     ("nbr_up", 0, 1),          # share of graph neighbours up
     ("energy_price", -10, 10),  # the allocator's last dual of the node's energy (0 if none)
     ("task_price", -10, 10),    # ... and of its compute
+    # what the node is (static): absolute size against the scenario's mean node
+    ("cap_rel", 0, 10),        # battery capacity / mean capacity over the nodes
+    ("load_rel", 0, 10),       # full load / mean full load
+    ("compute_rel", 0, 10),    # servers x speed / mean
+    ("degree", 0, 1),          # graph degree / largest degree
+    # global context (the same for every node)
+    ("g_soc", 0, 1),           # total stored / total capacity
+    ("g_soc_min", 0, 1),       # lowest soc
+    ("g_up", 0, 1),            # share of nodes up
+    ("g_queue", 0, 1),         # mean queue fill
+    ("g_backlog", 0, 10),      # mean backlog
+    ("g_harvest", 0, 10),      # total last harvest / total full load
+    ("g_clear", 0, 10),        # total clear-sky harvest of this epoch / total full load
+    ("g_slack", 0, 1),         # lowest slack
 )
 NAMES = tuple(f[0] for f in FEATURES)
 LOW = np.array([f[1] for f in FEATURES], np.float32)
@@ -48,6 +62,12 @@ STATE_NODE = ("soc", "up", "harvest_last", "harvest_clear", "queue", "backlog", 
 STATE_GLOBAL = ("tod_sin", "tod_cos", "progress")
 #: features whose distribution moves by construction (clock), left out of drift detection
 CLOCK = ("tod_sin", "tod_cos", "progress")
+#: static features (set once per world) and global means: (feature, source, weight)
+STATIC = ("cap_rel", "load_rel", "compute_rel", "degree")
+GLOBAL_MEAN = (("g_soc", "soc", "capacity"), ("g_up", "up", "one"), ("g_queue", "queue", "one"),
+               ("g_backlog", "backlog", "one"), ("g_harvest", "harvest_last", "full_load"),
+               ("g_clear", "harvest_clear", "full_load"))
+GLOBAL_MIN = (("g_soc_min", "soc"), ("g_slack", "slack"))
 
 
 def neighbours(info: WorldInfo) -> tuple[list[np.ndarray], np.ndarray]:
@@ -115,6 +135,26 @@ class FeatureBuilder:
         self.state_cols = np.array([COL[c] for c in STATE_NODE])
         self.global_cols = np.array([COL[c] for c in STATE_GLOBAL])
         self.state_dim = n * len(STATE_NODE) + len(STATE_GLOBAL)
+        self._context(deg)
+
+    def _context(self, deg: np.ndarray) -> None:
+        """The static rows of ``buf`` (never overwritten) and the weights of the global means."""
+        info, n = self.info, self.info.n_nodes
+
+        def rel(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, float)
+            return x / max(float(x.mean()), 1e-12)
+        static = {"cap_rel": rel(info.capacity_wh), "load_rel": rel(self.full_load_wh),
+                  "compute_rel": rel(info.servers * info.speed), "degree": deg / max(deg.max(initial=0), 1.0)}
+        for name in STATIC:
+            self.buf[COL[name]] = static[name]
+        weight = {"one": np.ones(n), "capacity": np.asarray(info.capacity_wh, float),
+                  "full_load": self.full_load_wh}
+        self.g_rows = np.array([COL[g] for g, _, _ in GLOBAL_MEAN])
+        self.g_src = np.array([COL[s] for _, s, _ in GLOBAL_MEAN])
+        self.g_w = np.stack([weight[w] / weight[w].sum() for _, _, w in GLOBAL_MEAN])
+        self.gmin_rows = np.array([COL[g] for g, _ in GLOBAL_MIN])
+        self.gmin_src = np.array([COL[s] for _, s in GLOBAL_MIN])
 
     def observe(self, obs: Observation, energy_price: np.ndarray, task_price: np.ndarray) -> np.ndarray:
         """The feature array of this epoch (a new array)."""
@@ -132,6 +172,8 @@ class FeatureBuilder:
             np.dot(f[self.nbr_of], self.mean_nbr_t, out=f[self.nbr_rows])
         else:
             f[self.nbr_rows] = f[self.nbr_of] @ self.mean_nbr_t
+        f[self.g_rows] = (f[self.g_src] * self.g_w).sum(1)[:, None]      # global context
+        f[self.gmin_rows] = f[self.gmin_src].min(1)[:, None]
         np.clip(f, self.low, self.high, out=f)
         return np.ascontiguousarray(f.T, np.float32)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import Means, PPOArgs, PPORun, Progress, ppo_loss
-from .rollout import Batch, gae
+from .rollout import Batch, gae, paired_baseline
 
 ALGO = "ippo"
 
@@ -45,6 +45,9 @@ def train(args: Args, progress: Progress | None = None) -> Path:
 
         # ALGO LOGIC: generalised advantage estimation with each agent's own V(o_i)
         adv, ret = gae(roll.buf, roll.next_value, args.gamma, args.gae_lambda)
+        if run.paired:    # ALGO LOGIC: the envs' mean advantage (same world) as a baseline
+            adv = paired_baseline(adv)
+        run.critic.update_norm(ret)      # ALGO LOGIC: value normalisation (running return stats)
         batch = Batch.of(roll.buf, adv, ret, run.groups)
 
         # ALGO LOGIC: clipped PPO update (+ lambda x Sinkhorn divergence to the barycenter)

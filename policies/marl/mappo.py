@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import Means, PPOArgs, PPORun, Progress, ppo_loss
-from .rollout import Batch, gae
+from .rollout import Batch, gae, paired_baseline, with_state
 
 ALGO = "mappo"
 
@@ -31,8 +31,7 @@ class Args(PPOArgs):
 
 def critic_input(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
     """(E, n, S + d): the global state broadcast to every agent, then the agent's observation."""
-    e, n = obs.shape[:2]
-    return np.concatenate([np.broadcast_to(state[:, None, :], (e, n, state.shape[1])), obs], -1)
+    return with_state(obs, state)
 
 
 def train(args: Args, progress: Progress | None = None) -> Path:
@@ -47,6 +46,9 @@ def train(args: Args, progress: Progress | None = None) -> Path:
 
         # ALGO LOGIC: generalised advantage estimation with the centralised critic's values
         adv, ret = gae(roll.buf, roll.next_value, args.gamma, args.gae_lambda)
+        if run.paired:    # ALGO LOGIC: the envs' mean advantage (same world) as a baseline
+            adv = paired_baseline(adv)
+        run.critic.update_norm(ret)      # ALGO LOGIC: value normalisation (running return stats)
         batch = Batch.of(roll.buf, adv, ret, run.groups)
 
         # ALGO LOGIC: clipped PPO update (+ lambda x Sinkhorn divergence to the barycenter)

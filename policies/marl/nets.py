@@ -33,10 +33,17 @@ def mlp(i: int, hidden: int, o: int, out_std: float, gen: "torch.Generator | Non
                          _layer(hidden, o, gen, out_std))
 
 
-def sample(probs: "torch.Tensor", gen: "torch.Generator | None") -> "torch.Tensor":
-    """One draw per row of ``probs`` (..., k) from the categorical it gives."""
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=gen).reshape(probs.shape[:-1])
+def sample(probs: "torch.Tensor", gen: "torch.Generator | None",
+           u: "torch.Tensor | None" = None) -> "torch.Tensor":
+    """One draw per row of ``probs`` (..., k) from the categorical it gives; with uniforms ``u``
+    (...,) given, by the inverse distribution function (never an option of probability 0)."""
+    if u is None:
+        flat = probs.reshape(-1, probs.shape[-1])
+        return torch.multinomial(flat, 1, generator=gen).reshape(probs.shape[:-1])
+    k = probs.shape[-1]
+    a = (u[..., None] >= probs.cumsum(-1)).sum(-1)
+    last = k - 1 - (probs > 0).flip(-1).to(torch.int64).argmax(-1)     # last allowed option
+    return torch.minimum(a, last)
 
 
 class Actor(nn.Module):
@@ -58,30 +65,53 @@ class Actor(nn.Module):
         return [torch.softmax(z, -1) for z in self.logits(obs, mask)]
 
     def act(self, obs: "torch.Tensor", mask: "torch.Tensor", action: "torch.Tensor | None" = None,
-            greedy: bool = False, generator: "torch.Generator | None" = None) -> tuple:
+            greedy: bool = False, generator: "torch.Generator | None" = None,
+            uniforms: "torch.Tensor | None" = None) -> tuple:
         """(action (B, K), log-prob (B,), entropy (B,), per-component probabilities).
 
-        Without ``action``, draws one (from ``generator``), or takes the most likely option when
-        ``greedy``; with it, scores the given action (the PPO update)."""
+        Without ``action``, draws one (from ``generator``, or by inverse CDF from given
+        ``uniforms`` (B, K)), or takes the most likely option when ``greedy``; with it, scores
+        the given action (the PPO update)."""
         logits = self.logits(obs, mask)
         dists = [torch.distributions.Categorical(logits=z) for z in logits]
         if action is None:
-            action = torch.stack([z.argmax(-1) if greedy else sample(d.probs, generator)
-                                  for z, d in zip(logits, dists)], -1)
+            action = torch.stack([z.argmax(-1) if greedy else
+                                  sample(d.probs, generator, None if uniforms is None else uniforms[..., k])
+                                  for k, (z, d) in enumerate(zip(logits, dists))], -1)
         logp = torch.stack([d.log_prob(action[..., k]) for k, d in enumerate(dists)], -1).sum(-1)
         ent = torch.stack([d.entropy() for d in dists], -1).sum(-1)
         return action, logp, ent, [d.probs for d in dists]
 
 
 class Critic(nn.Module):
-    """V(x): MAPPO feeds it [state, o_i], IPPO o_i alone."""
+    """V(x): MAPPO feeds it [state, o_i], IPPO o_i alone.
+
+    Value normalisation: the network fits returns standardised by a running mean and standard
+    deviation (``update_norm``, buffers saved with the weights); ``forward`` gives values in
+    the returns' own units, ``normalised`` the network's output and ``standardise`` the target
+    it is fitted to."""
 
     def __init__(self, in_dim: int, hidden: int = 64, generator: "torch.Generator | None" = None):
         super().__init__()
         self.net = mlp(in_dim, hidden, 1, 1.0, generator)
+        self.register_buffer("ret_mean", torch.zeros(()))
+        self.register_buffer("ret_std", torch.ones(()))
+        self.ret_norm = RunningNorm(1)
+
+    def normalised(self, x: "torch.Tensor") -> "torch.Tensor":
+        return self.net(x).squeeze(-1)
 
     def forward(self, x: "torch.Tensor") -> "torch.Tensor":
-        return self.net(x).squeeze(-1)
+        return self.normalised(x) * self.ret_std + self.ret_mean
+
+    def standardise(self, ret: "torch.Tensor") -> "torch.Tensor":
+        return (ret - self.ret_mean) / self.ret_std
+
+    def update_norm(self, ret: np.ndarray) -> None:
+        """Fold a rollout's returns into the running statistics."""
+        self.ret_norm.update(ret.reshape(-1, 1))
+        self.ret_mean.fill_(float(self.ret_norm.mean[0]))
+        self.ret_std.fill_(float(np.sqrt(self.ret_norm.var[0] + 1e-8)))
 
 
 class RunningNorm:

@@ -2,9 +2,10 @@
 
 This module owns one update's worth of experience: stepping every parallel ``MarlCore`` with the
 shared actor (``Collector``), the bootstrap at a truncation, the rollout buffer, generalised
-advantage estimation (``gae``), and the flat batch with its minibatch order (``Batch``). The
-algorithm files choose what the critic sees by passing a ``CriticInput`` function; nothing here
-names an algorithm. Torch randomness (action sampling, minibatch order) comes from the run's
+advantage estimation (``gae``) with the paired-env baseline (``paired_baseline``), reward
+normalisation, correlated exploration draws, and the flat batch with its minibatch order
+(``Batch``). The algorithm files choose what the critic sees by passing a ``CriticInput``
+function; nothing here names an algorithm. Torch randomness (action sampling, minibatch order) comes from the run's
 ``torch.Generator``; episode seeds from a numpy generator seeded by the run seed.
 
 It relies only on the env core's public surface: ``reset``, ``step``, ``state``, ``masks``,
@@ -27,6 +28,13 @@ CriticInput = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(normalised obs (E, n, d), normalised state (E, S)) -> critic input (E, n, C)."""
 
 SEED_MAX = 2**31 - 1
+
+
+def with_state(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """(E, n, S + d): the global state (E, S) broadcast to every agent, then the agent's own
+    observation (E, n, d)."""
+    e, n = obs.shape[:2]
+    return np.concatenate([np.broadcast_to(state[:, None, :], (e, n, state.shape[1])), obs], -1)
 
 
 @dataclass
@@ -75,6 +83,14 @@ def gae(buf: Buffer, next_value: np.ndarray, gamma: float, lam: float) -> tuple[
         last = delta + gamma * lam * live * last
         adv[t] = last
     return adv, adv + buf.value
+
+
+def paired_baseline(adv: np.ndarray) -> np.ndarray:
+    """Advantages (T, E, n) minus their mean over the envs at the same epoch and agent. With
+    paired envs (one world, one weather, one task stream) that mean carries what the critic could
+    not foresee of the exogenous noise; what is left differs between the envs only by what the
+    agents sampled."""
+    return adv - adv.mean(1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -160,23 +176,66 @@ class Collector:
     gen: "torch.Generator"
     seeder: np.random.Generator
     drift_cols: np.ndarray
+    paired: bool = False
+    """Every env runs the same episode seed (they start and truncate together), so that
+    ``paired_baseline`` can take the exogenous part out of the advantages."""
+    joint_explore: float = 0.0
+    """Share of the agents (drawn anew each epoch) whose action draws use their env's common
+    uniforms instead of their own (0: independent draws)."""
+    actor_state: bool = False
+    """The actor sees the global state next to its own observation (``with_state``)."""
+    reward_norm: RunningNorm | None = None
+    """Scale the rewards by the running standard deviation of the discounted return (None: off)."""
     obs: np.ndarray = field(init=False)
     episodes: list[_Episode] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.obs = np.stack([c.reset(int(self.seeder.integers(SEED_MAX))) for c in self.cores])
+        self.obs = np.stack([c.reset(self._episode_seed(e)) for e, c in enumerate(self.cores)])
         self.episodes = [_Episode() for _ in self.cores]
+        self.disc_return = np.zeros(self.obs.shape[:2])       # (E, n) discounted return so far
+        self.returns_seen: list[np.ndarray] = []
+
+    def _uniforms(self, shape: tuple[int, int], mask: np.ndarray) -> "torch.Tensor | None":
+        """(E, n, K) uniforms for the action draws: each agent's own, or with probability
+        ``joint_explore`` its env's common ones (agents that see alike then act alike)."""
+        if self.joint_explore <= 0.0:
+            return None
+        E, n = shape
+        K = len(self.cores[0].spec.nvec)
+        own = torch.rand((E, n, K), generator=self.gen)
+        common = torch.rand((E, 1, K), generator=self.gen).expand(E, n, K)
+        joint = torch.rand((E, n, 1), generator=self.gen) < self.joint_explore
+        return torch.where(joint, common, own)
+
+    def _episode_seed(self, e: int) -> int:
+        """A fresh seed per env, or (paired) one per episode that env 0 draws and the others
+        reuse (the envs are stepped in order and truncate at the same epoch)."""
+        if e == 0 or not self.paired:
+            self._seed = int(self.seeder.integers(SEED_MAX))
+        return self._seed
+
+    def reward_scale(self) -> float:
+        """What the rewards are divided by: the running std of the discounted return (1 when off)."""
+        if self.reward_norm is None:
+            return 1.0
+        return float(np.sqrt(self.reward_norm.var[0] + 1e-8))
+
+    def _update_reward_norm(self) -> None:
+        if self.reward_norm is not None and self.returns_seen:
+            self.reward_norm.update(np.concatenate(self.returns_seen))
+        self.returns_seen = []
 
     def normalised(self, obs: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        on = self.obs_norm(obs)
-        return on, self.critic_input(on, self.state_norm(state))
+        """(actor input, critic input) from raw observations (E, n, d) and states (E, S)."""
+        on, sn = self.obs_norm(obs), self.state_norm(state)
+        return (with_state(on, sn) if self.actor_state else on), self.critic_input(on, sn)
 
     def collect(self, actor: Actor, critic: Critic) -> Rollout:
-        E, n, d = self.obs.shape
+        E, n = self.obs.shape[:2]
         K, m = len(self.cores[0].spec.nvec), int(sum(self.cores[0].spec.nvec))
         state = np.stack([c.state() for c in self.cores])
-        C = self.normalised(self.obs, state)[1].shape[-1]
-        buf = Buffer.zeros(self.num_steps, E, n, d, C, m, K)
+        ai, ci = self.normalised(self.obs, state)
+        buf = Buffer.zeros(self.num_steps, E, n, ai.shape[-1], ci.shape[-1], m, K)
         terms, team, rows, finished = [], [], [], []
         for t in range(self.num_steps):
             a = self._act(actor, critic, buf, t)
@@ -184,6 +243,7 @@ class Collector:
             terms += step_terms
             team.append(float(np.mean([tm["team"] for tm in step_terms])))
             rows.append(np.concatenate([self.obs[:, :, self.drift_cols].mean((0, 1)), [team[-1]]]))
+            self._update_reward_norm()
         with torch.no_grad():
             _, ci = self.normalised(self.obs, np.stack([c.state() for c in self.cores]))
             next_value = critic(torch.as_tensor(ci)).numpy()
@@ -197,7 +257,8 @@ class Collector:
         o, ci = self.normalised(self.obs, state)
         mask = np.stack([c.masks() for c in self.cores])
         with torch.no_grad():
-            a, logp, _, _ = actor.act(torch.as_tensor(o), torch.as_tensor(mask), generator=self.gen)
+            a, logp, _, _ = actor.act(torch.as_tensor(o), torch.as_tensor(mask), generator=self.gen,
+                                      uniforms=self._uniforms(o.shape[:2], mask))
             v = critic(torch.as_tensor(ci))
         buf.obs[t], buf.critic_in[t], buf.mask[t], buf.action[t] = o, ci, mask, a.numpy()
         buf.logp[t], buf.value[t] = logp.numpy(), v.numpy()
@@ -210,13 +271,18 @@ class Collector:
         ep.browned_epochs += browned(core)
         nxt, r, truncated, terms = core.step(action)
         ep.add(terms)
+        if self.reward_norm is not None:
+            self.disc_return[e] = self.disc_return[e] * self.gamma + r
+            self.returns_seen.append(self.disc_return[e].copy())
+            r = r / self.reward_scale()
         if truncated:
+            self.disc_return[e] = 0.0
             _, ci_end = self.normalised(nxt[None], core.state()[None])
             with torch.no_grad():
                 r = r + self.gamma * critic(torch.as_tensor(ci_end))[0].numpy()
             finished.append(ep.stats(core))
             self.episodes[e] = _Episode()
-            nxt = core.reset(int(self.seeder.integers(SEED_MAX)))
+            nxt = core.reset(self._episode_seed(e))
         buf.reward[t, e], buf.truncated[t, e] = r, float(truncated)
         self.obs[e] = nxt
         return terms
