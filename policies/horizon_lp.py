@@ -119,13 +119,17 @@ class EnergyVars:
     bus: np.ndarray
 
 
-def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0) -> EnergyVars:
+def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0, store_value: float = 0.0,
+                   flow_cost: float = 0.0) -> EnergyVars:
     """Batteries, transfers and idle loads over the horizon; ``idle_cost`` per Wh of idle load
-    served (negative: the program serves as much as it can)."""
+    served (negative: the program serves as much as it can), ``store_value`` per Wh above the
+    brownout level at the end, ``flow_cost`` per Wh entering a link (the bound uses 0 for both)."""
     K, n = x.shape
     al = x.alive.astype(float)
     room = np.maximum(x.room_wh, 0.0)
-    U = lp.var((K, n), 0.0, room)
+    end_value = np.zeros((K, n))
+    end_value[-1] = -store_value
+    U = lp.var((K, n), 0.0, room, cost=end_value)
     # net received at the boundary (received - sent): at most the charge limit, at least -room
     t = lp.var((K, n), -room * al, x.charge_cap_wh * al)
     d = lp.var((K, n), 0.0, x.discharge_cap_wh * al)
@@ -160,16 +164,16 @@ def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0) -> En
     lp.add("ub", rd, ell, 1.0)
     lp.add("ub", rd, c, 1.0)
     lp.add("ub", rd, d, -1.0)
-    f, fk, tail, head = _transfers(lp, x, t)
+    f, fk, tail, head = _transfers(lp, x, t, flow_cost)
     return EnergyVars(U, t, d, c, ell, f, fk, tail, head, rd)
 
 
-def _transfers(lp: Program, x: HorizonInputs, t: np.ndarray):
+def _transfers(lp: Program, x: HorizonInputs, t: np.ndarray, flow_cost: float):
     """Arc flows over the usable links with a loss per link, each direction within the link's
     limit, and the node balances ``net received = eta * in - out``."""
     K, n = x.shape
     kk, ll = np.nonzero(x.link_usable)
-    f = lp.var((len(kk), 2), 0.0, np.repeat(x.link_cap_wh[ll][:, None], 2, 1))
+    f = lp.var((len(kk), 2), 0.0, np.repeat(x.link_cap_wh[ll][:, None], 2, 1), cost=flow_cost)
     tail = np.stack([x.link_u[ll], x.link_v[ll]], 1)
     head = np.stack([x.link_v[ll], x.link_u[ll]], 1)
     epoch = np.repeat(kk[:, None], 2, 1)

@@ -43,6 +43,9 @@ class WorldInfo:
     mean_task_work_s: float
     params: dict[str, Any] = field(default_factory=dict)  # controller.params of the scenario
     start_s_of_day: float = 0.0   # local clock time at t = 0, seconds since midnight
+    scenario: Any = field(default=None, repr=False, compare=False)   # the run's Scenario
+    seed: int | None = None       # the run's root seed (with the scenario: what mpc's perfect
+                                  # forecast rebuilds the world's harvest from)
 
     @cached_property
     def positions(self) -> np.ndarray:

@@ -256,7 +256,8 @@ class World:
             link_v=self.links.v, link_power_limit_w=self.links.power_limit_w, dt_s=self.dt,
             n_epochs=self.n_epochs,
             mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,
-            params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc))
+            params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc),
+            scenario=self.sc, seed=self.seed)
 
     # ---------------------------------------------------------------------- boundary steps
     def apply_faults(self, k: int) -> None:
