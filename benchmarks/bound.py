@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--scenarios", default="edge-offload,sensor-field")
     ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--method", default="ipm")
+    ap.add_argument("--method", default="simplex")
     ap.add_argument("--mpc", action="store_true", help="also time mpc against ot")
     ap.add_argument("--mpc-h", type=int, default=8)
     ap.add_argument("--skip-bound", action="store_true")

@@ -28,8 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set horizon_h=6")
     p.add_argument("--out", metavar="DIR", help="folder for bound.json")
-    p.add_argument("--method", default="ipm", help="HiGHS method: ipm (default, interior point "
-                   "without crossover), simplex or highs (HiGHS chooses)")
+    p.add_argument("--method", default="simplex", help="HiGHS method: simplex (default, dual "
+                   "simplex), ipm (interior point without crossover) or highs (HiGHS chooses)")
     p.add_argument("--no-tasks", action="store_true", help="only the energy program")
     return p
 

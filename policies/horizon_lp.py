@@ -244,17 +244,38 @@ def _components(x: HorizonInputs) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Solution:
-    """A solved program: its objective, the values of its variables and HiGHS's status."""
+    """A solved program: its objective, the values of its variables, the multipliers of its
+    ``<=`` rows (``y_ub``, at most 0) and ``=`` rows (``y_eq``), and HiGHS's status."""
 
     objective: float
     x: np.ndarray
+    y_ub: np.ndarray
+    y_eq: np.ndarray
     status: int
     message: str
     n_var: int
     n_row: int
 
 
-def solve(lp: Program, method: str = "ipm") -> Solution:
+def dual_bound(lp: Program, sol: Solution, cost: np.ndarray) -> float:
+    """A lower bound on the least value of ``cost @ x`` over the program's feasible set, from the
+    multipliers of ``sol`` (weak duality, with the variables' bounds kept): valid whichever
+    objective ``sol`` solved, so a program solved with a small tie-breaking cost still gives a
+    bound on the program without it. -inf when a reduced cost points at an infinite bound."""
+    y_ub, y_eq = np.minimum(sol.y_ub, 0.0), sol.y_eq
+    value = 0.0
+    reduced = np.asarray(cost, float).copy()
+    for kind, y in (("ub", y_ub), ("eq", y_eq)):
+        if lp.n_row[kind]:
+            reduced -= lp.matrix(kind).T @ y
+            value += float(np.concatenate(lp.rhs[kind]) @ y)
+    lb, ub = np.concatenate(lp.lb), np.concatenate(lp.ub)
+    with np.errstate(invalid="ignore"):
+        at = np.where(reduced > 0, reduced * lb, np.where(reduced < 0, reduced * ub, 0.0))
+    return value + float(at.sum())
+
+
+def solve(lp: Program, method: str = "simplex") -> Solution:
     """Solve with HiGHS: 'ipm' (interior point, no crossover: fastest on these programs),
     'simplex' (dual simplex) or 'highs' (HiGHS chooses)."""
     names = {"ipm": "highs-ipm", "simplex": "highs-ds", "highs": "highs"}
@@ -271,4 +292,6 @@ def solve(lp: Program, method: str = "ipm") -> Solution:
                       bounds=bounds, method=names[method], options=opts)
     if res.status != 0 or res.x is None:
         raise UserError(f"the horizon program was not solved: {res.message} (status {res.status})")
-    return Solution(float(res.fun), res.x, int(res.status), str(res.message), lp.n_var, eq + ub)
+    y_ub = res.ineqlin.marginals if ub else np.zeros(0)
+    y_eq = res.eqlin.marginals if eq else np.zeros(0)
+    return Solution(float(res.fun), res.x, y_ub, y_eq, int(res.status), str(res.message), lp.n_var, eq + ub)
