@@ -30,6 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", help="folder for bound.json")
     p.add_argument("--method", default="simplex", help="HiGHS method: simplex (default, dual "
                    "simplex), ipm (interior point without crossover) or highs (HiGHS chooses)")
+    p.add_argument("--network", default="links", help="transfers: links (default, a flow per link "
+                   "with its loss) or pool (each connected part one pool: smaller, looser)")
     p.add_argument("--no-tasks", action="store_true", help="only the energy program")
     return p
 
@@ -42,10 +44,12 @@ def cmd(args: argparse.Namespace) -> int:
         seed = int(args.seed)
     except ValueError:
         raise UserError(f"--seed: '{args.seed}' is not an integer") from None
+    if args.network not in ("links", "pool"):
+        raise UserError(f"--network: unknown value '{args.network}' (known: links, pool)")
     if args.method not in METHODS:
         raise UserError(f"--method: unknown method '{args.method}' (known: {', '.join(METHODS)})")
     sc = load(args.scenario, args.set)
-    b = hindsight_bound(sc, seed, tasks=not args.no_tasks, method=args.method)
+    b = hindsight_bound(sc, seed, tasks=not args.no_tasks, method=args.method, network=args.network)
     share = b.unserved_wh / b.idle_demand_wh if b.idle_demand_wh else 0.0
     print(f"{sc.name} seed {seed}: unserved idle energy >= {b.unserved_wh:.6g} Wh "
           f"({share:.3%} of {b.idle_demand_wh:.6g} Wh demanded)")
@@ -57,6 +61,7 @@ def cmd(args: argparse.Namespace) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bound.json").write_text(json.dumps(
-            {"scenario": sc.name, "seed": seed, "method": args.method, **b.as_dict()}, indent=2) + "\n")
+            {"scenario": sc.name, "seed": seed, "method": args.method, "network": args.network,
+             **b.as_dict()}, indent=2) + "\n")
         print(f"written: {out / 'bound.json'}")
     return 0

@@ -120,10 +120,12 @@ class EnergyVars:
 
 
 def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0, store_value: float = 0.0,
-                   flow_cost: float = 0.0) -> EnergyVars:
+                   flow_cost: float = 0.0, network: str = "links") -> EnergyVars:
     """Batteries, transfers and idle loads over the horizon; ``idle_cost`` per Wh of idle load
     served (negative: the program serves as much as it can), ``store_value`` per Wh above the
-    brownout level at the end, ``flow_cost`` per Wh entering a link (the bound uses 0 for both)."""
+    brownout level at the end, ``flow_cost`` per Wh entering a link (the bound uses 0 for both).
+    ``network``: 'links' (a flow on every usable link with its loss) or 'pool' (each connected
+    part of the usable graph a pool: smaller, and looser; ``_pool``)."""
     K, n = x.shape
     al = x.alive.astype(float)
     room = np.maximum(x.room_wh, 0.0)
@@ -164,6 +166,10 @@ def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0, store
     lp.add("ub", rd, ell, 1.0)
     lp.add("ub", rd, c, 1.0)
     lp.add("ub", rd, d, -1.0)
+    if network == "pool":
+        f = _pool(lp, x, t, flow_cost)
+        none = np.zeros((0, 2), np.int64)
+        return EnergyVars(U, t, d, c, ell, f, none, none, none, rd)
     f, fk, tail, head = _transfers(lp, x, t, flow_cost)
     return EnergyVars(U, t, d, c, ell, f, fk, tail, head, rd)
 
@@ -182,6 +188,34 @@ def _transfers(lp: Program, x: HorizonInputs, t: np.ndarray, flow_cost: float):
     lp.add("eq", re[epoch, tail], f, 1.0)
     lp.add("eq", re[epoch, head], f, -x.link_eff[ll][:, None])
     return f, epoch, tail, head
+
+
+def _pool(lp: Program, x: HorizonInputs, t: np.ndarray, send_cost: float) -> np.ndarray:
+    """Transfers pooled over each epoch's connected part of the usable graph: a node sends ``s``
+    and receives ``r`` (``t = r - s``), each at most the limits of its usable links, and a part
+    receives at most its best link efficiency times what it sends (every Wh crosses a link).
+    Every flow on the links meets these, so the pool is a relaxation of them. Returns ``s``."""
+    K, n = x.shape
+    comp = _components(x)
+    kk, ll = np.nonzero(x.link_usable)
+    cap = np.zeros((K, n))
+    for end in (x.link_u, x.link_v):
+        np.add.at(cap, (kk, end[ll]), x.link_cap_wh[ll])
+    best = np.zeros(K * n)
+    np.maximum.at(best, kk * n + comp[kk, x.link_u[ll]], x.link_eff[ll])
+    eta = best[np.arange(K)[:, None] * n + comp]
+    s = lp.var((K, n), 0.0, cap, cost=send_cost)
+    r = lp.var((K, n), 0.0, cap * eta)
+    re = lp.rows("eq", np.zeros((K, n)))
+    lp.add("eq", re, t, 1.0)
+    lp.add("eq", re, r, -1.0)
+    lp.add("eq", re, s, 1.0)
+    key = np.arange(K)[:, None] * n + comp
+    uniq, row_of = np.unique(key, return_inverse=True)
+    rp = lp.rows("ub", np.zeros(len(uniq)))[row_of.reshape(K, n)]
+    lp.add("ub", rp, r, 1.0)
+    lp.add("ub", rp, s, -eta)
+    return s
 
 
 @dataclass(frozen=True)
