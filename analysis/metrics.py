@@ -57,7 +57,7 @@ DROP_REASONS = ("queue_full", "expired", "node_down")
 OUTCOMES = ("service_ratio", "uptime", "final_soc")
 CONSUMED = ("consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh")
 LEDGER_OUT = ("curtailed_wh",) + CONSUMED + ("self_discharge_wh", "conversion_loss_wh")
-ENERGY_COLS = ("harvested_wh",) + LEDGER_OUT + ("sent_wh", "delivered_wh")
+ENERGY_COLS = ("harvested_wh",) + LEDGER_OUT + ("unserved_wh", "sent_wh", "delivered_wh")
 TASK_COLS = ["origin", "node", "generated_s", "end_s", "status", "drop_reason", "offloads"]
 
 #: For each KPI, whether a lower or a higher value is better (a normalised value < 1 is an

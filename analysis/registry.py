@@ -53,6 +53,8 @@ REGISTRY: dict[str, Metric] = {m.name: m for m in (
     Metric("latency_p95_s", "95th percentile completion latency, s", "lower", _p95),
     Metric("brownout_node_hours", "node-hours in brownout", "lower",
            lambda s: s["nodes"]["brownout_node_hours"]),
+    Metric("unserved_wh", "idle load left without energy, Wh", "lower",
+           lambda s: s["energy"].get("unserved_wh", math.nan)),     # NaN: a summary from before it
     Metric("delivered_wh", "energy delivered by sharing, Wh", None,
            lambda s: s["energy"]["delivered_wh"]),
     Metric("transport_loss_wh", "energy lost in transport, Wh", "lower",

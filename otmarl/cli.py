@@ -12,7 +12,7 @@ import sys
 import textwrap
 from typing import Callable, Sequence
 
-from otmarl import audit, report_cmd, sweep_cmd, train_cmd
+from otmarl import audit, bound_cmd, report_cmd, sweep_cmd, train_cmd
 from otmarl.progress import Progress
 from otmarl.scenarios.errors import InvariantError, OtmarlError, UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, RUN_DEFAULT_TABLES
@@ -94,14 +94,14 @@ def _cmd_run(a) -> int:
 
 def _cmd_compare(a) -> int:
     from otmarl.analysis.stats import format_paired_table
-    from otmarl.compare import METRICS, compare, format_table, read_paired
+    from otmarl.compare import GAPS, METRICS, compare, format_table, read_paired
     pols = [p.strip() for p in a.policies.split(",") if p.strip()]
     seeds = _int(a.seeds, "--seeds")
     out = a.out or _compare_folder(a.scenario, a.set)
     with Progress(f"compare {a.scenario}", unit="runs", quiet_s=0.0) as progress:
         table = compare(a.scenario, pols, seeds, out, overrides=a.set, jobs=a.jobs,
                         progress=None if a.quiet else progress, baseline=a.baseline, tables=a.tables,
-                        overwrite=a.overwrite)
+                        overwrite=a.overwrite, bound=a.bound)
     print(format_table(table))
     paired = read_paired(out)
     if len(paired):
@@ -109,11 +109,12 @@ def _cmd_compare(a) -> int:
         print(f"\npaired difference from {base} on the same seeds (mean ± 95 % CI half-width; "
               "* the interval excludes 0)")
         print(format_paired_table(paired, METRICS))
-    print(f"written: {out}/comparison.csv, {out}/paired.csv, {out}/comparison.json, {out}/runs.csv")
+    print(f"written: {out}/comparison.csv, {out}/paired.csv, {out}/comparison.json, {out}/runs.csv"
+          + (f", {out}/bound.csv" if a.bound else ""))
     if a.report:
         from otmarl.analysis import comparison_report
-        written = comparison_report(table, out, title=f"{a.scenario}: policies compared", labels=METRICS,
-                                    paired=paired)
+        written = comparison_report(table, out, title=f"{a.scenario}: policies compared",
+                                    labels={**METRICS, **GAPS}, paired=paired)
         print(f"report: {written['html']}")
     return 0
 
@@ -151,7 +152,7 @@ def _int(v: str, what: str) -> int:
 COMMANDS: dict[str, Callable] = {
     "validate": _cmd_validate, "scenarios": _cmd_scenarios, "policies": _cmd_policies, "run": _cmd_run, "compare": _cmd_compare,
     "report": report_cmd.cmd, "train": train_cmd.cmd_train, "evaluate": train_cmd.cmd_evaluate,
-    "sweep": sweep_cmd.cmd, "audit": audit.cmd}
+    "sweep": sweep_cmd.cmd, "audit": audit.cmd, "bound": bound_cmd.cmd}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -209,11 +210,14 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--report", action="store_true", help="also write comparison.html/md")
     c.add_argument("--overwrite", action="store_true", help="replace run folders under --out that "
                    "hold other runs (else: exit 2 naming the difference)")
+    c.add_argument("--bound", action="store_true", help="also solve the hindsight bound of each "
+                   "seed and show every policy's gap to it (see 'otmarl bound')")
     add_tables_option(c, MANY_RUNS_DEFAULT_TABLES)
     report_cmd.add_parser(sub)
     train_cmd.add_parser(sub)
     add_tables_option(sweep_cmd.add_parser(sub), MANY_RUNS_DEFAULT_TABLES)
     audit.add_parser(sub)
+    bound_cmd.add_parser(sub)
     return p
 
 

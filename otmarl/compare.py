@@ -21,7 +21,7 @@ from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 
-__all__ = ["compare", "confidence_table", "format_table", "read_paired", "run_metrics", "METRICS"]
+__all__ = ["compare", "confidence_table", "format_table", "read_paired", "run_metrics", "METRICS", "GAPS"]
 
 
 def confidence_table(rows: pd.DataFrame, by: Sequence[str] = ("policy",)) -> pd.DataFrame:
@@ -68,11 +68,32 @@ def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: in
     return summaries
 
 
+#: the gap of a run to the hindsight bound of its seed (``compare(..., bound=True)``)
+GAPS: dict[str, str] = {
+    "gap_unserved_wh": "unserved idle energy above the hindsight bound, Wh",
+    "gap_on_time": "tasks on time below the hindsight bound",
+}
+
+
+def _bound_gaps(sc: Scenario, rows: pd.DataFrame, seeds: Sequence[int], out: Path) -> pd.DataFrame:
+    """The hindsight bound of every seed (written as bound.csv) and each run's gap to it."""
+    from otmarl.policies.hindsight import hindsight_bound
+    bounds = pd.DataFrame([{"seed": s, **{k: v for k, v in hindsight_bound(sc, s).as_dict().items()
+                                           if not isinstance(v, dict)}} for s in seeds])
+    out.mkdir(parents=True, exist_ok=True)
+    bounds.to_csv(out / "bound.csv", index=False)
+    b = bounds.set_index("seed")
+    rows = rows.copy()
+    rows["gap_unserved_wh"] = rows["unserved_wh"] - rows["seed"].map(b["unserved_wh"])
+    rows["gap_on_time"] = rows["seed"].map(b["on_time_tasks"]) - rows["completed_on_time"]
+    return rows
+
+
 def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], seeds: int | Sequence[int],
             out: str | os.PathLike, overrides: Sequence[str] = (), jobs: int = 1,
             progress: Callable[[int, int], None] | None = None,
             baseline: str | None = None, tables: str = MANY_RUNS_DEFAULT_TABLES,
-            overwrite: bool = False) -> pd.DataFrame:
+            overwrite: bool = False, bound: bool = False) -> pd.DataFrame:
     """Run every (policy, seed), write runs under ``out`` and the table as CSV and JSON.
 
     ``tables``: what each run folder holds (``otmarl.run.TABLE_CHOICES``; by default no per-task
@@ -81,7 +102,9 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
 
     Every policy runs on the same seeds, so each other policy is also compared with ``baseline``
     (default: local if it is among the policies, else the first) by paired differences per seed:
-    ``paired.csv`` and the "paired" table of comparison.json (``stats.paired_table``)."""
+    ``paired.csv`` and the "paired" table of comparison.json (``stats.paired_table``). With
+    ``bound``, the hindsight bound of each seed is solved too (bound.csv) and the table gains each
+    policy's gap to it (``GAPS``)."""
     check_tables(tables)
     if baseline is not None and baseline not in policies:
         raise UserError(f"--baseline: '{baseline}' is not one of --policies ({', '.join(policies)})")
@@ -99,14 +122,17 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}
                          for (p, s), m in zip(jobs_list, summaries)])
     table = confidence_table(rows)
+    if bound:
+        rows = _bound_gaps(sc, rows, seed_list, out)
+        table = pd.concat([table, ci_table(rows, GAPS)], ignore_index=True)
     paired = paired_table(rows, METRICS, baseline)
     out.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out / "runs.csv", index=False)
     table.to_csv(out / "comparison.csv", index=False)
     paired.to_csv(out / "paired.csv", index=False)
     (out / "comparison.json").write_text(json.dumps(
-        {"scenario": sc.name, "seeds": seed_list, "metrics": METRICS, "baseline": baseline,
-         "tables": tables,
+        {"scenario": sc.name, "seeds": seed_list, "metrics": {**METRICS, **(GAPS if bound else {})},
+         "baseline": baseline, "tables": tables,
          "table": json.loads(table.to_json(orient="records")),
          "paired": json.loads(paired.to_json(orient="records"))}, indent=2) + "\n")
     return table
@@ -118,5 +144,6 @@ def read_paired(out: str | os.PathLike) -> pd.DataFrame:
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """A wide text table: one row per metric, one column per policy, 'mean ± half-width'."""
-    return format_ci_table(table, METRICS)
+    """A wide text table: one row per metric, one column per policy, 'mean ± half-width' (the
+    gaps to the bound as well when the table has them)."""
+    return format_ci_table(table, [*METRICS, *(g for g in GAPS if g in set(table["metric"]))])

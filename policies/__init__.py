@@ -8,11 +8,12 @@ from otmarl.simulator.control import Controller
 
 from .baselines import (GreedyController, LocalController, ProportionalController, RandomController,
                         ThresholdController)
+from .mpc import MPCController
 from .ot import OTController
 
 REGISTRY: dict[str, Callable[..., Controller]] = {
     c.name: c for c in (LocalController, RandomController, GreedyController, ProportionalController,
-                        ThresholdController, OTController)}
+                        ThresholdController, OTController, MPCController)}
 
 
 def make_controller(name: str) -> Controller:
@@ -30,4 +31,4 @@ def make_controller(name: str) -> Controller:
 
 
 __all__ = ["REGISTRY", "make_controller", "LocalController", "RandomController", "GreedyController",
-           "ProportionalController", "ThresholdController", "OTController"]
+           "ProportionalController", "ThresholdController", "OTController", "MPCController"]

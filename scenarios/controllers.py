@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from .fields import Model, closest, located_error
 
 #: The built-in controllers (``marl:DIR`` names a trained MARL policy besides these).
-CONTROLLERS = ("local", "random", "greedy", "proportional", "threshold", "ot")
+CONTROLLERS = ("local", "random", "greedy", "proportional", "threshold", "ot", "mpc")
 #: The OT solvers of the transport registry.
 SOLVERS = ("exact", "network", "sinkhorn", "unbalanced", "hierarchical")
 
@@ -92,6 +92,18 @@ class ControllerParams(Model):
     """ot with unbalanced: marginal relaxation."""
     p_act: float = Field(0.3, ge=0, le=1)
     """random: probability that a node acts in an epoch."""
+    mpc_horizon: int = Field(8, ge=1, le=1000)
+    """mpc: epochs in the rolling window of its linear program."""
+    mpc_forecast: Literal["market", "perfect"] = "market"
+    """mpc: harvest over the window: the market's forecast (clearness x this epoch's clear-sky
+    harvest, held over the window) or the realised harvest and failures (perfect)."""
+    mpc_unserved_weight: float = Field(1.0, gt=0, le=1e6)
+    """mpc: cost per Wh of idle load left unserved in the window."""
+    mpc_store_value: float = Field(0.5, ge=0, le=1e6)
+    """mpc: value per Wh above the brownout level at the end of the window (below the unserved
+    weight, so that serving the load comes first)."""
+    mpc_transfer_cost: float = Field(0.01, ge=0, le=1e3)
+    """mpc: cost per Wh entering a link (keeps transfers to those that help)."""
 
     @model_validator(mode="after")
     def _levels_in_order(self) -> "ControllerParams":

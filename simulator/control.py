@@ -50,6 +50,9 @@ class WorldInfo:
                                                                       compare=False)
     """``harvest_forecast(k, h)``: expected harvest (Wh) of epochs k .. k+h-1 (cut at the horizon)
     x nodes, from the scenario alone (no weather draw): see ``HarvestModel.forecast``."""
+    scenario: Any = field(default=None, repr=False, compare=False)   # the run's Scenario
+    seed: int | None = None       # the run's root seed (with the scenario: what mpc's perfect
+                                  # forecast rebuilds the world's harvest from)
 
     @cached_property
     def positions(self) -> np.ndarray:

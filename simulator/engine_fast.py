@@ -196,7 +196,7 @@ class FastEngine:
         conv = charge * self.charge_loss + draw * self.draw_loss
         energy = {"harvested_wh": harvest, "curtailed_wh": curtailed, "consumed_idle_wh": idle_used,
                   "consumed_tasks_wh": task_wh, "consumed_tx_wh": tx, "self_discharge_wh": sd,
-                  "conversion_loss_wh": conv}
+                  "conversion_loss_wh": conv, "unserved_wh": w.idle_wh * w.alive - idle_used}
         return EpochOutcome(energy=energy, stored_wh=stored, brown_next=up & (unsust | (stored <= self.brown_wh)),
                             **tasks)
 

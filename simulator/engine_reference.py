@@ -120,7 +120,7 @@ class ReferenceEngine:
         dth = w.dt / 3600.0
         out = {k: [0.0] * w.n for k in ("harvested_wh", "curtailed_wh", "consumed_idle_wh",
                                         "consumed_tasks_wh", "consumed_tx_wh", "self_discharge_wh",
-                                        "conversion_loss_wh")}
+                                        "conversion_loss_wh", "unserved_wh")}
         pre, stored_out, brown_next = [], [0.0] * w.n, [False] * w.n
         self.events = _Events()
         for i, node in enumerate(self.nodes):
@@ -153,6 +153,7 @@ class ReferenceEngine:
             brown_next[i] = bool(w.up[i]) and (not ok or stored <= p.min_wh[i] * (1 + 1e-9) + 1e-12)
             for k, v in (("harvested_wh", harvest), ("curtailed_wh", curtailed),
                          ("consumed_idle_wh", idle_used), ("consumed_tasks_wh", node.used),
-                         ("consumed_tx_wh", tx), ("self_discharge_wh", sd), ("conversion_loss_wh", conv)):
+                         ("consumed_tx_wh", tx), ("self_discharge_wh", sd), ("conversion_loss_wh", conv),
+                         ("unserved_wh", p.idle_w[i] * dth * (not w.failed[i]) - idle_used)):
                 out[k][i] = v
         return self.events.outcome(out, stored_out, brown_next)

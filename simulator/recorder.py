@@ -27,7 +27,9 @@ from .world import (DONE_LATE, DONE_ON_TIME, DROP_REASONS, DROPPED, PENDING, RUN
 
 LEDGER_OUT = ("curtailed_wh", "consumed_idle_wh", "consumed_tasks_wh", "consumed_tx_wh",
               "self_discharge_wh", "conversion_loss_wh")
-PER_EPOCH = ("harvested_wh",) + LEDGER_OUT + ("sent_wh", "delivered_wh", "stored_wh")
+# unserved_wh (idle demand of nodes that have not failed, less the idle energy drawn) is no
+# ledger term: it is demand that went without energy
+PER_EPOCH = ("harvested_wh",) + LEDGER_OUT + ("unserved_wh", "sent_wh", "delivered_wh", "stored_wh")
 #: Task times are written as float32 up to this horizon (its spacing there: 2**-24 of it).
 FLOAT32_TIME_MAX_S = 7 * 86400.0
 
@@ -186,7 +188,7 @@ class Recorder:
         energy = {k: float(np.sum(tot[k])) for k in (
             "initial_stored_wh", "final_stored_wh", "harvested_wh", "curtailed_wh", "consumed_idle_wh",
             "consumed_tasks_wh", "consumed_tx_wh", "self_discharge_wh", "conversion_loss_wh",
-            "sent_wh")}
+            "sent_wh", "unserved_wh")}
         energy["delivered_wh"] = float(np.sum(tot["delivered_wh"]))
         energy["transport_loss_wh"] = float(np.sum(tot["transport_loss_wh"]))
         energy["ledger_error_wh"] = float(np.sum(tot["ledger_error_wh"]))

@@ -261,7 +261,7 @@ class World:
             mean_task_work_s=float(self.tasks.work_s.mean()) if len(self.tasks) else 0.0,
             params=dict(self.sc.controller.params), start_s_of_day=start_s_of_day(self.sc),
             charge_efficiency=p.eta_c, discharge_efficiency=p.eta_d, max_charge_w=p.max_charge_w,
-            harvest_forecast=self.harvest.forecast)
+            harvest_forecast=self.harvest.forecast, scenario=self.sc, seed=self.seed)
 
     # ---------------------------------------------------------------------- boundary steps
     def apply_faults(self, k: int) -> None:

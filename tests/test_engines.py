@@ -84,11 +84,14 @@ def _assert_same(fast, ref):
         np.testing.assert_allclose(tf[col].to_numpy(), tr[col].to_numpy(), rtol=1e-12, atol=1e-9,
                                    err_msg=col)
     for col in ("stored_wh", "harvested_wh", "curtailed_wh", "consumed_idle_wh", "consumed_tasks_wh",
-                "consumed_tx_wh", "self_discharge_wh", "conversion_loss_wh", "sent_wh", "delivered_wh"):
+                "consumed_tx_wh", "self_discharge_wh", "conversion_loss_wh", "unserved_wh", "sent_wh",
+                "delivered_wh"):
         np.testing.assert_allclose(fast.timeseries[col].to_numpy(), ref.timeseries[col].to_numpy(),
                                    rtol=1e-12, atol=1e-12, err_msg=col)
     np.testing.assert_array_equal(fast.timeseries["browned"], ref.timeseries["browned"])
     assert fast.summary["tasks"] == ref.summary["tasks"]
+    np.testing.assert_allclose(fast.summary["energy"]["unserved_wh"], ref.summary["energy"]["unserved_wh"],
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_random_scenarios_exercise_every_branch():

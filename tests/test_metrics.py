@@ -93,7 +93,7 @@ def write_hand_run(path):
         "stored_wh": [6.0, 5.0, 1.0, 5.0], "soc": [0.6, 0.5, 0.1, 0.5],
         "harvested_wh": [10.0, 0.0, 0.0, 0.0], "curtailed_wh": [2.0, 0.0, 0.0, 0.0],
         "consumed_idle_wh": [3.0, 0.0, 3.0, 0.0], "consumed_tasks_wh": [1.0, 0.0, 1.0, 0.0],
-        "consumed_tx_wh": 0.0, "self_discharge_wh": 0.0, "conversion_loss_wh": 0.0,
+        "consumed_tx_wh": 0.0, "self_discharge_wh": 0.0, "conversion_loss_wh": 0.0, "unserved_wh": 0.0,
         "sent_wh": [0.0, 0.0, 1.0, 0.0], "delivered_wh": [0.0, 0.0, 0.0, 0.0],
         "up": [True, True, True, False], "failed": False, "browned": [False, False, False, True],
         "queue_len": [2, 0, 1, 0]})
@@ -278,9 +278,10 @@ def test_registry_metrics_of_a_hand_made_summary():
     s = {"tasks": {"generated": 8, "completed_on_time": 6, "offloaded": 3,
                    "dropped": {"expired": 1, "queue_full": 1}},
          "latency_s": {"p95": None}, "nodes": {"brownout_node_hours": 2.5},
-         "energy": {"delivered_wh": 0.0, "transport_loss_wh": 0.0, "curtailed_wh": 4.0}}
+         "energy": {"delivered_wh": 0.0, "transport_loss_wh": 0.0, "curtailed_wh": 4.0, "unserved_wh": 1.5}}
     m = run_metrics(s)
     assert list(m) == list(METRICS)
+    assert m["unserved_wh"] == 1.5
     assert (m["on_time_ratio"], m["dropped"], m["offloaded"]) == (0.75, 2, 3)
     assert math.isnan(m["latency_p95_s"]) and math.isnan(m["loss_per_delivered"])  # no value: NaN
     s["energy"].update(delivered_wh=8.0, transport_loss_wh=2.0)

@@ -97,7 +97,7 @@ def test_report_flags_on_run_and_compare(tmp_path, cli):
     html = (tmp_path / "c" / "comparison.html").read_text()
     assert "on_time_ratio" in html and 'data-chart' in html
     table = (tmp_path / "c" / "comparison.csv").read_text()
-    assert table.count("\n") == 1 + 2 * 10          # header + 2 policies x 10 metrics
+    assert table.count("\n") == 1 + 2 * 11          # header + 2 policies x 11 metrics
 
 
 # ------------------------------------------------------------------------- run folders never mix

@@ -220,8 +220,7 @@ class MarlCore:
             j = self.jain
         d_jain, self.jain = j - self.jain, j
         e = res.energy
-        unserved = np.maximum(self.idle_full_wh - e["consumed_idle_wh"], 0.0)
-        unserved[self.cur.failed] = 0.0      # a fault is not the controller's doing
+        unserved = e["unserved_wh"]      # 0 at failed nodes: a fault is not the controller's doing
         flows, moved = res.flows, 0.0       # lost in transfers and spent transmitting
         if len(flows["energy"]["wh"]):
             moved = float(res.sent_wh.sum() - res.delivered_wh.sum())

@@ -1,0 +1,88 @@
+"""Speed of the hindsight bound and of the MPC controller.
+
+For each scenario: the median wall and CPU time over ``--repeats`` of building and solving the
+energy program (least unserved Wh) and the task program (most tasks on time) of seed 0, with the
+program's size, against a baseline measured in the same run: one simulation of the scenario under
+``local`` (building the world included). With ``--mpc``: the median time of a whole run under
+``mpc`` (horizon ``--mpc-h``) against a whole run under ``ot``, and their ratio.
+
+    python benchmarks/bound.py --scenarios edge-offload,sensor-field --repeats 1
+    python benchmarks/bound.py --scenarios sensor-field --mpc --skip-bound --repeats 1
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+from otmarl.policies import make_controller
+from otmarl.policies.hindsight import inputs_from_foresight, least_unserved, most_on_time
+from otmarl.scenarios import load
+from otmarl.simulator import simulate
+from otmarl.simulator.foresight import foresee
+
+
+def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    """(median wall s, median CPU s, last result) of ``fn`` over ``repeats`` calls."""
+    wall, cpu, out = [], [], None
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        out = fn()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), out
+
+
+def run_time(name: str, sets: list[str], policy: str, repeats: int) -> tuple[float, float, object]:
+    sc = load(name, sets)
+    return timed(lambda: simulate(sc, make_controller(policy), 0).summary, repeats)
+
+
+def bench_bound(name: str, sets: list[str], repeats: int, method: str, network: str) -> None:
+    sc = load(name, sets)
+    base_w, base_c, _ = run_time(name, sets, "local", repeats)
+    x = inputs_from_foresight(foresee(sc, 0))
+    K, n = x.shape
+    for what, fn in (("energy", least_unserved), ("tasks", most_on_time)):
+        w, c, (value, size) = timed(lambda: fn(x, method, network), repeats)
+        print(f"{name:16s} {n:5d} x {K:4d} {what:7s} {method[:4]}/{network[:4]:4s} {size['variables']:9d} {size['rows']:9d} "
+              f"{w:9.2f} {c:9.2f} {value:14.6g} {base_w:9.2f} {w / base_w:8.2f}", flush=True)
+
+
+def bench_mpc(name: str, sets: list[str], repeats: int, horizon: int) -> None:
+    mpc_sets = sets + [f"controller.params.mpc_horizon={horizon}"]
+    ow, oc, os_ = run_time(name, sets, "ot", repeats)
+    mw, mc, ms = run_time(name, mpc_sets, "mpc", repeats)
+    for pol, w, c, s in (("ot", ow, oc, os_), (f"mpc H={horizon}", mw, mc, ms)):
+        print(f"{name:16s} {pol:10s} {w:9.2f} {c:9.2f} {s['energy']['unserved_wh']:12.6g} "
+              f"{s['tasks']['completed_on_time']:9d} {s['nodes']['brownout_node_hours']:9.4g}", flush=True)
+    print(f"{name:16s} mpc / ot wall time: {mw / ow:.2f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", default="edge-offload,sensor-field")
+    ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--method", default="simplex")
+    ap.add_argument("--network", default="links", help="links or pool")
+    ap.add_argument("--mpc", action="store_true", help="also time mpc against ot")
+    ap.add_argument("--mpc-h", type=int, default=8)
+    ap.add_argument("--skip-bound", action="store_true")
+    a = ap.parse_args()
+    names = [s for s in a.scenarios.split(",") if s]
+    if not a.skip_bound:
+        print(f"{'scenario':16s} {'nodes x epochs':14s} {'program':7s} {'method':8s} {'variables':>9s} "
+              f"{'rows':>9s} {'wall s':>9s} {'cpu s':>9s} {'optimum':>14s} {'local s':>9s} {'ratio':>8s}")
+        for name in names:
+            bench_bound(name, a.set, a.repeats, a.method, a.network)
+    if a.mpc:
+        print(f"{'scenario':16s} {'policy':10s} {'wall s':>9s} {'cpu s':>9s} {'unserved Wh':>12s} "
+              f"{'on time':>9s} {'brown n-h':>9s}")
+        for name in names:
+            bench_mpc(name, a.set, a.repeats, a.mpc_h)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""One linear program over a horizon of epochs: the hindsight bound and the MPC controller share it.
+
+``HorizonInputs`` holds what the program knows (harvest, failures and usable links per epoch, the
+nodes' batteries, the tasks); ``energy_program`` builds the energy part (batteries, transfers over
+the link graph with a loss per link, idle loads), ``task_program`` adds a fluid relaxation of task
+service, and ``solve`` hands the sparse matrix to HiGHS. The matrix is assembled from COO triplets
+in whole-array steps (no loop over variables). Every constraint is one a run of the simulator
+satisfies (docs/model.md, "The hindsight bound" gives the argument), so the program's optimum is a
+bound no controller can beat.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import OptimizeWarning, linprog
+from scipy.sparse.csgraph import connected_components
+
+from otmarl.scenarios.errors import UserError
+
+
+@dataclass(frozen=True)
+class HorizonInputs:
+    """What the program knows, over ``K`` epochs, ``n`` nodes and ``L`` links (all energies Wh per
+    epoch). ``usable0_wh``: energy above the brownout level at the start; ``room_wh``: capacity less
+    the brownout level. Tasks (optional, ``task_*`` arrays over tasks): the node where each is
+    queued or generated, the first and last epoch in which it may start on time, its work (s at
+    speed 1)."""
+
+    harvest_wh: np.ndarray
+    alive: np.ndarray
+    link_usable: np.ndarray
+    usable0_wh: np.ndarray
+    room_wh: np.ndarray
+    eta_c: np.ndarray
+    eta_d: np.ndarray
+    charge_cap_wh: np.ndarray
+    discharge_cap_wh: np.ndarray
+    sd_share: np.ndarray
+    idle_wh: np.ndarray
+    link_u: np.ndarray
+    link_v: np.ndarray
+    link_eff: np.ndarray
+    link_cap_wh: np.ndarray
+    dt_s: float
+    speed: np.ndarray
+    servers: np.ndarray
+    active_w: np.ndarray
+    task_node: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    task_first: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    task_last: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    task_work_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.harvest_wh.shape
+
+
+class Program:
+    """A sparse LP under construction: variable blocks, rows ``A x <= b`` and ``A x = b``."""
+
+    def __init__(self) -> None:
+        self.lb: list[np.ndarray] = []
+        self.ub: list[np.ndarray] = []
+        self.cost: list[np.ndarray] = []
+        self.n_var = 0
+        self.parts = {"ub": ([], [], []), "eq": ([], [], [])}
+        self.rhs: dict[str, list[np.ndarray]] = {"ub": [], "eq": []}
+        self.n_row = {"ub": 0, "eq": 0}
+
+    def var(self, shape: tuple[int, ...], lb=0.0, ub=np.inf, cost=0.0) -> np.ndarray:
+        """A block of variables; returns their indices in ``shape``."""
+        size = int(np.prod(shape))
+        idx = np.arange(self.n_var, self.n_var + size).reshape(shape)
+        self.n_var += size
+        for dst, v in ((self.lb, lb), (self.ub, ub), (self.cost, cost)):
+            dst.append(np.broadcast_to(np.asarray(v, float), shape).ravel())
+        return idx
+
+    def rows(self, kind: str, rhs: np.ndarray) -> np.ndarray:
+        """New rows of ``kind`` ('ub' or 'eq') with right-hand sides ``rhs``; their indices."""
+        rhs = np.asarray(rhs, float)
+        idx = np.arange(self.n_row[kind], self.n_row[kind] + rhs.size).reshape(rhs.shape)
+        self.n_row[kind] += rhs.size
+        self.rhs[kind].append(rhs.ravel())
+        return idx
+
+    def add(self, kind: str, row: np.ndarray, col: np.ndarray, val) -> None:
+        """Coefficients ``val`` at (row, col), broadcast together."""
+        r, c, v = np.broadcast_arrays(row, col, np.asarray(val, float))
+        for dst, a in zip(self.parts[kind], (r, c, v)):
+            dst.append(a.ravel())
+
+    def matrix(self, kind: str):
+        r, c, v = (np.concatenate(p) if p else np.zeros(0) for p in self.parts[kind])
+        return sparse.coo_array((v, (r.astype(np.int64), c.astype(np.int64))),
+                                shape=(self.n_row[kind], self.n_var)).tocsr()
+
+
+@dataclass(frozen=True)
+class EnergyVars:
+    """Variable indices of the energy part, (K, n) per node-epoch unless said otherwise:
+    ``usable`` (energy above the brownout level at the end of the epoch), ``net`` (received less
+    sent, battery to battery at the boundary), ``draw`` and ``charge`` (bus side), ``idle`` (idle
+    load served), ``flow`` (arc flows, one per usable link and direction, with their epoch, tail
+    and head), ``bus`` (row of each node-epoch's bus balance, where task energy joins)."""
+
+    usable: np.ndarray
+    net: np.ndarray
+    draw: np.ndarray
+    charge: np.ndarray
+    idle: np.ndarray
+    flow: np.ndarray
+    flow_epoch: np.ndarray
+    flow_tail: np.ndarray
+    flow_head: np.ndarray
+    bus: np.ndarray
+
+
+def energy_program(lp: Program, x: HorizonInputs, idle_cost: float = -1.0, store_value: float = 0.0,
+                   flow_cost: float = 0.0, network: str = "links") -> EnergyVars:
+    """Batteries, transfers and idle loads over the horizon; ``idle_cost`` per Wh of idle load
+    served (negative: the program serves as much as it can), ``store_value`` per Wh above the
+    brownout level at the end, ``flow_cost`` per Wh entering a link (the bound uses 0 for both).
+    ``network``: 'links' (a flow on every usable link with its loss) or 'pool' (each connected
+    part of the usable graph a pool: smaller, and looser; ``_pool``)."""
+    K, n = x.shape
+    al = x.alive.astype(float)
+    room = np.maximum(x.room_wh, 0.0)
+    end_value = np.zeros((K, n))
+    end_value[-1] = -store_value
+    U = lp.var((K, n), 0.0, room, cost=end_value)
+    # net received at the boundary (received - sent): at most the charge limit, at least -room
+    t = lp.var((K, n), -room * al, x.charge_cap_wh * al)
+    d = lp.var((K, n), 0.0, x.discharge_cap_wh * al)
+    c = lp.var((K, n), 0.0, np.broadcast_to(x.charge_cap_wh, (K, n)))
+    ell = lp.var((K, n), 0.0, x.idle_wh * al, cost=idle_cost)
+    keep = 1.0 - x.sd_share
+    first = np.zeros((K, n))
+    first[0] = np.maximum(x.usable0_wh, 0.0)
+    prev = U[:-1]        # U_k of epoch k >= 1 is the variable of epoch k - 1
+
+    def with_prev(rows: np.ndarray, coef) -> None:
+        lp.add("ub", rows[1:], prev, np.broadcast_to(coef, (K, n))[1:])
+
+    # (a) send at most what is above the brownout level: -t - U_k <= 0
+    ra = lp.rows("ub", first)
+    lp.add("ub", ra, t, -1.0)
+    with_prev(ra, -1.0)
+    # (b) draw at most what is above it after self-discharge: d / eta_d - keep (U_k + t) <= 0
+    rb = lp.rows("ub", first * keep)
+    lp.add("ub", rb, d, 1.0 / x.eta_d)
+    lp.add("ub", rb, t, -keep)
+    with_prev(rb, -keep)
+    # (c) the store: U_{k+1} <= keep (U_k + t) + eta_c c - d / eta_d
+    rc = lp.rows("ub", first * keep)
+    lp.add("ub", rc, U, 1.0)
+    lp.add("ub", rc, t, -keep)
+    lp.add("ub", rc, c, -x.eta_c)
+    lp.add("ub", rc, d, 1.0 / x.eta_d)
+    with_prev(rc, -keep)
+    # (d) the bus: idle + charge (+ task energy) - draw <= harvest
+    rd = lp.rows("ub", x.harvest_wh)
+    lp.add("ub", rd, ell, 1.0)
+    lp.add("ub", rd, c, 1.0)
+    lp.add("ub", rd, d, -1.0)
+    if network == "pool":
+        f = _pool(lp, x, t, flow_cost)
+        none = np.zeros((0, 2), np.int64)
+        return EnergyVars(U, t, d, c, ell, f, none, none, none, rd)
+    f, fk, tail, head = _transfers(lp, x, t, flow_cost)
+    return EnergyVars(U, t, d, c, ell, f, fk, tail, head, rd)
+
+
+def _transfers(lp: Program, x: HorizonInputs, t: np.ndarray, flow_cost: float):
+    """Arc flows over the usable links with a loss per link, each direction within the link's
+    limit, and the node balances ``net received = eta * in - out``."""
+    K, n = x.shape
+    kk, ll = np.nonzero(x.link_usable)
+    f = lp.var((len(kk), 2), 0.0, np.repeat(x.link_cap_wh[ll][:, None], 2, 1), cost=flow_cost)
+    tail = np.stack([x.link_u[ll], x.link_v[ll]], 1)
+    head = np.stack([x.link_v[ll], x.link_u[ll]], 1)
+    epoch = np.repeat(kk[:, None], 2, 1)
+    re = lp.rows("eq", np.zeros((K, n)))
+    lp.add("eq", re, t, 1.0)
+    lp.add("eq", re[epoch, tail], f, 1.0)
+    lp.add("eq", re[epoch, head], f, -x.link_eff[ll][:, None])
+    return f, epoch, tail, head
+
+
+def _pool(lp: Program, x: HorizonInputs, t: np.ndarray, send_cost: float) -> np.ndarray:
+    """Transfers pooled over each epoch's connected part of the usable graph: a node sends ``s``
+    and receives ``r`` (``t = r - s``), each at most the limits of its usable links, and a part
+    receives at most its best link efficiency times what it sends (every Wh crosses a link).
+    Every flow on the links meets these, so the pool is a relaxation of them. Returns ``s``."""
+    K, n = x.shape
+    comp = _components(x)
+    kk, ll = np.nonzero(x.link_usable)
+    cap = np.zeros((K, n))
+    for end in (x.link_u, x.link_v):
+        np.add.at(cap, (kk, end[ll]), x.link_cap_wh[ll])
+    best = np.zeros(K * n)
+    np.maximum.at(best, kk * n + comp[kk, x.link_u[ll]], x.link_eff[ll])
+    eta = best[np.arange(K)[:, None] * n + comp]
+    s = lp.var((K, n), 0.0, cap, cost=send_cost)
+    r = lp.var((K, n), 0.0, cap * eta)
+    re = lp.rows("eq", np.zeros((K, n)))
+    lp.add("eq", re, t, 1.0)
+    lp.add("eq", re, r, -1.0)
+    lp.add("eq", re, s, 1.0)
+    key = np.arange(K)[:, None] * n + comp
+    uniq, row_of = np.unique(key, return_inverse=True)
+    rp = lp.rows("ub", np.zeros(len(uniq)))[row_of.reshape(K, n)]
+    lp.add("ub", rp, r, 1.0)
+    lp.add("ub", rp, s, -eta)
+    return s
+
+
+@dataclass(frozen=True)
+class TaskVars:
+    """Variable indices of the task part: ``done`` (one per task: the fraction started on time),
+    ``served`` (K, n, W+1): work started at a node in an epoch, by how many epochs remain before
+    the tasks' last start."""
+
+    done: np.ndarray
+    served: np.ndarray
+
+
+def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float = -1.0) -> TaskVars:
+    """Fluid task service: work is pooled over each epoch's connected part of the usable graph,
+    started by a node within its servers' time and its energy, and counted per task."""
+    K, n = x.shape
+    W = int(np.max(x.task_last - x.task_first)) if len(x.task_node) else 0
+    Q = W + 1
+    wmax = float(x.task_work_s.max()) if len(x.task_work_s) else 0.0
+    y = lp.var((len(x.task_node),), 0.0, 1.0, cost=done_cost)
+    due_ok = (np.arange(K)[:, None] + np.arange(Q)[None, :]) < K           # (K, Q)
+    z_ub = np.where(x.alive[:, :, None] & due_ok[:, None, :], np.inf, 0.0)
+    z = lp.var((K, n, Q), 0.0, z_ub)
+    b_ub = z_ub.copy()
+    b_ub[:, :, 0] = 0.0      # nothing waits past its last start epoch
+    b = lp.var((K, n, Q), 0.0, b_ub)
+    comp = _components(x)
+    key = (np.arange(K)[:, None, None] * n + comp[:, :, None]) * Q + np.arange(Q)[None, None, :]
+    uniq, row_of = np.unique(key, return_inverse=True)
+    rows = lp.rows("ub", np.zeros(len(uniq)))[row_of.reshape(K, n, Q)]
+    # over a part, the work of the tasks counted done (from this epoch and still waiting from the
+    # last) is started or waits: admitted + waiting from before - started - waiting on <= 0
+    lp.add("ub", rows, z, -1.0)
+    lp.add("ub", rows, b, -1.0)
+    lp.add("ub", rows[1:, :, :-1], b[:-1, :, 1:], 1.0)
+    q = x.task_last - x.task_first
+    lp.add("ub", rows[x.task_first, x.task_node, q], y, x.task_work_s)
+    e_per_work = x.active_w / (3600.0 * x.speed)
+    lp.add("ub", ev.bus[:, :, None], z, e_per_work[None, :, None])
+    # work started per epoch within the servers' time (plus the one task that may run over), and
+    # only while the idle load is fully served: e * sum z <= cap_e * idle / idle_load
+    cap_e = e_per_work * x.servers * (x.speed * x.dt_s + wmax)
+    rs = lp.rows("ub", np.where(x.idle_wh > 0, 0.0, cap_e) * np.ones((K, 1)))
+    lp.add("ub", rs[:, :, None], z, e_per_work[None, :, None])
+    has_idle = x.idle_wh > 0
+    lp.add("ub", rs[:, has_idle], ev.idle[:, has_idle], -cap_e[has_idle] / x.idle_wh[has_idle])
+    return TaskVars(y, z)
+
+
+def _components(x: HorizonInputs) -> np.ndarray:
+    """(K, n) label of each node's connected part of the usable link graph, epoch by epoch."""
+    K, n = x.shape
+    out = np.zeros((K, n), np.int64)
+    for k in range(K):
+        on = x.link_usable[k]
+        g = sparse.coo_array((np.ones(int(on.sum())), (x.link_u[on], x.link_v[on])), shape=(n, n))
+        out[k] = connected_components(g, directed=False)[1]
+    return out
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved program: its objective, the values of its variables, the multipliers of its
+    ``<=`` rows (``y_ub``, at most 0) and ``=`` rows (``y_eq``), and HiGHS's status."""
+
+    objective: float
+    x: np.ndarray
+    y_ub: np.ndarray
+    y_eq: np.ndarray
+    status: int
+    message: str
+    n_var: int
+    n_row: int
+
+
+def dual_bound(lp: Program, sol: Solution, cost: np.ndarray) -> float:
+    """A lower bound on the least value of ``cost @ x`` over the program's feasible set, from the
+    multipliers of ``sol`` (weak duality, with the variables' bounds kept): valid whichever
+    objective ``sol`` solved, so a program solved with a small tie-breaking cost still gives a
+    bound on the program without it. -inf when a reduced cost points at an infinite bound."""
+    y_ub, y_eq = np.minimum(sol.y_ub, 0.0), sol.y_eq
+    value = 0.0
+    reduced = np.asarray(cost, float).copy()
+    for kind, y in (("ub", y_ub), ("eq", y_eq)):
+        if lp.n_row[kind]:
+            reduced -= lp.matrix(kind).T @ y
+            value += float(np.concatenate(lp.rhs[kind]) @ y)
+    lb, ub = np.concatenate(lp.lb), np.concatenate(lp.ub)
+    with np.errstate(invalid="ignore"):
+        at = np.where(reduced > 0, reduced * lb, np.where(reduced < 0, reduced * ub, 0.0))
+    return value + float(at.sum())
+
+
+def solve(lp: Program, method: str = "simplex") -> Solution:
+    """Solve with HiGHS: 'ipm' (interior point, no crossover: fastest on these programs),
+    'simplex' (dual simplex) or 'highs' (HiGHS chooses)."""
+    names = {"ipm": "highs-ipm", "simplex": "highs-ds", "highs": "highs"}
+    opts = {"run_crossover": "off"} if method == "ipm" else {}
+    bounds = np.column_stack([np.concatenate(lp.lb), np.concatenate(lp.ub)])
+    eq, ub = lp.n_row["eq"], lp.n_row["ub"]
+    with warnings.catch_warnings():
+        # scipy passes options it does not know (run_crossover) on to HiGHS, with a warning
+        warnings.simplefilter("ignore", OptimizeWarning)
+        res = linprog(np.concatenate(lp.cost), A_ub=lp.matrix("ub") if ub else None,
+                      b_ub=np.concatenate(lp.rhs["ub"]) if ub else None,
+                      A_eq=lp.matrix("eq") if eq else None,
+                      b_eq=np.concatenate(lp.rhs["eq"]) if eq else None,
+                      bounds=bounds, method=names[method], options=opts)
+    if res.status != 0 or res.x is None:
+        raise UserError(f"the horizon program was not solved: {res.message} (status {res.status})")
+    y_ub = res.ineqlin.marginals if ub else np.zeros(0)
+    y_eq = res.eqlin.marginals if eq else np.zeros(0)
+    return Solution(float(res.fun), res.x, y_ub, y_eq, int(res.status), str(res.message), lp.n_var, eq + ub)

@@ -1,0 +1,93 @@
+"""Model predictive control: each epoch, the horizon program over the next epochs, first epoch applied.
+
+``MPCController`` solves the energy part of ``policies/horizon_lp.py`` over a window of
+``mpc_horizon`` epochs from the current state, with a forecast of harvest (the market's by default:
+the scenario's expected harvest of each epoch of the window, ``WorldInfo.harvest_forecast``, with
+today's failures held; or, with ``mpc_forecast: perfect``, the realised harvest and failures), and sends the first epoch's link flows as energy
+transfers between neighbours (the program plans transfers in that epoch only; the later ones
+plan each node's own battery), fitted to what the world allows (senders' spare energy, receivers'
+headroom, link limits). It moves energy only: tasks stay where they arrive.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from otmarl.scenarios.errors import UserError
+from otmarl.simulator.control import Decision, Observation, WorldInfo
+from otmarl.simulator.foresight import foresee
+
+from . import market as M
+from .hindsight import inputs_from_foresight
+from .horizon_lp import Program, energy_program, solve
+from .link_limits import fit_link_limits
+
+_EPS = 1e-9
+
+
+class MPCController:
+    """Model predictive control: each epoch a linear program over the next ``mpc_horizon`` epochs
+    (batteries, transfers with link losses, idle loads) from a forecast; the first epoch's energy
+    transfers are applied."""
+
+    name = "mpc"
+
+    def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
+        if world_info.scenario is None or world_info.seed is None:
+            raise UserError("mpc: the world did not say which scenario and seed it runs")
+        self.info = world_info
+        self.params = M.parse_params(world_info)
+        self.future = foresee(world_info.scenario, world_info.seed)
+        self.base = replace(inputs_from_foresight(self.future), task_node=np.zeros(0, np.int64),
+                            task_first=np.zeros(0, np.int64), task_last=np.zeros(0, np.int64),
+                            task_work_s=np.zeros(0))
+        self.min_wh = world_info.min_wh
+        self.forecast = world_info.harvest_forecast
+
+    def _window(self, obs: Observation):
+        """The program's inputs over the window that starts at this epoch."""
+        k, K = obs.epoch, self.future.n_epochs
+        h = min(self.params.mpc_horizon, K - k)
+        if self.params.mpc_forecast == "perfect":
+            f = self.future
+            harvest, alive, usable = f.harvest_wh[k:k + h], f.alive[k:k + h], f.link_usable[k:k + h]
+        else:
+            alive_now = ~obs.failed
+            links = obs.network.links
+            usable_now = obs.network.link_up & alive_now[links.u] & alive_now[links.v]
+            harvest = self.forecast(k, h)
+            alive, usable = np.tile(alive_now, (h, 1)), np.tile(usable_now, (h, 1))
+        # transfers in the first epoch only (the one applied): the later epochs of the window
+        # plan each node's own battery, which keeps the program about three times smaller
+        usable = usable & (np.arange(h) == 0)[:, None]
+        return replace(self.base, harvest_wh=harvest, alive=alive, link_usable=usable,
+                       usable0_wh=np.maximum(obs.stored_wh - self.min_wh, 0.0))
+
+    def decide(self, obs: Observation) -> Decision:
+        p = self.params
+        x = self._window(obs)
+        lp = Program()
+        ev = energy_program(lp, x, idle_cost=-p.mpc_unserved_weight, store_value=p.mpc_store_value,
+                            flow_cost=p.mpc_transfer_cost)
+        sol = solve(lp, "simplex")
+        now = ev.flow_epoch == 0
+        wh = sol.x[ev.flow[now]]
+        moved = wh > _EPS
+        return self._transfers(obs, ev.flow_tail[now][moved], ev.flow_head[now][moved], wh[moved])
+
+    def _transfers(self, obs: Observation, src: np.ndarray, dst: np.ndarray, wh: np.ndarray) -> Decision:
+        """Neighbour-to-neighbour transfers within senders' spare energy, receivers' headroom and
+        the link limits."""
+        n = len(obs.stored_wh)
+        if not len(wh):
+            return Decision()
+        sent = np.bincount(src, wh, n)
+        wh = wh * np.minimum(1.0, obs.sendable_wh / np.maximum(sent, 1e-300))[src]
+        routes = [obs.network.energy_route(int(s), int(t)) for s, t in zip(src, dst)]
+        eff = np.array([r[1] for r in routes])
+        got = np.bincount(dst, wh * eff, n)
+        wh = wh * np.minimum(1.0, obs.headroom_wh / np.maximum(got, 1e-300))[dst]
+        wh = fit_link_limits(wh, [r[0] for r in routes], self.info.link_power_limit_w * self.info.dt_s / 3600.0)
+        keep = (wh > _EPS) & (eff > 0)
+        return Decision(energy_src=src[keep], energy_dst=dst[keep], energy_wh=wh[keep] * (1 - 1e-12))
