@@ -95,8 +95,8 @@ class ControllerParams(Model):
     mpc_horizon: int = Field(8, ge=1, le=1000)
     """mpc: epochs in the rolling window of its linear program."""
     mpc_forecast: Literal["market", "perfect"] = "market"
-    """mpc: harvest over the window: the market's forecast (clearness x this epoch's clear-sky
-    harvest, held over the window) or the realised harvest and failures (perfect)."""
+    """mpc: harvest over the window: the market's forecast (the scenario's expected harvest of
+    each epoch, failures as they are now) or the realised harvest and failures (perfect)."""
     mpc_unserved_weight: float = Field(1.0, gt=0, le=1e6)
     """mpc: cost per Wh of idle load left unserved in the window."""
     mpc_store_value: float = Field(0.5, ge=0, le=1e6)
