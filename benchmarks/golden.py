@@ -5,7 +5,7 @@ recorded before a change and compared after it ("nothing changes for users").
     python benchmarks/golden.py check             # compare; list every number that changed
     python benchmarks/golden.py check --quick     # only the short-horizon set the tests use
 
-Two sets: ``full`` (each built-in's own horizon, seeds 0-2) and ``quick`` (6-hour horizon, seeds
+Two sets: ``full`` (each built-in's own horizon, seeds 0-2) and ``quick`` (3-hour horizon, seeds
 0-1, the set ``tests/test_golden.py`` checks). Summaries are compared key by key, so a key added
 later (a new metric) is reported as new, not as a change.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "summaries.json"
 SCENARIOS = ("microgrid-solar", "edge-offload", "sensor-field")
 POLICIES = ("local", "random", "greedy", "proportional", "threshold", "ot")
-SETS = {"full": ((), (0, 1, 2)), "quick": (("horizon_h=6",), (0, 1))}
+SETS = {"full": ((), (0, 1, 2)), "quick": (("horizon_h=3",), (0, 1))}
 
 
 def summaries(which: str, scenarios: tuple[str, ...] = SCENARIOS) -> dict[str, dict]:
@@ -70,10 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     sets = ("quick",) if a.quick else tuple(SETS)
     if a.action == "record":
-        data = {w: {k: {"sha256_16": digest(s), "summary": s} for k, s in summaries(w).items()}
-                for w in sets}
+        data = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+        data.update({w: {k: {"sha256_16": digest(s), "summary": s} for k, s in summaries(w).items()}
+                     for w in sets})
         GOLDEN.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        print(f"recorded {sum(len(v) for v in data.values())} summaries in {GOLDEN.name}")
+        print(f"recorded {sum(len(data[w]) for w in sets)} summaries ({', '.join(sets)}) in {GOLDEN.name}")
         return 0
     golden = json.loads(GOLDEN.read_text())
     changed = [line for w in sets for line in check(w, golden)]
