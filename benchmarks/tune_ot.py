@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from otmarl.analysis.stats import mean_ci
+from otmarl.analysis.stats import paired_table
 from otmarl.policies import make_controller
 from otmarl.scenarios import builtin_names, load
 from otmarl.simulator.simulate import simulate
@@ -74,14 +74,17 @@ def configs(n: int, rng: np.random.Generator) -> list[dict]:
     return [{}] + [every[i] for i in picks]
 
 
-def paired(runs: pd.DataFrame, a: str, b: str, metric: str) -> str:
-    x = runs[runs.label == a].set_index("seed")[metric]
-    y = runs[runs.label == b].set_index("seed")[metric]
-    d = (x - y.reindex(x.index)).to_numpy()
-    ci = mean_ci(d)
-    m, lo, hi = ci.mean, ci.low, ci.high
-    star = "*" if lo > 0 or hi < 0 else ""
-    return f"{m:+.4g} [{lo:+.4g}, {hi:+.4g}]{star}"
+def paired(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """ot default minus every other label, paired by seed (``stats.paired_table``, signs flipped
+    so that a positive number favours the default)."""
+    t = paired_table(runs, metrics, "ot default", by="label")
+    t[["mean_diff", "ci_low", "ci_high"]] = -t[["mean_diff", "ci_high", "ci_low"]].to_numpy()
+    return t
+
+
+def cell(t: pd.DataFrame, other: str, metric: str) -> str:
+    r = t[(t.label == other) & (t.metric == metric)].iloc[0]
+    return (f"{r.mean_diff:+.4g} [{r.ci_low:+.4g}, {r.ci_high:+.4g}]" + ("*" if r.significant else ""))
 
 
 def main(argv=None) -> int:
@@ -117,9 +120,10 @@ def main(argv=None) -> int:
             lines.append(f"| {lab} | {r.score.mean():.4f} | {r.on_time_ratio.mean():.4f} | "
                          f"{r.brownout_node_hours.mean():.2f} |")
         lines += ["", "| ot default minus | score | on-time ratio | brownout node-h |", "|---|---|---|---|"]
+        metrics = ["score", "on_time_ratio", "brownout_node_hours"]
+        diffs = paired(edf, metrics)
         for other in ["ot tuned", *BASELINES]:
-            lines.append(f"| {other} | " + " | ".join(paired(edf, "ot default", other, m) for m in
-                                                     ("score", "on_time_ratio", "brownout_node_hours")) + " |")
+            lines.append(f"| {other} | " + " | ".join(cell(diffs, other, m) for m in metrics) + " |")
         lines.append("")
         print("\n".join(lines[-(len(jobs) + len(BASELINES) + 10):]), flush=True)
     pd.concat(tuning_rows).to_csv(out / "tuning.csv", index=False)

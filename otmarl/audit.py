@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
 
 from otmarl.scenarios.errors import UserError
 
@@ -70,13 +68,14 @@ def network_at(folder: Path, epoch: int) -> tuple[pd.DataFrame, np.ndarray, np.n
 
 def efficiency(links: pd.DataFrame, up: np.ndarray, failed: np.ndarray, n: int,
                src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Best path efficiency (src x dst) over the usable links, 0 where there is no path."""
-    u, v = links.u.to_numpy(np.int64), links.v.to_numpy(np.int64)
-    use = up & ~failed[u] & ~failed[v]
-    w = np.maximum(-np.log(links.transfer_efficiency.to_numpy(float)[use]), 1e-300)
-    g = csr_matrix((np.concatenate([w, w]), (np.concatenate([u[use], v[use]]),
-                                             np.concatenate([v[use], u[use]]))), shape=(n, n))
-    dist = dijkstra(g, indices=src)[:, dst] if len(src) else np.zeros((0, len(dst)))
+    """Best path efficiency (src x dst) over the usable links, 0 where there is no path: the
+    simulator's own energy paths (``Paths`` with weight -ln efficiency) on the recorded network."""
+    from otmarl.simulator.network import LINK_FIELDS, Links, Paths
+    arrays = Links(u=links.u.to_numpy(np.int64), v=links.v.to_numpy(np.int64),
+                   **{f: links[f].to_numpy(float) for f in LINK_FIELDS})
+    paths = Paths(n, arrays, -np.log(arrays.transfer_efficiency))
+    paths.invalidate(link_up=up, node_ok=~failed)
+    dist = paths.rows(src)[:, dst] if len(src) else np.zeros((0, len(dst)))
     return np.where(np.isfinite(dist), np.exp(-dist), 0.0)
 
 

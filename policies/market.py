@@ -58,7 +58,7 @@ class EnergyMarket:
     """Per Wh sent: loss + wear; inf where no path."""
     demand_sent: np.ndarray
     """Requests in sent units (request / best efficiency into the node)."""
-    urgency: np.ndarray | None = None
+    urgency: np.ndarray
     """Per request, 0 .. 1: how early in the forecast window the requester would fall short
     (1 = now, 0 = not within it, or not known)."""
 

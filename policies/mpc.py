@@ -38,7 +38,9 @@ class MPCController:
             raise UserError("mpc: the world did not say which scenario and seed it runs")
         self.info = world_info
         self.params = M.parse_params(world_info)
-        self.future = foresee(world_info.scenario, world_info.seed)
+        # the realised future only for the perfect forecast; otherwise its parameters alone
+        perfect = self.params.mpc_forecast == "perfect"
+        self.future = foresee(world_info.scenario, world_info.seed, None if perfect else 0)
         self.base = replace(inputs_from_foresight(self.future), task_node=np.zeros(0, np.int64),
                             task_first=np.zeros(0, np.int64), task_last=np.zeros(0, np.int64),
                             task_work_s=np.zeros(0))
@@ -47,7 +49,7 @@ class MPCController:
 
     def _window(self, obs: Observation):
         """The program's inputs over the window that starts at this epoch."""
-        k, K = obs.epoch, self.future.n_epochs
+        k, K = obs.epoch, self.info.n_epochs
         h = min(self.params.mpc_horizon, K - k)
         if self.params.mpc_forecast == "perfect":
             f = self.future

@@ -48,9 +48,8 @@ class OTController:
     # ------------------------------------------------------------------ the clearing rule
     def clear_energy(self, m: M.EnergyMarket, obs: Observation) -> Clearing:
         o, r = m.offers, m.requests
-        weight = 1.0 + self.p.fairness * self.unmet[r.nodes] / max(self.unmet.mean(), 1e-12)
-        if m.urgency is not None:
-            weight = weight + self.p.urgency * m.urgency
+        weight = (1.0 + self.p.fairness * self.unmet[r.nodes] / max(self.unmet.mean(), 1e-12)
+                  + self.p.urgency * m.urgency)
         penalty = (np.zeros(len(o.nodes)), self.p.max_loss * weight * np.ones(len(r.nodes)))
         res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, self._site(o, r, obs))
         return _clearing(res, penalty[1])
