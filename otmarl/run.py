@@ -140,17 +140,23 @@ def folder_holds(out: Path, identity: dict) -> str | None:
         raise UserError(f"--out: '{out}' holds a run folder whose metadata.json cannot be read; "
                         "pass --overwrite to replace it") from None
     held, wanted = old.pop("tables"), identity["tables"]
-    changed = differences(old, {k: v for k, v in identity.items() if k != "tables"})
-    if changed:
-        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
-        raise UserError(f"--out: '{out}' holds a different run ({shown}); choose another folder, "
-                        "or pass --overwrite to replace it")
+    refuse_other(out, old, {k: v for k, v in identity.items() if k != "tables"}, "run")
     lacking = [t for t in TABLE_CHOICES[wanted] if t not in TABLE_CHOICES.get(held, RUN_TABLES)]
     if lacking:
         raise UserError(f"--out: '{out}' holds this run written with --tables {held}, without "
                         f"{', '.join(t + '.parquet' for t in lacking)} that --tables {wanted} "
                         "writes; choose another folder, or pass --overwrite to write it again")
     return held if all((out / f).is_file() for f in output_files(wanted)) else None
+
+
+def refuse_other(out: Path, old: dict, new: dict, what: str) -> None:
+    """A UserError naming the differences if the folder ``out`` holds another ``what`` (run,
+    training) than ``new`` describes."""
+    changed = differences(old, new)
+    if changed:
+        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UserError(f"--out: '{out}' holds a different {what} ({shown}); choose another folder, "
+                        "or pass --overwrite to replace it")
 
 
 def differences(old, new, path: str = "") -> list[str]:

@@ -129,7 +129,7 @@ def _holds_training(out: Path, identity: dict) -> bool:
     it holds anything else (the run folders' rule)."""
     import json
 
-    from otmarl.run import differences
+    from otmarl.run import refuse_other
     if not out.exists() or not any(not p.name.startswith(".") for p in out.iterdir()):
         return False
     try:
@@ -137,11 +137,7 @@ def _holds_training(out: Path, identity: dict) -> bool:
     except (OSError, ValueError):
         raise UserError(f"--out: '{out}' holds files that are not an otmarl training; choose another "
                         "folder, or pass --overwrite to replace them") from None
-    changed = differences(old, identity)
-    if changed:
-        shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
-        raise UserError(f"--out: '{out}' holds a different training ({shown}); choose another folder, "
-                        "or pass --overwrite to replace it")
+    refuse_other(out, old, identity, "training")
     return (out / "policy.json").is_file()
 
 
