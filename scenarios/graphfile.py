@@ -17,12 +17,12 @@ from typing import Any
 
 import networkx as nx
 
+
 def seed_dependent(topology: Mapping[str, Any]) -> bool:
     """Whether a topology's links are drawn from the seed: random_geometric, scale_free, and
     small_world with p > 0 (graph files and the other generators are the same in every seed)."""
     kind = topology["kind"]
     return kind in ("random_geometric", "scale_free") or (kind == "small_world" and topology["p"] > 0)
-
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def read_graph(kind: str, path: str | Path) -> GraphFile:
     """Read an edge list ('i j' or 'i j {attr: value}' per line; '#' starts a comment) or GraphML.
     Raises ``GraphFileError`` (with the line for edge lists) or OSError/UnicodeDecodeError."""
     text = Path(path).read_text(encoding="utf-8")
-    raw, lines = _edge_list(text) if kind == "edge_list" else _graphml(path, text)
+    raw, lines = _edge_list(text) if kind == "edge_list" else _graphml(text)
     order = sorted(raw.nodes)
     index = {v: i for i, v in enumerate(order)}
     g = nx.Graph()
@@ -90,10 +90,11 @@ def _attributes(text: str, no: int) -> dict:
     return data
 
 
-def _graphml(path: str | Path, text: str) -> tuple[nx.Graph, dict]:
+def _graphml(text: str) -> tuple[nx.Graph, dict]:
+    from io import BytesIO
     from xml.etree.ElementTree import ParseError
     try:
-        g = nx.Graph(nx.read_graphml(path))
+        g = nx.Graph(nx.read_graphml(BytesIO(text.encode("utf-8"))))
     except (ValueError, TypeError, KeyError, ParseError, nx.NetworkXError) as e:
         raise GraphFileError(f"cannot read the file as GraphML: {e}") from None
     starts = [0] + [m.end() for m in re.finditer("\n", text)]
