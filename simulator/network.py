@@ -330,9 +330,15 @@ class NetworkState:
         self._routes, self._energy_routes = {}, {}
 
     def energy_efficiency(self, sources, targets=None) -> np.ndarray:
-        """Path efficiency from each source to each target (0 when unreachable)."""
-        d = self.energy.rows(sources)
-        return np.exp(-(d if targets is None else d[:, np.asarray(targets, np.int64)]))
+        """Path efficiency from each source to each target (0 when unreachable). The network is
+        undirected, so the shortest-path rows are computed from the smaller side (a market often
+        has many more offers than requests, and every row is a Dijkstra run)."""
+        if targets is None:
+            return np.exp(-self.energy.rows(sources))
+        src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
+        if len(dst) < len(src):
+            return np.exp(-self.energy.rows(dst)[:, src].T)
+        return np.exp(-self.energy.rows(src)[:, dst])
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable.
