@@ -570,35 +570,70 @@ def _column_problem(rows: list[tuple[int, list[str]]], header: list[str], col: s
 
 
 def _check_trace(ctx: Context, path: Path, full: FsPath, shown: str, columns: dict[str, str],
-                 whole: tuple[str, ...] = ()) -> None:
+                 whole: tuple[str, ...] = ()) -> dict[str, list[tuple[int, float]]] | None:
     """A trace CSV: the named columns exist, every row has a number >= 0 in each of them, and
-    there is at least one row."""
+    there is at least one row. Returns each key's column as (line, value) pairs, or None with the
+    problem reported."""
     read = _read_csv(ctx, path, full)
     if read is None:
-        return
+        return None
     header, rows = read
     cols = _csv_columns(ctx, path, header, shown, columns)
     if cols is None:
-        return
+        return None
     if not rows:
         ctx.add(path, f"'{shown}' has a header but no rows")
-        return
+        return None
     for key, col in cols.items():
         bad = _column_problem(rows, header, col, shown, whole=key in whole)
         if bad:
             ctx.add(path, bad)
-            return
+            return None
+    return {key: [(line, float(row[header.index(col)])) for line, row in rows]
+            for key, col in cols.items()}
 
 
 def _check_harvest_trace(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
-    _check_trace(ctx, path, full, shown,
-                 {k: _default(S.TraceHarvest, k) for k in ("time_column", "power_column")})
+    """A harvest trace also starts at hour 0 and lists its rows in increasing time (each row's
+    power holds until the next row; the trace repeats past its end)."""
+    columns = {k: _column_name(ctx, path, S.TraceHarvest, k) for k in ("time_column", "power_column")}
+    got = _check_trace(ctx, path, full, shown, columns)
+    if got is None:
+        return
+    times, col = got["time_column"], columns["time_column"]
+    line, t0 = times[0]
+    if t0 != 0:
+        ctx.add(path, f"{shown}:{line}: column '{col}': the first time is {_num(t0)} h; it must be 0 "
+                      "(the trace gives the power from the scenario's start)")
+        return
+    for (_, before), (line, t) in zip(times, times[1:]):
+        if t <= before:
+            ctx.add(path, f"{shown}:{line}: column '{col}': {_num(t)} must be greater than the "
+                          f"previous row's {_num(before)} (rows in increasing time)")
+            return
 
 
 def _check_arrival_trace(ctx: Context, path: Path, full: FsPath, shown: str) -> None:
-    _check_trace(ctx, path, full, shown,
-                 {k: _default(S.TraceArrivals, k) for k in ("time_column", "node_column")},
-                 whole=("node_column",))
+    """An arrival trace also holds at least one task of the run: a time within the horizon for a
+    node index of the class (rows outside either are ignored)."""
+    columns = {k: _column_name(ctx, path, S.TraceArrivals, k) for k in ("time_column", "node_column")}
+    got = _check_trace(ctx, path, full, shown, columns, whole=("node_column",))
+    horizon, count = ctx.data.get("horizon_h"), _get(ctx.data, *path[:2], "count")
+    if got is None or not (_is_num(horizon) and isinstance(count, int)):
+        return                                     # the schema reports a bad horizon or count
+    times = [t for _, t in got["time_column"]]
+    nodes = [int(i) for _, i in got["node_column"]]
+    if not any(t < horizon and i < count for t, i in zip(times, nodes)):
+        ctx.add(path, f"'{shown}' holds no task of the run: no row has a time below the horizon "
+                      f"{_num(horizon)} h and a node index below the class's count {count} (its "
+                      f"times run from {_num(min(times))} to {_num(max(times))} h, its node "
+                      f"indices from {min(nodes)} to {max(nodes)})")
+
+
+def _column_name(ctx: Context, path: Path, model: type, key: str) -> str:
+    """The column the scenario names for ``key`` in the section holding ``path`` (or the
+    default; a value that is not a string is left for the schema to report)."""
+    return _get(ctx.data, *path[:-1]).get(key, _default(model, key))
 
 
 _CONTENT_CHECKS: dict[str, Callable[[Context, Path, FsPath, str], None]] = {

@@ -261,7 +261,8 @@ class TraceHarvest(Model):
     file: str
     """CSV file relative to the scenario file, with a column of hours since start and a power column."""
     time_column: str = "hour"
-    """Column with the time since the scenario start, hours (the trace repeats past its end)."""
+    """Column with the time since the scenario start, hours: 0 in the first row, increasing from row
+    to row (the trace repeats past its end)."""
     power_column: str = "power_w"
     """Column with harvested power, W (piecewise constant from each row until the next)."""
     scale: PositiveDist = 1.0
@@ -300,7 +301,8 @@ class TraceArrivals(Model):
     file: str
     """CSV file relative to the scenario file with one row per task."""
     time_column: str = "hour"
-    """Column with the arrival time since start, hours."""
+    """Column with the arrival time since start, hours (rows at or past the horizon are ignored; at
+    least one task must fall within the run)."""
     node_column: str = "node"
     """Column with the index of the node within the class (0-based); rows for other indices are ignored."""
 
