@@ -122,16 +122,9 @@ def folder_holds(out: Path, identity: dict) -> str | None:
     """The ``--tables`` choice ``out`` was written with if it holds the run ``identity`` describes
     with at least its tables; None if it is absent, empty (hidden files aside) or incomplete; a
     UserError if it holds anything else (another run, the run with fewer tables, not a run)."""
-    if not out.exists():
+    if not holds_kind(out, "metadata.json", "run"):
         return None
-    if not out.is_dir():
-        raise UserError(f"--out: '{out}' is a file, not a folder")
     meta_file = out / "metadata.json"
-    if not meta_file.is_file():
-        if any(not p.name.startswith(".") for p in out.iterdir()):
-            raise UserError(f"--out: '{out}' holds files that are not an otmarl run; choose another "
-                            "folder, or pass --overwrite to replace them")
-        return None
     try:
         meta = json.loads(meta_file.read_text())
         # a folder from before --tables existed holds every table it knew
@@ -147,6 +140,22 @@ def folder_holds(out: Path, identity: dict) -> str | None:
                         f"{', '.join(t + '.parquet' for t in lacking)} that --tables {wanted} "
                         "writes; choose another folder, or pass --overwrite to write it again")
     return held if all((out / f).is_file() for f in output_files(wanted)) else None
+
+
+def holds_kind(out: Path, marker: str, what: str, hint: str = "pass --overwrite to replace them") -> bool:
+    """True if the folder ``out`` holds the file ``marker`` (an otmarl ``what``: run, sweep,
+    training); False if it is absent or empty (hidden files aside); a UserError if it is a file
+    or holds something else."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise UserError(f"--out: '{out}' is a file, not a folder")
+    if (out / marker).is_file():
+        return True
+    if any(not p.name.startswith(".") for p in out.iterdir()):
+        raise UserError(f"--out: '{out}' holds files that are not an otmarl {what}; choose another "
+                        f"folder, or {hint}")
+    return False
 
 
 def refuse_other(out: Path, old: dict, new: dict, what: str) -> None:

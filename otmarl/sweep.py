@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from otmarl.run import holds_kind, refuse_other
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 from otmarl.scenarios.sweep_loader import load_sweep as _load_sweep
@@ -124,22 +126,16 @@ def design(sw: Sweep, out: str | os.PathLike, tables: str = MANY_RUNS_DEFAULT_TA
     return jobs
 
 
-def write_manifest(out: Path, sw: Sweep, jobs: list[Job], tables: str = MANY_RUNS_DEFAULT_TABLES) -> None:
-    """sweep.json and sweep.yaml; refuse a folder that holds a sweep over other parameters, or
-    one whose runs hold other tables (its finished runs would be kept as they are)."""
-    old = out / MANIFEST
-    if old.exists():
-        try:
-            doc = json.loads(old.read_text())
-            params, held = doc["params"], doc.get("tables", "all")  # before --tables: every table
-        except (OSError, ValueError, KeyError):
-            params, held = None, tables
-        if params != list(sw.params):
-            raise UserError(f"--out {out}: holds a sweep over other parameters "
-                            f"({', '.join(params or ['unknown'])}); choose another folder")
-        if held != tables:
-            raise UserError(f"--out {out}: holds a sweep written with --tables {held}, not "
-                            f"{tables}; pass --tables {held} to resume it, or choose another folder")
+def write_manifest(out: Path, sw: Sweep, jobs: list[Job], tables: str = MANY_RUNS_DEFAULT_TABLES,
+                   overwrite: bool = False) -> None:
+    """sweep.json and sweep.yaml. A folder that holds this very sweep is kept (its finished runs
+    are resumed); one that holds another sweep (other parameters, policies, seeds, design points,
+    base scenario or tables) or files that are not a sweep is a UserError naming the difference,
+    unless ``overwrite``, which empties it first."""
+    if overwrite:
+        _empty_sweep_folder(out)
+    else:
+        _refuse_other_sweep(out, sweep_identity(sw, jobs, tables))
     out.mkdir(parents=True, exist_ok=True)
     doc = {"name": sw.spec.name or Path(sw.source).stem, "description": sw.spec.description,
            "source": sw.source, "base": sw.base, "params": list(sw.params),
@@ -149,6 +145,56 @@ def write_manifest(out: Path, sw: Sweep, jobs: list[Job], tables: str = MANY_RUN
                      "seed": j.seed, "policy": j.policy, "params": j.params} for j in jobs]}
     _atomic_text(out / MANIFEST, json.dumps(doc, indent=1) + "\n")
     _atomic_text(out / "sweep.yaml", sw.text)
+
+
+def sweep_identity(sw: Sweep, jobs: list[Job], tables: str) -> dict:
+    """What makes two sweeps the same sweep, in the terms of sweep.json: parameters, policies,
+    root seed, tables, each run's point, seed, policy and parameters, and the run keys (which
+    also carry the resolved scenario of every run)."""
+    return _identity({"params": list(sw.params), "policies": list(sw.policies),
+                      "root_seed": sw.spec.root_seed, "tables": tables,
+                      "runs": [{"key": j.key, "point": j.point, "seed": j.seed, "policy": j.policy,
+                                "params": j.params} for j in jobs]})
+
+
+def _identity(doc: dict) -> dict:
+    """The identity of a sweep.json document (see ``sweep_identity``); runs listed by point."""
+    runs = doc["runs"]
+    points: dict[int, dict] = {}
+    for r in runs:
+        points.setdefault(r["point"], r["params"])
+    return {"params": doc["params"], "policies": doc["policies"], "root_seed": doc["root_seed"],
+            "tables": doc.get("tables", "all"),        # before --tables: every table
+            "points": [points[k] for k in sorted(points)],
+            "seeds": sorted({r["seed"] for r in runs}),
+            "keys": sorted(r["key"] for r in runs)}
+
+
+def _refuse_other_sweep(out: Path, new: dict) -> None:
+    if not holds_kind(out, MANIFEST, "sweep"):
+        return
+    try:
+        old = _identity(json.loads((out / MANIFEST).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"--out: '{out}' holds a sweep whose {MANIFEST} cannot be read; pass "
+                        "--overwrite to replace it") from None
+    old_keys, new_keys = set(old.pop("keys")), set(new.pop("keys"))
+    held, tables = old.pop("tables"), new.pop("tables")
+    if old == new and old_keys == new_keys and held != tables:
+        raise UserError(f"--out {out}: holds this sweep written with --tables {held}, not {tables}; "
+                        f"pass --tables {held} to resume it, or --overwrite to run it again")
+    if old == new and old_keys != new_keys:      # same design: the base scenario differs
+        gone = len(old_keys - new_keys)
+        old, new = {"base scenario": f"{gone} of its {len(old_keys)} runs"}, {"base scenario": "differs"}
+    refuse_other(out, old, new, "sweep")
+
+
+def _empty_sweep_folder(out: Path) -> None:
+    """Remove ``out`` for --overwrite, if it holds a sweep, nothing, or only hidden files (never a
+    folder of something else)."""
+    if holds_kind(out, MANIFEST, "sweep", "remove them yourself: --overwrite "
+                  "replaces only sweep folders"):
+        shutil.rmtree(out)
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -182,22 +228,23 @@ class SweepResult:
 
 def sweep(source: str | os.PathLike | Sweep, out: str | os.PathLike, *, backend: str = "local",
           address: str | None = None, jobs: int | None = None, retries: int = 1,
-          progress: ProgressFn | None = None, tables: str = MANY_RUNS_DEFAULT_TABLES) -> SweepResult:
+          progress: ProgressFn | None = None, tables: str = MANY_RUNS_DEFAULT_TABLES,
+          overwrite: bool = False) -> SweepResult:
     """Run (or resume) a sweep into the folder ``out``.
 
     backend: 'local' runs ``jobs`` processes with joblib (default: one per CPU; 1 runs in this
     process); 'dask' runs on the Dask cluster at ``address`` (default: the environment variable
     DASK_SCHEDULER_ADDRESS), retrying a failed run ``retries`` times; ``out`` must then be a folder
     every worker sees at the same path. A failed run does not stop the others. ``tables``: what
-    each run folder holds (``otmarl.run.TABLE_CHOICES``; by default no per-task rows); a folder
-    holding a sweep written with other tables is refused.
+    each run folder holds (``otmarl.run.TABLE_CHOICES``; by default no per-task rows). A folder
+    holding another sweep (or this one with other tables) is refused unless ``overwrite``.
     """
     t0 = time.perf_counter()
     sw = source if isinstance(source, Sweep) else load_sweep(source)
     runner = _backend(backend, address, jobs, retries)
     out = Path(out)
     all_jobs = design(sw, out, tables)
-    write_manifest(out, sw, all_jobs, tables)
+    write_manifest(out, sw, all_jobs, tables, overwrite)
     done = finished(all_jobs)
     todo = [j for j in all_jobs if j.key not in done]
     res = SweepResult(out, len(all_jobs), skipped=[j.key for j in all_jobs if j.key in done])

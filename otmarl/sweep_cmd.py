@@ -45,6 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="LIST", help="metrics of the printed table, comma-separated, or 'all'")
     p.add_argument("--dry-run", action="store_true", help="validate and show the design; run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a sweep folder that holds another sweep (or this one with other tables)")
     return p
 
 
@@ -108,7 +110,8 @@ def _run(a: argparse.Namespace) -> int:
     try:
         with progress:
             res = sweep(sw, out, backend=a.backend, address=a.address, jobs=a.jobs,
-                        retries=a.retries, progress=None if a.quiet else progress, tables=a.tables)
+                        retries=a.retries, progress=None if a.quiet else progress, tables=a.tables,
+                        overwrite=a.overwrite)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the finished runs are kept in {out}: run the same command to resume",
               file=sys.stderr)

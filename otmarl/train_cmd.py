@@ -129,14 +129,14 @@ def _holds_training(out: Path, identity: dict) -> bool:
     it holds anything else (the run folders' rule)."""
     import json
 
-    from otmarl.run import refuse_other
-    if not out.exists() or not any(not p.name.startswith(".") for p in out.iterdir()):
+    from otmarl.run import holds_kind, refuse_other
+    if not holds_kind(out, "training.json", "training"):
         return False
     try:
         old = json.loads((out / "training.json").read_text())
     except (OSError, ValueError):
-        raise UserError(f"--out: '{out}' holds files that are not an otmarl training; choose another "
-                        "folder, or pass --overwrite to replace them") from None
+        raise UserError(f"--out: '{out}' holds a training whose training.json cannot be read; "
+                        "pass --overwrite to replace it") from None
     refuse_other(out, old, identity, "training")
     return (out / "policy.json").is_file()
 

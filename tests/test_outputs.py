@@ -159,7 +159,7 @@ def test_a_sweep_folder_keeps_its_tables_choice(tmp_path):
     write_manifest(out, sw, jobs, "summary")
     assert json.loads((out / "sweep.json").read_text())["tables"] == "summary"
     write_manifest(out, sw, jobs, "summary")                              # resuming: the same choice
-    with pytest.raises(UserError, match="holds a sweep written with --tables summary, not no-tasks; "
+    with pytest.raises(UserError, match="holds this sweep written with --tables summary, not no-tasks; "
                                         "pass --tables summary to resume it"):
         write_manifest(out, sw, design(sw, out), "no-tasks")
 

@@ -227,6 +227,10 @@ def test_train_folders_follow_the_run_folder_rules(cli, tmp_path, monkeypatch):
     assert other.returncode == 2 and "args.total_steps: 48 -> 72" in other.stderr
     assert cli(*tiny[:3], "72", *tiny[4:], "--out", str(folder), "--overwrite").returncode == 0
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]   # no partial left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    foreign = cli(*tiny, "--out", "mine")
+    assert foreign.returncode == 2 and "holds files that are not an otmarl training" in foreign.stderr
 
 
 def test_compare_refuses_a_folder_of_other_runs_unless_overwrite(cli, tmp_path):

@@ -391,3 +391,44 @@ def test_one_chart_kit_draws_the_run_and_the_sweep_reports(sequential):
     copies = [str(p.relative_to(root)) for d in ("analysis", "otmarl") for p in (root / d).rglob("*.py")
               if "createElementNS" in p.read_text()]
     assert copies == []
+
+
+# ------------------------------------------------------------------ folders never mix
+SMALL = """\
+base: microgrid-solar
+overrides: {horizon_h: 1}
+policies: [local]
+seeds: [0]
+grid:
+  nodes.home.battery.capacity_wh: [5000, 10000]
+"""
+
+
+def test_a_sweep_folder_holding_another_sweep_is_refused_unless_overwritten(tmp_path):
+    from otmarl.scenarios.errors import UserError
+    out = tmp_path / "out"
+    first = sweep(write(tmp_path, SMALL, "a.yaml"), out, jobs=1)
+    assert len(first.ran) == 2
+    again = sweep(write(tmp_path, SMALL, "a2.yaml"), out, jobs=1)    # the same sweep: resumed
+    assert (len(again.skipped), again.ran) == (2, [])
+    with pytest.raises(UserError, match=r"holds a different sweep \(policies: \['local'\] -> "
+                                        r"\['local', 'greedy'\]\)"):
+        sweep(write(tmp_path, SMALL.replace("[local]", "[local, greedy]"), "b.yaml"), out, jobs=1)
+    other_base = write(tmp_path, SMALL.replace("horizon_h: 1", "horizon_h: 2"), "c.yaml")
+    with pytest.raises(UserError, match=r"holds a different sweep \(base scenario: '2 of its 2 "
+                                        r"runs' -> 'differs'\); .* --overwrite"):
+        sweep(other_base, out, jobs=1)
+    res = sweep(other_base, out, jobs=1, overwrite=True)
+    assert (res.skipped, len(res.ran)) == ([], 2)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(res.ran)  # nothing stale
+
+
+def test_a_folder_of_something_else_is_never_swept_into_nor_removed(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    f = write(tmp_path, SMALL)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        assert main(["sweep", str(f), "--out", "mine", "--quiet", *extra]) == 2
+        assert "holds files that are not an otmarl sweep" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
