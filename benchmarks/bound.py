@@ -35,7 +35,7 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float, object]
 
 
 def run_time(name: str, sets: list[str], policy: str, repeats: int) -> tuple[float, float, object]:
-    sc = load(name, sets)
+    sc = load(name, sets, policy)
     return timed(lambda: simulate(sc, make_controller(policy), 0).summary, repeats)
 
 

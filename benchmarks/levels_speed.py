@@ -23,7 +23,7 @@ def main(argv=None) -> int:
         t = {"soc": [], "forecast": []}
         for _ in range(a.repeats):
             for levels in t:
-                sc = scenarios.load(name, [f"controller.params.levels={levels}"])
+                sc = scenarios.load(name, [f"controller.params.levels={levels}"], policy="ot")
                 t0 = time.perf_counter()
                 simulate(sc, make_controller("ot"), 0)
                 t[levels].append(time.perf_counter() - t0)

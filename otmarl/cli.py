@@ -57,8 +57,8 @@ def _cmd_policies(a) -> int:
     print("controllers (otmarl run SCENARIO --policy NAME):")
     print(_controller_lines())
     print("\nparameters (the scenario's controller.params, or --set controller.params.NAME=VALUE):")
-    for name, default, allowed, meaning in params_table():
-        print(f"  {name} = {default}   ({allowed})")
+    for name, readers, default, allowed, meaning in params_table():
+        print(f"  {name} = {default}   ({allowed}; read by {readers})")
         print(textwrap.fill(meaning, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return 0
 

@@ -18,6 +18,7 @@ from otmarl.analysis.registry import METRICS, run_metrics
 from otmarl.analysis.stats import ci_table, format_ci_table, paired_table
 from otmarl.policies import REGISTRY
 from otmarl.scenarios import Scenario, load
+from otmarl.scenarios.controllers import PARAMS, policy_tag, readers
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 
@@ -42,7 +43,7 @@ def _one_indexed(k: int, scenario: Scenario, policy: str, seed: int, out: str,
     return k, _one(scenario, policy, seed, out, tables, overwrite)
 
 
-def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: int,
+def _run_all(scs: dict[str, Scenario], jobs_list: list[tuple[str, int]], out: Path, jobs: int,
              progress: Callable[[int, int], None] | None, tables: str,
              overwrite: bool = False) -> list[dict]:
     """Every (policy, seed) run's summary, in the order of ``jobs_list``; ``progress`` hears of
@@ -55,10 +56,10 @@ def _run_all(sc: Scenario, jobs_list: list[tuple[str, int]], out: Path, jobs: in
     if jobs > 1:
         from joblib import Parallel, delayed
         done_iter = Parallel(n_jobs=jobs, return_as="generator_unordered")(
-            delayed(_one_indexed)(k, sc, p, s, folders[k], tables, overwrite)
+            delayed(_one_indexed)(k, scs[p], p, s, folders[k], tables, overwrite)
             for k, (p, s) in enumerate(jobs_list))
     else:
-        done_iter = (_one_indexed(k, sc, p, s, folders[k], tables, overwrite)
+        done_iter = (_one_indexed(k, scs[p], p, s, folders[k], tables, overwrite)
                      for k, (p, s) in enumerate(jobs_list))
     summaries: list[dict | None] = [None] * total
     for n_done, (k, summary) in enumerate(done_iter, start=1):
@@ -73,6 +74,22 @@ GAPS: dict[str, str] = {
     "gap_unserved_wh": "unserved idle energy above the hindsight bound, Wh",
     "gap_on_time": "tasks on time below the hindsight bound",
 }
+
+
+def _per_policy(scenario: str | os.PathLike | Scenario, policies: Sequence[str],
+                overrides: Sequence[str]) -> dict[str, Scenario]:
+    """The scenario for each policy: each keeps the controller parameters it reads (a parameter
+    set with --set must be read by at least one of the policies)."""
+    if isinstance(scenario, Scenario):
+        return {p: scenario for p in policies}
+    for ov in overrides:
+        key = ov.split("=", 1)[0].strip().split(".")
+        if key[:2] == ["controller", "params"] and len(key) == 3:
+            if not any(key[2] in PARAMS[policy_tag(p) or "local"].model_fields for p in policies):
+                who = readers(key[2])
+                raise UserError(f"--set {ov}: none of --policies ({', '.join(policies)}) reads "
+                                f"'{key[2]}'" + (f" (read by {', '.join(who)})" if who else ""))
+    return {p: load(scenario, overrides, p) for p in policies}
 
 
 def _bound_gaps(sc: Scenario, rows: pd.DataFrame, seeds: Sequence[int], out: Path) -> pd.DataFrame:
@@ -109,16 +126,17 @@ def compare(scenario: str | os.PathLike | Scenario, policies: Sequence[str], see
     if baseline is not None and baseline not in policies:
         raise UserError(f"--baseline: '{baseline}' is not one of --policies ({', '.join(policies)})")
     baseline = baseline or ("local" if "local" in policies else policies[0])
-    sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
     unknown = [p for p in policies if p not in REGISTRY and not p.startswith("marl:")]
     if unknown:
         raise UserError(f"--policies: unknown policy '{unknown[0]}' (known: {', '.join(sorted(REGISTRY))})")
+    scs = _per_policy(scenario, policies, overrides)
+    sc = scs[policies[0]]
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise UserError("--seeds: value 0 must be >= 1")
     out = Path(out)
     jobs_list = [(p, s) for p in policies for s in seed_list]
-    summaries = _run_all(sc, jobs_list, out, jobs, progress, tables, overwrite)
+    summaries = _run_all(scs, jobs_list, out, jobs, progress, tables, overwrite)
     rows = pd.DataFrame([{"policy": p, "seed": s, **run_metrics(m)}
                          for (p, s), m in zip(jobs_list, summaries)])
     table = confidence_table(rows)

@@ -22,6 +22,7 @@ import numpy as np
 
 from otmarl.policies import make_controller
 from otmarl.scenarios import Scenario, dump_yaml, load
+from otmarl.scenarios.controllers import with_policy
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import RUN_DEFAULT_TABLES, RUN_TABLES, TABLE_CHOICES, check_tables
 from otmarl.simulator import RunResult, simulate
@@ -73,9 +74,9 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
     or files that are not a run, is a UserError naming the difference, unless ``overwrite``.
     """
     check_tables(tables)
-    sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides)
-    if policy is not None:
-        sc = sc.model_copy(update={"controller": sc.controller.model_copy(update={"policy": policy})})
+    sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides, policy)
+    if policy is not None and policy != sc.controller.policy:
+        sc = sc.model_copy(update={"controller": with_policy(sc.controller, policy)})
     seed = resolve_seed(seed)
     controller = make_controller(sc.controller.policy)
     identity = run_identity(sc, seed, engine, tables)

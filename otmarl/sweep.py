@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from otmarl.run import holds_kind, refuse_other
+from otmarl.scenarios.controllers import with_policy
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 from otmarl.scenarios.sweep_loader import load_sweep as _load_sweep
@@ -112,8 +113,7 @@ def design(sw: Sweep, out: str | os.PathLike, tables: str = MANY_RUNS_DEFAULT_TA
         params = {k: column_value(v, kinds[k]) for k, v in pt.params.items()}
         by_policy = {}
         for pol in sw.policies:
-            sc = pt.scenario.model_copy(update={"controller": pt.scenario.controller.model_copy(
-                update={"policy": pol})})
+            sc = pt.scenario.model_copy(update={"controller": with_policy(pt.scenario.controller, pol)})
             by_policy[pol] = (sc, json.loads(sc.model_dump_json()))
         for s, seed in enumerate(seeds[p]):
             for pol in sw.policies:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from otmarl.scenarios.controllers import MarketParams, RandomParams
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
 from . import market as M
@@ -32,7 +33,7 @@ class RandomController:
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info, self.rng = world_info, rng
-        self.p_act = M.parse_params(world_info).p_act
+        self.p_act = M.parse_params(world_info, RandomParams).p_act
         n = world_info.n_nodes
         self.nbrs: list[list[int]] = [[] for _ in range(n)]
         for a, b in zip(world_info.link_u.tolist(), world_info.link_v.tolist()):
@@ -81,7 +82,7 @@ class _MarketBaseline:
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info, self.rng = world_info, rng
-        self.p = M.parse_params(world_info)
+        self.p = M.parse_params(world_info, MarketParams)
 
     def decide(self, obs: Observation) -> Decision:
         return clear_markets(self, M.build_markets(obs, self.info, self.p), obs, self.info).decision

@@ -10,28 +10,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
-from otmarl.scenarios.controllers import ControllerParams
+from otmarl.scenarios.controllers import MarketParams, carried  # noqa: F401  (the market's parameters)
+from otmarl.scenarios.fields import Model
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Observation, WorldInfo
 
+P = TypeVar("P", bound=Model)
 
 
-#: The controllers' parameters are part of the scenario (typed and bounded there, so that
-#: ``otmarl validate`` checks them); the market reads them under this name.
-MarketParams = ControllerParams
-
-
-def parse_params(info: WorldInfo) -> MarketParams:
-    """The scenario's ``controller.params`` as the typed model; ``UserError`` names the field and
-    the bound (for parameters that did not come through a validated scenario)."""
-    if isinstance(info.params, ControllerParams):
+def parse_params(info: WorldInfo, model: type[P]) -> P:
+    """The scenario's ``controller.params`` as a controller's typed model (``model``: its entry of
+    ``scenarios.controllers.PARAMS``), keeping the parameters it reads (``controllers.carried``): a
+    world built for one controller serves another (the MARL env clears its market with ot's). ``UserError`` names the
+    field and the bound (for parameters that did not come through a validated scenario)."""
+    if isinstance(info.params, model):
         return info.params
     try:
-        return ControllerParams.model_validate(dict(info.params))
+        return model.model_validate(carried(dict(info.params), model))
     except ValidationError as e:
         msgs = [f"controller.params.{'.'.join(map(str, x['loc']))}: {x['msg']} "
                 f"(got {x.get('input')!r})" for x in e.errors()]

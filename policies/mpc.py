@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from otmarl.scenarios.controllers import MPCParams
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 from otmarl.simulator.foresight import foresee
@@ -37,7 +38,7 @@ class MPCController:
         if world_info.scenario is None or world_info.seed is None:
             raise UserError("mpc: the world did not say which scenario and seed it runs")
         self.info = world_info
-        self.params = M.parse_params(world_info)
+        self.params = M.parse_params(world_info, MPCParams)
         # the realised future only for the perfect forecast; otherwise its parameters alone
         perfect = self.params.mpc_forecast == "perfect"
         self.future = foresee(world_info.scenario, world_info.seed, None if perfect else 0)

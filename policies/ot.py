@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from otmarl.scenarios.controllers import OTParams
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 
 from . import market as M
@@ -29,7 +30,7 @@ class OTController:
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
         self.info = world_info
-        self.p = M.parse_params(world_info)
+        self.p = M.parse_params(world_info, OTParams)
         self.solver = SOLVERS[self.p.solver]
         # the solver's own stream, spawned from the run's policy stream without drawing from it
         self.rng = rng.spawn(1)[0]

@@ -2,18 +2,25 @@
 bounded here so that ``otmarl validate`` rejects a bad value at its FILE:LINE:COL before anything
 runs.
 
-One parameter block serves every controller: ``otmarl compare`` runs several controllers on one
-scenario, so a block written for ``ot`` must also load when ``local`` or ``greedy`` run it. Each
-key belongs to the controllers its docstring names; the others ignore it. An unknown key, an
-out-of-range value or an unknown solver is an error for every controller. The names listed here
-are the policies' registries' names (``otmarl.policies.REGISTRY``, ``otmarl.policies.transport.
-SOLVERS``); tests/test_validate.py checks that they agree.
+Each controller declares its parameter model (``PARAMS``): ``local`` has none, ``random`` its
+activity, the market rules (greedy, proportional, threshold) the market's levels and costs, ``ot``
+those and its solver's, ``mpc`` its window's, and a trained policy (``marl:DIR``) the ``ot``
+parameters it clears its market with. The section is a union discriminated by ``policy``
+(``otmarl scenarios schema`` emits it as ``oneOf``); a key the named controller does not read is
+an error naming the controllers that read it.
+
+When a command runs another controller on the same scenario (``run --policy``, ``compare``, a
+sweep's ``policies``), the parameters the two controllers share carry over and the others are
+dropped (``with_policy``): ``high_soc`` set for ``ot`` also holds for ``greedy``; ``solver`` does
+not reach ``local``. The names listed here are the policies' registries' names
+(``otmarl.policies.REGISTRY``, ``otmarl.policies.transport.SOLVERS``); tests/test_validate.py
+checks that they agree.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, create_model, model_validator
 
 from .fields import Model, closest, located_error
 
@@ -33,8 +40,20 @@ def policy_problem(name: str) -> str | None:
             "(a policy trained by otmarl train)")
 
 
-class ControllerParams(Model):
-    """Parameters of the controllers (``controller.params``)."""
+class LocalParams(Model):
+    """local: no parameters (each node serves its own load and tasks)."""
+
+
+class RandomParams(Model):
+    """random: its activity."""
+
+    p_act: float = Field(0.3, ge=0, le=1)
+    """random: probability that a node acts in an epoch."""
+
+
+class MarketParams(Model):
+    """The market rules (greedy, proportional, threshold; ot and marl:DIR too): the levels at
+    which nodes offer and request, and the costs of a transfer."""
 
     energy: bool = True
     """Market controllers (greedy, proportional, threshold, ot): share energy."""
@@ -74,6 +93,17 @@ class ControllerParams(Model):
     energy_weight: float = Field(1.0, ge=0, le=1e6)
     """Market controllers, tasks: weight of the processing energy at the target (relative to the
     mean) in the cost."""
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> "MarketParams":
+        if self.low_soc > self.high_soc:
+            raise located_error([(("low_soc",), f"value {self.low_soc:g} must be <= "
+                                                f"high_soc={self.high_soc:g}", "value")])
+        return self
+
+
+class OTParams(MarketParams):
+    """ot (and a trained policy's market clearing): the market's parameters, then the transport's."""
+
     fairness: float = Field(0.0, ge=0, le=1e6)
     """ot: weight of a node's history of unmet requests in the penalty for leaving it unserved."""
     urgency: float = Field(0.0, ge=0, le=1e3)
@@ -90,8 +120,11 @@ class ControllerParams(Model):
     on the built-ins' markets)."""
     reg_m: float = Field(1.0, gt=0, le=1e6)
     """ot with unbalanced: marginal relaxation."""
-    p_act: float = Field(0.3, ge=0, le=1)
-    """random: probability that a node acts in an epoch."""
+
+
+class MPCParams(Model):
+    """mpc: its rolling linear program."""
+
     mpc_horizon: int = Field(8, ge=1, le=1000)
     """mpc: epochs in the rolling window of its linear program."""
     mpc_forecast: Literal["market", "perfect"] = "market"
@@ -105,35 +138,123 @@ class ControllerParams(Model):
     mpc_transfer_cost: float = Field(0.01, ge=0, le=1e3)
     """mpc: cost per Wh entering a link (keeps transfers to those that help)."""
 
-    @model_validator(mode="after")
-    def _levels_in_order(self) -> "ControllerParams":
-        if self.low_soc > self.high_soc:
-            raise located_error([(("low_soc",), f"value {self.low_soc:g} must be <= "
-                                                f"high_soc={self.high_soc:g}", "value")])
-        return self
+
+#: Each controller's parameter model, by the tag of its section (``marl`` for ``marl:DIR``).
+PARAMS: dict[str, type[Model]] = {
+    "local": LocalParams, "random": RandomParams, "greedy": MarketParams,
+    "proportional": MarketParams, "threshold": MarketParams, "ot": OTParams, "mpc": MPCParams,
+    "marl": OTParams}
 
 
-class Controller(Model):
-    policy: str = "local"
-    """Controller name: local, random, greedy, proportional, threshold, ot, or marl:DIR."""
-    params: ControllerParams = ControllerParams()
-    """Parameters of the controllers (each key names the controllers that read it)."""
-
-    @field_validator("policy")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        bad = policy_problem(v)
-        if bad:
-            raise ValueError(bad)
-        return v
+def policy_tag(policy: Any) -> str | None:
+    """The section tag of a policy name: itself for a built-in, 'marl' for marl:DIR; None for
+    anything else."""
+    if not isinstance(policy, str):
+        return None
+    if policy.startswith("marl:") and len(policy) > 5:
+        return "marl"
+    return policy if policy in CONTROLLERS else None
 
 
-def params_table() -> list[tuple[str, str, str, str]]:
-    """(name, default, allowed values, description) of every controller parameter, in the order of
-    ``ControllerParams``: what ``otmarl policies`` prints and docs/policies.md lists."""
+def _tag_of(section: Any) -> str | None:
+    """The tag of a controller section (a mapping read from YAML or a section model); a section
+    without ``policy`` runs local."""
+    if isinstance(section, dict):
+        return policy_tag(section.get("policy", "local"))
+    return policy_tag(getattr(section, "policy", None))
+
+
+_tag_of.key = "policy"      # the YAML key the tag comes from (read by scenarios.overrides)
+
+
+def shown(tag: str) -> str:
+    """A section tag as users write the policy ('marl' is marl:DIR)."""
+    return "marl:DIR" if tag == "marl" else tag
+
+
+def _section(tag: str) -> type[Model]:
+    """The section model of one controller: its ``policy`` and its ``params``."""
+    model = PARAMS[tag]
+    policy: Any = (Annotated[str, Field(pattern=r"^marl:.+", description="marl:DIR, a policy trained "
+                                        "by otmarl train into DIR")] if tag == "marl" else
+                   Annotated[Literal[tag], Field(description=f"the controller: {tag}")])
+    name = f"{tag.upper() if tag in ('ot', 'mpc') else tag.title()}Section"
+    return create_model(
+        name, __base__=Model, __doc__=f"The controller section for {shown(tag)}.",
+        policy=(policy, tag if tag == "local" else ...),
+        params=(Annotated[model, Field(description=" ".join((model.__doc__ or "").split()))], model()))
+
+
+SECTIONS: dict[str, type[Model]] = {tag: _section(tag) for tag in PARAMS}
+
+#: The ``controller`` section: one model per controller, chosen by ``policy``.
+Controller = Annotated[
+    Union[tuple(Annotated[m, Tag(t)] for t, m in SECTIONS.items())],
+    Discriminator(_tag_of, custom_error_type="unknown_policy",
+                  custom_error_message="unknown policy")]
+LOCAL = SECTIONS["local"]()
+
+
+def all_params() -> dict[str, Any]:
+    """Every controller parameter's field, by name, in the order of ``PARAMS``."""
+    return {n: f for m in PARAMS.values() for n, f in m.model_fields.items()}
+
+
+def readers(name: str) -> list[str]:
+    """The controllers that read the parameter ``name``."""
+    return [shown(t) for t, m in PARAMS.items() if name in m.model_fields]
+
+
+def param_problem(key: str, tag: str) -> tuple[str, str | None]:
+    """Why ``key`` is no parameter of the controller of ``tag`` (read by others, or a misspelling,
+    of its own parameters first), and its own parameter it probably meant."""
+    own, name, who = list(PARAMS[tag].model_fields), shown(tag), readers(key)
+    if who:
+        return (f"'{key}' is not a parameter of {name}; it is read by {', '.join(who)} (otmarl "
+                "policies lists every parameter)"), None
+    close = closest(key, own)
+    if close:
+        return f"unknown key '{key}'; did you mean '{close}'?", close
+    close = closest(key, list(all_params()))
+    hint = f"; did you mean '{close}' (read by {', '.join(readers(close))})?" if close else ""
+    known = f" ({name} reads: {', '.join(own)})" if own else f" ({name} has no parameters)"
+    return f"unknown key '{key}'{hint}{known}", None
+
+
+def carried(params: dict, model: type[Model]) -> dict:
+    """The parameters of ``params`` for the controller whose parameter model is ``model``: those
+    it reads, and any key no controller reads (so that its validation reports the misspelling);
+    the parameters only other controllers read are left out."""
+    return {k: v for k, v in params.items() if k in model.model_fields or not readers(k)}
+
+
+def switch_policy(data: dict, policy: str) -> None:
+    """In a scenario's YAML tree (in place): the controller section for ``policy``, keeping the
+    parameters it reads and any key no controller reads (validation reports it)."""
+    section = data.get("controller", {})
+    if not isinstance(section, dict):
+        return                                   # validation reports it
+    params, tag = section.get("params"), policy_tag(policy)
+    if isinstance(params, dict) and tag is not None:
+        params = carried(params, PARAMS[tag])
+    data["controller"] = {**section, "policy": policy, **({"params": params} if params is not None else {})}
+
+
+def with_policy(section: Model, policy: str) -> Model:
+    """The controller section for ``policy``, keeping the parameters of ``section`` it shares."""
+    tag = policy_tag(policy)
+    if tag is None:
+        from .errors import UserError
+        raise UserError(f"--policy: {policy_problem(str(policy))}")
+    return SECTIONS[tag](policy=policy, params=carried(dict(section.params), PARAMS[tag]))
+
+
+def params_table() -> list[tuple[str, str, str, str, str]]:
+    """(name, controllers, default, allowed values, description) of every controller parameter, in
+    the order of ``PARAMS``: what ``otmarl policies`` prints and docs/policies.md lists."""
     import typing
     rows = []
-    for name, f in ControllerParams.model_fields.items():
+    for name, f in all_params().items():
         args = typing.get_args(f.annotation)
         if typing.get_origin(f.annotation) is Literal:
             allowed = "one of " + ", ".join(map(str, args))
@@ -146,12 +267,12 @@ def params_table() -> list[tuple[str, str, str, str]]:
             allowed = "a number " + " and ".join(bounds) + (", or null" if type(None) in args else "")
         default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) \
             else f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
-        rows.append((name, default, allowed, " ".join((f.description or "").split())))
+        rows.append((name, ", ".join(readers(name)), default, allowed, " ".join((f.description or "").split())))
     return rows
 
 
 def params_markdown() -> str:
     """The parameters as a Markdown table (docs/policies.md holds this text; a test compares)."""
-    lines = ["| parameter | default | allowed | meaning |", "|---|---|---|---|"]
-    lines += [f"| `{n}` | `{d}` | {a} | {m.replace('|', '/')} |" for n, d, a, m in params_table()]
+    lines = ["| parameter | read by | default | allowed | meaning |", "|---|---|---|---|---|"]
+    lines += [f"| `{n}` | {c} | `{d}` | {a} | {m.replace('|', '/')} |" for n, c, d, a, m in params_table()]
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from . import controllers as C
 from . import overrides as ov_mod
 from . import schema as S
 from .errors import ScenarioError
@@ -36,14 +37,17 @@ _BUILTIN = "builtin"
 
 
 # ---------------------------------------------------------------------------------- public API
-def load(source: str | os.PathLike, overrides: Sequence[str] = ()) -> S.Scenario:
-    """Load a scenario file, or a built-in scenario by name, applying ``--set`` overrides.
+def load(source: str | os.PathLike, overrides: Sequence[str] = (), policy: str | None = None) -> S.Scenario:
+    """Load a scenario file, or a built-in scenario by name, applying ``--set`` overrides; with
+    ``policy``, for that controller instead of the file's (``run --policy``, ``compare``): the
+    parameters it reads are kept, those only other controllers read are left out
+    (``controllers.with_policy``).
 
     Raises ScenarioError listing every problem, each ``FILE:LINE:COL: path: message`` followed by
     the source line and a caret.
     """
     path, shown = _locate(source)
-    return _load_text(read_text(path, shown), shown, path.absolute().parent, overrides)
+    return _load_text(read_text(path, shown), shown, path.absolute().parent, overrides, policy)
 
 
 def read_text(path: FsPath, shown: str) -> str:
@@ -134,13 +138,16 @@ class Context:
         return Problem(self.doc.span(node.start_mark), dotted(path), message)
 
 
-def _load_text(text: str, filename: str, base: FsPath, overrides: Sequence[str]) -> S.Scenario:
+def _load_text(text: str, filename: str, base: FsPath, overrides: Sequence[str],
+               policy: str | None = None) -> S.Scenario:
     doc = parse(text, filename)
     ovs, problems = ov_mod.parse(list(overrides))
     problems = doc.problems + problems
     if doc.data is None:
         raise ScenarioError(_sorted(problems))
     problems += ov_mod.apply(doc.data, ovs)
+    if policy is not None and isinstance(doc.data, dict):
+        C.switch_policy(doc.data, policy)
     ctx = Context(doc, ovs, base)
     scenario = check(ctx)
     # a cross-field problem may be found twice, by the raw check and by the schema: report it once
@@ -213,6 +220,10 @@ def _explain(err: dict) -> _Explained:
     """YAML path, message and where to point, for one pydantic error."""
     loc, typ, ctx, value = err["loc"], err["type"], err.get("ctx") or {}, err.get("input")
     path, t = resolve(loc)
+    if typ == "unknown_policy":
+        return _policy_problem(path, value)
+    if typ == "extra_forbidden" and len(loc) == 4 and loc[0] == "controller" and loc[2] == "params":
+        return _param_problem(path, loc[1])
     if typ == "extra_forbidden":
         close = closest(path[-1], field_names(resolve(loc[:-1])[1]))
         hint = f"; did you mean '{close}'?" if close else RETIRED.get(path, "")
@@ -233,6 +244,22 @@ def _explain(err: dict) -> _Explained:
     if typ == "invalid_key":
         return _Explained(path, f"a key must be a name (a string), got {describe(value)}", "key")
     return _Explained(path, message(typ, ctx, value, err["msg"]))
+
+
+def _policy_problem(path: Path, section: Any) -> _Explained:
+    """A controller section whose ``policy`` names no controller."""
+    if not isinstance(section, dict):
+        return _Explained(path, f"expected a mapping, got {describe(section)}")
+    policy = section.get("policy")
+    if not isinstance(policy, str):
+        return _Explained(path + ("policy",), f"expected a policy name (a string), got {describe(policy)}")
+    return _Explained(path + ("policy",), C.policy_problem(policy) or f"unknown policy '{policy}'")
+
+
+def _param_problem(path: Path, tag: str) -> _Explained:
+    """A key of ``controller.params`` that the controller of ``tag`` does not read."""
+    msg, meant = C.param_problem(path[-1], tag)
+    return _Explained(path, msg, "key", meant)
 
 
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="),

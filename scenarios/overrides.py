@@ -16,22 +16,35 @@ from dataclasses import dataclass
 from typing import Any, Hashable, Literal, Union
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Tag
 
 from .fields import closest, did_you_mean  # noqa: F401  (re-exported for the loaders)
+from .controllers import param_problem, readers
+from .controllers import _tag_of as policy_tag_of
 from .schema import Scenario
 from .yamlpos import Loader, Path, Problem, Span, dotted
 
 PREFIX = "--set "
+#: The keys that pick the member of a union (``kind`` of a topology, harvest, ...; ``policy``).
+TAG_KEYS = ("kind", "policy")
 
 
 # -------------------------------------------------------------------------------- model walk
 @dataclass(frozen=True)
 class T:
-    """A type met on a path through the model, with the discriminator of its field if any."""
+    """A type met on a path through the model, with the discriminator of its field if any: the
+    YAML key that picks the member, and for a union whose tag is computed from that key
+    (``controller``: ``marl:DIR`` -> 'marl') the function computing it."""
 
     tp: Any
     discriminator: str | None = None
+    tagger: Any = None
+
+    def tag(self, node: Any) -> Any:
+        """The tag of the member a YAML mapping ``node`` selects."""
+        if self.tagger is not None:
+            return self.tagger(node if isinstance(node, dict) else {})
+        return node.get(self.discriminator) if isinstance(node, dict) else None
 
 
 ANY = T(Any)
@@ -39,26 +52,32 @@ ANY = T(Any)
 
 def _field(model: type[BaseModel], name: str) -> T:
     fi = model.model_fields[name]
+    for m in fi.metadata:                         # a Discriminator computing the tag
+        d = getattr(m, "discriminator", None)
+        if callable(d) and hasattr(d, "key"):
+            return normalize(T(fi.annotation, d.key, d))
     disc = fi.discriminator if isinstance(fi.discriminator, str) else None
     return normalize(T(fi.annotation, disc))
 
 
 def normalize(t: T) -> T:
     """Strip ``Annotated`` (keeping a discriminator) and ``X | None``."""
-    tp, disc = t.tp, t.discriminator
+    tp, disc, tagger = t.tp, t.discriminator, t.tagger
     while True:
         if typing.get_origin(tp) is typing.Annotated:
             for m in tp.__metadata__:
                 d = getattr(m, "discriminator", None)
+                if callable(d) and hasattr(d, "key"):
+                    disc, tagger = d.key, d
                 disc = d if isinstance(d, str) else disc
             tp = tp.__origin__
         elif _is_union(tp) and not disc:
             args = [a for a in typing.get_args(tp) if a is not type(None)]
             if len(args) != 1:
-                return T(tp, disc)
+                return T(tp, disc, tagger)
             tp = args[0]
         else:
-            return T(tp, disc)
+            return T(tp, disc, tagger)
 
 
 def _is_union(tp: Any) -> bool:
@@ -71,6 +90,9 @@ def members(t: T) -> dict[str, type[BaseModel]]:
         return {}
     out = {}
     for m in typing.get_args(t.tp):
+        if typing.get_origin(m) is typing.Annotated:          # a member named by a Tag
+            out.update({a.tag: m.__origin__ for a in m.__metadata__ if isinstance(a, Tag)})
+            continue
         ann = m.model_fields[t.discriminator].annotation
         out.update({tag: m for tag in typing.get_args(ann)} if typing.get_origin(ann) is Literal else {})
     return out
@@ -163,7 +185,8 @@ def _parse_one(text: str, index: int, problems: list[Problem]) -> Override | Non
 def apply(data: dict, overrides: list[Override]) -> list[Problem]:
     """Check each override's path against the model and set it in ``data`` (in place)."""
     problems = []
-    for ov in overrides:
+    # the keys that pick a union's member first: a later one decides which keys the others may set
+    for ov in sorted(overrides, key=lambda ov: ov.path[-1] not in TAG_KEYS):
         bad = _check(data, ov.path)
         if bad is None:
             bad = _set(data, ov.path, ov.value)
@@ -178,12 +201,16 @@ def _check(data: Any, path: Path) -> tuple[int, str] | None:
     for i, key in enumerate(path):
         by_tag = members(t)
         if by_tag:
-            tag = node.get(t.discriminator) if isinstance(node, dict) else None
+            tag = t.tag(node)
             if tag not in by_tag:
                 return None  # the kind is missing or wrong: validation says so at the file
             t = T(by_tag[tag])
         model, origin = model_of(t), typing.get_origin(t.tp)
         if model is not None:
+            if key not in model.model_fields and path[:i] == ("controller", "params"):
+                if readers(key):
+                    return None      # another controller's: validation decides, for the policy run
+                return i, param_problem(key, policy_tag_of(_get(data, "controller")))[0]
             if key not in model.model_fields:
                 return i, f"unknown key '{key}'{did_you_mean(key, list(model.model_fields))}"
         elif origin is dict:

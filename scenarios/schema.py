@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import UserError
 from .distributions import Dist, FractionDist, NonNegDist, PositiveDist, dist
-from .controllers import Controller, ControllerParams  # noqa: F401  (part of the schema)
+from .controllers import LOCAL, Controller  # noqa: F401  (part of the schema)
 from .fields import Model, closest, located_error, split_path
 from .graphfile import link_event_problem
 
@@ -464,7 +464,7 @@ class Scenario(Model):
     """Node classes by name, in order; nodes are numbered class by class."""
     faults: Faults = Faults()
     """Node and link failures."""
-    controller: Controller = Controller()
+    controller: Controller = LOCAL
     """Who decides energy transfers and task routes."""
     marl: Marl = Marl()
     """Settings of the MARL env built on this scenario."""

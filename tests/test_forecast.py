@@ -13,7 +13,7 @@ from scipy.stats import norm
 
 from otmarl import scenarios
 from otmarl.policies import market as M
-from otmarl.scenarios.controllers import ControllerParams
+from otmarl.scenarios.controllers import MarketParams
 from otmarl.simulator.harvest import clipped_normal_mean
 from otmarl.simulator.world import World
 
@@ -87,7 +87,7 @@ def test_the_projected_low_is_the_epoch_by_epoch_walk(n, h, seed):
         max_charge_w=rng.uniform(0.5, 5, n), min_wh=cap * rng.uniform(0, 0.3, n))
     obs = SimpleNamespace(epoch=0, stored_wh=stored, capacity_wh=cap, arrivals_last=np.zeros(n),
                           idle_need_wh=idle, queue_work_s=np.zeros(n), busy_s=np.zeros(n))
-    p = ControllerParams(lookahead_epochs=h or None)
+    p = MarketParams(lookahead_epochs=h or None)
     pr = M.projected(obs, info, p)
     low, need = pr.low, pr.need
     window = harvest[:M.lookahead(info, p)]

@@ -224,8 +224,8 @@ def test_mpc_shares_energy_and_its_params_are_checked(cli, tmp_path):
     for seed in (5,):
         local = simulate(sc, make_controller("local"), seed).summary["energy"]
         for forecast in ("market", "perfect"):
-            s = simulate(load("microgrid-solar", ["horizon_h=24", f"controller.params.mpc_forecast={forecast}"]),
-                         make_controller("mpc"), seed).summary["energy"]
+            s = simulate(load("microgrid-solar", ["horizon_h=24", f"controller.params.mpc_forecast={forecast}"],
+                              policy="mpc"), make_controller("mpc"), seed).summary["energy"]
             assert s["delivered_wh"] > 0 and s["unserved_wh"] < local["unserved_wh"], (seed, forecast)
     c = cli("run", "microgrid-solar", "--policy", "mpc", "--set", "controller.params.mpc_horizon=0",
             "--out", str(tmp_path / "r"))

@@ -28,7 +28,7 @@ class FloodRule:
     name = "flood"
 
     def reset(self, world_info: WorldInfo, rng: np.random.Generator) -> None:
-        self.info, self.p = world_info, M.parse_params(world_info)
+        self.info, self.p = world_info, M.parse_params(world_info, M.MarketParams)
 
     def decide(self, obs: Observation) -> Decision:
         return clear_markets(self, M.build_markets(obs, self.info, self.p), obs, self.info).decision
@@ -66,7 +66,7 @@ def test_baseline_clearings_are_audited_like_ot(policy):
 def test_unknown_solver_is_refused_by_the_loader_with_did_you_mean():
     with pytest.raises(ScenarioError, match=r"controller\.params\.solver=exakt: expected 'exact', "
                                             r"'network', .*got the string 'exakt'; did you mean 'exact'\?"):
-        load("microgrid-solar", overrides=["controller.params.solver=exakt"])
+        load("microgrid-solar", overrides=["controller.params.solver=exakt"], policy="ot")
     # parameters that did not come through a scenario file are checked when the controller starts
     with pytest.raises(UserError, match=r"controller.params.solver: Input should be 'exact'"):
         simulate(_short("microgrid-solar", 6, solver="magic"), make_controller("ot"), seed=1)
@@ -74,10 +74,10 @@ def test_unknown_solver_is_refused_by_the_loader_with_did_you_mean():
 
 def test_the_scenarios_solver_and_controller_names_are_the_registries():
     from otmarl.policies import REGISTRY
-    from otmarl.scenarios.controllers import CONTROLLERS, SOLVERS as SCENARIO_SOLVERS
+    from otmarl.scenarios.controllers import CONTROLLERS, OTParams, SOLVERS as SCENARIO_SOLVERS
     assert tuple(SOLVERS) == SCENARIO_SOLVERS
     assert set(REGISTRY) == set(CONTROLLERS)
-    assert [M.MarketParams(solver=name).solver for name in SOLVERS] == list(SOLVERS)
+    assert [OTParams(solver=name).solver for name in SOLVERS] == list(SOLVERS)
 
 
 def test_hierarchical_draws_from_the_runs_seed():

@@ -177,13 +177,13 @@ def test_version_and_help_list_the_controllers(cli):
 
 def test_policies_lists_every_parameter_and_the_docs_hold_the_same_table(cli):
     from pathlib import Path
-    from otmarl.scenarios.controllers import ControllerParams
+    from otmarl.scenarios.controllers import all_params
     out = cli("policies")
     assert out.returncode == 0
-    for name, field in ControllerParams.model_fields.items():
+    for name, field in all_params().items():
         assert f"\n  {name} = " in out.stdout and field.description, name
     md = cli("policies", "--markdown").stdout
-    assert md.count("\n| `") == len(ControllerParams.model_fields)
+    assert md.count("\n| `") == len(all_params())
     docs = (Path(__file__).parents[1] / "docs" / "policies.md").read_text()
     table = docs.split("-->\n", 1)[1].split("<!-- params: end -->")[0]
     assert table == md, "docs/policies.md: paste the output of 'otmarl policies --markdown'"

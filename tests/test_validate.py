@@ -89,10 +89,58 @@ def _unbounded_numbers(node, path=()):
 def test_every_number_of_the_json_schema_has_its_bounds():
     schema = scenarios.json_schema()
     assert list(_unbounded_numbers(schema)) == []
-    params = schema["$defs"]["ControllerParams"]["properties"]
-    assert params["p_act"]["maximum"] == 1 and params["reg"]["exclusiveMinimum"] == 0
+    assert schema["$defs"]["RandomParams"]["properties"]["p_act"]["maximum"] == 1
+    params = schema["$defs"]["OTParams"]["properties"]
+    assert params["reg"]["exclusiveMinimum"] == 0
     assert set(params["solver"]["enum"]) == {"exact", "network", "sinkhorn", "unbalanced", "hierarchical"}
     cap = schema["$defs"]["Battery"]["properties"]["capacity_wh"]["anyOf"]
     assert cap[0]["exclusiveMinimum"] == 0 and cap[1]["properties"]["uniform"]["items"]["exclusiveMinimum"] == 0
     soc = schema["$defs"]["Battery"]["properties"]["initial_soc"]["anyOf"][0]
     assert (soc["minimum"], soc["maximum"]) == (0, 1)
+
+
+def test_the_controller_section_is_a_union_over_the_policies_each_with_its_own_params():
+    from otmarl.policies import REGISTRY
+    from otmarl.scenarios.controllers import CONTROLLERS, PARAMS
+    schema = scenarios.json_schema()
+    members = [m["$ref"].rsplit("/", 1)[1] for m in schema["properties"]["controller"]["oneOf"]]
+    policies = {}
+    for name in members:
+        section = schema["$defs"][name]
+        pol = section["properties"]["policy"]
+        policies[pol.get("const", pol.get("pattern"))] = section["properties"]["params"]
+        assert section["additionalProperties"] is False
+        assert name == "LocalSection" or section["required"] == ["policy"]
+    assert set(policies) == set(CONTROLLERS) | {"^marl:.+"} and set(CONTROLLERS) == set(REGISTRY)
+    assert policies["local"]["$ref"].endswith("/LocalParams") and policies["mpc"]["$ref"].endswith("/MPCParams")
+    assert schema["$defs"]["LocalParams"].get("properties", {}) == {}
+    assert "solver" not in schema["$defs"]["MarketParams"]["properties"]
+    assert set(PARAMS["ot"].model_fields) > set(PARAMS["greedy"].model_fields)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["controller.params.solver=sinkhorn"],
+     "controller.params.solver=sinkhorn: 'solver' is not a parameter of local; it is read by ot, marl:DIR"),
+    (["controller.policy=greedy", "controller.params.solvr=sinkhorn"],
+     "unknown key 'solvr'; did you mean 'solver' (read by ot, marl:DIR)? (greedy reads: energy,"),
+    (["controller.params.solvr=sinkhorn", "controller.policy=ot"], "unknown key 'solvr'; did you mean 'solver'?"),
+    (["controller.policy=oot"], "unknown policy 'oot'; did you mean 'ot'?"),
+    (["controller.policy=mpc", "controller.params.mpc_horizon=0"], "mpc_horizon=0: value 0 must be >= 1"),
+])
+def test_controller_params_are_checked_for_the_policy_that_reads_them(cli, overrides, message):
+    r = cli("validate", "microgrid-solar", *[a for o in overrides for a in ("--set", o)])
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_running_another_policy_keeps_the_parameters_it_shares(tmp_path):
+    from otmarl.scenarios.controllers import with_policy
+    sc = scenarios.load("microgrid-solar", ["controller.policy=ot", "controller.params.solver=sinkhorn",
+                                            "controller.params.high_soc=0.7"])
+    greedy = with_policy(sc.controller, "greedy")
+    assert greedy.policy == "greedy" and greedy.params.high_soc == 0.7 and not hasattr(greedy.params, "solver")
+    assert dict(with_policy(greedy, "local").params) == {}
+    assert with_policy(greedy, "ot").params.solver == "exact"      # greedy had none: ot's default
+    for_local = scenarios.load("microgrid-solar", ["controller.params.solver=sinkhorn"], policy="ot")
+    assert for_local.controller.params.solver == "sinkhorn"        # --policy ot --set ... works
+    assert dict(scenarios.load("microgrid-solar", ["controller.policy=ot", "controller.params.solver="
+                                                   "sinkhorn"], policy="local").controller.params) == {}
