@@ -180,12 +180,15 @@ def _section(tag: str) -> type[Model]:
                    Annotated[Literal[tag], Field(description=f"the controller: {tag}")])
     name = f"{tag.upper() if tag in ('ot', 'mpc') else tag.title()}Section"
     return create_model(
-        name, __base__=Model, __doc__=f"The controller section for {shown(tag)}.",
+        name, __base__=Model, __module__=__name__, __doc__=f"The controller section for {shown(tag)}.",
         policy=(policy, tag if tag == "local" else ...),
         params=(Annotated[model, Field(description=" ".join((model.__doc__ or "").split()))], model()))
 
 
 SECTIONS: dict[str, type[Model]] = {tag: _section(tag) for tag in PARAMS}
+# module attributes under their own names, so that pickle (process pools, Dask) finds the classes
+# by reference: a copy made by value would be another class, which the union's serializer rejects
+globals().update({m.__name__: m for m in SECTIONS.values()})
 
 #: The ``controller`` section: one model per controller, chosen by ``policy``.
 Controller = Annotated[

@@ -144,3 +144,16 @@ def test_running_another_policy_keeps_the_parameters_it_shares(tmp_path):
     assert for_local.controller.params.solver == "sinkhorn"        # --policy ot --set ... works
     assert dict(scenarios.load("microgrid-solar", ["controller.policy=ot", "controller.params.solver="
                                                    "sinkhorn"], policy="local").controller.params) == {}
+
+
+def test_every_controller_section_pickles_by_reference(recwarn):
+    """Process pools and Dask ship scenarios by pickle: a section class copied by value would be
+    another class, and serialising the scenario would warn."""
+    import pickle
+    from otmarl.scenarios.controllers import CONTROLLERS, with_policy
+    sc = scenarios.load("microgrid-solar", ["horizon_h=1"])
+    for policy in (*CONTROLLERS, "marl:runs/x"):
+        one = sc.model_copy(update={"controller": with_policy(sc.controller, policy)})
+        back = pickle.loads(pickle.dumps(one))
+        assert type(back.controller) is type(one.controller) and back.model_dump_json() == one.model_dump_json()
+    assert not [w for w in recwarn if "serializ" in str(w.message)]
