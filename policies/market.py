@@ -196,11 +196,24 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
     eff = obs.network.energy_efficiency(o, r) if len(o) and len(r) else np.zeros((len(o), len(r)))
-    cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
+    if p.path_costs == "latency" and eff.size:
+        cost = _latency_cost(obs.network.task.rows(o)[:, r], eff > 0, p)
+    else:
+        cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
     best = eff.max(axis=0) if len(o) else np.zeros(len(r))
     demand_sent = np.where(best > 0, request[r] / np.where(best > 0, best, 1.0), 0.0)
     due = np.zeros(len(r)) if urgency is None else urgency[r]
     return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent, due)
+
+
+def _latency_cost(transit: np.ndarray, reachable: np.ndarray, p: MarketParams) -> np.ndarray:
+    """Energy pair costs of ``path_costs: latency``: the path's transit time, scaled so that the
+    slowest reachable pair of the market costs just under ``max_loss`` (every reachable pair is
+    worth trading, as a latency-only allocator sees it), plus wear."""
+    ok = reachable & np.isfinite(transit)
+    slowest = float(transit[ok].max()) if ok.any() else 1.0
+    scale = max(p.max_loss - p.wear_cost, 0.0) * 0.99 / max(slowest, 1e-12)
+    return np.where(ok, transit * scale + p.wear_cost, np.inf)
 
 
 def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
@@ -259,7 +272,8 @@ def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: 
     wait = load[r] / info.servers[r]
     done_at = transit + wait[None, :] + mean_service[r][None, :]
     e_rel = e_task[r] / max(float(e_task[r].mean()), 1e-12) if e_task[r].any() else np.zeros(len(r))
-    cost = (transit + wait[None, :]) / dt + p.energy_weight * e_rel[None, :]
+    energy_weight = p.energy_weight if p.path_costs == "energy" else 0.0
+    cost = (transit + wait[None, :]) / dt + energy_weight * e_rel[None, :]
     cost = np.where(np.isfinite(transit) & (done_at <= slack[:, None]), cost, np.inf)
     return TaskMarket(Side(o, offer[o]), Side(r, take[r]), cost)
 

@@ -93,6 +93,13 @@ class MarketParams(Model):
     energy_weight: float = Field(1.0, ge=0, le=1e6)
     """Market controllers, tasks: weight of the processing energy at the target (relative to the
     mean) in the cost."""
+    path_costs: Literal["energy", "latency"] = "energy"
+    """Market controllers: what a pair costs the allocator. 'energy': an energy transfer's path
+    loss plus wear, and a task move's time plus the energy of processing it at the target (the
+    design). 'latency': the path's transit time only (the ablation of benchmarks/path_costs.py):
+    energy pairs by transit time scaled below max_loss, tasks by time alone. The world routes
+    energy on the most efficient path either way."""
+
     @model_validator(mode="after")
     def _levels_in_order(self) -> "MarketParams":
         if self.low_soc > self.high_soc:
@@ -120,6 +127,14 @@ class OTParams(MarketParams):
     on the built-ins' markets)."""
     reg_m: float = Field(1.0, gt=0, le=1e6)
     """ot with unbalanced: marginal relaxation."""
+
+    @model_validator(mode="after")
+    def _graph_solver_prices_losses(self) -> "OTParams":
+        if self.path_costs == "latency" and self.solver == "network":
+            raise located_error([(("path_costs",), "'latency' needs a solver of cost matrices "
+                                  "(exact, sinkhorn, unbalanced, hierarchical): 'network' prices "
+                                  "each link by its loss", "value")])
+        return self
 
 
 class MPCParams(Model):

@@ -92,3 +92,24 @@ def test_hierarchical_draws_from_the_runs_seed():
 def test_median_of_sorted_deadlines_equals_np_median_bit_for_bit(xs):
     x = np.sort(np.array(xs))
     assert M.median_sorted(x) == float(np.median(x))
+
+
+def test_latency_only_path_costs_order_pairs_by_transit_and_stay_worth_trading():
+    from otmarl.scenarios.controllers import OTParams
+    p = OTParams(path_costs="latency")
+    transit = np.array([[1.0, 4.0, np.inf], [2.0, 8.0, 3.0]])
+    reachable = np.array([[True, True, False], [True, True, True]])
+    cost = M._latency_cost(transit, reachable, p)
+    ok = np.isfinite(cost)
+    assert (ok == reachable).all() and (cost[ok] < p.max_loss).all() and (cost[ok] >= p.wear_cost).all()
+    order = np.argsort(transit[ok])
+    assert (np.diff(cost[ok][order]) > 0).all()               # the faster pair is the cheaper
+
+
+def test_path_costs_latency_runs_and_refuses_the_graph_solver(cli):
+    sc = load("edge-offload", ["horizon_h=2", "controller.params.path_costs=latency"], policy="ot")
+    s = simulate(sc, make_controller("ot"), seed=3).summary
+    assert abs(s["energy"]["ledger_error_wh"]) < 1e-9
+    bad = cli("validate", "edge-offload", "--set", "controller.policy=ot", "--set",
+              "controller.params.solver=network", "--set", "controller.params.path_costs=latency")
+    assert bad.returncode == 2 and "path_costs=latency: 'latency' needs a solver of cost matrices" in bad.stderr
