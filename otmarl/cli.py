@@ -50,25 +50,37 @@ def _cmd_scenarios(a) -> int:
 
 
 def _cmd_policies(a) -> int:
-    from otmarl.scenarios.controllers import params_markdown, params_table
+    from otmarl.scenarios.controllers import params_markdown, params_table, policy_problem, policy_tag
     if a.markdown:
         print(params_markdown(), end="")
         return 0
-    print("controllers (otmarl run SCENARIO --policy NAME):")
-    print(_controller_lines())
-    print("\nparameters (the scenario's controller.params, or --set controller.params.NAME=VALUE):")
-    for name, readers, default, allowed, meaning in params_table():
+    if a.name is None:
+        print("controllers (otmarl run SCENARIO --policy NAME; otmarl policies NAME: its parameters):")
+        print(_controller_lines())
+        print("\nparameters (the scenario's controller.params, or --set controller.params.NAME=VALUE):")
+        rows = params_table()
+    else:
+        tag = policy_tag(a.name if a.name != "marl" else "marl:DIR")
+        if tag is None:
+            raise UserError(policy_problem(a.name))
+        rows = params_table(tag)
+        print(_controller_lines(tag))
+        print(f"\nparameters ({len(rows)}; the scenario's controller.params, or --set "
+              "controller.params.NAME=VALUE):" if rows else "\nno parameters")
+    for name, readers, default, allowed, meaning in rows:
         print(f"  {name} = {default}   ({allowed}; read by {readers})")
         print(textwrap.fill(meaning, 100, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return 0
 
 
-def _controller_lines() -> str:
-    """One wrapped line per controller of the registry, then marl:DIR."""
+def _controller_lines(only: str | None = None) -> str:
+    """One wrapped line per controller of the registry, then marl:DIR (``only``: that one)."""
     from otmarl.policies import REGISTRY
     lines = [textwrap.fill(_first_sentence(c.__doc__) or "-", 100, initial_indent=f"  {name:14s} ",
-                           subsequent_indent=" " * 17) for name, c in REGISTRY.items()]
-    lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
+                           subsequent_indent=" " * 17) for name, c in REGISTRY.items()
+             if only in (None, name)]
+    if only in (None, "marl"):
+        lines.append(f"  {'marl:DIR':14s} a MARL policy trained by 'otmarl train --out DIR'")
     return "\n".join(lines)
 
 
@@ -182,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list", "show", "schema"])
     s.add_argument("name", nargs="?")
     pol = sub.add_parser("policies", help="the controllers and their parameters (defaults, bounds)")
+    pol.add_argument("name", nargs="?", help="one controller (local, ..., ot, mpc, marl): its parameters")
     pol.add_argument("--markdown", action="store_true", help="the parameters as a Markdown table")
     r = sub.add_parser("run", help="simulate a scenario and write a run folder")
     r.add_argument("scenario", help="a scenario file or a built-in name")

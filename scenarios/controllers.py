@@ -267,12 +267,14 @@ def with_policy(section: Model, policy: str) -> Model:
     return SECTIONS[tag](policy=policy, params=carried(dict(section.params), PARAMS[tag]))
 
 
-def params_table() -> list[tuple[str, str, str, str, str]]:
+def params_table(tag: str | None = None) -> list[tuple[str, str, str, str, str]]:
     """(name, controllers, default, allowed values, description) of every controller parameter, in
-    the order of ``PARAMS``: what ``otmarl policies`` prints and docs/policies.md lists."""
+    the order of ``PARAMS`` (``tag``: only that controller's): what ``otmarl policies [NAME]``
+    prints and docs/policies.md lists."""
     import typing
     rows = []
-    for name, f in all_params().items():
+    fields = all_params() if tag is None else PARAMS[tag].model_fields
+    for name, f in fields.items():
         args = typing.get_args(f.annotation)
         if typing.get_origin(f.annotation) is Literal:
             allowed = "one of " + ", ".join(map(str, args))

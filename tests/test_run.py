@@ -184,6 +184,11 @@ def test_policies_lists_every_parameter_and_the_docs_hold_the_same_table(cli):
         assert f"\n  {name} = " in out.stdout and field.description, name
     md = cli("policies", "--markdown").stdout
     assert md.count("\n| `") == len(all_params())
+    one = cli("policies", "mpc")
+    assert one.returncode == 0 and "\n  mpc_horizon = 8 " in one.stdout and "solver" not in one.stdout
+    assert "no parameters" in cli("policies", "local").stdout
+    bad = cli("policies", "oot")
+    assert bad.returncode == 2 and "did you mean 'ot'?" in bad.stderr
     docs = (Path(__file__).parents[1] / "docs" / "policies.md").read_text()
     table = docs.split("-->\n", 1)[1].split("<!-- params: end -->")[0]
     assert table == md, "docs/policies.md: paste the output of 'otmarl policies --markdown'"
