@@ -42,6 +42,11 @@ class Clearing:
     request_price: np.ndarray | None = None
     request_penalty: np.ndarray | None = None
     """Per request, the cost per unit the rule charged for leaving it unmet (None if it has none)."""
+    total_cost: float = float("nan")
+    """The plan's transport cost plus the penalties of what it left unmet (NaN: not known)."""
+    bound: float = float("nan")
+    """A certified lower bound on the least ``total_cost`` of the market (equal to it for an
+    exact solve; from the duals for the entropic solvers; NaN: none known)."""
 
 
 class ClearingRule(Protocol):
@@ -189,7 +194,8 @@ def _audit(c: Clearing | None, cost: np.ndarray) -> dict:
     """flows.parquet columns of one kind's rows: the pair cost, and how the plan was reached."""
     if c is None:
         return {"cost": cost}
-    return {"solver": c.solver, "status": c.status, "objective": c.objective, "cost": cost}
+    return {"solver": c.solver, "status": c.status, "objective": c.objective, "cost": cost,
+            "total_cost": c.total_cost, "bound": c.bound}
 
 
 def offer_rows(markets: Markets, e_clear: Clearing | None, t_clear: Clearing | None) -> list[dict]:

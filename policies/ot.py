@@ -95,4 +95,7 @@ class OTController:
 
 def _clearing(res: TransportResult, request_penalty: np.ndarray | None = None) -> Clearing:
     """An OT result as a clearing: prices are the duals (an offer's price is -u)."""
-    return Clearing(res.plan, res.solver, res.status, res.objective, -res.u, res.v, request_penalty)
+    total = res.value + res.unserved_cost
+    bound = res.lower_bound if res.lower_bound is not None else total if res.status == "optimal" else np.nan
+    return Clearing(res.plan, res.solver, res.status, res.objective, -res.u, res.v, request_penalty,
+                    total, bound)

@@ -48,6 +48,7 @@ from .core import (
     trivial_result,
 )
 from .exact import partial_duals, solve_exact
+from .hierarchical import certify  # the c-transform bound: any potentials certify a lower bound
 
 SINKHORN_MAX_ITER = 20_000
 SINKHORN_TOL = 1e-6
@@ -303,7 +304,8 @@ def solve_sinkhorn(p: Problem, opts: SinkhornOptions = SinkhornOptions()) -> Tra
     full = np.block([[res.plan, res.unserved_supply[:, None]],
                      [res.unserved_demand[None, :], np.array([[res.moved]])]])
     entropy = opts.reg * scale * _kl(full, np.outer(bal.a, bal.b) / total)
-    return partial_result(p, res.plan, u, v, "sinkhorn", out.status, out.iterations, extra_objective=entropy)
+    return partial_result(p, res.plan, u, v, "sinkhorn", out.status, out.iterations, extra_objective=entropy,
+                          lower_bound=certify(p, u, v)[0])
 
 
 # -- KL-unbalanced Sinkhorn --------------------------------------------------------------------
@@ -338,7 +340,7 @@ def solve_unbalanced(p: Problem, opts: UnbalancedOptions = UnbalancedOptions()) 
     g[~cols] = soft_c_transform(c[np.ix_(rows, ~cols)].T, out.f, a, opts.reg, fi)
     extra = _unbalanced_terms(plan, p, opts, scale, norm)
     return partial_result(p, plan, f * scale, g * scale, "unbalanced", out.status, out.iterations,
-                          extra_objective=extra)
+                          extra_objective=extra)   # its potentials price another problem: no bound
 
 
 def _unbalanced_terms(plan: np.ndarray, p: Problem, opts: UnbalancedOptions, scale: float, norm: float) -> float:
