@@ -354,7 +354,7 @@ def test_barycenter_of_identical_distributions_is_that_distribution():
 
 # ------------------------------------------------------------------------------------ drift
 def _run_detector(x: np.ndarray, window: int) -> list[DriftSignal]:
-    det = DriftDetector(window, block=2, n_perm=200, seed=0)
+    det = DriftDetector(window, block=2, n_perm=200, seed=0, calibration="permutation")
     out = []
     for k, row in enumerate(x):
         det.push(row)
@@ -370,11 +370,30 @@ def test_drift_detector_flags_a_shift_and_not_a_stationary_sequence():
     assert len(flags) == 9 and sum(flags) <= 1         # 5% false alarms expected
     shifted = rng.normal(size=(120, 5))
     shifted[60:, :3] += 1.5                             # three of five columns move by 1.5 sd
-    det = DriftDetector(60, block=2, n_perm=200, seed=0)
+    det = DriftDetector(60, block=2, n_perm=200, seed=0, calibration="permutation")
     for row in shifted:
         det.push(row)
     sig = det.check()
     assert sig.drift and sig.ratio > 2
+
+
+def test_history_calibration_needs_a_calm_history_then_flags_a_shift():
+    """The default threshold is the quantile of earlier distances: no alarm before 20 checks,
+    about alpha of the checks of a stationary stream, and a step change flagged."""
+    rng = np.random.default_rng(11)
+    det = DriftDetector(20, seed=0)
+    x = rng.normal(size=(2000, 4))
+    x[1500:, :2] += 2.0                                 # a shift at row 1500
+    signals = []
+    for k, row in enumerate(x):
+        det.push(row)
+        if det.ready and k % 10 == 9:
+            signals.append((k, det.check()))
+    assert all(not s.drift and s.threshold == np.inf for _, s in signals[:20])
+    calm = [s.drift for k, s in signals[20:] if k < 1500]
+    assert sum(calm) <= 0.1 * len(calm)                 # ~5 % expected
+    assert any(s.drift for k, s in signals if 1500 <= k < 1540)
+    assert lr_factor(signals[0][1]) == 1.0              # no threshold yet: the base rate
 
 
 def test_learning_rate_factor_is_bounded_and_follows_the_distance():
