@@ -160,6 +160,37 @@ def test_spaces_are_cached_and_state_matches():
     assert env.state_space.contains(env.state())
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_numeric_infos_are_the_nested_ones_as_numbers_with_fixed_keys(mode):
+    """numeric_infos=True: the same masks (one row per component), prices, reward terms and plan
+    totals as the nested infos, every value a float or an int8 array, the same keys and shapes
+    from reset on (what a wrapper stacking infos into tensors needs); the parallel API test
+    still passes."""
+    from otmarl.policies.marl.env import PLAN_TOTALS, REWARD_TERMS
+    nested, flat = (parallel_env("microgrid-solar", mode=mode, numeric_infos=f, **DAY) for f in (False, True))
+    (_, i_n), (_, i_f) = nested.reset(seed=4), flat.reset(seed=4)
+    layout = {k: np.shape(v) for k, v in i_f["home_0"].items()}
+    assert layout["action_mask"] == (len(nested.action_space("home_0").nvec), 4 if mode == "market" else 5)
+    rng, nvec, moved = np.random.default_rng(0), nested.action_space("home_0").nvec, 0.0
+    for step in range(12):
+        for a in nested.possible_agents:
+            n, f = i_n[a], i_f[a]
+            assert {k: np.shape(v) for k, v in f.items()} == layout
+            assert f["action_mask"].dtype == np.int8
+            np.testing.assert_array_equal(f["action_mask"], np.stack(n["action_mask"]))
+            assert (f["energy_price"], f["task_price"]) == (n["energy_price"], n["task_price"])
+            if step:
+                assert set(n["reward_terms"]) == set(REWARD_TERMS) and set(n["plan"]) == set(PLAN_TOTALS)
+                assert all(f[f"reward_{k}"] == v for k, v in n["reward_terms"].items())
+                assert all(f[f"plan_{k}"] == v for k, v in n["plan"].items())
+            assert all(isinstance(v, float) for k, v in f.items() if k != "action_mask")
+        acts = dict(zip(nested.agents, rng.integers(0, nvec, (len(nested.agents), len(nvec)))))
+        i_n, i_f = nested.step(acts)[4], flat.step(acts)[4]
+        moved += i_f["home_0"]["plan_energy_sent_wh"] + i_f["home_0"]["plan_tasks_routed"]
+    assert moved > 0 and any(i_f["home_0"][f"reward_{k}"] != 0 for k in REWARD_TERMS)
+    parallel_api_test(_env("microgrid-solar", mode, 0, numeric_infos=True), num_cycles=2)
+
+
 def _rollout(seed: int, mode: str, steps: int = 200):
     env = parallel_env("microgrid-solar", mode=mode, horizon_h=240)
     for k, a in enumerate(env.possible_agents):

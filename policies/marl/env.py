@@ -4,7 +4,9 @@ Agents are the nodes (``home_0``, ``edge_12``, ... as in the scenario); one step
 epoch; nobody terminates early (a node that is down gets an action mask instead); every agent is
 truncated at the horizon. Observations are flat float32 Boxes (``features.FEATURES``), actions
 MultiDiscrete (``actions.py``), masks in ``infos[agent]["action_mask"]`` as a tuple of int8 arrays
-(one per component: what ``MultiDiscrete.sample(mask=...)`` takes). ``state()`` is the global
+(one per component: what ``MultiDiscrete.sample(mask=...)`` takes); with ``numeric_infos=True``
+every info holds numbers and one mask array instead, the same keys and shapes from reset on (for
+wrappers that stack infos into tensors, e.g. TorchRL's). ``state()`` is the global
 state for centralised critics. The numpy core is ``env.core``. The spaces are fixed per scenario
 (direct mode pads to ``core.slots`` neighbour slots), whatever the seed of an episode; an episode
 is truncated at the horizon or after ``max_cycles`` steps, whichever comes first.
@@ -19,12 +21,18 @@ from otmarl.scenarios import Scenario
 from otmarl.scenarios.errors import UserError
 
 from . import deps
+from .actions import plan_totals
 from .core import EnvOptions, MarlCore, RewardWeights, resolve_scenario
 from .features import HIGH, LOW, NAMES
 from .render import render_ansi, render_rgb
 
 gym = deps.require("gymnasium", "the MARL env")
 pz = deps.require("pettingzoo", "the MARL env")
+
+REWARD_TERMS = ("on_time", "dropped", "unserved", "loss", "fairness", "team", "late")
+"""The reward terms of an epoch (``core.terms`` less ``plan``), as ``numeric_infos`` lists them."""
+PLAN_TOTALS = tuple(plan_totals([], None, []))
+"""The decision's totals (``core.actions.plan``), as ``numeric_infos`` lists them."""
 
 
 class OTMarlEnv(pz.ParallelEnv):
@@ -39,7 +47,8 @@ class OTMarlEnv(pz.ParallelEnv):
                  overrides: tuple[str, ...] | list[str] = (), render_mode: str | None = None,
                  engine: str = "fast", direct_energy_share: float = 0.5,
                  direct_spare_soc: float = 0.5, direct_task_share: float = 0.5,
-                 direct_max_slots: int = 32, max_cycles: int | None = None):
+                 direct_max_slots: int = 32, max_cycles: int | None = None,
+                 numeric_infos: bool = False):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode: unknown mode '{render_mode}' (choose human, ansi or rgb_array)")
         if max_cycles is not None and (int(max_cycles) != max_cycles or max_cycles < 1):
@@ -50,6 +59,8 @@ class OTMarlEnv(pz.ParallelEnv):
                                   direct_max_slots=direct_max_slots)
         self.max_cycles = max_cycles
         """Steps after which every agent is truncated (None: the horizon only)."""
+        self.numeric_infos = bool(numeric_infos)
+        """Infos as numbers and one int8 mask array (``_numeric_infos``), not tuples and dicts."""
         self.cycles = 0
         self.scenario = resolve_scenario(scenario, overrides, horizon_h)
         self.core = MarlCore(self.scenario, self.options)
@@ -118,6 +129,8 @@ class OTMarlEnv(pz.ParallelEnv):
         return dict(zip(self.possible_agents, obs))
 
     def _infos(self, reset: bool = False) -> dict:
+        if self.numeric_infos:
+            return self._numeric_infos(reset)
         core = self.core
         off = core.spec.offsets
         m = core.masks()
@@ -128,6 +141,22 @@ class OTMarlEnv(pz.ParallelEnv):
         terms = {} if reset else {k: v for k, v in core.terms.items() if k != "plan"}
         return {a: {"action_mask": mk, "energy_price": e, "task_price": t, "plan": plan,
                     "reward_terms": terms}
+                for a, mk, e, t in zip(self.possible_agents, masks, ep, tp)}
+
+    def _numeric_infos(self, reset: bool) -> dict:
+        """Per agent: ``action_mask`` as one int8 array (components, choices) (every component of
+        either mode has the same number of choices), ``energy_price``, ``task_price``, then
+        ``reward_<term>`` and ``plan_<total>`` as floats, 0 at reset: the same keys and shapes at
+        every step."""
+        core = self.core
+        terms = {} if reset else core.terms
+        plan = {} if reset else core.actions.plan
+        shared = {f"reward_{k}": float(terms.get(k, 0.0)) for k in REWARD_TERMS}
+        shared.update({f"plan_{k}": float(plan.get(k, 0.0)) for k in PLAN_TOTALS})
+        ep, tp = core.actions.energy_price.tolist(), core.actions.task_price.tolist()
+        nvec = core.spec.nvec
+        masks = core.masks().reshape(core.n, len(nvec), nvec[0])
+        return {a: {"action_mask": mk, "energy_price": e, "task_price": t, **shared}
                 for a, mk, e, t in zip(self.possible_agents, masks, ep, tp)}
 
     def state(self) -> np.ndarray:
