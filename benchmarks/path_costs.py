@@ -24,6 +24,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
@@ -76,32 +77,36 @@ def markdown(t: pd.DataFrame) -> str:
 
 
 def svg(t: pd.DataFrame) -> str:
-    """Grouped bars, one panel per efficiency metric: each scenario and policy, energy-aware
-    (blue) and latency-only (orange), heights relative to the larger of the two."""
-    panels = ["loss_per_delivered", "wh_per_task"]
-    groups = t[["scenario", "policy"]].drop_duplicates().apply(lambda r: f"{r.scenario} {r.policy}", axis=1)
-    gw, pw, h, top = 70, 40 + 70 * len(groups), 200, 40
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{pw * len(panels) + 20}" height="{h + 110}" '
-             'font-family="sans-serif" font-size="11">']
+    """One panel per efficiency metric: for each scenario and policy, latency-only minus
+    energy-aware as a percentage of energy-aware (dot) with its 95 % CI (line); right of the zero
+    line, latency-only costs spend more."""
+    panels, row_h, left, width = ["loss_per_delivered", "wh_per_task"], 22, 170, 300
+    pairs = t[["scenario", "policy"]].drop_duplicates().to_numpy().tolist()
+    height = 60 + row_h * len(pairs)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{(left + width + 40) * len(panels)}" '
+             f'height="{height + 30}" font-family="sans-serif" font-size="11">']
     for k, m in enumerate(panels):
-        x0 = 20 + k * pw
-        parts.append(f'<text x="{x0}" y="20" font-size="13">{METRICS[m]} (bar = mean; '
-                     'relative to the larger)</text>')
-        sub = t[t.metric == m].reset_index(drop=True)
-        for i, r in sub.iterrows():
-            big = max(r.energy, r.latency, 1e-12)
-            for j, (val, colour) in enumerate(((r.energy, "#0072B2"), (r.latency, "#E69F00"))):
-                bh = h * val / big
-                x = x0 + i * gw + j * 24
-                parts.append(f'<rect x="{x}" y="{top + h - bh:.1f}" width="22" height="{bh:.1f}" fill="{colour}"/>')
-                parts.append(f'<text x="{x + 11}" y="{top + h - bh - 3:.1f}" text-anchor="middle" '
-                             f'font-size="9">{val:.3g}</text>')
-            parts.append(f'<text x="{x0 + i * gw + 23}" y="{top + h + 14}" text-anchor="middle" '
-                         f'font-size="9">{groups.iloc[i]}</text>')
-    parts.append(f'<rect x="20" y="{h + 80}" width="12" height="12" fill="#0072B2"/>'
-                 f'<text x="36" y="{h + 90}">energy-aware costs</text>'
-                 f'<rect x="180" y="{h + 80}" width="12" height="12" fill="#E69F00"/>'
-                 f'<text x="196" y="{h + 90}">latency-only costs</text></svg>')
+        x0 = k * (left + width + 40)
+        sub = t[t.metric == m].set_index(["scenario", "policy"])
+        rel = {tuple(key): 100.0 * np.array([r["diff"], r["low"], r["high"]]) / max(abs(r["energy"]), 1e-300)
+               for key, r in sub.iterrows()}
+        span = max(max(abs(v).max() for v in rel.values()), 1e-9) * 1.1
+        mid = x0 + left + width / 2
+        to_x = lambda v: mid + v / span * width / 2  # noqa: E731
+        parts.append(f'<text x="{x0 + 10}" y="18" font-size="13">{METRICS[m]}: latency-only minus '
+                     'energy-aware, % (95 % CI)</text>')
+        parts.append(f'<line x1="{mid}" y1="30" x2="{mid}" y2="{height - 10}" stroke="#999"/>')
+        for side in (-1, 1):
+            parts.append(f'<text x="{to_x(side * span / 1.1):.1f}" y="{height + 5}" text-anchor="middle" '
+                         f'font-size="9">{side * span / 1.1:+.2g} %</text>')
+        for i, (sc, pol) in enumerate(pairs):
+            y = 40 + i * row_h
+            d, lo, hi = rel[(sc, pol)]
+            parts.append(f'<text x="{x0 + left - 8}" y="{y + 4}" text-anchor="end">{sc} / {pol}</text>')
+            parts.append(f'<line x1="{to_x(lo):.1f}" y1="{y}" x2="{to_x(hi):.1f}" y2="{y}" '
+                         'stroke="#0072B2" stroke-width="2"/>')
+            parts.append(f'<circle cx="{to_x(d):.1f}" cy="{y}" r="4" fill="#D55E00"/>')
+    parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
 
@@ -114,7 +119,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "path_costs.md"))
     ap.add_argument("--chart", default=str(HERE.parent / "docs" / "img" / "path-costs.svg"))
+    ap.add_argument("--redraw", action="store_true", help="only draw the chart from --out's CSV")
     a = ap.parse_args()
+    if a.redraw:
+        return redraw(Path(a.out).with_suffix(".csv"), Path(a.chart))
     t0 = time.perf_counter()
     todo = [(sc, pol, v, a.first_seed + s) for sc in a.scenarios.split(",") for pol in a.policies.split(",")
             for s in range(a.seeds) for v in VARIANTS]
@@ -130,6 +138,11 @@ def main() -> None:
                    f"--seeds {a.seeds}` (seeds {a.first_seed}-{a.first_seed + a.seeds - 1})\n\n" + text)
     rows.to_csv(out.with_suffix(".csv"), index=False)
     chart.write_text(svg(t))
+
+
+def redraw(csv: Path, chart: Path) -> None:
+    """The chart again from the rows a run wrote (``--redraw``)."""
+    chart.write_text(svg(table(pd.read_csv(csv))))
 
 
 if __name__ == "__main__":
