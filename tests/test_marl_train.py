@@ -419,3 +419,20 @@ def test_global_context_and_node_identity_features():
     assert obs[:, COL["cap_rel"]].mean() == pytest.approx(1.0, rel=1e-5)
     assert np.allclose(obs[:, COL["cap_rel"]], info.capacity_wh / info.capacity_wh.mean(), rtol=1e-5)
     assert len(np.unique(obs[:, COL["compute_rel"]])) > 1       # edge servers differ from sensors
+
+
+def test_stacked_consensus_equals_the_per_component_one():
+    """Market mode solves its components as one batch with the barycenters' own term cached:
+    the same dispersion as component by component."""
+    from otmarl.policies.marl.alignment import Consensus
+    rng = np.random.default_rng(3)
+    groups = np.array([0, 0, 1, 1, 2])
+    probs = [torch.softmax(torch.tensor(rng.normal(size=(40, 4)), dtype=torch.float32), -1) for _ in range(5)]
+    group = torch.as_tensor(np.tile(groups, 8))
+    stacked = Consensus([4] * 5, [True] * 5, groups, 0.1)
+    single = Consensus([4] * 5, [True] * 5, groups, 0.1)
+    single.stacked = None
+    for c in (stacked, single):
+        c.refresh(probs, group)
+    assert float(stacked.dispersion(probs, group)) == pytest.approx(float(single.dispersion(probs, group)),
+                                                                     rel=1e-4, abs=1e-7)

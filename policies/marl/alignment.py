@@ -42,29 +42,35 @@ def barycenter(p: np.ndarray, cost: np.ndarray, eps: float = 0.1,
     return b / b.sum()
 
 
-def _potentials(a, b, cost, eps: float, iters: int, symmetric: bool):
-    """Log-domain Sinkhorn dual potentials (f, g) for OT_eps(a, b); batched over rows."""
+def _potentials(a, b, cost, eps: float, iters: int, symmetric: bool, tol: float = 1e-9):
+    """Log-domain Sinkhorn dual potentials (f, g) for OT_eps(a, b); batched over rows (and over
+    components, with a cost of shape (..., k, k) broadcast against them). Stops early once a
+    sweep moves no potential by more than ``tol`` (checked every 5 sweeps)."""
     torch = deps.torch()
     la, lb = torch.log(a + 1e-30), torch.log(b + 1e-30)
     c = cost / eps
     f = torch.zeros_like(a)
     g = torch.zeros_like(b)
-    for _ in range(iters):
+    for it in range(iters):
+        before = f
         f_new = -eps * torch.logsumexp(lb[..., None, :] + g[..., None, :] / eps - c, dim=-1)
         if symmetric:           # OT(a, a): the averaged update converges without oscillating
             f = g = 0.5 * (f + f_new)
-            continue
-        f = f_new
-        g = -eps * torch.logsumexp(la[..., :, None] + f[..., :, None] / eps - c, dim=-2)
+        else:
+            f = f_new
+            g = -eps * torch.logsumexp(la[..., :, None] + f[..., :, None] / eps - c, dim=-2)
+        if it % 5 == 4 and float((f - before).abs().max()) <= tol:
+            break
     return f, g
 
 
-def sinkhorn_divergence(a, b, cost, eps: float = 0.1, iters: int = 100):
+def sinkhorn_divergence(a, b, cost, eps: float = 0.1, iters: int = 100, g_bb=None):
     """S_eps(a, b) for probability vectors on a common support, batched over leading dims.
 
     Differentiable in ``a`` and ``b``: the potentials are computed without gradient and the value
     written as <a, f_ab - f_aa> + <b, g_ab - g_bb>, whose gradient at convergence is the exact
     gradient of S_eps (the envelope theorem), without back-propagating through the iterations.
+    ``g_bb``: the potential of OT_eps(b, b) when known (a barycenter held between refreshes).
     """
     torch = deps.torch()
     cost = torch.as_tensor(cost, dtype=a.dtype, device=a.device)
@@ -72,8 +78,9 @@ def sinkhorn_divergence(a, b, cost, eps: float = 0.1, iters: int = 100):
     with torch.no_grad():
         f_ab, g_ab = _potentials(a, b, cost, eps, iters, False)
         f_aa, _ = _potentials(a, a, cost, eps, iters, True)
-        g_bb, _ = _potentials(b, b, cost, eps, iters, True)
-    return (a * (f_ab - f_aa)).sum(-1) + (b * (g_ab - g_bb)).sum(-1)
+        if g_bb is None:
+            g_bb, _ = _potentials(b, b, cost, eps, iters, True)
+    return (a * (f_ab - f_aa)).sum(-1) + (b * (g_ab - g_bb.expand_as(b))).sum(-1)
 
 
 class Consensus:
@@ -89,6 +96,9 @@ class Consensus:
         self.groups = np.asarray(groups, np.int64)         # group of each agent
         self.n_groups = int(self.groups.max()) + 1
         self.bary: list | None = None
+        # components with the same number of options are solved as one batch (market mode: all)
+        self.stacked = torch.stack(self.costs)[:, None] if len(set(self.nvec)) == 1 else None
+        self.g_bb = None
 
     def group_marginals(self, probs, group):
         """Mean action distribution of each group present: (G_present, k) per component."""
@@ -108,6 +118,9 @@ class Consensus:
             marg = self.group_marginals(probs, group)
         self.bary = [torch.as_tensor(barycenter(m.numpy(), c, self.eps), dtype=torch.float32)
                      for m, c in zip(marg, self.costs_np)]
+        if self.stacked is not None:      # OT_eps(b, b) stays the same until the next refresh
+            b = torch.stack(self.bary)[:, None]
+            self.g_bb = _potentials(b, b, self.stacked, self.eps, 100, True)[0]
 
     def dispersion(self, probs, group):
         """Mean Sinkhorn divergence of the groups' distributions to the barycenter."""
@@ -115,6 +128,10 @@ class Consensus:
         if self.bary is None:
             return torch.zeros(())
         marg = self.group_marginals(probs, group)
+        if self.stacked is not None:
+            b = torch.stack(self.bary)[:, None].to(marg[0].dtype)
+            return sinkhorn_divergence(torch.stack(marg), b, self.stacked.to(marg[0].dtype), self.eps,
+                                       g_bb=self.g_bb.to(marg[0].dtype)).mean(1).mean()
         d = [sinkhorn_divergence(m, b[None, :], c, self.eps).mean()
              for m, b, c in zip(marg, self.bary, self.costs)]
         return torch.stack(d).mean()
