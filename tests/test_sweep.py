@@ -400,6 +400,17 @@ def test_report_labels_styles_and_clipped_bands(sequential):
     assert "<th>transport loss (Wh)</th>" in page and "over 2 seeds" in page
 
 
+def test_a_marginal_chart_says_what_it_averages_over():
+    from otmarl.analysis.sweep_report import averaged_over
+    rows = pd.DataFrame([{"policy": p, "a.cap_wh": c, "b.area_m2": a, "seed": s}
+                         for p in ("local", "ot") for c in (1, 2) for a in (3, 4, 5) for s in (0, 1)])
+    text = averaged_over(rows, "a.cap_wh", ["a.cap_wh", "b.area_m2"], binned=False)
+    assert text.startswith("Each point: the mean of the runs of a policy at that cap_wh, over 2 seeds "
+                           "and averaged over area_m2 (3 values): a marginal, not one design point")
+    alone = averaged_over(rows[rows["b.area_m2"] == 3], "a.cap_wh", ["a.cap_wh"], binned=True)
+    assert "averaged over" not in alone and "quantile bins" in alone
+
+
 def test_one_chart_kit_draws_the_run_and_the_sweep_reports(sequential):
     """The sweep page embeds the very same chart kit as the run report (no second copy)."""
     from otmarl.analysis.report_assets import template
