@@ -80,8 +80,10 @@ class PageCheck:
     """data-chart name -> 'ok', or why it is not drawn (not rendered, an error, no SVG, empty)."""
     counts: dict[str, int]
     """Elements matching each CSS selector asked for (``Browser.check(..., count=...)``)."""
+    result: object
+    """The value of the script ``Browser.check(..., script=...)`` ran last (None without one)."""
     png: bytes
-    """A screenshot of the first screen."""
+    """A screenshot of the first screen (before ``script`` ran)."""
 
 
 # Evaluated in the page after it has loaded: every fact the checks need, as one JSON string.
@@ -166,9 +168,11 @@ class Browser:
         text, self._buf = self._buf.split(b"\0", 1)
         return json.loads(text)
 
-    def check(self, page: Path, width: int = 1280, height: int = 900, count: tuple[str, ...] = ()) -> PageCheck:
-        """Open the file ``page`` in a fresh tab ``width`` px wide; what it showed (and how many
-        elements match each CSS selector of ``count``)."""
+    def check(self, page: Path, width: int = 1280, height: int = 900, count: tuple[str, ...] = (),
+              script: str = "") -> PageCheck:
+        """Open the file ``page`` in a fresh tab ``width`` px wide; what it showed, how many
+        elements match each CSS selector of ``count``, and the JSON value of the JavaScript
+        expression ``script`` evaluated after the checks (clicks on the page, for example)."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         sid = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page"):
@@ -182,9 +186,11 @@ class Browser:
         facts = json.loads(self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True},
                                      sid)["result"]["value"])
         png = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, sid)["data"])
+        result = self.send("Runtime.evaluate", {"expression": script, "returnByValue": True},
+                           sid)["result"].get("value") if script else None
         self.send("Target.closeTarget", {"targetId": target})
         return PageCheck(_page_errors(self.events[start:], sid), facts["width"], facts["viewport"],
-                         facts["tooWide"], dict(facts["charts"]), facts["counts"], png)
+                         facts["tooWide"], dict(facts["charts"]), facts["counts"], result, png)
 
     def close(self) -> None:
         try:

@@ -352,6 +352,16 @@ def test_summary_matches_sql_and_is_written(sequential, capsys):
         np.testing.assert_allclose([r["mean"], r["ci_high"] - r["mean"]], [mean, half], rtol=1e-12, atol=1e-15)
 
 
+# In the page: click the head of the on-time column twice; the column's values after each click.
+SORT_TWICE = """(() => {
+  const t = document.querySelector("table.sortable"), heads = Array.from(t.tHead.rows[0].cells);
+  const col = heads.findIndex(th => th.textContent === "on-time share");
+  const values = () => Array.from(t.tBodies[0].rows, r => +r.cells[col].dataset.v);
+  heads[col].click(); const up = values(); heads[col].click();
+  return [up, values()];
+})()"""
+
+
 def test_report_is_self_contained_and_every_chart_renders(sequential, browser, pictures):
     _, out = sequential
     table = summarize(out).table
@@ -361,7 +371,8 @@ def test_report_is_self_contained_and_every_chart_renders(sequential, browser, p
         assert api not in page
     names = re.findall(r'data-chart="([^"]+)"', page)
     assert len(names) == len(METRICS) and page.count("<script") == 2
-    check = browser.check(out / "report.html", count=("polyline", "table.sortable tbody tr"))
+    check = browser.check(out / "report.html", count=("polyline", "table.sortable tbody tr"),
+                          script=SORT_TWICE)
     assert check.errors == [], check.errors
     assert check.page_width <= 1280 and check.too_wide == [], (check.page_width, check.too_wide)
     assert check.charts == dict.fromkeys(names, "ok"), check.charts
@@ -370,6 +381,11 @@ def test_report_is_self_contained_and_every_chart_renders(sequential, browser, p
     lines = (table.dropna(subset=["mean"]).groupby(["metric", "policy"]).size() >= 2).sum()
     assert 2 * len(METRICS) - 3 <= lines < 2 * len(METRICS)
     assert check.counts == {"polyline": lines, "table.sortable tbody tr": 3 * 2}
+    # a click on the on-time column sorts the rows by it, a second click reverses them
+    up, down = check.result
+    want = sorted(table[table["metric"] == "on_time_ratio"]["mean"])
+    np.testing.assert_allclose(up, want, rtol=1e-12)
+    np.testing.assert_allclose(down, want[::-1], rtol=1e-12)
     if pictures is not None:
         (pictures / "sweep-report.png").write_bytes(check.png)
 
