@@ -53,24 +53,27 @@ def ensure_run(name: str, runs: Path, policy: str, force: bool) -> Path:
 
 
 # ------------------------------------------------------------------- one process, one folder
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def _status_mb(field: str) -> float:
+    """A memory line of /proc/self/status in MB: VmRSS (now) or VmHWM (the peak). Unlike
+    ``ru_maxrss``, which a process inherits across exec from its parent (here: a parent that may
+    have simulated a 10,000-node run), VmHWM belongs to this process's memory alone."""
+    with open("/proc/self/status") as f:
+        line = next(ln for ln in f if ln.startswith(field + ":"))
+    return int(line.split()[1]) / 1e3
 
 
 def worker(folder: Path, repeat: int) -> dict:
     """In this process: one build's peak memory above the process before it, then the median
     time of ``repeat`` builds, and the sizes of the files written."""
-    import resource
     import tracemalloc
 
     import otmarl
     from otmarl.analysis import report
     import scipy.stats  # noqa: F401  (the CI's t quantile, imported lazily)
     with tempfile.TemporaryDirectory() as tmp:
-        before = _rss_mb()
+        before = _status_mb("VmRSS")
         paths = report(folder, out=Path(tmp) / "first")
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3 - before
+        peak = _status_mb("VmHWM") - before
         times = []
         for k in range(repeat):
             t0 = time.perf_counter()
