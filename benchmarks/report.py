@@ -2,6 +2,7 @@
 
     python benchmarks/report.py --run            # simulate the built-ins first, then report
     python benchmarks/report.py --run --big      # also the 10,000-node sensor-field day
+    python benchmarks/report.py --only sensor-field-100k --processes 1 --repeat 1   # 100,000 nodes
     python benchmarks/report.py --against main   # and the same builds by the code of a git ref
 
 Run folders live under --runs (default runs/bench-report); a missing one is simulated. Every
@@ -15,7 +16,8 @@ arrays, not Arrow's buffers). Sizes are those of report.html and of all files wr
 With ``--against REF`` the code of that git ref (``git archive``, laid out as the installed
 package) builds the same run folders in the same run, its processes alternating with this
 tree's, and the table gains its median and the ratio. Targets: sensor-field in at most 2 s and
-10 MB; the 10,000-node day under 20 MB of files.
+10 MB; the 10,000-node day under 20 MB of files; the 100,000-node day (written with --tables
+no-tasks) in at most 30 s.
 """
 from __future__ import annotations
 
@@ -31,23 +33,27 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = {
-    "microgrid-solar": ("microgrid-solar", []),
-    "edge-offload": ("edge-offload", []),
-    "sensor-field": ("sensor-field", []),
-    "sensor-field-10k": ("sensor-field", ["nodes.sensor.count=10000", "network.topology.radius=0.017"]),
+CASES = {   # name: scenario, overrides, --tables of the run
+    "microgrid-solar": ("microgrid-solar", [], "all"),
+    "edge-offload": ("edge-offload", [], "all"),
+    "sensor-field": ("sensor-field", [], "all"),
+    "sensor-field-10k": ("sensor-field", ["nodes.sensor.count=10000", "network.topology.radius=0.017"], "all"),
+    # the same density at 100,000 nodes, written without tasks.parquet (minutes to simulate)
+    "sensor-field-100k": ("sensor-field", ["nodes.sensor.count=100000", "network.topology.radius=0.0054"],
+                          "no-tasks"),
 }
 BIG = "sensor-field-10k"
+HUGE = "sensor-field-100k"
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_run(name: str, runs: Path, policy: str, force: bool) -> Path:
     from otmarl.run import run
-    scenario, overrides = CASES[name]
+    scenario, overrides, tables = CASES[name]
     folder = runs / f"{name}-{policy}"
     if force or not (folder / "summary.json").exists():
         t0 = time.perf_counter()
-        run(scenario, policy=policy, out=folder, overrides=overrides)
+        run(scenario, policy=policy, out=folder, overrides=overrides, tables=tables)
         print(f"simulated {name} ({policy}) in {time.perf_counter() - t0:.1f} s", flush=True)
     return folder
 
@@ -127,12 +133,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="store_true", help="simulate the scenarios again first")
     ap.add_argument("--big", action="store_true", help="include the 10,000-node sensor-field day")
-    ap.add_argument("--only", help="comma-separated cases (default: all but the big one)")
+    ap.add_argument("--only", help=f"comma-separated cases of {', '.join(CASES)} (default: all "
+                    f"but {BIG} and {HUGE})")
     ap.add_argument("--runs", default="runs/bench-report", help="folder of the run folders")
     ap.add_argument("--policy", default="random", help="controller of the runs (default random)")
     ap.add_argument("--big-policy", default="local",
-                    help="controller of the 10,000-node run (default local: the random baseline "
-                         "takes many minutes to simulate at that size)")
+                    help="controller of the 10,000- and 100,000-node runs (default local: the "
+                         "random baseline takes many minutes to simulate at that size)")
     ap.add_argument("--repeat", type=int, default=3, help="timed builds per process (median)")
     ap.add_argument("--processes", type=int, default=3,
                     help="fresh processes per tree and case (the table gives medians over them)")
@@ -142,10 +149,10 @@ def main() -> None:
     if a.worker:
         print(json.dumps(worker(Path(a.worker), a.repeat)))
         return
-    names = a.only.split(",") if a.only else [n for n in CASES if a.big or n != BIG]
+    names = a.only.split(",") if a.only else [n for n in CASES if n != HUGE and (a.big or n != BIG)]
     with tempfile.TemporaryDirectory() as tmp:
         ref_path = str(checkout(a.against, Path(tmp))) if a.against else None
-        rows = [(name, *compare_trees(ensure_run(name, Path(a.runs), a.big_policy if name == BIG
+        rows = [(name, *compare_trees(ensure_run(name, Path(a.runs), a.big_policy if name in (BIG, HUGE)
                                                  else a.policy, a.run), a, ref_path))
                 for name in names]
     print_table(rows, a.against)
