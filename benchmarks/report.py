@@ -159,11 +159,14 @@ def main() -> None:
 
 
 def compare_trees(folder: Path, a: argparse.Namespace, ref_path: str | None) -> tuple[dict, dict | None]:
-    """Medians over ``a.processes`` alternating processes of this tree (and of the ref's)."""
+    """Medians over ``a.processes`` alternating processes of this tree (and of the ref's; which
+    of the two goes first alternates too)."""
     here, ref = [], []
-    for _ in range(a.processes):
+    for k in range(a.processes):
+        if ref_path and k % 2:
+            ref.append(measure(folder, a.repeat, ref_path))
         here.append(measure(folder, a.repeat, None))
-        if ref_path:
+        if ref_path and not k % 2:
             ref.append(measure(folder, a.repeat, ref_path))
     med = lambda ms: {k: statistics.median(m[k] for m in ms)  # noqa: E731
                       for k in ("build_s", "peak_mb", "heap_mb", "html_mb", "all_mb")}
