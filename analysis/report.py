@@ -36,9 +36,10 @@ from otmarl.scenarios.errors import UserError
 from .stats import FAIRNESS_FIELDS
 from .metrics import (DROP_REASONS, KPI_BETTER, OUTCOMES, Run, class_fairness_table, fleet_table,
                       load_run, metrics, node_table)
-from .registry import BETTER
+from .registry import BETTER, REGISTRY, clip_intervals
 from .report_assets import (CHART_TABLES, choices_writing, html_page, missing_tables, need_text,
                             payload, quantise)
+from .report_assets import fmt_value as _fmt
 
 __all__ = ["report", "comparison_report", "summary_tables", "FORMATS", "KPI_LABELS"]
 
@@ -147,19 +148,6 @@ def _write_csvs(run: Run, m: dict, out: Path) -> dict[str, Path]:
 
 
 # ----------------------------------------------------------------------------- the tables
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool) or isinstance(v, str):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    v = float(v)
-    if v != v:
-        return "–"
-    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
-
-
 #: What the run report says about its baseline comparison (one run against one run).
 UNTESTED = ("Against the baseline run: one run against one run, so no difference is tested for "
             "significance and none is coloured. `otmarl compare` runs both on several seeds and "
@@ -404,26 +392,47 @@ def comparison_report(table: pd.DataFrame, out: str | os.PathLike, title: str = 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     t = table.loc[:, list(COMPARISON_COLUMNS)].copy()
+    t, clipped = clip_intervals(t)
     metrics_ = list(dict.fromkeys(t["metric"]))
     data = {"cmp": {mt: quantise(g.drop(columns="metric").to_dict("records"))
                     for mt, g in t.groupby("metric", sort=False)}}
-    figs = "".join(
-        f'<figure><figcaption>{html.escape(labels.get(mt, mt))}'
-        f'{" (" + better[mt] + " is better)" if mt in better else ""}</figcaption>'
-        f'<div class="chart" data-chart="cmp-{html.escape(mt)}" data-kind="cmp" '
-        f'data-metric="{html.escape(mt)}"></div></figure>' for mt in metrics_)
+    figs = "".join(_cmp_figure(mt, labels.get(mt, mt), better.get(mt)) for mt in metrics_)
     policies = list(dict.fromkeys(t["policy"]))
     head, rows = _comparison_rows(t, metrics_, policies, labels, better)
     pair_html, pair_md = _paired_section(paired, metrics_, labels, better)
     body = (f"<header><h1>{html.escape(title)}</h1><p>{len(policies)} policies · "
             f"{len(metrics_)} metrics · mean and 95 % confidence interval; the best mean of a "
-            f"row is in bold</p></header><main>"
+            f"row is in bold</p></header><main>{_clipped_note(clipped, labels)}"
             f"<h2>Metrics</h2><div class=grid>{figs}</div><h2>Table</h2>"
             f"<div class=tables>{_html_table('Mean [95 % CI]', head, rows)}</div>{pair_html}</main>")
-    md = (f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold.\n\n" + _md_table(head, rows)
+    md = (f"# {title}\n\nMean [95 % CI]; the best mean of a row is in bold."
+          f"{' ' + CLIPPED.format(', '.join(labels.get(m, m) for m in clipped)) if clipped else ''}\n\n"
+          + _md_table(head, rows)
           + pair_md)
     return {"html": _write(out_dir / "comparison.html", html_page(title, body, data)),
             "md": _write(out_dir / "comparison.md", md + "\n")}
+
+
+CLIPPED = ("Intervals clipped to the metric's range (no negative count, no share above 1): {}; "
+           "the table's own CSV has the unclipped Student-t bounds.")
+
+
+def _clipped_note(clipped: list[str], labels: dict[str, str]) -> str:
+    return (f"<p class=note>{html.escape(CLIPPED.format(', '.join(labels.get(m, m) for m in clipped)))}</p>"
+            if clipped else "")
+
+
+def _cmp_figure(mt: str, caption: str, better: str | None) -> str:
+    """The figure of one metric: its caption, and an axis with the registry's label, unit and
+    range when the metric is registered."""
+    m = REGISTRY.get(mt)
+    attrs = ""
+    if m is not None:
+        attrs = f' data-label="{html.escape(m.label)}"' + "".join(
+            f' data-{k}="{v:g}"' for k, v in (("min", m.low), ("max", m.high)) if v is not None)
+    return (f'<figure><figcaption>{html.escape(caption)}{f" ({better} is better)" if better else ""}'
+            f'</figcaption><div class="chart" data-chart="cmp-{html.escape(mt)}" data-kind="cmp" '
+            f'data-metric="{html.escape(mt)}"{attrs}></div></figure>')
 
 
 PAIRED_LEGEND = ("Paired difference from {base} on the same seeds, mean [95 % CI]. A cell is "

@@ -21,7 +21,7 @@ from .jsonable import dumps_for_html, jsonable, q
 from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
-__all__ = ["html_page", "payload", "quantise", "q", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+__all__ = ["html_page", "payload", "quantise", "q", "fmt_value", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
            "MAX_MAP_NODES", "CHART_TABLES", "missing_tables", "choices_writing", "need_text"]
 
 MAX_POINTS = 1500
@@ -84,6 +84,21 @@ def html_page(title: str, body: str, data: dict) -> str:
                      ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
         page = page.replace("{{" + key + "}}", val)
     return page
+
+
+def fmt_value(v: Any) -> str:
+    """A table cell's text: '–' for None or NaN, thousands separators for Python ints and for
+    floats from 10,000 on, else four significant digits."""
+    if v is None:
+        return "–"
+    if isinstance(v, (bool, str)):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    v = float(v)
+    if v != v:
+        return "–"
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
 
 
 def quantise(x: Any, sig: int = SIG_DIGITS) -> Any:

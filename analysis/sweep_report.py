@@ -5,9 +5,12 @@ It sits beside the run report: ``otmarl sweep`` runs the design, this module dra
 are read with DuckDB straight from the run folders (``read_parquet('DIR/runs/*/row.parquet')``,
 only the keys of DIR/sweep.json); the intervals are ``stats.ci_table`` over the registered
 metrics of the successful runs, grouped by policy and the swept parameters. The report charts
-each metric against each swept parameter, one line per policy with its confidence band, averaged
-over the other parameters (a parameter with more than ``MAX_POINTS`` distinct values, as from a
-random design, is binned into quantiles). The charts are the shared chart kit's ``band`` kind
+each metric against each swept parameter, one line per policy (its own colour and line style on
+every chart) with its confidence band, averaged over the other parameters, as each chart's note
+says (a parameter with more than ``MAX_POINTS`` distinct values, as from a random design, is
+binned into quantiles). Axis labels, units and ranges come from the metric registry; a band is
+clipped to its metric's range (no negative count) and the chart says so. A sortable HTML table
+gives each design point alone. The charts are the shared chart kit's ``band`` kind
 (``templates/report.js``), in the same page shell as the run report.
 """
 from __future__ import annotations
@@ -23,8 +26,8 @@ import pandas as pd
 
 from otmarl.scenarios.errors import UserError
 
-from .registry import METRICS
-from .report_assets import html_page, quantise
+from .registry import LABELS, METRICS, REGISTRY, clip_intervals
+from .report_assets import fmt_value, html_page, quantise
 from .stats import ci_table
 
 __all__ = ["read_rows", "summarize", "format_table", "SweepSummary"]
@@ -140,8 +143,18 @@ def _cell(r: pd.Series) -> str:
 
 
 # ---------------------------------------------------------------------------------- charts
-def chart_data(ok: pd.DataFrame, param: str, kind: str) -> dict[str, dict]:
-    """metric -> {x, labels, categorical, series: [{name, y, lo, hi, n}]} for one parameter."""
+def policy_styles(policies: list[str]) -> dict[str, int]:
+    """policy -> its style index: the colour and line style of that policy on every chart (the
+    order of the sweep file's policies)."""
+    return {p: k for k, p in enumerate(policies)}
+
+
+def chart_data(ok: pd.DataFrame, param: str, kind: str, styles: dict[str, int] | None = None
+               ) -> dict[str, dict]:
+    """metric -> {x, labels, categorical, ylabel, ymin, ymax, clipped, series: [{name, k, y, lo,
+    hi, n}]} for one parameter: per value of ``param`` and policy, the mean of its runs and the
+    95 % CI of that mean, the bounds moved into the metric's range (``clipped`` says whether any
+    was); ``k`` is the policy's style index."""
     numeric = kind in ("int", "float")
     df = ok.copy()
     col = param
@@ -149,24 +162,53 @@ def chart_data(ok: pd.DataFrame, param: str, kind: str) -> dict[str, dict]:
         bins = pd.qcut(df[param], BINS, labels=False, duplicates="drop")
         df["__x"] = df.groupby(bins)[param].transform("mean")
         col = "__x"
-    t = ci_table(df, METRICS, ["policy", col])
+    t, moved = clip_intervals(ci_table(df, METRICS, ["policy", col]))
     xs = sorted(df[col].unique()) if numeric else list(dict.fromkeys(df[col]))
+    styles = styles or policy_styles(list(dict.fromkeys(df["policy"])))
     out = {}
-    for m in METRICS:
-        tm = t[t["metric"] == m]
+    for m, metric in REGISTRY.items():
         series = []
-        for pol, g in tm.groupby("policy", sort=False):
+        for pol, g in t[t["metric"] == m].groupby("policy", sort=False):
             g = g.set_index(col).reindex(xs)
-            series.append({"name": pol, "y": g["mean"].tolist(), "lo": g["ci_low"].tolist(),
-                           "hi": g["ci_high"].tolist(), "n": g["n"].fillna(0).astype(int).tolist()})
+            series.append({"name": pol, "k": styles.get(pol, len(styles)), "y": g["mean"].tolist(),
+                           "lo": g["ci_low"].tolist(), "hi": g["ci_high"].tolist(),
+                           "n": g["n"].fillna(0).astype(int).tolist()})
         out[m] = {"x": [float(x) for x in xs] if numeric else list(range(len(xs))),
-                  "labels": [str(x) for x in xs], "categorical": not numeric, "series": series}
+                  "labels": [str(x) for x in xs], "categorical": not numeric,
+                  "ylabel": metric.label, "ymin": metric.low, "ymax": metric.high,
+                  "clipped": m in moved, "series": series}
     return quantise(out)
 
 
+def averaged_over(ok: pd.DataFrame, param: str, params: list[str], binned: bool) -> str:
+    """What each point of a marginal chart of ``param`` is the mean of, in words."""
+    names = short_names(params)
+    seeds = ok.groupby(["policy", *params], dropna=False)["seed"].nunique()
+    n_seeds = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    others = [f"{names[q]} ({ok[q].nunique()} values)" for q in params if q != param]
+    text = (f"Each point: the mean of the runs of a policy at that {names[param]}"
+            + (" (grouped into quantile bins, placed at the bin mean)" if binned else "")
+            + f", over {n_seeds} seeds")
+    if others:
+        text += (" and averaged over " + ", ".join(others) + ": a marginal, not one design point "
+                 "(the table below has each point alone)")
+    return text + "; band and whiskers: the 95 % confidence interval of that mean."
+
+
+def _figure(name: str, metric: str, chart: dict) -> str:
+    clip = REGISTRY[metric]
+    bound = (f"[{clip.low:g}, {clip.high:g}]" if clip.high is not None else f"{clip.low:g} and above")
+    note = (f"<p class=note>Bands clipped to {bound}, the metric's range; summary.csv has the "
+            "unclipped bounds.</p>" if chart["clipped"] else "")
+    better = f" ({REGISTRY[metric].better} is better)" if REGISTRY[metric].better else ""
+    return (f'<figure><figcaption>{html.escape(METRICS[metric] + better)}</figcaption>'
+            f'<div class="chart" data-chart="{html.escape(name)}" data-kind="band"></div>{note}'
+            f'</figure>')
+
+
 def html_report(s: SweepSummary) -> str:
-    """The self-contained report page: a chart per metric and swept parameter, the table, the
-    failed runs."""
+    """The self-contained report page: a chart per metric and swept parameter, the table of every
+    design point, the failed runs."""
     man, ok = s.manifest, s.rows[s.rows["status"] == "ok"]
     title = f"otmarl sweep: {man['name']}"
     sub = (f"base {man['base']} · {man['n_points']} points × {len(man['policies'])} policies · "
@@ -177,29 +219,58 @@ def html_report(s: SweepSummary) -> str:
     if ok.empty or not s.params:
         parts.append("<p>No chart: " + ("no finished run yet." if ok.empty else
                      "the sweep has no swept parameter (see the table).") + "</p>")
+    styles = policy_styles(list(man["policies"]))
+    names = short_names(s.params)
     for i, p in enumerate(s.params if not ok.empty else []):
-        charts = chart_data(ok, p, man["kinds"][p])
-        parts.append(f"<h2>{html.escape(p)}</h2><p class=note>Mean and 95 % confidence band over "
-                     f"seeds{' and the other parameters' if len(s.params) > 1 else ''}.</p><div class=grid>")
+        charts = chart_data(ok, p, man["kinds"][p], styles)
+        binned = man["kinds"][p] in ("int", "float") and ok[p].nunique() > MAX_POINTS
+        parts.append(f"<h2>{html.escape(p)}</h2><p class=note>"
+                     f"{html.escape(averaged_over(ok, p, s.params, binned))}</p><div class=grid>")
         for m, c in charts.items():
             name = f"{m}@{i}"
-            data[name] = {**c, "xlabel": short_names(s.params)[p], "ylabel": m}
-            parts.append(f'<figure><figcaption>{html.escape(METRICS[m])}</figcaption>'
-                         f'<div class="chart" data-chart="{html.escape(name)}" data-kind="band"></div>'
-                         f'</figure>')
+            data[name] = {**c, "xlabel": names[p]}
+            parts.append(_figure(name, m, c))
         parts.append("</div>")
     parts += [_table_html(s), _failures_html(s), "</main>"]
     return html_page(title, "".join(parts), {"charts": data})
 
 
 def _table_html(s: SweepSummary, limit: int = 500) -> str:
+    """Every design point as a row of a sortable HTML table: the policy, the parameters, then per
+    metric the mean over seeds and its 95 % CI (bounds clipped to the metric's range)."""
     if s.table.empty:
         return ""
-    text = format_table(s, list(METRICS)).splitlines()
-    head, body = text[0].split(), [ln for ln in text[1:limit + 1]]
-    more = f"<p class=note>{len(text) - 1 - limit} more lines in summary.csv</p>" if len(text) - 1 > limit else ""
-    return (f"<h2>Table</h2><p class=note>mean ± half-width of the 95 % CI; columns: "
-            f"{html.escape(', '.join(head))}</p><pre>{html.escape(chr(10).join([text[0], *body]))}</pre>{more}")
+    by = ["policy", *s.params]
+    names = short_names(s.params)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in
+                   ["policy", *(names[p] for p in s.params), *LABELS.values(), "runs"])
+    groups = list(clip_intervals(s.table)[0].groupby(by, sort=False, dropna=False))
+    body = []
+    for key, g in groups[:limit]:
+        cells = [f"<td>{html.escape(_param_text(v))}</td>" for v in key]
+        cells += [_ci_cell(r) for _, r in g.set_index("metric").reindex(list(METRICS)).iterrows()]
+        cells.append(f'<td data-v="{int(g["n"].max())}">{int(g["n"].max())}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f"<p class=note>{len(groups) - limit} more design points in summary.csv.</p>"
+            if len(groups) > limit else "")
+    return ("<h2>Every design point</h2><p class=note>Mean over the seeds of each point and "
+            "policy, [95 % confidence interval] below it, clipped to the metric's range "
+            "(summary.csv has the unclipped bounds); click a column head to sort.</p>"
+            f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>{more}")
+
+
+def _param_text(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _ci_cell(r: pd.Series) -> str:
+    """A table cell: the mean (its sort key) and the interval below it."""
+    if not np.isfinite(r["mean"]):
+        return '<td data-v="">n/a</td>'
+    ci = (f"<br><span class=ci>[{fmt_value(r['ci_low'])}, {fmt_value(r['ci_high'])}]</span>"
+          if np.isfinite(r["ci_low"]) else "")
+    return f'<td data-v="{r["mean"]:.17g}">{fmt_value(r["mean"])}{ci}</td>'
 
 
 def _failures_html(s: SweepSummary) -> str:

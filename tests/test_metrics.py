@@ -185,6 +185,12 @@ def test_ledger_and_counts_match_summary(tiny_run):
     assert sv["dropped"] == t["dropped"]
     for q in ("mean", "p50", "p95", "p99"):
         np.testing.assert_allclose(sv["latency_s"][q], s["latency_s"][q], rtol=1e-12)
+    # p90 and max (not in the summary) from a two-column filtered read, against every task
+    tasks = pd.read_parquet(tiny_run / "tasks.parquet")
+    done = tasks["status"].isin(["completed_on_time", "completed_late"]).to_numpy()
+    lat = (tasks["end_s"].to_numpy(float) - tasks["generated_s"].to_numpy(float))[done]
+    assert done.sum() > 10 and sv["latency_s"]["p90"] == np.percentile(lat, 90)
+    assert sv["latency_s"]["max"] == lat.max()
     b = m["batteries"]
     np.testing.assert_allclose(b["brownout_node_hours"], s["nodes"]["brownout_node_hours"])
     np.testing.assert_allclose(b["down_node_hours"], s["nodes"]["down_node_hours"])
@@ -289,6 +295,19 @@ def test_registry_metrics_of_a_hand_made_summary():
     assert (run_metrics(s)["loss_per_delivered"], run_metrics(s)["on_time_ratio"]) == (0.25, 0.0)
     assert BETTER["on_time_ratio"] == "higher" and BETTER["dropped"] == "lower"
     assert "delivered_wh" not in BETTER                           # a volume, neither way better
+
+
+def test_registry_labels_ranges_and_clipped_intervals():
+    from otmarl.analysis.registry import LABELS, REGISTRY, clip_intervals
+    assert LABELS["transport_loss_wh"] == "transport loss (Wh)" and LABELS["on_time_ratio"] == "on-time share"
+    assert all(m.low == 0 for m in REGISTRY.values())              # no metric can be negative
+    t = pd.DataFrame({"metric": ["dropped", "on_time_ratio", "gap_x", "dropped"],
+                      "ci_low": [-1.5, 0.5, -3.0, np.nan], "ci_high": [3.0, 1.25, 4.0, np.nan]})
+    out, moved = clip_intervals(t)
+    assert moved == ["dropped", "on_time_ratio"]
+    np.testing.assert_array_equal(out["ci_low"], [0.0, 0.5, -3.0, np.nan])   # not in the registry:
+    np.testing.assert_array_equal(out["ci_high"], [3.0, 1.0, 4.0, np.nan])   # left alone
+    assert clip_intervals(out)[1] == [] and t["ci_low"][0] == -1.5            # a copy, idempotent
 
 
 def test_the_drop_reasons_a_report_knows_are_the_ones_a_run_records():

@@ -75,10 +75,9 @@ def page_requests(net_log: Path) -> list[str]:
             and ev["params"].get("initiator") != "not an origin"]
 
 
-def png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return struct.unpack(">II", head[16:24])
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", png[16:24])
 
 
 # ------------------------------------------------------------------------------ the files
@@ -169,18 +168,50 @@ def test_html_is_self_contained(built):
 
 
 # ---------------------------------------------------------------------------- in Chromium
-def rendered(dom: str) -> dict[str, str]:
-    """data-chart name -> the attributes of its element, from a dumped DOM."""
-    return {m.group(1): m.group(0) for m in re.finditer(r'<div[^>]*?data-chart="([^"]+)"[^>]*>', dom)}
+def assert_page_ok(check, charts: set[str], name: str, pictures: Path | None) -> None:
+    """The three checks of a report page at 1280 px (no console error, no horizontal overflow,
+    every chart drawn), and its screenshot (into --pictures DIR too, when given)."""
+    assert check.errors == [], f"console errors: {check.errors}"
+    assert check.viewport_width == 1280
+    assert check.page_width <= 1280 and check.too_wide == [], \
+        f"overflow at 1280 px: page {check.page_width} px wide; {check.too_wide}"
+    assert check.charts == dict.fromkeys(charts, "ok"), check.charts
+    assert png_size(check.png) == (1280, 900)
+    assert len(check.png) > 40_000, len(check.png)         # a drawn page, not a blank one
+    if pictures is not None:
+        (pictures / f"{name}.png").write_bytes(check.png)
 
 
-def test_every_chart_renders_in_chromium(built, tmp_path):
-    dom = browse(built["html"], tmp_path, "--dump-dom").stdout
-    charts = rendered(dom)
-    assert set(charts) == CHARTS
-    not_drawn = [n for n, tag in charts.items() if 'data-rendered="1"' not in tag or "data-error" in tag]
-    assert not not_drawn, f"charts not drawn: {not_drawn}"
-    assert dom.count("<svg") >= len(CHARTS)              # each chart drew an SVG
+def test_run_report_in_chromium(built, browser, pictures):
+    assert_page_ok(browser.check(built["html"]), CHARTS, "run-report", pictures)
+
+
+def test_compare_report_in_chromium(tmp_path, cli, browser, pictures):
+    """A real ``otmarl compare --report``: every metric's chart drawn, axes from the registry."""
+    from otmarl.analysis.registry import LABELS
+    out = tmp_path / "cmp"
+    res = cli("compare", "microgrid-solar", "--policies", "local,greedy,ot", "--seeds", "3",
+              "--set", "horizon_h=24", "--out", str(out), "--report")
+    assert res.returncode == 0, res.stderr
+    page = out / "comparison.html"
+    assert_page_ok(browser.check(page), {f"cmp-{m}" for m in LABELS}, "compare-report", pictures)
+    text = page.read_text()
+    assert all(f'data-label="{label}"' in text for label in LABELS.values())
+    table = pd.read_csv(out / "comparison.csv")
+    if (table["ci_low"] < 0).any():        # a count's interval reaching below 0 is clipped, and said
+        assert "Intervals clipped to the metric" in text and "dropped" in text.split("Intervals clipped")[1][:300]
+
+
+def test_the_page_checks_can_fail(browser, tmp_path):
+    """Each check catches its fault: a console error, an uncaught exception, a page wider than
+    the window, a chart never drawn."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><body><div style="width:1500px">wide</div>'
+                    '<div data-chart="a"></div><script>console.error("boom"); null.x</script></body>')
+    check = browser.check(page)
+    assert check.errors[0] == "console.error: boom" and check.errors[1].startswith("uncaught: TypeError")
+    assert check.page_width > 1280 and "div" in check.too_wide
+    assert check.charts == {"a": "not rendered"}
 
 
 def test_no_request_leaves_the_file(built, tmp_path):
@@ -201,14 +232,7 @@ def test_the_network_check_catches_a_request(tmp_path):
     assert "https://example.invalid/pixel.png" in urls and "http://example.invalid/data.json" in urls
 
 
-def test_screenshot(built, tmp_path):
-    shot = tmp_path / "report.png"
-    browse(built["html"], tmp_path, "--hide-scrollbars", "--window-size=1400,3000", f"--screenshot={shot}")
-    assert png_size(shot) == (1400, 3000)
-    assert shot.stat().st_size > 100_000                 # a drawn page, not a blank one
-
-
-def test_comparison_report_renders(tmp_path):
+def test_comparison_report_renders(tmp_path, browser):
     table = pd.DataFrame({"policy": ["random", "ot", "random", "ot"],
                           "metric": ["on_time_ratio", "on_time_ratio", "dropped", "dropped"],
                           "mean": [0.8, 0.9, 12.0, 7.0], "ci_low": [0.75, 0.88, 10.0, np.nan],
@@ -217,9 +241,7 @@ def test_comparison_report_renders(tmp_path):
     md = paths["md"].read_text()
     assert "| on-time completion ratio | 0.8 [0.75, 0.85] | **0.9 [0.88, 0.92]** |" in md
     assert "| dropped | 12 [10, 14] | **7 [–, –]** |" in md
-    charts = rendered(browse(paths["html"], tmp_path, "--dump-dom").stdout)
-    assert set(charts) == {"cmp-on_time_ratio", "cmp-dropped"}
-    assert all('data-rendered="1"' in tag for tag in charts.values())
+    assert_page_ok(browser.check(paths["html"]), {"cmp-on_time_ratio", "cmp-dropped"}, "", None)
     with pytest.raises(UserError, match="missing column"):
         comparison_report(table.drop(columns="ci_low"), tmp_path / "bad")
 

@@ -352,7 +352,17 @@ def test_summary_matches_sql_and_is_written(sequential, capsys):
         np.testing.assert_allclose([r["mean"], r["ci_high"] - r["mean"]], [mean, half], rtol=1e-12, atol=1e-15)
 
 
-def test_report_is_self_contained_and_every_chart_renders(sequential, tmp_path):
+# In the page: click the head of the on-time column twice; the column's values after each click.
+SORT_TWICE = """(() => {
+  const t = document.querySelector("table.sortable"), heads = Array.from(t.tHead.rows[0].cells);
+  const col = heads.findIndex(th => th.textContent === "on-time share");
+  const values = () => Array.from(t.tBodies[0].rows, r => +r.cells[col].dataset.v);
+  heads[col].click(); const up = values(); heads[col].click();
+  return [up, values()];
+})()"""
+
+
+def test_report_is_self_contained_and_every_chart_renders(sequential, browser, pictures):
     _, out = sequential
     table = summarize(out).table
     page = (out / "report.html").read_text()
@@ -361,21 +371,60 @@ def test_report_is_self_contained_and_every_chart_renders(sequential, tmp_path):
         assert api not in page
     names = re.findall(r'data-chart="([^"]+)"', page)
     assert len(names) == len(METRICS) and page.count("<script") == 2
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.fail("headless Chromium is needed to draw report.html: apt-get install -y chromium")
-    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
-                          "--virtual-time-budget=5000", "--dump-dom", (out / "report.html").resolve().as_uri()],
-                         capture_output=True, text=True).stdout
-    tags = re.findall(r'<div[^>]*data-chart="[^"]+"[^>]*>', dom)
-    assert len(tags) == len(METRICS)
-    assert all('data-rendered="1"' in t and "data-error" not in t for t in tags), tags
+    check = browser.check(out / "report.html", count=("polyline", "table.sortable tbody tr"),
+                          script=SORT_TWICE)
+    assert check.errors == [], check.errors
+    assert check.page_width <= 1280 and check.too_wide == [], (check.page_width, check.too_wide)
+    assert check.charts == dict.fromkeys(names, "ok"), check.charts
     # a line per policy and metric with two points or more (local delivers no energy: no loss per
-    # Wh delivered)
+    # Wh delivered), and a table row per design point and policy
     lines = (table.dropna(subset=["mean"]).groupby(["metric", "policy"]).size() >= 2).sum()
     assert 2 * len(METRICS) - 3 <= lines < 2 * len(METRICS)
-    assert dom.count("<svg") == len(METRICS) and dom.count("<polyline") == lines
+    assert check.counts == {"polyline": lines, "table.sortable tbody tr": 3 * 2}
+    # a click on the on-time column sorts the rows by it, a second click reverses them
+    up, down = check.result
+    want = sorted(table[table["metric"] == "on_time_ratio"]["mean"])
+    np.testing.assert_allclose(up, want, rtol=1e-12)
+    np.testing.assert_allclose(down, want[::-1], rtol=1e-12)
+    if pictures is not None:
+        (pictures / "sweep-report.png").write_bytes(check.png)
+
+
+def test_report_labels_styles_and_clipped_bands(sequential):
+    """Axis labels with units from the registry, one style per policy on every chart, no band
+    below a metric's range (and the chart says it was clipped), the table in HTML."""
+    from otmarl.analysis.registry import REGISTRY
+    from otmarl.analysis.sweep_report import chart_data, html_report
+    _, out = sequential
+    s = summarize(out, write=False)
+    ok = s.rows[s.rows["status"] == "ok"]
+    charts = chart_data(ok, s.params[0], "float", {"local": 0, "ot": 1})
+    raw = s.table.set_index(["policy", s.params[0], "metric"])
+    for m, c in charts.items():
+        metric = REGISTRY[m]
+        assert c["ylabel"] == metric.label and c["ymin"] == metric.low
+        assert [(x["name"], x["k"]) for x in c["series"]] == [("local", 0), ("ot", 1)]
+        lows = [v for x in c["series"] for v in x["lo"] if v is not None]
+        assert all(v >= metric.low for v in lows), (m, lows)
+        below = [(p, cap) for p in ("local", "ot") for cap in (5000, 10000, 15000)
+                 if raw.loc[(p, cap, m), "ci_low"] < metric.low]
+        assert c["clipped"] == bool(below), m
+    assert any(c["clipped"] for c in charts.values())     # this sweep has bands to clip
+    page = html_report(s)
+    assert "<pre>" not in page and '<table class="sortable">' in page
+    assert "Bands clipped to [0, 1]" in page or "Bands clipped to 0 and above" in page
+    assert "<th>transport loss (Wh)</th>" in page and "over 2 seeds" in page
+
+
+def test_a_marginal_chart_says_what_it_averages_over():
+    from otmarl.analysis.sweep_report import averaged_over
+    rows = pd.DataFrame([{"policy": p, "a.cap_wh": c, "b.area_m2": a, "seed": s}
+                         for p in ("local", "ot") for c in (1, 2) for a in (3, 4, 5) for s in (0, 1)])
+    text = averaged_over(rows, "a.cap_wh", ["a.cap_wh", "b.area_m2"], binned=False)
+    assert text.startswith("Each point: the mean of the runs of a policy at that cap_wh, over 2 seeds "
+                           "and averaged over area_m2 (3 values): a marginal, not one design point")
+    alone = averaged_over(rows[rows["b.area_m2"] == 3], "a.cap_wh", ["a.cap_wh"], binned=True)
+    assert "averaged over" not in alone and "quantile bins" in alone
 
 
 def test_one_chart_kit_draws_the_run_and_the_sweep_reports(sequential):

@@ -65,13 +65,20 @@
     return el("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img",
                        preserveAspectRatio: "xMidYMid meet" }, host);
   }
+  // a line style per policy (with its colour), so lines stay apart in grey print too
+  const DASH = ["none", "7 4", "2 3", "9 3 2 3", "4 2", "1 4", "12 4"];
+  function swatch(it) {
+    if (it.dash == null) return `<i style="background:${it.color}"></i>`;
+    return `<svg class="swatch" width="26" height="10" aria-hidden="true"><line x1="1" y1="5" x2="25" y2="5" ` +
+      `stroke="${it.color}" stroke-width="2.4" stroke-dasharray="${it.dash}"/></svg>`;
+  }
   function legend(host, items, onToggle) {
     const lg = document.createElement("div");
     lg.className = "legend";
     items.forEach((it, i) => {
       const s = document.createElement("span");
       s.className = "key" + (it.off ? " off" : "") + (onToggle ? " toggle" : "");
-      s.innerHTML = `<i style="background:${it.color}"></i>${esc(it.name)}`;
+      s.innerHTML = swatch(it) + esc(it.name);
       if (onToggle) s.onclick = () => onToggle(i);
       lg.appendChild(s);
     });
@@ -115,7 +122,8 @@
     const series = cfg.series.filter(s => s.y && s.y.length);
     const draw = () => {
       host.innerHTML = "";
-      legend(host, series.concat(cfg.bands || []), i => {
+      const keys = series.map(s => (s.type === "bar" ? s : Object.assign({}, s, { dash: s.dash || "none" })));
+      legend(host, keys.concat(cfg.bands || []), i => {
         if (i < series.length) { series[i].off = !series[i].off; draw(); }
       });
       const svg = svgIn(host, W, H), xs = cfg.x, n = xs.length;
@@ -400,11 +408,15 @@
     rows.forEach(r => [r.mean, r.ci_low, r.ci_high].forEach(v => { if (v != null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }));
     if (!isFinite(lo)) { lo = 0; hi = 1; }
     const padv = (hi - lo) * 0.08 || Math.abs(hi) * 0.1 || 1, L = 150;
-    const x = scale(lo - padv, hi + padv, L, W - M.r);
-    ticks(lo - padv, hi + padv, 6).forEach(v => {
+    // the axis stays within the metric's range (data-min, data-max), e.g. no negative count
+    const a0 = host.dataset.min != null ? Math.max(+host.dataset.min, lo - padv) : lo - padv;
+    const a1 = host.dataset.max != null ? Math.min(+host.dataset.max, hi + padv) : hi + padv;
+    const x = scale(a0, a1 > a0 ? a1 : a0 + 1, L, W - M.r);
+    ticks(a0, a1 > a0 ? a1 : a0 + 1, 6).forEach(v => {
       el("line", { x1: x(v), x2: x(v), y1: M.t, y2: CH - M.b, class: "grid" }, svg);
       el("text", { x: x(v), y: CH - M.b + 16, "text-anchor": "middle", class: "small" }, svg).textContent = fmt(v);
     });
+    if (host.dataset.label) el("text", { x: (L + W - M.r) / 2, y: CH - 4, "text-anchor": "middle", class: "label" }, svg).textContent = host.dataset.label;
     rows.forEach((r, i) => {
       const yy = M.t + i * RH + RH / 2, c = PAL[i % PAL.length];
       el("text", { x: L - 8, y: yy + 4, "text-anchor": "end" }, svg).textContent = r.policy;
@@ -419,32 +431,37 @@
   }
 
   // ------------------------------------------- lines with confidence bands (sweep report)
-  // D.charts[name]: {x, labels, categorical, xlabel, ylabel, series: [{name, y, lo, hi, n}]};
-  // a line per series through its means, a shaded band and whiskers for its intervals.
+  // D.charts[name]: {x, labels, categorical, xlabel, ylabel, ymin, ymax, series: [{name, k, y, lo,
+  // hi, n}]}; a line per series through its means (colour and line style by its style index k),
+  // a shaded band and whiskers for its intervals; the y axis stays within [ymin, ymax].
   function bandChart(host) {
     const c = D.charts[host.dataset.chart], xs = c.x, n = xs.length, idx = xs.map((_, i) => i);
-    legend(host, c.series.map((s, k) => ({ name: s.name, color: PAL[k % PAL.length] })));
+    const style = s => ({ name: s.name, color: PAL[s.k % PAL.length], dash: DASH[s.k % DASH.length] });
+    legend(host, c.series.map(style));
     const svg = svgIn(host, W, H);
     const ys = [].concat(...c.series.map(s => s.y.concat(s.lo, s.hi))).filter(v => v != null);
     const [x0, x1] = c.categorical || n < 2 ? [-0.5, Math.max(n - 0.5, 0.5)] : padded(xs, 0.04);
-    const [y0, y1] = padded(ys, 0.06);
+    let [y0, y1] = padded(ys, 0.06);
+    if (c.ymin != null && y0 < c.ymin) y0 = c.ymin;
+    if (c.ymax != null && y1 > c.ymax) y1 = c.ymax;
+    if (!(y1 > y0)) y1 = y0 + 1;
     const x = scale(x0, x1, M.l, W - M.r), y = scale(y0, y1, H - M.b, M.t);
     const byPoint = c.categorical || n <= 6;
     axes(svg, x, y, byPoint ? xs : ticks(x0, x1, 6), ticks(y0, y1, 5),
          { xlabel: c.xlabel, ylabel: c.ylabel, fx: byPoint ? v => c.labels[xs.indexOf(v)] : fmt });
-    c.series.forEach((s, k) => {
-      const col = PAL[k % PAL.length], on = idx.filter(i => s.y[i] != null);
+    c.series.forEach(s => {
+      const { color: col, dash } = style(s), on = idx.filter(i => s.y[i] != null);
       const band = idx.filter(i => s.lo[i] != null && s.hi[i] != null);
       if (band.length > 1) {
         const pts = band.map(i => `${x(xs[i])},${y(s.hi[i])}`)
           .concat(band.slice().reverse().map(i => `${x(xs[i])},${y(s.lo[i])}`));
-        el("polygon", { points: pts.join(" "), fill: col, "fill-opacity": 0.18, stroke: "none" }, svg);
+        el("polygon", { points: pts.join(" "), fill: col, "fill-opacity": 0.14, stroke: "none" }, svg);
       }
       band.forEach(i => el("line", { x1: x(xs[i]), x2: x(xs[i]), y1: y(s.lo[i]), y2: y(s.hi[i]),
                                      stroke: col, "stroke-opacity": 0.5 }, svg));
       if (on.length > 1) {
         el("polyline", { points: on.map(i => `${x(xs[i])},${y(s.y[i])}`).join(" "), fill: "none",
-                         stroke: col, "stroke-width": 2 }, svg);
+                         stroke: col, "stroke-width": 2.2, "stroke-dasharray": dash }, svg);
       }
       on.forEach(i => {
         const dot = el("circle", { cx: x(xs[i]), cy: y(s.y[i]), r: 3.5, fill: col }, svg);
@@ -454,6 +471,28 @@
       });
     });
   }
+
+  // --------------------------------------------------------------------- sortable tables
+  // A click on a column head of a table.sortable sorts its rows by that column: by the cell's
+  // data-v number when it has one (empty: no value, always last), else by its text.
+  function sortRows(table, col, th) {
+    const asc = th.dataset.sort !== "asc";
+    table.querySelectorAll("thead th").forEach(h => { delete h.dataset.sort; });
+    th.dataset.sort = asc ? "asc" : "desc";
+    const key = r => { const td = r.cells[col]; return "v" in td.dataset ? (td.dataset.v === "" ? null : +td.dataset.v) : td.textContent; };
+    const body = table.tBodies[0], rows = Array.from(body.rows).map(r => [key(r), r]);
+    rows.sort(([a], [b]) => {
+      if (a == null || b == null) return (a == null) - (b == null);
+      const d = typeof a === "number" && typeof b === "number" ? a - b : String(a).localeCompare(String(b), undefined, { numeric: true });
+      return asc ? d : -d;
+    });
+    rows.forEach(([, r]) => body.appendChild(r));
+  }
+  document.querySelectorAll("table.sortable").forEach(t => t.querySelectorAll("thead th").forEach((th, i) => {
+    th.tabIndex = 0;
+    th.addEventListener("click", () => sortRows(t, i, th));
+    th.addEventListener("keydown", ev => { if (ev.key === "Enter") sortRows(t, i, th); });
+  }));
 
   // ------------------------------------------------------------------------- mount all
   document.querySelectorAll("[data-chart]").forEach(host => {
