@@ -18,6 +18,22 @@ import numpy as np
 from .world import EXPIRED, NODE_DOWN, Q_FULL, WAITING, EpochOutcome, World
 
 _NONE, _NO_TIME = np.zeros(0, np.int64), np.zeros(0)
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Task rows as columns: ids, a time, and a third column (finish times of starts, reasons of drops)."""
+_NO_ROWS: Rows = (_NONE, _NO_TIME, _NONE)
+
+
+def _columns(rows: list, third: type) -> Rows:
+    """Rows (id, time, x) of the event walk as three columns (x of type ``third``)."""
+    if not rows:
+        return _NONE, _NO_TIME, np.zeros(0, third)
+    i, t, x = zip(*rows)
+    return np.array(i, np.int64), np.array(t), np.array(x, third)
+
+
+def _concat(a: Rows, b: Rows) -> Rows:
+    """The rows of ``a`` followed by those of ``b``."""
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
 
 
 def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list, qcap: int,
@@ -167,7 +183,11 @@ class FastEngine:
         self.charge_loss, self.draw_loss = 1.0 - p.eta_c, 1.0 / p.eta_d - 1.0
         self.brown_wh = p.min_wh * (1 + 1e-9) + 1e-12     # at or below it the node browns out
         self.qcap, self.edf, self.drop_down = p.queue_cap.tolist(), p.edf.tolist(), p.drop_on_down.tolist()
-        self.free = [[0.0] * int(c) for c in world.p.servers]
+        # server free times, one row per node (unused places +inf): the walk heapifies a node's
+        # row as a list and writes it back; the vectorised path reads and writes column 0
+        self.servers = p.servers.tolist()
+        width = max(max(self.servers, default=1), 1)
+        self.free = np.where(np.arange(width) < p.servers[:, None], 0.0, np.inf)
         self.running = np.zeros(0, np.int64)
         self.running_until = np.zeros(0)       # their finish times
 
@@ -211,18 +231,17 @@ class FastEngine:
         is_arrival[len(wait):] = True
         if len(ids) <= self.small_epoch:
             # few tasks in play: the per-node event walk costs less than numpy's per-call overhead
-            started, dropped = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
+            s, d = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
+            started, dropped = _columns(s, float), _columns(d, np.int64)
         else:
             started, dropped = self._serve_many(t0, t1, ids, is_arrival, budget, serve, task_wh)
         out = {"queued": arr, "started": _NONE, "start_s": _NO_TIME, "finish_s": _NO_TIME,
                "dropped": _NONE, "drop_s": _NO_TIME, "drop_reason": _NONE}
-        if dropped:
-            di, dt_, dr = zip(*dropped)
-            out.update(dropped=np.array(di, np.int64), drop_s=np.array(dt_), drop_reason=np.array(dr, np.int64))
-        if started:
-            si, ss, sf = zip(*started)
-            si, sf = np.array(si, np.int64), np.array(sf)
-            out.update(started=si, start_s=np.array(ss), finish_s=sf)
+        if len(dropped[0]):
+            out.update(dropped=dropped[0], drop_s=dropped[1], drop_reason=dropped[2])
+        if len(started[0]):
+            si, sf = started[0], started[2]
+            out.update(started=si, start_s=started[1], finish_s=sf)
             self.running = np.concatenate([self.running, si])
             self.running_until = np.concatenate([self.running_until, sf])
         return task_wh, {**out, **self._finish_running(t1)}
@@ -243,17 +262,19 @@ class FastEngine:
                 g = groups[row[0]] = ([], [])
             g[row[1]].append(row[2:])
         up, serve_l, budget_l = w.up.tolist(), serve.tolist(), budget.tolist()
-        qcap, edf, drop_down = self.qcap, self.edf, self.drop_down
+        qcap, edf, drop_down, servers = self.qcap, self.edf, self.drop_down, self.servers
         started, dropped = [], []
         for nd, (waiting, arrivals) in groups.items():
-            s, d, u, _ = serve_queue(t0, t1, self.free[nd], waiting, arrivals, qcap[nd], edf[nd], up[nd],
+            free = self.free[nd, :servers[nd]].tolist()
+            s, d, u, _ = serve_queue(t0, t1, free, waiting, arrivals, qcap[nd], edf[nd], up[nd],
                                      drop_down[nd], serve_l[nd], budget_l[nd])
+            self.free[nd, :servers[nd]] = free
             started += s
             dropped += d
             task_wh[nd] = u
         return started, dropped
 
-    def _serve_many(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[list, list]:
+    def _serve_many(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[Rows, Rows]:
         """The vectorised paths where they apply, the event walk for the other nodes."""
         w, p, t = self.w, self.w.p, self.w.tasks
         node = w.node[ids]
@@ -269,10 +290,10 @@ class FastEngine:
         fast, used, begun, begin_s, dropped = self._vectorised(t0, t1, ids, is_arrival, service, energy,
                                                                nodes, first, last, budget, serve)
         task_wh[nodes[fast]] = used
-        started = list(zip(ids[begun].tolist(), begin_s.tolist(), (begin_s + service[begun]).tolist()))
+        started = (ids[begun], begin_s, begin_s + service[begun])
         rest = np.repeat(~fast, last - first)
         s, d = self._walk(t0, t1, ids[rest], is_arrival[rest], budget, serve, task_wh)
-        return started + s, dropped + d
+        return _concat(started, _columns(s, float)), _concat(dropped, _columns(d, np.int64))
 
     def _vectorised(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve):
         """The node-epochs whose outcome needs no event walk, resolved for all nodes at once.
@@ -296,12 +317,11 @@ class FastEngine:
         small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
         idle = small & ~serve[nodes]
         fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
-        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else []
+        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else _NO_ROWS
         g = np.flatnonzero(fast & ~idle)
-        begun = np.zeros(len(ids), bool)
         if not len(g):
-            return fast, np.zeros(np.count_nonzero(fast)), begun, np.zeros(0), dropped
-        free = np.array([self.free[nd][0] for nd in nodes[g].tolist()])
+            return fast, np.zeros(np.count_nonzero(fast)), np.zeros(len(ids), bool), np.zeros(0), dropped
+        free = self.free[nodes[g], 0]
         arrive, deadline = w.arrive_s[ids], t.deadline_s[ids]
         ready = np.maximum(arrive, t0)
         edf = p.edf[nodes[g]]
@@ -324,16 +344,15 @@ class FastEngine:
             last_start[m] = np.where(began, s, last_start[m])
         fast[g[~ok]] = False
         keep = g[ok]
-        for nd, f in zip(nodes[keep].tolist(), free[ok].tolist()):
-            self.free[nd][0] = f
-        for a, b in zip(first[keep].tolist(), last[keep].tolist()):
-            begun[a:b] = True
-        begun &= np.isfinite(start)
+        self.free[nodes[keep], 0] = free[ok]
+        kept = np.zeros(len(nodes), bool)
+        kept[keep] = True
+        begun = np.repeat(kept, size) & np.isfinite(start)
         used = np.zeros(len(nodes))
         used[keep] = cum[ok]
         return fast, used[fast], begun, start[begun], dropped
 
-    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> list:
+    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> Rows:
         """Drops at the node-epochs that serve nothing: each task's fate is its own."""
         w, p, t = self.w, self.w.p, self.w.tasks
         member = np.repeat(idle, size)
@@ -343,10 +362,10 @@ class FastEngine:
         down = arrv & ~w.up[nd] & p.drop_on_down[nd]
         late = arrv & ~down & (d < a)
         due = ~down & ~late & (d < t1)
-        dropped: list = []
-        for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
-            dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
-        return dropped
+        kinds = ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED))
+        return (np.concatenate([sel[m] for m, _, _ in kinds]),
+                np.concatenate([when[m] for m, when, _ in kinds]),
+                np.concatenate([np.full(np.count_nonzero(m), why, np.int64) for m, _, why in kinds]))
 
     def _finish_running(self, t1: float) -> dict:
         """Running tasks that end before t1: ids, end times and whether late."""

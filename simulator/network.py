@@ -15,7 +15,8 @@ from math import inf
 import networkx as nx
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
 
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.graphfile import read_graph
@@ -72,67 +73,123 @@ class Positions:
         return self._xy
 
 
-def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, Positions]:
-    """The graph on nodes 0..n-1 and its node positions for maps."""
+@dataclass
+class Topology:
+    """The links of a graph on nodes 0..n-1 as sorted (low, high) pairs without repeats or self
+    loops, the per-link parameters a graph file sets (``attrs``: field -> {link row: value}) and
+    the node positions."""
+
+    n: int
+    edges: np.ndarray
+    attrs: dict[str, dict[int, float]]
+    positions: Positions
+
+    @classmethod
+    def of_graph(cls, g: nx.Graph, positions: Positions) -> Topology:
+        """The topology of a networkx graph (its edge attributes named in ``LINK_FIELDS`` kept)."""
+        edges = _edge_array((min(a, b), max(a, b)) for a, b in g.edges if a != b)
+        attrs: dict[str, dict[int, float]] = {}
+        row = {(a, b): e for e, (a, b) in enumerate(edges.tolist())}
+        for a, b, data in g.edges(data=True):
+            for f in LINK_FIELDS:
+                if a != b and f in data:
+                    attrs.setdefault(f, {})[row[(min(a, b), max(a, b))]] = float(data[f])
+        return cls(g.number_of_nodes(), edges, attrs, positions)
+
+    def graph(self) -> nx.Graph:
+        """The topology as a networkx graph (link attributes left out)."""
+        g = nx.empty_graph(self.n)
+        g.add_edges_from(self.edges.tolist())
+        return g
+
+
+def _edge_array(pairs) -> np.ndarray:
+    """(m, 2) int64 array of sorted, distinct (low, high) pairs."""
+    e = np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+    return e
+
+
+def make_topology(scenario: S.Scenario, rng: np.random.Generator) -> Topology:
+    """The scenario's network for this run. A random geometric graph is built from a k-d tree
+    over the drawn positions (networkx's rule: a link where the distance is at most the radius)
+    without a networkx graph, which at 100,000 nodes costs more than the rest of the world."""
     n, topo = scenario.n_nodes, scenario.network.topology
     seed = int(rng.integers(2**31 - 1))
-    pos = None
-    if isinstance(topo, S.GridTopology):
-        g = nx.grid_2d_graph(topo.rows, topo.cols)
-        pos = np.array([(c / max(topo.cols - 1, 1), r / max(topo.rows - 1, 1)) for r, c in g.nodes])
-        g = nx.convert_node_labels_to_integers(g, ordering="sorted")
-    elif isinstance(topo, S.RandomGeometricTopology):
+    if isinstance(topo, S.RandomGeometricTopology):
         pos = rng.uniform(0.0, 1.0, (n, 2))
-        g = nx.random_geometric_graph(n, topo.radius, pos={i: tuple(p) for i, p in enumerate(pos)})
+        pairs = cKDTree(pos).query_pairs(topo.radius, p=2.0, output_type="ndarray").astype(np.int64)
         if topo.connect:
-            _connect_components(g, pos)
-    elif isinstance(topo, S.SmallWorldTopology):
-        g = nx.connected_watts_strogatz_graph(n, min(topo.k, n - 1), topo.p, seed=seed) if n > 2 else nx.path_graph(n)
-    elif isinstance(topo, S.ScaleFreeTopology):
-        g = nx.barabasi_albert_graph(n, min(topo.m, n - 1), seed=seed) if n > 1 else nx.empty_graph(1)
-    elif isinstance(topo, S.StarTopology):
-        g = nx.star_graph(n - 1)
-    elif isinstance(topo, S.TreeTopology):
-        g = nx.full_rary_tree(topo.branching, n)
-    elif isinstance(topo, S.CompleteTopology):
-        g = nx.complete_graph(n)
-    else:
-        g = _read_graph_file(topo)
+            pairs = np.concatenate([pairs, _connecting_links(n, pairs, pos)])
+        pairs = np.unique(np.sort(pairs, axis=1), axis=0).reshape(-1, 2)
+        return Topology(n, pairs, {}, Positions(pos))
+    g, pos = _generated_graph(scenario, topo, seed)
     g = nx.Graph(g)
     g.remove_edges_from(nx.selfloop_edges(g))
     if pos is not None:
-        return g, Positions(np.asarray(pos, dtype=float))
-    if g.number_of_nodes() <= 2000:
-        return g, Positions(graph=g, seed=int(rng.integers(2**31 - 1)))
-    return g, Positions(rng.uniform(0.0, 1.0, (g.number_of_nodes(), 2)))
+        positions = Positions(np.asarray(pos, dtype=float))
+    elif g.number_of_nodes() <= 2000:
+        positions = Positions(graph=g, seed=int(rng.integers(2**31 - 1)))
+    else:
+        positions = Positions(rng.uniform(0.0, 1.0, (g.number_of_nodes(), 2)))
+    return Topology.of_graph(g, positions)
 
 
-def _read_graph_file(topo: S.FileTopology) -> nx.Graph:
-    return read_graph(topo.kind, topo.file).graph
+def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, Positions]:
+    """The graph on nodes 0..n-1 and its node positions for maps (``make_topology`` as networkx)."""
+    t = make_topology(scenario, rng)
+    return t.graph(), t.positions
 
 
-def _connect_components(g: nx.Graph, pos: np.ndarray) -> None:
-    """Join components by the closest pair of nodes between the largest and each other one."""
-    comps = sorted(nx.connected_components(g), key=lambda c: (-len(c), min(c)))
-    main = np.array(sorted(comps[0]))
-    for comp in comps[1:]:
-        c = np.array(sorted(comp))
+def _generated_graph(scenario: S.Scenario, topo, seed: int) -> tuple[nx.Graph, np.ndarray | None]:
+    """A graph of any topology kind but the random geometric one, and positions if it has them."""
+    n = scenario.n_nodes
+    if isinstance(topo, S.GridTopology):
+        g = nx.grid_2d_graph(topo.rows, topo.cols)
+        pos = np.array([(c / max(topo.cols - 1, 1), r / max(topo.rows - 1, 1)) for r, c in g.nodes])
+        return nx.convert_node_labels_to_integers(g, ordering="sorted"), pos
+    if isinstance(topo, S.SmallWorldTopology):
+        return (nx.connected_watts_strogatz_graph(n, min(topo.k, n - 1), topo.p, seed=seed) if n > 2
+                else nx.path_graph(n)), None
+    if isinstance(topo, S.ScaleFreeTopology):
+        return (nx.barabasi_albert_graph(n, min(topo.m, n - 1), seed=seed) if n > 1
+                else nx.empty_graph(1)), None
+    if isinstance(topo, S.StarTopology):
+        return nx.star_graph(n - 1), None
+    if isinstance(topo, S.TreeTopology):
+        return nx.full_rary_tree(topo.branching, n), None
+    if isinstance(topo, S.CompleteTopology):
+        return nx.complete_graph(n), None
+    return read_graph(topo.kind, topo.file).graph, None
+
+
+def _connecting_links(n: int, pairs: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Links joining every component to the largest: for each other component (largest first,
+    ties by lowest node), the closest pair of nodes between it and everything joined so far."""
+    adj = csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, label = connected_components(adj, directed=False)
+    if count <= 1:
+        return np.zeros((0, 2), np.int64)
+    order = np.argsort(label, kind="stable")
+    comps = np.split(order, np.cumsum(np.bincount(label, minlength=count))[:-1])
+    comps.sort(key=lambda c: (-len(c), int(c[0])))      # members ascending: c[0] is the lowest
+    main, out = comps[0], []
+    for c in comps[1:]:
         d = ((pos[c, None, :] - pos[None, main, :]) ** 2).sum(-1)
         i, j = np.unravel_index(np.argmin(d), d.shape)
-        g.add_edge(int(c[i]), int(main[j]))
+        out.append((int(c[i]), int(main[j])))
         main = np.concatenate([main, c])
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
-def make_links(g: nx.Graph, link: S.Link, rng: np.random.Generator) -> Links:
+def make_links(g: nx.Graph | Topology, link: S.Link, rng: np.random.Generator) -> Links:
     """Arrays of link parameters: per-edge attributes of a graph file override the defaults."""
-    edges = np.array(sorted((min(a, b), max(a, b)) for a, b in g.edges), dtype=np.int64).reshape(-1, 2)
-    m = len(edges)
+    topo = g if isinstance(g, Topology) else Topology.of_graph(g, Positions(np.zeros((0, 2))))
+    edges, m = topo.edges, len(topo.edges)
     cols = {}
     for f in LINK_FIELDS:
         vals = getattr(link, f).sample(rng, m)
-        for e, (a, b) in enumerate(edges):
-            if f in g.edges[a, b]:
-                vals[e] = float(g.edges[a, b][f])
+        for e, v in topo.attrs.get(f, {}).items():
+            vals[e] = v
         cols[f] = vals
     return Links(u=edges[:, 0], v=edges[:, 1], **cols)
 

@@ -19,7 +19,7 @@ from otmarl.scenarios.errors import DecisionError, ScenarioError
 
 from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
-from .network import NetworkState, NetworkView, make_graph, make_links
+from .network import NetworkState, NetworkView, make_links, make_topology
 from .workload import generate
 
 # task status codes
@@ -183,8 +183,9 @@ class World:
         self.dt = sc.control_interval_s
         self.n_epochs = sc.n_epochs
         self.p = _draw_nodes(sc, rngs["nodes"])
-        self.graph, self._positions = make_graph(sc, rngs["topology"])
-        self.links = make_links(self.graph, sc.network.link, rngs["topology"])
+        topology = make_topology(sc, rngs["topology"])
+        self._positions = topology.positions
+        self.links = make_links(topology, sc.network.link, rngs["topology"])
         self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
         self.net = NetworkState(n, self.links, mean_kb)
