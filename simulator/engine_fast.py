@@ -305,10 +305,13 @@ class FastEngine:
           task's fate is its own: an arrival at a node that is down and drops is dropped, one past
           its deadline on arrival expires then, any other expires at its deadline if that falls in
           the epoch, and the rest keep waiting;
-        - one server: the Lindley recursion start_k = max(arrival_k, t0, finish_{k-1}) in queue
-          order. Kept only if nothing expires and every start fits the energy budget and, under
-          EDF, no arrival is present at any earlier start (so the order is EDF's: waiting tasks
-          are in deadline order, and each arrival finds the server free of choices).
+        - serving: the Lindley recursion for c servers, start_k = max(arrival_k, t0, the earliest
+          time a server is free) in queue order, that server then busy until start_k + service_k.
+          Kept only if nothing expires and every start fits the energy budget and, under EDF, no
+          arrival is present at any earlier start (so the order is EDF's: waiting tasks are in
+          deadline order, and each arrival finds no other task to be chosen over it). Starts
+          never go back in time (ready times and the earliest free time only grow along the
+          queue), so queue order is start order, as in the event walk.
 
         Every other node-epoch goes through ``serve_queue``. The arithmetic (max, sums in start
         order) is the kernel's, so both paths give identical numbers."""
@@ -316,12 +319,12 @@ class FastEngine:
         size = last - first
         small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
         idle = small & ~serve[nodes]
-        fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
+        fast = idle | (small & serve[nodes] & (p.servers[nodes] >= 1))
         dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else _NO_ROWS
         g = np.flatnonzero(fast & ~idle)
         if not len(g):
             return fast, np.zeros(np.count_nonzero(fast)), np.zeros(len(ids), bool), np.zeros(0), dropped
-        free = self.free[nodes[g], 0]
+        free = self.free[nodes[g]]        # (groups, most servers), unused places +inf
         arrive, deadline = w.arrive_s[ids], t.deadline_s[ids]
         ready = np.maximum(arrive, t0)
         edf = p.edf[nodes[g]]
@@ -333,18 +336,21 @@ class FastEngine:
         for r in range(int(sz.max())):
             m = np.flatnonzero(sz > r)
             pos = fi[m] + r
-            s = np.maximum(ready[pos], free[m])
+            j = free[m].argmin(1)
+            soonest = free[m, j]
+            s = np.maximum(ready[pos], soonest)
             began = s < t1
             c = cum[m] + np.where(began, energy[pos], 0.0)
             clash = edf[m] & is_arrival[pos] & (arrive[pos] <= last_start[m])
             ok[m] &= ~clash & np.where(began, (s <= deadline[pos]) & (c <= cap[m]), deadline[pos] >= t1)
             start[pos] = np.where(began, s, np.inf)
-            free[m] = np.where(began, s + service[pos], free[m])
+            free[m, j] = np.where(began, s + service[pos], soonest)
             cum[m] = c
             last_start[m] = np.where(began, s, last_start[m])
         fast[g[~ok]] = False
         keep = g[ok]
-        self.free[nodes[keep], 0] = free[ok]
+        # rows ascending: a valid heap for the event walk (only the values matter to it)
+        self.free[nodes[keep]] = np.sort(free[ok], axis=1) if free.shape[1] > 1 else free[ok]
         kept = np.zeros(len(nodes), bool)
         kept[keep] = True
         begun = np.repeat(kept, size) & np.isfinite(start)

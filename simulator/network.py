@@ -206,10 +206,38 @@ class Paths:
         self.n, self.links, self.weight = n, links, np.asarray(weight, float)
         self.link_up = np.ones(len(links), bool)
         self.node_ok = np.ones(n, bool)
-        # every link by its (low, high) end pair; paths only ever use links that are up
-        self._edge_lookup = {(a, b): e for e, (a, b) in enumerate(zip(links.u.tolist(), links.v.tolist()))}
+        self._lookup: dict[tuple[int, int], int] | None = None
+        self._arcs: np.ndarray | None = None
         self.version = 0
         self.invalidate()
+
+    @property
+    def _edge_lookup(self) -> dict[tuple[int, int], int]:
+        """Every link by its (low, high) end pair (paths only ever use links that are up); made
+        on first use: controllers that never ask for a path never pay for it."""
+        if self._lookup is None:
+            L = self.links
+            self._lookup = {(a, b): e for e, (a, b) in enumerate(zip(L.u.tolist(), L.v.tolist()))}
+        return self._lookup
+
+    @property
+    def _graph(self) -> csr_matrix:
+        """The links that are up as a symmetric sparse matrix of weights, built on first use
+        after a topology change (faults change it most epochs of a large run, and a controller
+        that asks for no path then never pays for it)."""
+        if self._csr is None:
+            L = self.links
+            m = max(len(L), 1)
+            if self._arcs is None:     # both directions of every link, by (tail, head): CSR order
+                self._arcs = np.lexsort((np.concatenate([L.v, L.u]), np.concatenate([L.u, L.v])))
+            arcs = self._arcs[self._use[self._arcs % m]]
+            link, back = arcs % m, arcs >= len(L)
+            tail, head = np.where(back, L.v[link], L.u[link]), np.where(back, L.u[link], L.v[link])
+            ptr = np.concatenate([[0], np.cumsum(np.bincount(tail, minlength=self.n))])
+            # a tiny epsilon keeps zero-weight links as explicit edges of the sparse graph
+            self._csr = csr_matrix((np.maximum(self.weight[link], 1e-300), head, ptr),
+                                   shape=(self.n, self.n))
+        return self._csr
 
     def invalidate(self, link_up: np.ndarray | None = None, node_ok: np.ndarray | None = None) -> None:
         if link_up is not None:
@@ -218,12 +246,7 @@ class Paths:
             self.node_ok = node_ok.copy()
         L = self.links
         use = self.link_up & self.node_ok[L.u] & self.node_ok[L.v]
-        idx = np.flatnonzero(use)
-        # a tiny epsilon keeps zero-weight links as explicit edges of the sparse graph
-        w = np.maximum(self.weight[idx], 1e-300)
-        self._graph = csr_matrix((np.concatenate([w, w]),
-                                  (np.concatenate([L.u[idx], L.v[idx]]),
-                                   np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
+        self._csr: csr_matrix | None = None
         self._dist: dict[int, np.ndarray] = {}
         self._edges: dict[tuple[int, int], list[int]] = {}
         self._near: dict[tuple[int, int], tuple[float, list[int]]] = {}
