@@ -15,8 +15,9 @@ import shutil
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -24,7 +25,10 @@ from otmarl.policies import make_controller
 from otmarl.scenarios import Scenario, dump_yaml, load
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import RUN_DEFAULT_TABLES, RUN_TABLES, TABLE_CHOICES, check_tables
-from otmarl.simulator import RunResult, simulate
+from otmarl.simulator.simulate import Simulation, run_meta, run_to_end
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OUTPUT_FILES = ("metadata.json", "summary.json") + tuple(f"{t}.parquet" for t in RUN_TABLES)
 
@@ -89,13 +93,14 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
         return out
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    result = simulate(sc, controller, seed, engine=engine, progress=progress,
-                      tables=TABLE_CHOICES[tables], narrow=True)
+    sim = run_to_end(Simulation(sc, seed, engine, narrow=True), controller, progress)
+    summary = sim.recorder.checked_summary(run_meta(sim, controller))
     wall = time.perf_counter() - t0
     meta = {**identity, "scenario_yaml": dump_yaml(sc), "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
             "wall_s": wall}
-    write_run(out, result, meta)
+    # each table is made when written and dropped after: one in memory at a time
+    write_run(out, summary, {t: partial(sim.recorder.table, t, True) for t in TABLE_CHOICES[tables]}, meta)
     return out
 
 
@@ -174,17 +179,19 @@ def differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
-def write_run(out: Path, result: RunResult, meta: dict) -> None:
+def write_run(out: Path, summary: dict, tables: dict[str, Callable[[], pd.DataFrame]], meta: dict) -> None:
     """Write every file of a run into a hidden sibling, then put it in place: an interrupted run
-    leaves no half folder under the final name. summary.json holds only seed-determined numbers."""
+    leaves no half folder under the final name. summary.json holds only seed-determined numbers.
+    ``tables``: a maker of each table to write, called when it is written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        for name, df in result.tables().items():
-            write_table(df, tmp / f"{name}.parquet")
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n")
+        for name in RUN_TABLES:
+            if name in tables:
+                write_table(tables[name](), tmp / f"{name}.parquet")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     except BaseException:          # interrupted or failed: leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -226,15 +233,24 @@ def _few_distinct(col) -> bool:
     """Whether at most a sixteenth of the values of ``col`` (a pyarrow array) are distinct, on
     ``DISTINCT_SAMPLE`` evenly spaced rows of it (exact for shorter columns)."""
     import pyarrow.compute as pc
-    n = len(col)
-    if n > DISTINCT_SAMPLE:
-        col = col.take(np.arange(DISTINCT_SAMPLE, dtype=np.int64) * n // DISTINCT_SAMPLE)
+    if len(col) > DISTINCT_SAMPLE:
+        col = col.take(_spaced(len(col)))
     return pc.count_distinct(col).as_py() <= len(col) // 16
 
 
 def _counts_up(x: np.ndarray) -> bool:
-    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes)."""
-    return len(x) > 1 and float(np.mean(np.diff(x.astype(np.int64)) == 1)) > 0.5
+    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes),
+    on ``DISTINCT_SAMPLE`` evenly spaced steps of a long column."""
+    if len(x) < 2:
+        return False
+    i = _spaced(len(x) - 1)
+    return float(np.mean(x[i + 1].astype(np.int64) - x[i] == 1)) > 0.5
+
+
+def _spaced(n: int) -> np.ndarray:
+    """``DISTINCT_SAMPLE`` evenly spaced positions in range(n), or all of them."""
+    k = min(n, DISTINCT_SAMPLE)
+    return np.arange(k, dtype=np.int64) * n // k
 
 
 def _put_in_place(tmp: Path, out: Path) -> None:
