@@ -217,7 +217,7 @@ class Recorder:
         reasons = np.bincount(w.reason, minlength=len(DROP_REASONS))
         done = np.isin(w.status, (DONE_ON_TIME, DONE_LATE))
         lat = w.end_s[done] - w.tasks.gen_s[done]
-        pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99]).tolist() if len(lat) else (None,) * 3
         soc = self.series["stored_wh"] / w.p.capacity_wh
         return {
             **meta,
@@ -232,7 +232,7 @@ class Recorder:
                 "offloaded": int(np.count_nonzero(w.offloads)),
             },
             "latency_s": {"mean": float(lat.mean()) if len(lat) else None,
-                          "p50": pct(50), "p95": pct(95), "p99": pct(99)},
+                          "p50": p50, "p95": p95, "p99": p99},
             "nodes": {
                 "brownout_node_hours": self.brownout_node_hours(w.n_epochs),
                 "down_node_hours": float((~self.flags["up"]).sum() * w.dt / 3600.0),

@@ -101,9 +101,10 @@ def generate(sc: S.Scenario, class_idx: np.ndarray, rng: np.random.Generator) ->
 
 
 def _time_order(gen_s: np.ndarray, origin: np.ndarray) -> np.ndarray:
-    """The order of tasks by generation time, ties by origin node (then by position): one stable
-    sort by time, and the two-key sort only when two times are equal (trace workloads)."""
-    order = np.argsort(gen_s, kind="stable")
+    """The order of tasks by generation time, ties by origin node (then by position): one sort by
+    time (distinct times leave it one answer), and the two-key sort only when two times are equal
+    (trace workloads)."""
+    order = np.argsort(gen_s)
     g = gen_s[order]
     if np.any(g[1:] == g[:-1]):
         return np.lexsort((origin, gen_s))

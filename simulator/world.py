@@ -100,7 +100,10 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
     """{epoch: [(kind, index, down)]} with every event moved to the next epoch boundary."""
     dt, horizon = sc.control_interval_s, sc.horizon_h * 3600.0
     index = {nm: i for i, nm in enumerate(names)}
-    link_index = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(links.u, links.v))}
+    # links by end pair, only when an event names one (4.5 million links make a 0.7 GB dict)
+    link_events = any(ev.node is None for ev in sc.faults.events)
+    link_index = ({(a, b): e for e, (a, b) in enumerate(zip(links.u.tolist(), links.v.tolist()))}
+                  if link_events else {})
     sched: dict[int, list] = {}
 
     def add(t_s: float, kind: str, idx: int, down: bool) -> None:
