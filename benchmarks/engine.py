@@ -48,17 +48,25 @@ def scaled(name: str, factor: int) -> list[str]:
     return sets
 
 
+def once(name: str, sets: list[str], engine: str, policy: str = "local", python: str = sys.executable) -> dict:
+    """One fresh run under ``python`` (in an empty folder: ``python -c`` puts the working folder
+    first on sys.path, and a checkout there would shadow the install being measured)."""
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run([python, "-c", CHILD, name, json.dumps(sets), d, engine, policy],
+                           capture_output=True, text=True, check=True, cwd=d)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def measure(name: str, sets: list[str], engine: str, repeats: int, policy: str = "local") -> dict:
     """Median wall and CPU time of ``repeats`` fresh runs (peak memory and folder of the last)."""
-    runs = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as d:
-            p = subprocess.run([sys.executable, "-c", CHILD, name, json.dumps(sets), d, engine, policy],
-                               capture_output=True, text=True, check=True)
-        runs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    return summarise([once(name, sets, engine, policy) for _ in range(repeats)])
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Medians of wall and CPU time over runs of one case; the rest from the last run."""
     wall = statistics.median(r["wall_s"] for r in runs)
     cpu = statistics.median(r["cpu_s"] for r in runs)
-    return {**runs[-1], "wall_s": wall, "cpu_s": cpu, "repeats": repeats,
+    return {**runs[-1], "wall_s": wall, "cpu_s": cpu, "repeats": len(runs),
             "agent_days_per_min": runs[-1]["n"] * runs[-1]["days"] / (wall / 60)}
 
 

@@ -1,7 +1,7 @@
 """The fast engine: numpy state, closed-form energy settlement, tasks resolved per epoch.
 
 Agents interact only at epoch boundaries, so within an epoch each node's queue is independent.
-Node-epochs whose outcome needs no event walk (a node serving nothing; one server whose queue
+Node-epochs whose outcome needs no event walk (a node serving nothing; servers whose queue
 order is never in question) are resolved for all nodes at once (``_vectorised``); the rest walk
 their events (arrivals, start opportunities, expiries) with two heaps (``serve_queue``). There is
 no SimPy process per task, and all nodes' energy is settled in one vectorised pass. The engine
@@ -279,9 +279,14 @@ class FastEngine:
         w, p, t = self.w, self.w.p, self.w.tasks
         node = w.node[ids]
         # by node; waiting tasks first in queue order ((deadline, id) under EDF, (arrival, id)
-        # under FIFO), then the arrivals in (arrival, id) order
-        key = np.where(is_arrival | ~p.edf[node], w.arrive_s[ids], t.deadline_s[ids])
-        order = np.lexsort((ids, key, is_arrival, node))
+        # under FIFO), then the arrivals in (arrival, id) order. ``ids`` holds the waiting tasks
+        # first and then the arrivals, already in (arrival, id) order (``World.arrivals``): the
+        # few waiting ones are sorted on three keys, then one stable sort by node keeps the rest
+        nw = len(ids) - int(np.count_nonzero(is_arrival))
+        wn = node[:nw]
+        key = np.where(p.edf[wn], t.deadline_s[ids[:nw]], w.arrive_s[ids[:nw]])
+        order = np.concatenate([np.lexsort((ids[:nw], key, wn)), np.arange(nw, len(ids))])
+        order = order[np.argsort(node[order], kind="stable")]
         ids, is_arrival, node = ids[order], is_arrival[order], node[order]
         service = t.work_s[ids] / p.speed[node]
         energy = p.active_w[node] * service / 3600.0
