@@ -169,6 +169,17 @@ def _one_server(t0: float, t1: float, free: list, waiting: list, arrivals: list,
     return starts, [], used, rest
 
 
+def stable_order(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for non-negative integers below 2**32, as one or two
+    passes of numpy's radix sort on 16-bit digits (low digit first): several times faster than
+    the merge sort numpy uses for wider integers, on the ~150,000 tasks of an epoch at 100,000
+    nodes."""
+    if not len(key) or int(key.max()) < 1 << 16:
+        return np.argsort(key.astype(np.uint16), kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((key[order] >> 16).astype(np.uint16), kind="stable")]
+
+
 LINDLEY_MAX = 16   # the most tasks per node-epoch the vectorised paths take
 SMALL_EPOCH = 48   # with at most this many tasks in play, every node walks its events
 
@@ -286,11 +297,12 @@ class FastEngine:
         wn = node[:nw]
         key = np.where(p.edf[wn], t.deadline_s[ids[:nw]], w.arrive_s[ids[:nw]])
         order = np.concatenate([np.lexsort((ids[:nw], key, wn)), np.arange(nw, len(ids))])
-        order = order[np.argsort(node[order], kind="stable")]
+        order = order[stable_order(node[order])]
         ids, is_arrival, node = ids[order], is_arrival[order], node[order]
         service = t.work_s[ids] / p.speed[node]
         energy = p.active_w[node] * service / 3600.0
-        nodes, first = np.unique(node, return_index=True)
+        first = np.flatnonzero(np.concatenate([[True], node[1:] != node[:-1]]))     # node is sorted
+        nodes = node[first]
         last = np.append(first[1:], len(ids))
         fast, used, begun, begin_s, dropped = self._vectorised(t0, t1, ids, is_arrival, service, energy,
                                                                nodes, first, last, budget, serve)
