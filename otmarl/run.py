@@ -100,7 +100,8 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
             "wall_s": wall}
     # each table is made when written and dropped after: one in memory at a time
-    write_run(out, summary, {t: partial(sim.recorder.table, t, True) for t in TABLE_CHOICES[tables]}, meta)
+    write_run(out, summary, {t: partial(sim.recorder.table, t, True, True) for t in TABLE_CHOICES[tables]},
+              meta)
     return out
 
 
