@@ -45,7 +45,7 @@ def test_releasing_the_series_after_the_timeseries_keeps_the_other_tables():
     assert not sim2.recorder.series
 
 
-@pytest.mark.parametrize("high", [1, 300, 65_536, 70_000, 2**32 - 1])
+@pytest.mark.parametrize("high", [1, 300, 65_536, 70_000, 2**32 - 1, 2**40])
 def test_stable_order_is_numpys_stable_argsort(high):
     key = np.random.default_rng(high).integers(0, high, 5000, dtype=np.int64)
     assert np.array_equal(stable_order(key), np.argsort(key, kind="stable"))
