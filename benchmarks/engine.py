@@ -6,10 +6,11 @@ scaled to 10,000 and 100,000 nodes, with both engines.
     python benchmarks/engine.py --only "sensor-field x10" --policy random --repeats 1
     python benchmarks/engine.py --only "sensor-field x100" --repeats 1
 
-Each measurement runs in a fresh process (imports included) and reports the median wall time of
-the repeats, agent-days simulated per wall-minute, the process's CPU time (user + system, less
-sensitive than wall time to other work on the machine), its peak resident memory and the size of
-the run folder.
+Each measurement runs in a fresh process and reports the median wall time of the repeats (from
+after ``import otmarl.run``: loading the scenario, the run, writing its folder), agent-days
+simulated per wall-minute, the process's CPU time (user + system of the whole process, imports
+included; less sensitive than wall time to other work on the machine), its peak resident memory
+and the size of the run folder.
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@
     python benchmarks/scale.py --out benchmarks/results/scale.md
     python benchmarks/scale.py --before OLD/.venv/bin/python --policies local --factors 10 --repeats 3
 
-Prints a Markdown table: nodes, wall and CPU seconds (medians of the repeats), CPU per node-day
-(microseconds of CPU per simulated node-day, the cost per node), peak resident memory and its
+Prints a Markdown table: nodes, wall seconds (from after ``import otmarl.run``) and CPU seconds
+(the whole process, imports included; medians of the repeats), CPU per node-day
+(milliseconds of CPU per simulated node-day, the cost per node), peak resident memory and its
 share per node, and the run folder's size (every table, per-task rows included). With
 ``--before``, each row is measured under that install too, the two alternating run by run (so
 that other work on the machine falls on both alike), followed by a row of ratios after / before.
