@@ -1,7 +1,9 @@
 """Cost per node: sensor-field at 1,000, 10,000 and 100,000 nodes (every class count times 1,
 10, 100; the radius shrunk to keep the mean degree), one day, end to end in fresh processes.
 
-    python benchmarks/scale.py                          # local and ot (hierarchical), 1k-100k
+    python benchmarks/scale.py                          # local, 1k-100k
+    python benchmarks/scale.py --policies "ot (hierarchical)" --factors 1,10   # not 100k: see
+                                                        # docs/performance.md, Limits
     python benchmarks/scale.py --factors 1,10 --repeats 3
     python benchmarks/scale.py --policies local --factors 1000 --hours 1 --repeats 1   # 1M nodes
     python benchmarks/scale.py --out benchmarks/results/scale.md
@@ -46,7 +48,7 @@ def ratios(before: dict, after: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--factors", default="1,10,100", help="class count multipliers")
-    ap.add_argument("--policies", default=",".join(POLICIES), help=f"of {', '.join(POLICIES)}")
+    ap.add_argument("--policies", default="local", help=f"comma-separated, of: {', '.join(POLICIES)}")
     ap.add_argument("--hours", type=float, default=24.0, help="horizon")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--before", help="python of another install to measure alongside")
