@@ -105,8 +105,7 @@ class Topology:
 
 def _edge_array(pairs) -> np.ndarray:
     """(m, 2) int64 array of sorted, distinct (low, high) pairs."""
-    e = np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
-    return e
+    return np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
 
 
 def make_topology(scenario: S.Scenario, rng: np.random.Generator) -> Topology:
