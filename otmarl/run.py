@@ -15,8 +15,9 @@ import shutil
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -25,7 +26,10 @@ from otmarl.scenarios import Scenario, dump_yaml, load
 from otmarl.scenarios.controllers import with_policy
 from otmarl.scenarios.errors import UserError
 from otmarl.scenarios.schema import RUN_DEFAULT_TABLES, RUN_TABLES, TABLE_CHOICES, check_tables
-from otmarl.simulator import RunResult, simulate
+from otmarl.simulator.simulate import Simulation, run_meta, run_to_end
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OUTPUT_FILES = ("metadata.json", "summary.json") + tuple(f"{t}.parquet" for t in RUN_TABLES)
 
@@ -90,13 +94,15 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
         return out
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    result = simulate(sc, controller, seed, engine=engine, progress=progress,
-                      tables=TABLE_CHOICES[tables], narrow=True)
+    sim = run_to_end(Simulation(sc, seed, engine, narrow=True), controller, progress)
+    summary = sim.recorder.checked_summary(run_meta(sim, controller))
     wall = time.perf_counter() - t0
     meta = {**identity, "scenario_yaml": dump_yaml(sc), "versions": versions(), "argv": sys.argv[1:],
             "started_utc": started.isoformat(), "ended_utc": datetime.now(timezone.utc).isoformat(),
             "wall_s": wall}
-    write_run(out, result, meta)
+    # each table is made when written and dropped after: one in memory at a time
+    write_run(out, summary, {t: partial(sim.recorder.table, t, True, True) for t in TABLE_CHOICES[tables]},
+              meta)
     return out
 
 
@@ -184,17 +190,19 @@ def differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
 
 
-def write_run(out: Path, result: RunResult, meta: dict) -> None:
+def write_run(out: Path, summary: dict, tables: dict[str, Callable[[], pd.DataFrame]], meta: dict) -> None:
     """Write every file of a run into a hidden sibling, then put it in place: an interrupted run
-    leaves no half folder under the final name. summary.json holds only seed-determined numbers."""
+    leaves no half folder under the final name. summary.json holds only seed-determined numbers.
+    ``tables``: a maker of each table to write, called when it is written."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        for name, df in result.tables().items():
-            write_table(df, tmp / f"{name}.parquet")
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=False) + "\n")
+        for name in RUN_TABLES:
+            if name in tables:
+                write_table(tables[name](), tmp / f"{name}.parquet")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     except BaseException:          # interrupted or failed: leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
@@ -204,20 +212,19 @@ def write_run(out: Path, result: RunResult, meta: dict) -> None:
 
 def write_table(df, path: Path) -> None:
     """One table as Parquet with zstd, each column encoded for what it holds: a dictionary for
-    text and for columns with few distinct values (node ids, priorities, flags), byte-stream
+    text and for columns with few distinct values (node ids, priorities, flags; judged on a
+    sample of rows of a long column, ``_few_distinct``), byte-stream
     split for other floats (their exponent bytes compress apart from the mantissas), deltas for
     integers that count up (the task number, node ids in epoch-major order) or have many
     values. The choice depends on the data only, so the same run gives the same bytes."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
     table = pa.Table.from_pandas(df, preserve_index=False)
     dictionary, encoding = [], {}
     for f in table.schema:
         col = table.column(f.name)
         counts_up = pa.types.is_integer(f.type) and _counts_up(df[f.name].to_numpy())
-        if pa.types.is_dictionary(f.type) or (
-                not counts_up and pc.count_distinct(col).as_py() <= len(col) // 16):
+        if pa.types.is_dictionary(f.type) or (not counts_up and _few_distinct(col)):
             dictionary.append(f.name)
         elif pa.types.is_floating(f.type):
             encoding[f.name] = "BYTE_STREAM_SPLIT"
@@ -227,9 +234,34 @@ def write_table(df, path: Path) -> None:
                    column_encoding=encoding or None)
 
 
+DISTINCT_SAMPLE = 1 << 16
+"""Rows of a column whose distinct values decide on a dictionary (evenly spaced, all of a
+shorter column): counting distinct values costs a hash per value, ~0.3 s per float column of
+1.5 million rows, and the tables of 100,000 nodes have 15 million."""
+
+
+def _few_distinct(col) -> bool:
+    """Whether at most a sixteenth of the values of ``col`` (a pyarrow array) are distinct, on
+    ``DISTINCT_SAMPLE`` evenly spaced rows of it (exact for shorter columns)."""
+    import pyarrow.compute as pc
+    if len(col) > DISTINCT_SAMPLE:
+        col = col.take(_spaced(len(col)))
+    return pc.count_distinct(col).as_py() <= len(col) // 16
+
+
 def _counts_up(x: np.ndarray) -> bool:
-    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes)."""
-    return len(x) > 1 and float(np.mean(np.diff(x.astype(np.int64)) == 1)) > 0.5
+    """Whether most steps of an integer column are +1 (then deltas encode it in a few bytes),
+    on ``DISTINCT_SAMPLE`` evenly spaced steps of a long column."""
+    if len(x) < 2:
+        return False
+    i = _spaced(len(x) - 1)
+    return float(np.mean(x[i + 1].astype(np.int64) - x[i] == 1)) > 0.5
+
+
+def _spaced(n: int) -> np.ndarray:
+    """``DISTINCT_SAMPLE`` evenly spaced positions in range(n), or all of them."""
+    k = min(n, DISTINCT_SAMPLE)
+    return np.arange(k, dtype=np.int64) * n // k
 
 
 def _put_in_place(tmp: Path, out: Path) -> None:

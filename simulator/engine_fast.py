@@ -1,7 +1,7 @@
 """The fast engine: numpy state, closed-form energy settlement, tasks resolved per epoch.
 
 Agents interact only at epoch boundaries, so within an epoch each node's queue is independent.
-Node-epochs whose outcome needs no event walk (a node serving nothing; one server whose queue
+Node-epochs whose outcome needs no event walk (a node serving nothing; servers whose queue
 order is never in question) are resolved for all nodes at once (``_vectorised``); the rest walk
 their events (arrivals, start opportunities, expiries) with two heaps (``serve_queue``). There is
 no SimPy process per task, and all nodes' energy is settled in one vectorised pass. The engine
@@ -18,6 +18,22 @@ import numpy as np
 from .world import EXPIRED, NODE_DOWN, Q_FULL, WAITING, EpochOutcome, World
 
 _NONE, _NO_TIME = np.zeros(0, np.int64), np.zeros(0)
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Task rows as columns: ids, a time, and a third column (finish times of starts, reasons of drops)."""
+_NO_ROWS: Rows = (_NONE, _NO_TIME, _NONE)
+
+
+def _columns(rows: list, third: type) -> Rows:
+    """Rows (id, time, x) of the event walk as three columns (x of type ``third``)."""
+    if not rows:
+        return _NONE, _NO_TIME, np.zeros(0, third)
+    i, t, x = zip(*rows)
+    return np.array(i, np.int64), np.array(t), np.array(x, third)
+
+
+def _concat(a: Rows, b: Rows) -> Rows:
+    """The rows of ``a`` followed by those of ``b``."""
+    return tuple(np.concatenate([x, y]) for x, y in zip(a, b))
 
 
 def serve_queue(t0: float, t1: float, free: list, waiting: list, arrivals: list, qcap: int,
@@ -153,6 +169,20 @@ def _one_server(t0: float, t1: float, free: list, waiting: list, arrivals: list,
     return starts, [], used, rest
 
 
+def stable_order(key: np.ndarray) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for non-negative integers: below 2**32 as one or two
+    passes of numpy's radix sort on 16-bit digits (low digit first), several times faster than
+    the merge sort numpy uses for wider integers, on the ~150,000 tasks of an epoch at 100,000
+    nodes."""
+    top = int(key.max()) if len(key) else 0
+    if top < 1 << 16:
+        return np.argsort(key.astype(np.uint16), kind="stable")
+    if top >= 1 << 32:
+        return np.argsort(key, kind="stable")
+    order = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    return order[np.argsort((key[order] >> 16).astype(np.uint16), kind="stable")]
+
+
 LINDLEY_MAX = 16   # the most tasks per node-epoch the vectorised paths take
 SMALL_EPOCH = 48   # with at most this many tasks in play, every node walks its events
 
@@ -167,7 +197,11 @@ class FastEngine:
         self.charge_loss, self.draw_loss = 1.0 - p.eta_c, 1.0 / p.eta_d - 1.0
         self.brown_wh = p.min_wh * (1 + 1e-9) + 1e-12     # at or below it the node browns out
         self.qcap, self.edf, self.drop_down = p.queue_cap.tolist(), p.edf.tolist(), p.drop_on_down.tolist()
-        self.free = [[0.0] * int(c) for c in world.p.servers]
+        # server free times, one row per node (unused places +inf): the walk heapifies a node's
+        # row as a list and writes it back; the vectorised path reads and writes column 0
+        self.servers = p.servers.tolist()
+        width = max(max(self.servers, default=1), 1)
+        self.free = np.where(np.arange(width) < p.servers[:, None], 0.0, np.inf)
         self.running = np.zeros(0, np.int64)
         self.running_until = np.zeros(0)       # their finish times
 
@@ -211,18 +245,17 @@ class FastEngine:
         is_arrival[len(wait):] = True
         if len(ids) <= self.small_epoch:
             # few tasks in play: the per-node event walk costs less than numpy's per-call overhead
-            started, dropped = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
+            s, d = self._walk(t0, t1, ids, is_arrival, budget, serve, task_wh)
+            started, dropped = _columns(s, float), _columns(d, np.int64)
         else:
             started, dropped = self._serve_many(t0, t1, ids, is_arrival, budget, serve, task_wh)
         out = {"queued": arr, "started": _NONE, "start_s": _NO_TIME, "finish_s": _NO_TIME,
                "dropped": _NONE, "drop_s": _NO_TIME, "drop_reason": _NONE}
-        if dropped:
-            di, dt_, dr = zip(*dropped)
-            out.update(dropped=np.array(di, np.int64), drop_s=np.array(dt_), drop_reason=np.array(dr, np.int64))
-        if started:
-            si, ss, sf = zip(*started)
-            si, sf = np.array(si, np.int64), np.array(sf)
-            out.update(started=si, start_s=np.array(ss), finish_s=sf)
+        if len(dropped[0]):
+            out.update(dropped=dropped[0], drop_s=dropped[1], drop_reason=dropped[2])
+        if len(started[0]):
+            si, sf = started[0], started[2]
+            out.update(started=si, start_s=started[1], finish_s=sf)
             self.running = np.concatenate([self.running, si])
             self.running_until = np.concatenate([self.running_until, sf])
         return task_wh, {**out, **self._finish_running(t1)}
@@ -243,36 +276,44 @@ class FastEngine:
                 g = groups[row[0]] = ([], [])
             g[row[1]].append(row[2:])
         up, serve_l, budget_l = w.up.tolist(), serve.tolist(), budget.tolist()
-        qcap, edf, drop_down = self.qcap, self.edf, self.drop_down
+        qcap, edf, drop_down, servers = self.qcap, self.edf, self.drop_down, self.servers
         started, dropped = [], []
         for nd, (waiting, arrivals) in groups.items():
-            s, d, u, _ = serve_queue(t0, t1, self.free[nd], waiting, arrivals, qcap[nd], edf[nd], up[nd],
+            free = self.free[nd, :servers[nd]].tolist()
+            s, d, u, _ = serve_queue(t0, t1, free, waiting, arrivals, qcap[nd], edf[nd], up[nd],
                                      drop_down[nd], serve_l[nd], budget_l[nd])
+            self.free[nd, :servers[nd]] = free
             started += s
             dropped += d
             task_wh[nd] = u
         return started, dropped
 
-    def _serve_many(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[list, list]:
+    def _serve_many(self, t0, t1, ids, is_arrival, budget, serve, task_wh) -> tuple[Rows, Rows]:
         """The vectorised paths where they apply, the event walk for the other nodes."""
         w, p, t = self.w, self.w.p, self.w.tasks
         node = w.node[ids]
         # by node; waiting tasks first in queue order ((deadline, id) under EDF, (arrival, id)
-        # under FIFO), then the arrivals in (arrival, id) order
-        key = np.where(is_arrival | ~p.edf[node], w.arrive_s[ids], t.deadline_s[ids])
-        order = np.lexsort((ids, key, is_arrival, node))
+        # under FIFO), then the arrivals in (arrival, id) order. ``ids`` holds the waiting tasks
+        # first and then the arrivals, already in (arrival, id) order (``World.arrivals``): the
+        # few waiting ones are sorted on three keys, then one stable sort by node keeps the rest
+        nw = len(ids) - int(np.count_nonzero(is_arrival))
+        wn = node[:nw]
+        key = np.where(p.edf[wn], t.deadline_s[ids[:nw]], w.arrive_s[ids[:nw]])
+        order = np.concatenate([np.lexsort((ids[:nw], key, wn)), np.arange(nw, len(ids))])
+        order = order[stable_order(node[order])]
         ids, is_arrival, node = ids[order], is_arrival[order], node[order]
         service = t.work_s[ids] / p.speed[node]
         energy = p.active_w[node] * service / 3600.0
-        nodes, first = np.unique(node, return_index=True)
+        first = np.flatnonzero(np.concatenate([[True], node[1:] != node[:-1]]))     # node is sorted
+        nodes = node[first]
         last = np.append(first[1:], len(ids))
         fast, used, begun, begin_s, dropped = self._vectorised(t0, t1, ids, is_arrival, service, energy,
                                                                nodes, first, last, budget, serve)
         task_wh[nodes[fast]] = used
-        started = list(zip(ids[begun].tolist(), begin_s.tolist(), (begin_s + service[begun]).tolist()))
+        started = (ids[begun], begin_s, begin_s + service[begun])
         rest = np.repeat(~fast, last - first)
         s, d = self._walk(t0, t1, ids[rest], is_arrival[rest], budget, serve, task_wh)
-        return started + s, dropped + d
+        return _concat(started, _columns(s, float)), _concat(dropped, _columns(d, np.int64))
 
     def _vectorised(self, t0, t1, ids, is_arrival, service, energy, nodes, first, last, budget, serve):
         """The node-epochs whose outcome needs no event walk, resolved for all nodes at once.
@@ -284,10 +325,13 @@ class FastEngine:
           task's fate is its own: an arrival at a node that is down and drops is dropped, one past
           its deadline on arrival expires then, any other expires at its deadline if that falls in
           the epoch, and the rest keep waiting;
-        - one server: the Lindley recursion start_k = max(arrival_k, t0, finish_{k-1}) in queue
-          order. Kept only if nothing expires and every start fits the energy budget and, under
-          EDF, no arrival is present at any earlier start (so the order is EDF's: waiting tasks
-          are in deadline order, and each arrival finds the server free of choices).
+        - serving: the Lindley recursion for c servers, start_k = max(arrival_k, t0, the earliest
+          time a server is free) in queue order, that server then busy until start_k + service_k.
+          Kept only if nothing expires and every start fits the energy budget and, under EDF, no
+          arrival is present at any earlier start (so the order is EDF's: waiting tasks are in
+          deadline order, and each arrival finds no other task to be chosen over it). Starts
+          never go back in time (ready times and the earliest free time only grow along the
+          queue), so queue order is start order, as in the event walk.
 
         Every other node-epoch goes through ``serve_queue``. The arithmetic (max, sums in start
         order) is the kernel's, so both paths give identical numbers."""
@@ -295,13 +339,12 @@ class FastEngine:
         size = last - first
         small = size <= np.minimum(p.queue_cap[nodes], LINDLEY_MAX)
         idle = small & ~serve[nodes]
-        fast = idle | (small & serve[nodes] & (p.servers[nodes] == 1))
-        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else []
+        fast = idle | (small & serve[nodes] & (p.servers[nodes] >= 1))
+        dropped = self._idle_drops(t1, ids, is_arrival, nodes, size, idle) if idle.any() else _NO_ROWS
         g = np.flatnonzero(fast & ~idle)
-        begun = np.zeros(len(ids), bool)
         if not len(g):
-            return fast, np.zeros(np.count_nonzero(fast)), begun, np.zeros(0), dropped
-        free = np.array([self.free[nd][0] for nd in nodes[g].tolist()])
+            return fast, np.zeros(np.count_nonzero(fast)), np.zeros(len(ids), bool), np.zeros(0), dropped
+        free = self.free[nodes[g]]        # (groups, most servers), unused places +inf
         arrive, deadline = w.arrive_s[ids], t.deadline_s[ids]
         ready = np.maximum(arrive, t0)
         edf = p.edf[nodes[g]]
@@ -313,27 +356,29 @@ class FastEngine:
         for r in range(int(sz.max())):
             m = np.flatnonzero(sz > r)
             pos = fi[m] + r
-            s = np.maximum(ready[pos], free[m])
+            j = free[m].argmin(1)
+            soonest = free[m, j]
+            s = np.maximum(ready[pos], soonest)
             began = s < t1
             c = cum[m] + np.where(began, energy[pos], 0.0)
             clash = edf[m] & is_arrival[pos] & (arrive[pos] <= last_start[m])
             ok[m] &= ~clash & np.where(began, (s <= deadline[pos]) & (c <= cap[m]), deadline[pos] >= t1)
             start[pos] = np.where(began, s, np.inf)
-            free[m] = np.where(began, s + service[pos], free[m])
+            free[m, j] = np.where(began, s + service[pos], soonest)
             cum[m] = c
             last_start[m] = np.where(began, s, last_start[m])
         fast[g[~ok]] = False
         keep = g[ok]
-        for nd, f in zip(nodes[keep].tolist(), free[ok].tolist()):
-            self.free[nd][0] = f
-        for a, b in zip(first[keep].tolist(), last[keep].tolist()):
-            begun[a:b] = True
-        begun &= np.isfinite(start)
+        # rows ascending: a valid heap for the event walk (only the values matter to it)
+        self.free[nodes[keep]] = np.sort(free[ok], axis=1) if free.shape[1] > 1 else free[ok]
+        kept = np.zeros(len(nodes), bool)
+        kept[keep] = True
+        begun = np.repeat(kept, size) & np.isfinite(start)
         used = np.zeros(len(nodes))
         used[keep] = cum[ok]
         return fast, used[fast], begun, start[begun], dropped
 
-    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> list:
+    def _idle_drops(self, t1, ids, is_arrival, nodes, size, idle) -> Rows:
         """Drops at the node-epochs that serve nothing: each task's fate is its own."""
         w, p, t = self.w, self.w.p, self.w.tasks
         member = np.repeat(idle, size)
@@ -343,10 +388,10 @@ class FastEngine:
         down = arrv & ~w.up[nd] & p.drop_on_down[nd]
         late = arrv & ~down & (d < a)
         due = ~down & ~late & (d < t1)
-        dropped: list = []
-        for m, when, why in ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED)):
-            dropped += zip(sel[m].tolist(), when[m].tolist(), [why] * int(m.sum()))
-        return dropped
+        kinds = ((down, a, NODE_DOWN), (late, a, EXPIRED), (due, d, EXPIRED))
+        return (np.concatenate([sel[m] for m, _, _ in kinds]),
+                np.concatenate([when[m] for m, when, _ in kinds]),
+                np.concatenate([np.full(np.count_nonzero(m), why, np.int64) for m, _, why in kinds]))
 
     def _finish_running(self, t1: float) -> dict:
         """Running tasks that end before t1: ids, end times and whether late."""

@@ -15,7 +15,8 @@ from math import inf
 import networkx as nx
 import numpy as np
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
 
 from otmarl.scenarios import schema as S
 from otmarl.scenarios.graphfile import read_graph
@@ -72,67 +73,122 @@ class Positions:
         return self._xy
 
 
-def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, Positions]:
-    """The graph on nodes 0..n-1 and its node positions for maps."""
+@dataclass
+class Topology:
+    """The links of a graph on nodes 0..n-1 as sorted (low, high) pairs without repeats or self
+    loops, the per-link parameters a graph file sets (``attrs``: field -> {link row: value}) and
+    the node positions."""
+
+    n: int
+    edges: np.ndarray
+    attrs: dict[str, dict[int, float]]
+    positions: Positions
+
+    @classmethod
+    def of_graph(cls, g: nx.Graph, positions: Positions) -> Topology:
+        """The topology of a networkx graph (its edge attributes named in ``LINK_FIELDS`` kept)."""
+        edges = _edge_array((min(a, b), max(a, b)) for a, b in g.edges if a != b)
+        attrs: dict[str, dict[int, float]] = {}
+        row = {(a, b): e for e, (a, b) in enumerate(edges.tolist())}
+        for a, b, data in g.edges(data=True):
+            for f in LINK_FIELDS:
+                if a != b and f in data:
+                    attrs.setdefault(f, {})[row[(min(a, b), max(a, b))]] = float(data[f])
+        return cls(g.number_of_nodes(), edges, attrs, positions)
+
+    def graph(self) -> nx.Graph:
+        """The topology as a networkx graph (link attributes left out)."""
+        g = nx.empty_graph(self.n)
+        g.add_edges_from(self.edges.tolist())
+        return g
+
+
+def _edge_array(pairs) -> np.ndarray:
+    """(m, 2) int64 array of sorted, distinct (low, high) pairs."""
+    return np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+
+
+def make_topology(scenario: S.Scenario, rng: np.random.Generator) -> Topology:
+    """The scenario's network for this run. A random geometric graph is built from a k-d tree
+    over the drawn positions (networkx's rule: a link where the distance is at most the radius)
+    without a networkx graph, which at 100,000 nodes costs more than the rest of the world."""
     n, topo = scenario.n_nodes, scenario.network.topology
     seed = int(rng.integers(2**31 - 1))
-    pos = None
-    if isinstance(topo, S.GridTopology):
-        g = nx.grid_2d_graph(topo.rows, topo.cols)
-        pos = np.array([(c / max(topo.cols - 1, 1), r / max(topo.rows - 1, 1)) for r, c in g.nodes])
-        g = nx.convert_node_labels_to_integers(g, ordering="sorted")
-    elif isinstance(topo, S.RandomGeometricTopology):
+    if isinstance(topo, S.RandomGeometricTopology):
         pos = rng.uniform(0.0, 1.0, (n, 2))
-        g = nx.random_geometric_graph(n, topo.radius, pos={i: tuple(p) for i, p in enumerate(pos)})
+        pairs = cKDTree(pos).query_pairs(topo.radius, p=2.0, output_type="ndarray").astype(np.int64)
         if topo.connect:
-            _connect_components(g, pos)
-    elif isinstance(topo, S.SmallWorldTopology):
-        g = nx.connected_watts_strogatz_graph(n, min(topo.k, n - 1), topo.p, seed=seed) if n > 2 else nx.path_graph(n)
-    elif isinstance(topo, S.ScaleFreeTopology):
-        g = nx.barabasi_albert_graph(n, min(topo.m, n - 1), seed=seed) if n > 1 else nx.empty_graph(1)
-    elif isinstance(topo, S.StarTopology):
-        g = nx.star_graph(n - 1)
-    elif isinstance(topo, S.TreeTopology):
-        g = nx.full_rary_tree(topo.branching, n)
-    elif isinstance(topo, S.CompleteTopology):
-        g = nx.complete_graph(n)
-    else:
-        g = _read_graph_file(topo)
+            pairs = np.concatenate([pairs, _connecting_links(n, pairs, pos)])
+        pairs = np.unique(np.sort(pairs, axis=1), axis=0).reshape(-1, 2)
+        return Topology(n, pairs, {}, Positions(pos))
+    g, pos = _generated_graph(scenario, topo, seed)
     g = nx.Graph(g)
     g.remove_edges_from(nx.selfloop_edges(g))
     if pos is not None:
-        return g, Positions(np.asarray(pos, dtype=float))
-    if g.number_of_nodes() <= 2000:
-        return g, Positions(graph=g, seed=int(rng.integers(2**31 - 1)))
-    return g, Positions(rng.uniform(0.0, 1.0, (g.number_of_nodes(), 2)))
+        positions = Positions(np.asarray(pos, dtype=float))
+    elif g.number_of_nodes() <= 2000:
+        positions = Positions(graph=g, seed=int(rng.integers(2**31 - 1)))
+    else:
+        positions = Positions(rng.uniform(0.0, 1.0, (g.number_of_nodes(), 2)))
+    return Topology.of_graph(g, positions)
 
 
-def _read_graph_file(topo: S.FileTopology) -> nx.Graph:
-    return read_graph(topo.kind, topo.file).graph
+def make_graph(scenario: S.Scenario, rng: np.random.Generator) -> tuple[nx.Graph, Positions]:
+    """The graph on nodes 0..n-1 and its node positions for maps (``make_topology`` as networkx)."""
+    t = make_topology(scenario, rng)
+    return t.graph(), t.positions
 
 
-def _connect_components(g: nx.Graph, pos: np.ndarray) -> None:
-    """Join components by the closest pair of nodes between the largest and each other one."""
-    comps = sorted(nx.connected_components(g), key=lambda c: (-len(c), min(c)))
-    main = np.array(sorted(comps[0]))
-    for comp in comps[1:]:
-        c = np.array(sorted(comp))
+def _generated_graph(scenario: S.Scenario, topo, seed: int) -> tuple[nx.Graph, np.ndarray | None]:
+    """A graph of any topology kind but the random geometric one, and positions if it has them."""
+    n = scenario.n_nodes
+    if isinstance(topo, S.GridTopology):
+        g = nx.grid_2d_graph(topo.rows, topo.cols)
+        pos = np.array([(c / max(topo.cols - 1, 1), r / max(topo.rows - 1, 1)) for r, c in g.nodes])
+        return nx.convert_node_labels_to_integers(g, ordering="sorted"), pos
+    if isinstance(topo, S.SmallWorldTopology):
+        return (nx.connected_watts_strogatz_graph(n, min(topo.k, n - 1), topo.p, seed=seed) if n > 2
+                else nx.path_graph(n)), None
+    if isinstance(topo, S.ScaleFreeTopology):
+        return (nx.barabasi_albert_graph(n, min(topo.m, n - 1), seed=seed) if n > 1
+                else nx.empty_graph(1)), None
+    if isinstance(topo, S.StarTopology):
+        return nx.star_graph(n - 1), None
+    if isinstance(topo, S.TreeTopology):
+        return nx.full_rary_tree(topo.branching, n), None
+    if isinstance(topo, S.CompleteTopology):
+        return nx.complete_graph(n), None
+    return read_graph(topo.kind, topo.file).graph, None
+
+
+def _connecting_links(n: int, pairs: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Links joining every component to the largest: for each other component (largest first,
+    ties by lowest node), the closest pair of nodes between it and everything joined so far."""
+    adj = csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, label = connected_components(adj, directed=False)
+    if count <= 1:
+        return np.zeros((0, 2), np.int64)
+    order = np.argsort(label, kind="stable")
+    comps = np.split(order, np.cumsum(np.bincount(label, minlength=count))[:-1])
+    comps.sort(key=lambda c: (-len(c), int(c[0])))      # members ascending: c[0] is the lowest
+    main, out = comps[0], []
+    for c in comps[1:]:
         d = ((pos[c, None, :] - pos[None, main, :]) ** 2).sum(-1)
         i, j = np.unravel_index(np.argmin(d), d.shape)
-        g.add_edge(int(c[i]), int(main[j]))
+        out.append((int(c[i]), int(main[j])))
         main = np.concatenate([main, c])
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
-def make_links(g: nx.Graph, link: S.Link, rng: np.random.Generator) -> Links:
+def make_links(g: nx.Graph | Topology, link: S.Link, rng: np.random.Generator) -> Links:
     """Arrays of link parameters: per-edge attributes of a graph file override the defaults."""
-    edges = np.array(sorted((min(a, b), max(a, b)) for a, b in g.edges), dtype=np.int64).reshape(-1, 2)
-    m = len(edges)
+    topo = g if isinstance(g, Topology) else Topology.of_graph(g, Positions(np.zeros((0, 2))))
+    edges, m = topo.edges, len(topo.edges)
     cols = {}
     for f in LINK_FIELDS:
         vals = getattr(link, f).sample(rng, m)
-        for e, (a, b) in enumerate(edges):
-            if f in g.edges[a, b]:
-                vals[e] = float(g.edges[a, b][f])
+        for e, v in topo.attrs.get(f, {}).items():
+            vals[e] = v
         cols[f] = vals
     return Links(u=edges[:, 0], v=edges[:, 1], **cols)
 
@@ -149,10 +205,38 @@ class Paths:
         self.n, self.links, self.weight = n, links, np.asarray(weight, float)
         self.link_up = np.ones(len(links), bool)
         self.node_ok = np.ones(n, bool)
-        # every link by its (low, high) end pair; paths only ever use links that are up
-        self._edge_lookup = {(a, b): e for e, (a, b) in enumerate(zip(links.u.tolist(), links.v.tolist()))}
+        self._lookup: dict[tuple[int, int], int] | None = None
+        self._arcs: np.ndarray | None = None
         self.version = 0
         self.invalidate()
+
+    @property
+    def _edge_lookup(self) -> dict[tuple[int, int], int]:
+        """Every link by its (low, high) end pair (paths only ever use links that are up); made
+        on first use: controllers that never ask for a path never pay for it."""
+        if self._lookup is None:
+            L = self.links
+            self._lookup = {(a, b): e for e, (a, b) in enumerate(zip(L.u.tolist(), L.v.tolist()))}
+        return self._lookup
+
+    @property
+    def _graph(self) -> csr_matrix:
+        """The links that are up as a symmetric sparse matrix of weights, built on first use
+        after a topology change (faults change it most epochs of a large run, and a controller
+        that asks for no path then never pays for it)."""
+        if self._csr is None:
+            L = self.links
+            m = max(len(L), 1)
+            if self._arcs is None:     # both directions of every link, by (tail, head): CSR order
+                self._arcs = np.lexsort((np.concatenate([L.v, L.u]), np.concatenate([L.u, L.v])))
+            arcs = self._arcs[self._use[self._arcs % m]]
+            link, back = arcs % m, arcs >= len(L)
+            tail, head = np.where(back, L.v[link], L.u[link]), np.where(back, L.u[link], L.v[link])
+            ptr = np.concatenate([[0], np.cumsum(np.bincount(tail, minlength=self.n))])
+            # a tiny epsilon keeps zero-weight links as explicit edges of the sparse graph
+            self._csr = csr_matrix((np.maximum(self.weight[link], 1e-300), head, ptr),
+                                   shape=(self.n, self.n))
+        return self._csr
 
     def invalidate(self, link_up: np.ndarray | None = None, node_ok: np.ndarray | None = None) -> None:
         if link_up is not None:
@@ -161,12 +245,7 @@ class Paths:
             self.node_ok = node_ok.copy()
         L = self.links
         use = self.link_up & self.node_ok[L.u] & self.node_ok[L.v]
-        idx = np.flatnonzero(use)
-        # a tiny epsilon keeps zero-weight links as explicit edges of the sparse graph
-        w = np.maximum(self.weight[idx], 1e-300)
-        self._graph = csr_matrix((np.concatenate([w, w]),
-                                  (np.concatenate([L.u[idx], L.v[idx]]),
-                                   np.concatenate([L.v[idx], L.u[idx]]))), shape=(self.n, self.n))
+        self._csr: csr_matrix | None = None
         self._dist: dict[int, np.ndarray] = {}
         self._edges: dict[tuple[int, int], list[int]] = {}
         self._near: dict[tuple[int, int], tuple[float, list[int]]] = {}

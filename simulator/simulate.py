@@ -48,12 +48,14 @@ class Simulation:
     """One run, stepped epoch by epoch: ``obs = sim.observe()``; ``sim.step(decision)``.
 
     ``record_flows=False`` keeps every per-epoch series (the summary and the invariants use them)
-    but no flow table: its per-epoch DataFrames cost more than the rest of a small MARL step."""
+    but no flow table: its per-epoch DataFrames cost more than the rest of a small MARL step.
+    ``narrow=True``: only narrowed tables will be asked for (``Recorder``)."""
 
-    def __init__(self, scenario: S.Scenario, seed: int, engine: str = "fast", record_flows: bool = True):
+    def __init__(self, scenario: S.Scenario, seed: int, engine: str = "fast", record_flows: bool = True,
+                 narrow: bool = False):
         self.world = World(scenario, seed)
         self.engine = make_engine(engine, self.world)
-        self.recorder = Recorder(self.world, record_flows)
+        self.recorder = Recorder(self.world, record_flows, narrow)
         self.k = 0
         self._obs: Observation | None = None
 
@@ -107,12 +109,22 @@ def simulate(scenario: S.Scenario, controller: Controller, seed: int, engine: st
     """Run ``scenario`` under ``controller`` and return what it produced (nothing is written):
     the summary and the ``tables`` named (the others are None), exact or, with ``narrow``, in the
     narrow column types of a run folder (``recorder`` says which)."""
-    sim = Simulation(scenario, seed, engine)
+    sim = run_to_end(Simulation(scenario, seed, engine, narrow=narrow), controller, progress)
+    return sim.finish(run_meta(sim, controller), tables, narrow)
+
+
+def run_to_end(sim: Simulation, controller: Controller,
+               progress: Callable[[int, int], None] | None = None) -> Simulation:
+    """Step ``sim`` with ``controller`` (reset here) through its last epoch; returns ``sim``."""
     controller.reset(sim.world.info(), sim.world.rng["policy"])
     while not sim.done:
         sim.step(controller.decide(sim.observe()))
         if progress is not None:
             progress(sim.k, sim.world.n_epochs)
-    meta = {"scenario": scenario.name, "policy": getattr(controller, "name", type(controller).__name__),
-            "seed": seed}
-    return sim.finish(meta, tables, narrow)
+    return sim
+
+
+def run_meta(sim: Simulation, controller: Controller) -> dict:
+    """The keys a run's summary opens with: scenario, policy and seed."""
+    return {"scenario": sim.world.sc.name,
+            "policy": getattr(controller, "name", type(controller).__name__), "seed": sim.world.seed}

@@ -19,7 +19,7 @@ from otmarl.scenarios.errors import DecisionError, ScenarioError
 
 from .control import Decision, Observation, WorldInfo, first_true, normalise, read_only, validate
 from .harvest import HarvestModel, start_s_of_day
-from .network import NetworkState, NetworkView, make_graph, make_links
+from .network import NetworkState, NetworkView, make_links, make_topology
 from .workload import generate
 
 # task status codes
@@ -100,7 +100,10 @@ def _fault_schedule(sc: S.Scenario, names: list[str], links, rng: np.random.Gene
     """{epoch: [(kind, index, down)]} with every event moved to the next epoch boundary."""
     dt, horizon = sc.control_interval_s, sc.horizon_h * 3600.0
     index = {nm: i for i, nm in enumerate(names)}
-    link_index = {(int(a), int(b)): e for e, (a, b) in enumerate(zip(links.u, links.v))}
+    # links by end pair, only when an event names one (4.5 million links make a 0.7 GB dict)
+    link_events = any(ev.node is None for ev in sc.faults.events)
+    link_index = ({(a, b): e for e, (a, b) in enumerate(zip(links.u.tolist(), links.v.tolist()))}
+                  if link_events else {})
     sched: dict[int, list] = {}
 
     def add(t_s: float, kind: str, idx: int, down: bool) -> None:
@@ -183,8 +186,9 @@ class World:
         self.dt = sc.control_interval_s
         self.n_epochs = sc.n_epochs
         self.p = _draw_nodes(sc, rngs["nodes"])
-        self.graph, self._positions = make_graph(sc, rngs["topology"])
-        self.links = make_links(self.graph, sc.network.link, rngs["topology"])
+        topology = make_topology(sc, rngs["topology"])
+        self._positions = topology.positions
+        self.links = make_links(topology, sc.network.link, rngs["topology"])
         self.tasks = generate(sc, self.p.class_idx, rngs["workload"])
         mean_kb = float(self.tasks.data_kb.mean()) if len(self.tasks) else 0.0
         self.net = NetworkState(n, self.links, mean_kb)

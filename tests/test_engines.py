@@ -110,11 +110,13 @@ def test_random_scenarios_exercise_every_branch():
 
 def test_cross_check_covers_every_fast_path(monkeypatch):
     """The random scenarios above must send node-epochs through each vectorised path (idle
-    nodes; one server under FIFO and EDF, with and without tasks waiting at the boundary), through
+    nodes; one server under FIFO and EDF, with and without tasks waiting at the boundary; several
+    servers under FIFO and EDF), through
     the event walk's one-server shortcut (taken and refused) and through the full event walk, or
     the equality test would not cover them all."""
     FastEngine = engine_fast.FastEngine
-    seen = dict.fromkeys(("idle", "fifo", "edf", "waiting", "kernel", "one_server", "refused"), 0)
+    seen = dict.fromkeys(("idle", "fifo", "edf", "waiting", "several_fifo", "several_edf", "kernel",
+                          "one_server", "refused"), 0)
     original = FastEngine._vectorised
     one_server = engine_fast._one_server
 
@@ -132,6 +134,9 @@ def test_cross_check_covers_every_fast_path(monkeypatch):
         seen["fifo"] += int((served & ~self.w.p.edf[nodes]).sum())
         seen["edf"] += int((served & self.w.p.edf[nodes]).sum())
         seen["waiting"] += int((served & waiting).sum())
+        several = served & (self.w.p.servers[nodes] > 1)
+        seen["several_fifo"] += int((several & ~self.w.p.edf[nodes]).sum())
+        seen["several_edf"] += int((several & self.w.p.edf[nodes]).sum())
         seen["kernel"] += int((~fast).sum())
         return out
 
