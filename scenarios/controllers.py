@@ -171,7 +171,7 @@ def policy_tag(policy: Any) -> str | None:
     return policy if policy in CONTROLLERS else None
 
 
-def _tag_of(section: Any) -> str | None:
+def section_tag(section: Any) -> str | None:
     """The tag of a controller section (a mapping read from YAML or a section model); a section
     without ``policy`` runs local."""
     if isinstance(section, dict):
@@ -179,7 +179,7 @@ def _tag_of(section: Any) -> str | None:
     return policy_tag(getattr(section, "policy", None))
 
 
-_tag_of.key = "policy"      # the YAML key the tag comes from (read by scenarios.overrides)
+section_tag.key = "policy"      # the YAML key the tag comes from (read by scenarios.overrides)
 
 
 def shown(tag: str) -> str:
@@ -208,7 +208,7 @@ globals().update({m.__name__: m for m in SECTIONS.values()})
 #: The ``controller`` section: one model per controller, chosen by ``policy``.
 Controller = Annotated[
     Union[tuple(Annotated[m, Tag(t)] for t, m in SECTIONS.items())],
-    Discriminator(_tag_of, custom_error_type="unknown_policy",
+    Discriminator(section_tag, custom_error_type="unknown_policy",
                   custom_error_message="unknown policy")]
 LOCAL = SECTIONS["local"]()
 

@@ -19,8 +19,7 @@ import yaml
 from pydantic import BaseModel, Tag
 
 from .fields import closest, did_you_mean  # noqa: F401  (re-exported for the loaders)
-from .controllers import param_problem, readers
-from .controllers import _tag_of as policy_tag_of
+from .controllers import param_problem, readers, section_tag
 from .schema import Scenario
 from .yamlpos import Loader, Path, Problem, Span, dotted
 
@@ -50,12 +49,18 @@ class T:
 ANY = T(Any)
 
 
+def _tagger(meta: Any):
+    """The function of a ``Discriminator`` that computes the tag from a YAML key (it names the
+    key as its ``key`` attribute), or None."""
+    d = getattr(meta, "discriminator", None)
+    return d if callable(d) and hasattr(d, "key") else None
+
+
 def _field(model: type[BaseModel], name: str) -> T:
     fi = model.model_fields[name]
     for m in fi.metadata:                         # a Discriminator computing the tag
-        d = getattr(m, "discriminator", None)
-        if callable(d) and hasattr(d, "key"):
-            return normalize(T(fi.annotation, d.key, d))
+        if _tagger(m):
+            return normalize(T(fi.annotation, _tagger(m).key, _tagger(m)))
     disc = fi.discriminator if isinstance(fi.discriminator, str) else None
     return normalize(T(fi.annotation, disc))
 
@@ -67,7 +72,7 @@ def normalize(t: T) -> T:
         if typing.get_origin(tp) is typing.Annotated:
             for m in tp.__metadata__:
                 d = getattr(m, "discriminator", None)
-                if callable(d) and hasattr(d, "key"):
+                if _tagger(m):
                     disc, tagger = d.key, d
                 disc = d if isinstance(d, str) else disc
             tp = tp.__origin__
@@ -210,7 +215,7 @@ def _check(data: Any, path: Path) -> tuple[int, str] | None:
             if key not in model.model_fields and path[:i] == ("controller", "params"):
                 if readers(key):
                     return None      # another controller's: validation decides, for the policy run
-                return i, param_problem(key, policy_tag_of(_get(data, "controller")))[0]
+                return i, param_problem(key, section_tag(_get(data, "controller")))[0]
             if key not in model.model_fields:
                 return i, f"unknown key '{key}'{did_you_mean(key, list(model.model_fields))}"
         elif origin is dict:
