@@ -21,7 +21,7 @@ That null sees only the two windows, not how much one day differs from another i
 stationary stream: on microgrid-solar under random actions 86 % of checks raised an alarm
 (benchmarks/drift_calibration.py). The default calibration is therefore 'history': tau is the
 (1 - alpha) quantile of the distances of the earlier checks (none before 20 of them), which held
-false alarms to 2.2 % of 90 checks there and still found regime-shift's overcast at the first
+false alarms to 3.3 % of 90 checks there and still found regime-shift's overcast at the first
 check after a window of it, on 6 of 6 seeds. The learning rate is
 
     lr = lr0 * clip(1 + beta * (d / tau - 1), 1, max_factor),
