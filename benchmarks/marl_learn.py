@@ -42,12 +42,14 @@ from otmarl.policies.marl.core import EnvOptions, resolve_scenario
 from otmarl.policies.marl.evaluate import run_policy
 
 
-def best_fixed(sc, opts: EnvOptions, n_tune: int, cache: Path) -> tuple[int, ...]:
-    """``controls.search_fixed`` on the first ``n_tune`` tuning seeds (cached as JSON)."""
+def best_fixed(sc, opts: EnvOptions, n_tune: int, cache: Path, folder: Path) -> tuple[int, ...]:
+    """``controls.search_fixed`` on the first ``n_tune`` tuning seeds: the search a warm-started
+    training made on the same seeds (policy.json), else the cached one (JSON), else a new one."""
     seeds = controls.tune_seeds(n_tune)
-    if cache.is_file():
-        found = json.loads(cache.read_text())
-        if found["seeds"] == seeds:
+    for f, key in ((folder / "policy.json", "warm_start"), (cache, None)):
+        found = json.loads(f.read_text()) if f.is_file() else {}
+        found = found.get(key) if key else found
+        if found and found["seeds"] == seeds:
             return tuple(found["action"])
     found = controls.search_fixed(sc, opts, seeds)
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,8 @@ def main() -> None:
     folder = out / (a.name or f"{a.scenario}-{a.mode}-s{a.seed}-{a.steps}")
     sc = resolve_scenario(a.scenario)
     train(a, folder)
-    action = best_fixed(sc, EnvOptions(mode=a.mode), a.tune_seeds, out / f"best-fixed-{a.scenario}-{a.mode}.json")
+    action = best_fixed(sc, EnvOptions(mode=a.mode), a.tune_seeds, out / f"best-fixed-{a.scenario}-{a.mode}.json",
+                        folder)
     print(f"best-fixed action {action} ({a.tune_seeds} tuning seeds)", flush=True)
     rows = evaluate(a, folder, action)
     rows.to_csv(folder / "eval.csv", index=False)
