@@ -301,6 +301,16 @@ def test_joint_exploration_makes_agents_of_one_env_share_draws(tmp_path):
     assert run.collector._uniforms((2, 10), None) is None
 
 
+def test_joint_hold_keeps_an_envs_common_draws_for_that_many_epochs(tmp_path):
+    run = PPORun(mappo.Args(**SMALL, joint_explore=1.0, joint_hold=3, out=str(tmp_path)), "mappo",
+                 mappo.critic_input)
+    u = [run.collector._uniforms((2, 10), None) for _ in range(7)]
+    same = [torch.equal(u[t], u[t + 1]) for t in range(6)]
+    assert same == [True, True, False, True, True, False]      # new draws at epochs 0, 3 and 6
+    with pytest.raises(UserError, match="joint_hold: value 0 must be >= 1"):
+        mappo.Args(joint_hold=0)
+
+
 def test_rewards_are_scaled_by_the_running_return_std(tmp_path):
     on = _rows(mappo.train(mappo.Args(**TINY, out=str(tmp_path / "on"))))
     off = _rows(mappo.train(mappo.Args(**TINY, norm_reward=False, out=str(tmp_path / "off"))))

@@ -89,6 +89,9 @@ class PPOArgs:
     joint_explore: float = 0.0
     """Correlated exploration: the share of agents per epoch whose action draws share their
     env's uniforms (``rollout.Collector``); 0 = independent draws."""
+    joint_hold: int = 1
+    """Epochs an env keeps its common uniforms of joint exploration (1: new ones every epoch), so
+    that a shared deviation lasts long enough to show in the team reward."""
     actor_state: bool = False
     """The actor sees the global ``state()`` next to its own observation (then a trained policy
     needs every node's state to act: centralised execution)."""
@@ -129,7 +132,7 @@ class PPOArgs:
     """Checkpoint folder."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches"):
+        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches", "joint_hold"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
         if self.deploy not in ("sample", "mode"):
@@ -242,7 +245,8 @@ class PPORun:
         drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
         self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
                                    a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols,
-                                   self.paired, a.joint_explore, a.actor_state, self.reward_norm)
+                                   self.paired, a.joint_explore, a.actor_state, self.reward_norm,
+                                   a.joint_hold)
         probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))
         self.critic_dim = probe.shape[-1]
         self.actor_dim = d + S if a.actor_state else d
