@@ -40,6 +40,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--horizon-h", type=float, help="episode length in hours (default: the scenario's)")
     t.add_argument("--init", metavar="DIR", help="start from this checkpoint")
+    t.add_argument("--warm-start", choices=("none", "best-fixed"), default="none",
+                   help="best-fixed: start the actor at the best constant action, searched on the "
+                   "tuning seeds (docs/marl.md); none: a near-uniform start (default)")
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set nodes.home.count=17")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -153,7 +156,8 @@ def cmd_train(args) -> int:
     a = mod.Args(scenario=args.scenario, overrides=tuple(args.set), horizon_h=args.horizon_h,
                  mode=args.mode, seed=args.seed, total_steps=args.steps, n_envs=args.n_envs,
                  num_steps=args.num_steps, lr=args.lr, align_lambda=args.align_lambda,
-                 align_every=args.align_every, drift=args.drift, init=args.init, out="")
+                 align_every=args.align_every, drift=args.drift, init=args.init,
+                 warm_start=args.warm_start, out="")
     identity = {"algo": args.algo, **training_identity(a)}
     out = Path(args.out or default_train_folder(args, identity))
     if not args.overwrite and _holds_training(out, identity):

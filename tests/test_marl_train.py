@@ -169,6 +169,47 @@ def test_bad_training_options_name_the_field():
         ippo.Args(total_steps=-5)
 
 
+# ------------------------------------------------------------------------------- warm start
+def test_constant_logits_put_the_warm_probability_on_the_action():
+    from otmarl.policies.marl.warmstart import constant_logits
+    z = torch.as_tensor(constant_logits([4, 2, 1], [2, 0, 0], 0.7))
+    parts = [torch.softmax(p, -1).numpy() for p in torch.split(z, [4, 2, 1])]
+    np.testing.assert_allclose(parts[0], [0.1, 0.1, 0.7, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(parts[1], [0.7, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(parts[2], [1.0])
+
+
+def test_warm_start_clones_best_fixed_of_the_tuning_seeds(tmp_path):
+    from otmarl.policies.marl.controller import MarlController
+    from otmarl.policies.marl.controls import FixedAction, search_fixed, tune_seeds
+    # lr 0: the checkpoint holds the warm-started actor as it was before any update
+    folder = mappo.train(mappo.Args(**TINY, warm_start="best-fixed", warm_tune_seeds=1, warm_prob=0.8,
+                                    lr=0.0, out=str(tmp_path / "warm")))
+    sc, opts = resolve_scenario("microgrid-solar", (), 6), EnvOptions()
+    found = search_fixed(sc, opts, tune_seeds(1))
+    warm = json.loads((folder / "policy.json").read_text())["warm_start"]
+    assert warm["action"] == list(found.action) and warm["seeds"] == [2**32]
+    assert warm["score"] == found.score
+    actor = MarlController(folder).actor
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(50, actor.net[0].in_features)), dtype=torch.float32)
+    with torch.no_grad():
+        probs = actor.probs(obs)
+    chosen = torch.stack([p[:, a] for p, a in zip(probs, found.action)])
+    assert float(chosen.min()) > 0.75 and float(chosen.max()) < 0.85       # 0.8, whatever it sees
+    # deployed by its mode it plays best-fixed: the same runs on a fresh seed
+    mode = run_policy(sc, lambda: MarlController(folder, sample=False), 7, opts)
+    assert mode == run_policy(sc, lambda: FixedAction(found.action), 7, opts)
+
+
+def test_bad_warm_start_options_name_the_field():
+    with pytest.raises(UserError, match="warm_start: unknown value 'best' \\(choose none or best-fixed\\)"):
+        mappo.Args(warm_start="best")
+    with pytest.raises(UserError, match="warm_prob: value 1 must be > 0 and < 1"):
+        mappo.Args(warm_start="best-fixed", warm_prob=1.0)
+    with pytest.raises(UserError, match="warm_start: 'best-fixed' and init 'runs/x' both set"):
+        mappo.Args(warm_start="best-fixed", init="runs/x")
+
+
 # ---------------------------------------------------------------------------------- rollout
 def _buffer(rewards, values, truncated) -> Buffer:
     T = len(rewards)
@@ -260,6 +301,16 @@ def test_joint_exploration_makes_agents_of_one_env_share_draws(tmp_path):
     assert run.collector._uniforms((2, 10), None) is None
 
 
+def test_joint_hold_keeps_an_envs_common_draws_for_that_many_epochs(tmp_path):
+    run = PPORun(mappo.Args(**SMALL, joint_explore=1.0, joint_hold=3, out=str(tmp_path)), "mappo",
+                 mappo.critic_input)
+    u = [run.collector._uniforms((2, 10), None) for _ in range(7)]
+    same = [torch.equal(u[t], u[t + 1]) for t in range(6)]
+    assert same == [True, True, False, True, True, False]      # new draws at epochs 0, 3 and 6
+    with pytest.raises(UserError, match="joint_hold: value 0 must be >= 1"):
+        mappo.Args(joint_hold=0)
+
+
 def test_rewards_are_scaled_by_the_running_return_std(tmp_path):
     on = _rows(mappo.train(mappo.Args(**TINY, out=str(tmp_path / "on"))))
     off = _rows(mappo.train(mappo.Args(**TINY, norm_reward=False, out=str(tmp_path / "off"))))
@@ -276,9 +327,11 @@ def test_cli_train_and_evaluate_in_process(tmp_path, capsys):
     assert tuple(trainers()) == ALGOS                 # --algo's choices are the trainers there are
     out = tmp_path / "ck"
     assert main(["train", "microgrid-solar", "--algo", "ippo", "--steps", "6", "--n-envs", "1",
-                 "--num-steps", "3", "--horizon-h", "3", "--out", str(out), "--quiet"]) == 0
+                 "--num-steps", "3", "--horizon-h", "3", "--warm-start", "best-fixed", "--out", str(out),
+                 "--quiet"]) == 0
     meta = json.loads((out / "policy.json").read_text())
     assert meta["algo"] == "ippo" and meta["steps"] == 6 and meta["critic_dim"] == meta["obs_dim"]
+    assert meta["args"]["warm_start"] == "best-fixed" and meta["warm_start"]["seeds"] == [2**32 + k for k in range(3)]
     assert len(_rows(out)) == 2
     assert main(["evaluate", str(out), "--seeds", "2", "--tune-seeds", "1", "--baselines", "local",
                  "--quiet"]) == 0
@@ -289,12 +342,18 @@ def test_cli_train_and_evaluate_in_process(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "ippo - best-fixed" in text and "ippo - random-actions" in text and "ippo - local" in text
     assert (out / "evaluation-summary.csv").is_file()
+    from otmarl.policies.marl.warmstart import WARM_STARTS
+    from otmarl.train_cmd import add_train_parser
+    import argparse
+    parser = add_train_parser(argparse.ArgumentParser().add_subparsers())
+    assert tuple(next(a for a in parser._actions if a.dest == "warm_start").choices) == WARM_STARTS
     assert main(["train", "microgrid-solar", "--steps", "0", "--out", str(tmp_path / "x")]) == 2
     assert "total_steps: value 0 must be >= 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------ code shape
-OWNED = ("common", "mappo", "ippo", "rollout", "nets", "alignment", "drift", "evaluate", "controller", "deps")
+OWNED = ("common", "mappo", "ippo", "rollout", "nets", "alignment", "drift", "evaluate", "controller", "deps",
+         "warmstart")
 
 
 def test_trainer_functions_are_short_and_modules_say_what_they_own():

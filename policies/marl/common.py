@@ -32,6 +32,7 @@ from .features import CLOCK, NAMES
 torch = deps.torch()
 from .nets import Actor, Critic, RunningNorm  # noqa: E402  (after the lazy torch import)
 from .rollout import Batch, Collector, CriticInput, Rollout  # noqa: E402
+from .warmstart import warm_start  # noqa: E402
 
 Progress = Callable[[dict], None]
 
@@ -88,6 +89,9 @@ class PPOArgs:
     joint_explore: float = 0.0
     """Correlated exploration: the share of agents per epoch whose action draws share their
     env's uniforms (``rollout.Collector``); 0 = independent draws."""
+    joint_hold: int = 1
+    """Epochs an env keeps its common uniforms of joint exploration (1: new ones every epoch), so
+    that a shared deviation lasts long enough to show in the team reward."""
     actor_state: bool = False
     """The actor sees the global ``state()`` next to its own observation (then a trained policy
     needs every node's state to act: centralised execution)."""
@@ -113,19 +117,41 @@ class PPOArgs:
     """Largest learning-rate factor."""
     init: str | None = None
     """Start from the weights and normalisers of this checkpoint folder."""
+    warm_start: str = "none"
+    """'best-fixed': before training, search the best constant action shared by all agents on
+    the tuning seeds (``controls.search_fixed``) and start the actor at the policy that plays it
+    with probability ``warm_prob`` per component (``warmstart.py``); 'none': the usual
+    near-uniform start."""
+    warm_prob: float = 0.9
+    """Probability the warm-started policy puts on best-fixed's option of each component."""
+    warm_tune_seeds: int = 3
+    """Tuning seeds of the warm start's best-fixed search (the first of ``controls.tune_seeds``)."""
     torch_threads: int = 1
     """Torch CPU threads (the simulator is single-threaded)."""
     out: str = "runs/marl"
     """Checkpoint folder."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches"):
+        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches", "joint_hold"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
         if self.deploy not in ("sample", "mode"):
             raise UserError(f"deploy: unknown value '{self.deploy}' (choose sample or mode)")
         if not 0.0 <= self.joint_explore <= 1.0:
             raise UserError(f"joint_explore: value {self.joint_explore:g} must be between 0 and 1")
+        self._check_warm_start()
+
+    def _check_warm_start(self) -> None:
+        from .warmstart import WARM_STARTS
+        if self.warm_start not in WARM_STARTS:
+            raise UserError(f"warm_start: unknown value '{self.warm_start}' (choose {' or '.join(WARM_STARTS)})")
+        if not 0.0 < self.warm_prob < 1.0:
+            raise UserError(f"warm_prob: value {self.warm_prob:g} must be > 0 and < 1")
+        if self.warm_tune_seeds < 1:
+            raise UserError(f"warm_tune_seeds: value {self.warm_tune_seeds} must be >= 1")
+        if self.warm_start != "none" and self.init:
+            raise UserError(f"warm_start: '{self.warm_start}' and init '{self.init}' both set the "
+                            "starting weights; give one of them")
 
 
 def agent_groups(core: MarlCore) -> np.ndarray:
@@ -196,6 +222,10 @@ class PPORun:
         self.cores = [MarlCore(self.sc, self.opts) for _ in range(args.n_envs)]
         self.paired = args.paired_envs and args.n_envs > 1
         self._build_nets(critic_input)
+        self.warm, t = None, time.perf_counter()
+        if args.warm_start == "best-fixed":
+            self.warm = warm_start(self.actor, self.sc, self.opts, args.warm_tune_seeds, args.warm_prob)
+        self.warm_s = time.perf_counter() - t
         self._build_hooks()
         self.log = CsvLog(self.out / "train.csv")
         self.num_updates = math.ceil(args.total_steps / (args.n_envs * args.num_steps))
@@ -215,7 +245,8 @@ class PPORun:
         drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
         self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
                                    a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols,
-                                   self.paired, a.joint_explore, a.actor_state, self.reward_norm)
+                                   self.paired, a.joint_explore, a.actor_state, self.reward_norm,
+                                   a.joint_hold)
         probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))
         self.critic_dim = probe.shape[-1]
         self.actor_dim = d + S if a.actor_state else d
@@ -318,6 +349,7 @@ class PPORun:
                 "obs_norm": self.obs_norm.to_dict(), "state_norm": self.state_norm.to_dict(),
                 "reward_norm": self.reward_norm.to_dict() if self.reward_norm else None,
                 "value_norm": self.critic.ret_norm.to_dict(),
+                "warm_start": self.warm.to_dict() | {"wall_s": self.warm_s} if self.warm else None,
                 "steps": self.global_step}
         save_checkpoint(self.out, self.actor, self.critic, meta)
         return self.out

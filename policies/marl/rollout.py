@@ -186,6 +186,8 @@ class Collector:
     """The actor sees the global state next to its own observation (``with_state``)."""
     reward_norm: RunningNorm | None = None
     """Scale the rewards by the running standard deviation of the discounted return (None: off)."""
+    joint_hold: int = 1
+    """Epochs each env keeps its common uniforms (1: fresh ones every epoch)."""
     obs: np.ndarray = field(init=False)
     episodes: list[_Episode] = field(init=False)
 
@@ -193,19 +195,23 @@ class Collector:
         self.obs = np.stack([c.reset(self._episode_seed(e)) for e, c in enumerate(self.cores)])
         self.episodes = [_Episode() for _ in self.cores]
         self.disc_return = np.zeros(self.obs.shape[:2])       # (E, n) discounted return so far
+        self.epochs = 0                                       # epochs stepped (joint_hold's clock)
         self.returns_seen: list[np.ndarray] = []
 
     def _uniforms(self, shape: tuple[int, int], mask: np.ndarray) -> "torch.Tensor | None":
         """(E, n, K) uniforms for the action draws: each agent's own, or with probability
-        ``joint_explore`` its env's common ones (agents that see alike then act alike)."""
+        ``joint_explore`` its env's common ones (agents that see alike then act alike), which
+        the env keeps for ``joint_hold`` epochs."""
         if self.joint_explore <= 0.0:
             return None
         E, n = shape
         K = len(self.cores[0].spec.nvec)
         own = torch.rand((E, n, K), generator=self.gen)
-        common = torch.rand((E, 1, K), generator=self.gen).expand(E, n, K)
+        if self.epochs % self.joint_hold == 0:
+            self.common = torch.rand((E, 1, K), generator=self.gen)
+        self.epochs += 1
         joint = torch.rand((E, n, 1), generator=self.gen) < self.joint_explore
-        return torch.where(joint, common, own)
+        return torch.where(joint, self.common.expand(E, n, K), own)
 
     def _episode_seed(self, e: int) -> int:
         """A fresh seed per env, or (paired) one per episode that env 0 draws and the others
