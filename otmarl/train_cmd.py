@@ -43,6 +43,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--warm-start", choices=("none", "best-fixed"), default="none",
                    help="best-fixed: start the actor at the best constant action, searched on the "
                    "tuning seeds (docs/marl.md); none: a near-uniform start (default)")
+    t.add_argument("--ent-coef", type=float, default=0.01, help="entropy bonus (default 0.01; the "
+                   "warm-start recipe of docs/marl.md uses 0)")
+    t.add_argument("--joint-explore", type=float, default=0.0, metavar="P",
+                   help="share of actions drawn from the env's common uniforms (default 0)")
+    t.add_argument("--joint-hold", type=int, default=1, metavar="H",
+                   help="epochs each env keeps those common draws (default 1)")
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set nodes.home.count=17")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -157,7 +163,8 @@ def cmd_train(args) -> int:
                  mode=args.mode, seed=args.seed, total_steps=args.steps, n_envs=args.n_envs,
                  num_steps=args.num_steps, lr=args.lr, align_lambda=args.align_lambda,
                  align_every=args.align_every, drift=args.drift, init=args.init,
-                 warm_start=args.warm_start, out="")
+                 warm_start=args.warm_start, ent_coef=args.ent_coef, joint_explore=args.joint_explore,
+                 joint_hold=args.joint_hold, out="")
     identity = {"algo": args.algo, **training_identity(a)}
     out = Path(args.out or default_train_folder(args, identity))
     if not args.overwrite and _holds_training(out, identity):

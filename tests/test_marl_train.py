@@ -328,8 +328,9 @@ def test_cli_train_and_evaluate_in_process(tmp_path, capsys):
     out = tmp_path / "ck"
     assert main(["train", "microgrid-solar", "--algo", "ippo", "--steps", "6", "--n-envs", "1",
                  "--num-steps", "3", "--horizon-h", "3", "--warm-start", "best-fixed", "--out", str(out),
-                 "--quiet"]) == 0
+                 "--ent-coef", "0", "--joint-explore", "1", "--joint-hold", "2", "--quiet"]) == 0
     meta = json.loads((out / "policy.json").read_text())
+    assert (meta["args"]["ent_coef"], meta["args"]["joint_explore"], meta["args"]["joint_hold"]) == (0.0, 1.0, 2)
     assert meta["algo"] == "ippo" and meta["steps"] == 6 and meta["critic_dim"] == meta["obs_dim"]
     assert meta["args"]["warm_start"] == "best-fixed" and meta["warm_start"]["seeds"] == [2**32 + k for k in range(3)]
     assert len(_rows(out)) == 2
