@@ -190,7 +190,7 @@ def credit(out: Path, cfg: Config) -> pd.DataFrame:
         rows = eval_rows(out, folders, sc, "market", cfg, baselines=())
         rows = rows[rows.policy.isin(list(folders))]       # a cached file may hold baselines too
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "brownout_node_hours",
-                                      "delivered_wh", "offloaded"]].mean()
+                                      "delivered_wh", "transport_loss_wh", "offloaded"]].mean()
         lines.append({"credit": c, **{k: ci(per[k]) for k in per.columns}})
     return pd.DataFrame(lines)
 
