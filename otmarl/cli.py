@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import textwrap
 from typing import Callable, Sequence
@@ -237,7 +238,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()          # a closed pipe shows here, not in the interpreter's last flush
+        return code
     except UserError as e:
         print(f"otmarl {args.command}: error:\n{e}" if "\n" in str(e) else f"otmarl {args.command}: {e}",
               file=sys.stderr)
@@ -251,6 +254,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (otmarl policies | head): stop quietly, as Unix tools do; point
+        # stdout at nothing so that the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

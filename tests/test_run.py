@@ -246,3 +246,15 @@ def test_compare_refuses_a_folder_of_other_runs_unless_overwrite(cli, tmp_path):
     assert other.returncode == 2 and "scenario.horizon_h: 2.0 -> 3.0" in other.stderr
     assert "--overwrite" in other.stderr
     assert cli(*base, "--set", "horizon_h=3", "--overwrite").returncode == 0
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly():
+    """`otmarl policies | head -1`: no traceback when the pipe closes."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "otmarl", "policies"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    proc.stdout.close()                        # before it writes anything
+    err = proc.stderr.read().decode()
+    proc.wait()
+    assert "Traceback" not in err and "BrokenPipe" not in err and proc.returncode == 141, (proc.returncode, err)
