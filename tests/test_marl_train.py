@@ -496,3 +496,16 @@ def test_stacked_consensus_equals_the_per_component_one():
         c.refresh(probs, group)
     assert float(stacked.dispersion(probs, group)) == pytest.approx(float(single.dispersion(probs, group)),
                                                                      rel=1e-4, abs=1e-7)
+
+
+def test_the_drift_history_travels_with_the_checkpoint(trained, tmp_path):
+    """The detector's threshold is the history of its distances: a run continued with --init
+    starts from that history instead of waiting 20 checks again."""
+    meta = json.loads((trained[1] / "policy.json").read_text())
+    checks = [r for r in _rows(trained[1]) if r["drift_distance"] not in ("", "nan")]
+    assert len(meta["drift_history"]) == len(checks) > 0
+    more = ippo.train(ippo.Args(**SMALL, mode="direct", drift=True, drift_window_h=3, init=str(trained[1]),
+                                out=str(tmp_path / "more")))
+    again = json.loads((more / "policy.json").read_text())["drift_history"]
+    assert again[:len(checks)] == meta["drift_history"] and len(again) > len(checks)
+    assert json.loads((trained[0] / "policy.json").read_text())["drift_history"] is None

@@ -269,6 +269,8 @@ class PPORun:
                                        a.align_eps)
         window = max(2, int(round(a.drift_window_h * 3600.0 / self.sc.control_interval_s)))
         self.detector = DriftDetector(window, seed=a.seed) if a.drift else None
+        if self.detector is not None and a.init:    # its threshold is the history of distances
+            self.detector.history = list(load_meta(a.init).get("drift_history") or [])
 
     # ---------------------------------------------------------------------- steps of an update
     def set_lr(self, update: int) -> float:
@@ -350,6 +352,7 @@ class PPORun:
                 "reward_norm": self.reward_norm.to_dict() if self.reward_norm else None,
                 "value_norm": self.critic.ret_norm.to_dict(),
                 "warm_start": self.warm.to_dict() | {"wall_s": self.warm_s} if self.warm else None,
+                "drift_history": self.detector.history if self.detector else None,
                 "steps": self.global_step}
         save_checkpoint(self.out, self.actor, self.critic, meta)
         return self.out
