@@ -15,7 +15,8 @@ align     MAPPO with barycenter consensus lambda in {-0.1, 0, 0.1}: reward, on-t
           barycenter, policy entropy, energy shared, tasks offloaded).
 credit    MAPPO with the transport credit (half of the team reward split by the nodes' marginals
           in each epoch's plan) against the plain team reward.
-drift     regime-shift: MAPPO pre-trained on the two sunny days, then trained online through the
+drift     regime-shift: MAPPO pre-trained on the two sunny days (with the drift detector on, so
+          its history travels with the checkpoint), then trained online through the
           eight days once (the overcast starts on day 3) with a frozen policy (lr 0), a constant
           learning rate, and the drift-adaptive one; reward per epoch after the shift, relative
           to the frozen policy on the same worlds.
@@ -206,8 +207,10 @@ def drift(out: Path, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
     n_envs, num_steps = 4, 6
     lines, curves = [], []
     for s in cfg.train_seeds:
+        # the pre-training runs the detector too, so that its history of distances (the
+        # threshold) travels with the checkpoint into the drift arm
         pre = trained(out, f"rs-pre-s{s}-n{cfg.steps}", seed=s, scenario="regime-shift", horizon_h=48,
-                      total_steps=cfg.steps)
+                      total_steps=cfg.steps, drift=True)
         arms = {"frozen": dict(lr=0.0), "constant": dict(lr=3e-4), "drift": dict(lr=3e-4, drift=True)}
         res = {}
         for arm, kw in arms.items():
