@@ -27,24 +27,20 @@ import time
 import numpy as np
 
 from otmarl.policies.marl.core import EnvOptions, MarlCore
-from otmarl.policies.marl.drift import CALIBRATIONS, DriftDetector
-from otmarl.policies.marl.features import CLOCK, NAMES
+from otmarl.policies.marl.drift import CALIBRATIONS, DriftDetector, drift_row
 from otmarl.scenarios import load
-
-COLS = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
 
 
 def stream(scenario: str, seed: int, sets: list[str]) -> np.ndarray:
     """One episode under uniform random actions: the rows the trainer would push."""
     core = MarlCore(load(scenario, sets), EnvOptions())
     rng = np.random.default_rng(seed)
-    obs, rows, done = core.reset(seed), [], False
+    core.reset(seed)
+    rows, done = [], False
     nvec = np.asarray(core.spec.nvec)
     while not done:
-        a = rng.integers(0, nvec, size=(core.n, len(nvec)))
-        obs_next, rewards, done, _ = core.step(a)
-        rows.append(np.concatenate([obs[:, COLS].mean(0), [float(np.mean(rewards))]]))
-        obs = obs_next
+        obs, _, done, terms = core.step(rng.integers(0, nvec, size=(core.n, len(nvec))))
+        rows.append(drift_row(obs, terms["team"]))
     return np.array(rows)
 
 

@@ -27,7 +27,7 @@ from . import deps
 from .alignment import Consensus
 from .core import EnvOptions, MarlCore, resolve_scenario
 from .drift import DriftDetector, DriftSignal, lr_factor
-from .features import CLOCK, NAMES
+from .features import NAMES
 
 torch = deps.torch()
 from .nets import Actor, Critic, RunningNorm  # noqa: E402  (after the lazy torch import)
@@ -242,9 +242,8 @@ class PPORun:
             self.state_norm = RunningNorm.from_dict(meta["state_norm"])
             if a.norm_reward and meta.get("reward_norm"):
                 self.reward_norm = RunningNorm.from_dict(meta["reward_norm"])
-        drift_cols = np.array([i for i, f in enumerate(NAMES) if f not in CLOCK])
         self.collector = Collector(self.cores, self.obs_norm, self.state_norm, critic_input,
-                                   a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed), drift_cols,
+                                   a.num_steps, a.gamma, self.gen, np.random.default_rng(a.seed),
                                    self.paired, a.joint_explore, a.actor_state, self.reward_norm,
                                    a.joint_hold)
         probe = critic_input(np.zeros((1, 1, d), np.float32), np.zeros((1, S), np.float32))

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import deps
 from .core import MarlCore
+from .drift import drift_row
 from .nets import Actor, Critic, RunningNorm
 
 torch = deps.torch()
@@ -175,7 +176,6 @@ class Collector:
     gamma: float
     gen: "torch.Generator"
     seeder: np.random.Generator
-    drift_cols: np.ndarray
     paired: bool = False
     """Every env runs the same episode seed (they start and truncate together), so that
     ``paired_baseline`` can take the exogenous part out of the advantages."""
@@ -248,7 +248,7 @@ class Collector:
             step_terms = [self._step(e, a[e], critic, buf, t, finished) for e in range(E)]
             terms += step_terms
             team.append(float(np.mean([tm["team"] for tm in step_terms])))
-            rows.append(np.concatenate([self.obs[:, :, self.drift_cols].mean((0, 1)), [team[-1]]]))
+            rows.append(drift_row(self.obs, team[-1]))
             self._update_reward_norm()
         with torch.no_grad():
             _, ci = self.normalised(self.obs, np.stack([c.state() for c in self.cores]))
