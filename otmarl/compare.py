@@ -20,6 +20,7 @@ from otmarl.policies import REGISTRY
 from otmarl.scenarios import Scenario, load
 from otmarl.scenarios.controllers import PARAMS, policy_tag, readers
 from otmarl.scenarios.errors import UserError
+from otmarl.scenarios.fields import split_path
 from otmarl.scenarios.schema import MANY_RUNS_DEFAULT_TABLES, check_tables
 
 __all__ = ["compare", "confidence_table", "format_table", "read_paired", "run_metrics", "METRICS", "GAPS"]
@@ -82,14 +83,21 @@ def _per_policy(scenario: str | os.PathLike | Scenario, policies: Sequence[str],
     set with --set must be read by at least one of the policies)."""
     if isinstance(scenario, Scenario):
         return {p: scenario for p in policies}
+    models = {p: PARAMS[policy_tag(p) or "local"] for p in policies}
     for ov in overrides:
-        key = ov.split("=", 1)[0].strip().split(".")
-        if key[:2] == ["controller", "params"] and len(key) == 3:
-            if not any(key[2] in PARAMS[policy_tag(p) or "local"].model_fields for p in policies):
+        key = split_path(ov.partition("=")[0].strip()) or ()
+        if key[:2] == ("controller", "params") and len(key) == 3:
+            if not any(key[2] in m.model_fields for m in models.values()):
                 who = readers(key[2])
                 raise UserError(f"--set {ov}: none of --policies ({', '.join(policies)}) reads "
                                 f"'{key[2]}'" + (f" (read by {', '.join(who)})" if who else ""))
-    return {p: load(scenario, overrides, p) for p in policies}
+    # one load per parameter model: policies that read the same parameters share it (``run``
+    # switches the policy itself)
+    loaded: dict[type, Scenario] = {}
+    for p, m in models.items():
+        if m not in loaded:
+            loaded[m] = load(scenario, overrides, p)
+    return {p: loaded[m] for p, m in models.items()}
 
 
 def _bound_gaps(sc: Scenario, rows: pd.DataFrame, seeds: Sequence[int], out: Path) -> pd.DataFrame:
