@@ -3,7 +3,9 @@
 ``HorizonInputs`` holds what the program knows (harvest, failures and usable links per epoch, the
 nodes' batteries, the tasks); ``energy_program`` builds the energy part (batteries, transfers over
 the link graph with a loss per link, idle loads), ``task_program`` adds a fluid relaxation of task
-service, and ``solve`` hands the sparse matrix to HiGHS. The matrix is assembled from COO triplets
+service, and ``solve`` hands the sparse matrix to HiGHS; ``WarmSolver`` keeps one program in
+HiGHS across solves whose matrix stays the same (mpc's rolling window), so each solve starts from
+the last basis. The matrix is assembled from COO triplets
 in whole-array steps (no loop over variables). Every constraint is one a run of the simulator
 satisfies (docs/model.md, "The hindsight bound" gives the argument), so the program's optimum is a
 bound no controller can beat.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import highspy
 import numpy as np
 from scipy import sparse
 from scipy.optimize import OptimizeWarning, linprog
@@ -329,3 +332,63 @@ def solve(lp: Program, method: str = "simplex") -> Solution:
     y_ub = res.ineqlin.marginals if ub else np.zeros(0)
     y_eq = res.eqlin.marginals if eq else np.zeros(0)
     return Solution(float(res.fun), res.x, y_ub, y_eq, int(res.status), str(res.message), lp.n_var, eq + ub)
+
+
+class WarmSolver:
+    """Solves a sequence of programs, each with HiGHS's dual simplex from the basis the previous
+    solve ended with when the two share their matrix and costs (one rolling window after another,
+    where only bounds and right-hand sides change): that basis stays dual feasible, so a solve
+    takes a few pivots instead of a cold start. A program with another matrix or other costs is
+    handed to HiGHS afresh (the check compares the coefficient arrays, so a warm start never
+    solves the wrong program). Serial and seeded: the same sequence gives the same points."""
+
+    def __init__(self) -> None:
+        self.h: highspy.Highs | None = None
+        self.signature: list[np.ndarray] = []
+        self.cols: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+        self.rows: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
+
+    def solve(self, lp: Program) -> np.ndarray:
+        """The optimal point of ``lp``."""
+        b_ub = np.concatenate(lp.rhs["ub"]) if lp.n_row["ub"] else np.zeros(0)
+        b_eq = np.concatenate(lp.rhs["eq"]) if lp.n_row["eq"] else np.zeros(0)
+        row_lo = np.concatenate([np.full(len(b_ub), -np.inf), b_eq])
+        row_hi = np.concatenate([b_ub, b_eq])
+        lb, ub = np.concatenate(lp.lb), np.concatenate(lp.ub)
+        signature = [np.concatenate(lp.cost), np.array([lp.n_row["ub"], lp.n_row["eq"]])] + [
+            np.concatenate(part) if part else np.zeros(0) for kind in ("ub", "eq") for part in lp.parts[kind]]
+        same = self.h is not None and len(signature) == len(self.signature) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(signature, self.signature))
+        if same:     # only the bounds that changed: HiGHS takes its time over each one passed
+            for change, new, old in ((self.h.changeColsBounds, (lb, ub), self.cols),
+                                     (self.h.changeRowsBounds, (row_lo, row_hi), self.rows)):
+                at = np.flatnonzero((new[0] != old[0]) | (new[1] != old[1])).astype(np.int32)
+                if len(at):
+                    change(len(at), at, new[0][at], new[1][at])
+        else:
+            self.h, self.signature = _highs_model(lp, row_lo, row_hi, lb, ub), signature
+        self.cols, self.rows = (lb, ub), (row_lo, row_hi)
+        self.h.run()
+        status = self.h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            raise UserError(f"the horizon program was not solved: {self.h.modelStatusToString(status)}")
+        return np.asarray(self.h.getSolution().col_value)
+
+
+def _highs_model(lp: Program, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray,
+                 ub: np.ndarray) -> highspy.Highs:
+    """``lp`` handed to HiGHS: dual simplex, serial, seeded, no presolve (so that the basis of
+    one solve carries to the next), no output."""
+    a = sparse.vstack([lp.matrix("ub"), lp.matrix("eq")]).tocsc()
+    m = highspy.HighsLp()
+    m.num_col_, m.num_row_ = lp.n_var, a.shape[0]
+    m.col_cost_, m.col_lower_, m.col_upper_ = np.concatenate(lp.cost), lb, ub
+    m.row_lower_, m.row_upper_ = row_lo, row_hi
+    m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    m.a_matrix_.start_, m.a_matrix_.index_, m.a_matrix_.value_ = a.indptr, a.indices, a.data
+    h = highspy.Highs()
+    for option, value in (("output_flag", False), ("solver", "simplex"), ("presolve", "off"),
+                          ("threads", 1), ("random_seed", 0)):
+        h.setOptionValue(option, value)
+    h.passModel(m)
+    return h

@@ -6,7 +6,9 @@ the scenario's expected harvest of each epoch of the window, ``WorldInfo.harvest
 today's failures held; or, with ``mpc_forecast: perfect``, the realised harvest and failures), and sends the first epoch's link flows as energy
 transfers between neighbours (the program plans transfers in that epoch only; the later ones
 plan each node's own battery), fitted to what the world allows (senders' spare energy, receivers'
-headroom, link limits). It moves energy only: tasks stay where they arrive.
+headroom, link limits). It moves energy only: tasks stay where they arrive. The window's program
+keeps its matrix from one epoch to the next (only bounds and right-hand sides change), so HiGHS
+starts each solve from the last one's basis (``horizon_lp.WarmSolver``).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from otmarl.simulator.foresight import foresee
 
 from . import market as M
 from .hindsight import inputs_from_foresight
-from .horizon_lp import Program, energy_program, solve
+from .horizon_lp import Program, WarmSolver, energy_program
 from .link_limits import fit_link_limits
 
 _EPS = 1e-9
@@ -47,6 +49,7 @@ class MPCController:
                             task_work_s=np.zeros(0))
         self.min_wh = world_info.min_wh
         self.forecast = world_info.harvest_forecast
+        self.solver = WarmSolver()
 
     def _window(self, obs: Observation):
         """The program's inputs over the window that starts at this epoch."""
@@ -62,10 +65,18 @@ class MPCController:
             harvest = self.forecast(k, h)
             alive, usable = np.tile(alive_now, (h, 1)), np.tile(usable_now, (h, 1))
         # transfers in the first epoch only (the one applied): the later epochs of the window
-        # plan each node's own battery, which keeps the program about three times smaller
-        usable = usable & (np.arange(h) == 0)[:, None]
-        return replace(self.base, harvest_wh=harvest, alive=alive, link_usable=usable,
-                       usable0_wh=np.maximum(obs.stored_wh - self.min_wh, 0.0))
+        # plan each node's own battery, which keeps the program about three times smaller. Every
+        # link has its flows in the program and an unusable one a limit of 0, so that the matrix
+        # stays the same from one epoch to the next (the warm start)
+        cap = np.where(usable[0], self.base.link_cap_wh, 0.0)
+        # near the end of the run the window keeps its length (and so its matrix): the epochs past
+        # the end have no harvest, no load and no transfers (their nodes count as failed)
+        pad = ((0, min(self.params.mpc_horizon, K) - h), (0, 0))
+        harvest, alive = np.pad(harvest, pad), np.pad(alive, pad, constant_values=False)
+        first = np.zeros((len(alive), usable.shape[1]), bool)
+        first[0] = True
+        return replace(self.base, harvest_wh=harvest, alive=alive, link_usable=first,
+                       link_cap_wh=cap, usable0_wh=np.maximum(obs.stored_wh - self.min_wh, 0.0))
 
     def decide(self, obs: Observation) -> Decision:
         p = self.params
@@ -73,9 +84,9 @@ class MPCController:
         lp = Program()
         ev = energy_program(lp, x, idle_cost=-p.mpc_unserved_weight, store_value=p.mpc_store_value,
                             flow_cost=p.mpc_transfer_cost)
-        sol = solve(lp, "simplex")
+        x_opt = self.solver.solve(lp)
         now = ev.flow_epoch == 0
-        wh = sol.x[ev.flow[now]]
+        wh = x_opt[ev.flow[now]]
         moved = wh > _EPS
         return self._transfers(obs, ev.flow_tail[now][moved], ev.flow_head[now][moved], wh[moved])
 

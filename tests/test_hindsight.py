@@ -230,3 +230,34 @@ def test_mpc_shares_energy_and_its_params_are_checked(cli, tmp_path):
     c = cli("run", "microgrid-solar", "--policy", "mpc", "--set", "controller.params.mpc_horizon=0",
             "--out", str(tmp_path / "r"))
     assert c.returncode == 2 and "mpc_horizon" in c.stderr and "Traceback" not in c.stderr
+
+
+def test_warm_solver_matches_cold_solves_along_a_rolling_sequence():
+    """mpc's warm start: a sequence of programs with one matrix and changing bounds and right-hand
+    sides (harvest, stored energy, failures, link limits), each solved from the last basis, reaches
+    the optimum a cold solve finds, and the same sequence gives the same points; a program with
+    other coefficients in between is solved as itself, not as the last one warm."""
+    from otmarl.policies.horizon_lp import WarmSolver
+
+    def sequence(solver: WarmSolver | None) -> list[tuple[float, np.ndarray]]:
+        out = []
+        base = tiny_inputs(100)
+        for s in range(8):
+            y = tiny_inputs(101 + s)      # the data that changes from one window to the next
+            if s == 4:                    # other efficiencies and losses: another matrix
+                base = HorizonInputs(**{**base.__dict__, "eta_d": y.eta_d, "link_eff": y.link_eff})
+            x = HorizonInputs(**{**base.__dict__, "link_usable": np.ones_like(y.link_usable),
+                                 "link_cap_wh": np.where(y.link_usable[0], y.link_cap_wh, 0.0),
+                                 "harvest_wh": y.harvest_wh, "alive": y.alive,
+                                 "usable0_wh": np.minimum(y.usable0_wh, base.room_wh)})
+            lp = Program()
+            energy_program(lp, x, idle_cost=-1.0, store_value=0.5, flow_cost=0.01)
+            cost = np.concatenate(lp.cost)
+            point = solver.solve(lp) if solver else solve(lp, "simplex").x
+            out.append((float(cost @ point), point))
+        return out
+
+    warm, cold, again = sequence(WarmSolver()), sequence(None), sequence(WarmSolver())
+    for (w, pw), (c, _), (_, pa) in zip(warm, cold, again):
+        np.testing.assert_allclose(w, c, rtol=1e-9, atol=1e-9)
+        assert np.array_equal(pw, pa)
