@@ -7,6 +7,7 @@ program's size, against a baseline measured in the same run: one simulation of t
 ``mpc`` (horizon ``--mpc-h``) against a whole run under ``ot``, and their ratio.
 
     python benchmarks/bound.py --scenarios edge-offload,sensor-field --repeats 1
+    python benchmarks/bound.py --scenarios sensor-field --programs energy --repeats 3
     python benchmarks/bound.py --scenarios sensor-field --mpc --skip-bound --repeats 1
 """
 from __future__ import annotations
@@ -39,12 +40,15 @@ def run_time(name: str, sets: list[str], policy: str, repeats: int) -> tuple[flo
     return timed(lambda: simulate(sc, make_controller(policy), 0).summary, repeats)
 
 
-def bench_bound(name: str, sets: list[str], repeats: int, method: str, network: str) -> None:
+def bench_bound(name: str, sets: list[str], repeats: int, method: str, network: str,
+                programs: tuple[str, ...] = ("energy", "tasks")) -> None:
     sc = load(name, sets)
     base_w, base_c, _ = run_time(name, sets, "local", repeats)
     x = inputs_from_foresight(foresee(sc, 0))
     K, n = x.shape
     for what, fn in (("energy", least_unserved), ("tasks", most_on_time)):
+        if what not in programs:
+            continue
         w, c, (value, size) = timed(lambda: fn(x, method, network), repeats)
         print(f"{name:16s} {n:5d} x {K:4d} {what:7s} {method[:4]}/{network[:4]:4s} {size['variables']:9d} {size['rows']:9d} "
               f"{w:9.2f} {c:9.2f} {value:14.6g} {base_w:9.2f} {w / base_w:8.2f}", flush=True)
@@ -70,13 +74,14 @@ def main() -> None:
     ap.add_argument("--mpc", action="store_true", help="also time mpc against ot")
     ap.add_argument("--mpc-h", type=int, default=8)
     ap.add_argument("--skip-bound", action="store_true")
+    ap.add_argument("--programs", default="energy,tasks", help="which of the bound's programs to time")
     a = ap.parse_args()
     names = [s for s in a.scenarios.split(",") if s]
     if not a.skip_bound:
         print(f"{'scenario':16s} {'nodes x epochs':14s} {'program':7s} {'method':8s} {'variables':>9s} "
               f"{'rows':>9s} {'wall s':>9s} {'cpu s':>9s} {'optimum':>14s} {'local s':>9s} {'ratio':>8s}")
         for name in names:
-            bench_bound(name, a.set, a.repeats, a.method, a.network)
+            bench_bound(name, a.set, a.repeats, a.method, a.network, tuple(a.programs.split(",")))
     if a.mpc:
         print(f"{'scenario':16s} {'policy':10s} {'wall s':>9s} {'cpu s':>9s} {'unserved Wh':>12s} "
               f"{'on time':>9s} {'brown n-h':>9s}")

@@ -16,7 +16,8 @@ import numpy as np
 from otmarl.scenarios import schema as S
 from otmarl.simulator.foresight import Foresight, foresee
 
-from .horizon_lp import HorizonInputs, Program, dual_bound, energy_program, solve, task_program
+from .horizon_lp import (HorizonInputs, Program, dual_bound, energy_program, solve, solve_without_presolve,
+                         task_program)
 
 
 def inputs_from_foresight(f: Foresight) -> HorizonInputs:
@@ -64,14 +65,15 @@ program is solved again without it."""
 GAP_TOL = 1e-7
 
 
-def _certified(build, method: str, floor: float) -> tuple[float, float, dict]:
+def _certified(build, method: str, floor: float, presolve: bool = True) -> tuple[float, float, dict]:
     """(lower bound, value of the plan found, size) of ``min cost @ x`` for the program that
     ``build(lp, tie_break)`` makes (returning the indices of its link flows); ``floor`` is a
-    value the optimum cannot go below (a plan reaching it needs no certificate)."""
+    value the optimum cannot go below (a plan reaching it needs no certificate). ``presolve``
+    False: the dual simplex on the program as written (``horizon_lp.solve_without_presolve``)."""
     for tie in (TIE_BREAK, 0.0):
         lp = Program()
         flows = build(lp, tie)
-        sol = solve(lp, method)
+        sol = solve(lp, method) if presolve or method != "simplex" else solve_without_presolve(lp)
         cost = np.concatenate(lp.cost).copy()
         cost[flows.ravel()] = 0.0
         lower, upper = max(dual_bound(lp, sol, cost), floor), float(cost @ sol.x)
@@ -85,7 +87,8 @@ def least_unserved(x: HorizonInputs, method: str = "simplex", network: str = "li
     program's size and the unserved energy of the plan found (``plan_wh``)."""
     demand = float((x.idle_wh * x.alive).sum())
     lower, upper, size = _certified(
-        lambda lp, tie: energy_program(lp, x, flow_cost=tie, network=network).flow, method, -demand)
+        lambda lp, tie: energy_program(lp, x, flow_cost=tie, network=network).flow, method, -demand,
+        presolve=False)
     return max(demand + lower, 0.0), {**size, "plan_wh": demand + upper}
 
 

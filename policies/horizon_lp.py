@@ -350,11 +350,7 @@ class WarmSolver:
 
     def solve(self, lp: Program) -> np.ndarray:
         """The optimal point of ``lp``."""
-        b_ub = np.concatenate(lp.rhs["ub"]) if lp.n_row["ub"] else np.zeros(0)
-        b_eq = np.concatenate(lp.rhs["eq"]) if lp.n_row["eq"] else np.zeros(0)
-        row_lo = np.concatenate([np.full(len(b_ub), -np.inf), b_eq])
-        row_hi = np.concatenate([b_ub, b_eq])
-        lb, ub = np.concatenate(lp.lb), np.concatenate(lp.ub)
+        row_lo, row_hi, lb, ub = _bounds(lp)
         signature = [np.concatenate(lp.cost), np.array([lp.n_row["ub"], lp.n_row["eq"]])] + [
             np.concatenate(part) if part else np.zeros(0) for kind in ("ub", "eq") for part in lp.parts[kind]]
         same = self.h is not None and len(signature) == len(self.signature) and all(
@@ -368,11 +364,35 @@ class WarmSolver:
         else:
             self.h, self.signature = _highs_model(lp, row_lo, row_hi, lb, ub), signature
         self.cols, self.rows = (lb, ub), (row_lo, row_hi)
-        self.h.run()
-        status = self.h.getModelStatus()
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise UserError(f"the horizon program was not solved: {self.h.modelStatusToString(status)}")
-        return np.asarray(self.h.getSolution().col_value)
+        return _run(self.h).x
+
+
+def _bounds(lp: Program) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row lower, row upper, column lower, column upper) of ``lp`` in HiGHS's form."""
+    b_ub = np.concatenate(lp.rhs["ub"]) if lp.n_row["ub"] else np.zeros(0)
+    b_eq = np.concatenate(lp.rhs["eq"]) if lp.n_row["eq"] else np.zeros(0)
+    return (np.concatenate([np.full(len(b_ub), -np.inf), b_eq]), np.concatenate([b_ub, b_eq]),
+            np.concatenate(lp.lb), np.concatenate(lp.ub))
+
+
+def _run(h: highspy.Highs, n_ub: int = 0) -> Solution:
+    """Run HiGHS to optimality; the point and the multipliers (the first ``n_ub`` rows are the
+    ``<=`` rows, the rest the ``=`` rows)."""
+    h.run()
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise UserError(f"the horizon program was not solved: {h.modelStatusToString(status)}")
+    sol, info = h.getSolution(), h.getInfo()
+    y = np.asarray(sol.row_dual)
+    return Solution(float(info.objective_function_value), np.asarray(sol.col_value), y[:n_ub], y[n_ub:],
+                    0, h.modelStatusToString(status), h.getNumCol(), h.getNumRow())
+
+
+def solve_without_presolve(lp: Program) -> Solution:
+    """``lp`` solved by HiGHS's dual simplex on the program as written (no presolve): on the
+    energy program, whose presolve removes little, that is what makes sensor-field's solve take
+    half a minute instead of many (measured in docs/model.md, "Certified, and fast")."""
+    return _run(_highs_model(lp, *_bounds(lp)), lp.n_row["ub"])
 
 
 def _highs_model(lp: Program, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray,
