@@ -192,8 +192,7 @@ def test_no_controller_beats_the_bound(name, seed):
     sc = load(name, SHORT[name])
     b = hindsight_bound(sc, seed, method="simplex")
     assert 0 <= b.unserved_wh <= b.idle_demand_wh and b.on_time_tasks <= b.generated_tasks + 1e-6
-    # mpc solves a program every epoch: on the small built-in only, where that is cheap
-    for policy in CONTROLLERS + (("mpc",) if name == "microgrid-solar" else ()):
+    for policy in CONTROLLERS + ("mpc",):
         s = simulate(sc, make_controller(policy), seed).summary
         assert s["energy"]["unserved_wh"] >= b.unserved_wh - 1e-6 * b.idle_demand_wh, policy
         assert s["tasks"]["completed_on_time"] <= b.on_time_tasks + 1e-6 * b.generated_tasks, policy
