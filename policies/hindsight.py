@@ -16,8 +16,8 @@ import numpy as np
 from otmarl.scenarios import schema as S
 from otmarl.simulator.foresight import Foresight, foresee
 
-from .horizon_lp import (HorizonInputs, Program, dual_bound, energy_program, solve, solve_without_presolve,
-                         task_program)
+from .horizon_lp import (HorizonInputs, Program, dual_bound, energy_program, price_moves, solve,
+                         solve_without_presolve, task_program)
 
 
 def inputs_from_foresight(f: Foresight) -> HorizonInputs:
@@ -65,21 +65,31 @@ program is solved again without it."""
 GAP_TOL = 1e-7
 
 
-def _certified(build, method: str, floor: float, presolve: bool = True) -> tuple[float, float, dict]:
+def _certified(build, method: str, floor: float, how: str = "scipy") -> tuple[float, float, dict]:
     """(lower bound, value of the plan found, size) of ``min cost @ x`` for the program that
-    ``build(lp, tie_break)`` makes (returning the indices of its link flows); ``floor`` is a
-    value the optimum cannot go below (a plan reaching it needs no certificate). ``presolve``
-    False: the dual simplex on the program as written (``horizon_lp.solve_without_presolve``)."""
+    ``build(lp, tie_break, moves_open)`` makes (returning the indices of its link flows and its
+    ``TaskVars`` or None); ``floor`` is a value the optimum cannot go below (a plan reaching it
+    needs no certificate). With ``method`` 'simplex', ``how`` picks the solve: 'scipy' (HiGHS
+    with presolve), 'no-presolve' (``horizon_lp.solve_without_presolve``) or 'price' (task moves
+    by column generation, ``horizon_lp.price_moves``; the bound is certified for every move open)."""
+    how = how if method == "simplex" else "scipy"
     for tie in (TIE_BREAK, 0.0):
         lp = Program()
-        flows = build(lp, tie)
-        sol = solve(lp, method) if presolve or method != "simplex" else solve_without_presolve(lp)
+        flows, tv = build(lp, tie, how != "price")
+        ub, rounds = None, 0
+        if how == "price" and tv is not None:
+            sol, rounds = price_moves(lp, tv)
+            ub = np.concatenate(lp.ub).copy()
+            ub[tv.moves.ravel()] = tv.move_cap
+        else:
+            sol = solve_without_presolve(lp) if how == "no-presolve" else solve(lp, method)
         cost = np.concatenate(lp.cost).copy()
         cost[flows.ravel()] = 0.0
-        lower, upper = max(dual_bound(lp, sol, cost), floor), float(cost @ sol.x)
+        lower, upper = max(dual_bound(lp, sol, cost, ub), floor), float(cost @ sol.x)
         if upper - lower <= GAP_TOL * max(1.0, abs(upper)):
             break
-    return lower, upper, {"variables": sol.n_var, "rows": sol.n_row, "tie_break": tie}
+    size = {"variables": sol.n_var, "rows": sol.n_row, "tie_break": tie}
+    return lower, upper, {**size, "pricing_rounds": rounds} if how == "price" else size
 
 
 def least_unserved(x: HorizonInputs, method: str = "simplex", network: str = "links") -> tuple[float, dict]:
@@ -87,20 +97,20 @@ def least_unserved(x: HorizonInputs, method: str = "simplex", network: str = "li
     program's size and the unserved energy of the plan found (``plan_wh``)."""
     demand = float((x.idle_wh * x.alive).sum())
     lower, upper, size = _certified(
-        lambda lp, tie: energy_program(lp, x, flow_cost=tie, network=network).flow, method, -demand,
-        presolve=False)
+        lambda lp, tie, _: (energy_program(lp, x, flow_cost=tie, network=network).flow, None), method,
+        -demand, how="no-presolve")
     return max(demand + lower, 0.0), {**size, "plan_wh": demand + upper}
 
 
 def most_on_time(x: HorizonInputs, method: str = "simplex", network: str = "links") -> tuple[float, dict]:
     """The most tasks started (so completed) on time over the horizon (a certified upper bound),
-    the program's size and the plan's count (``plan_tasks``)."""
-    def build(lp: Program, tie: float) -> np.ndarray:
+    the program's size and the plan's count (``plan_tasks``). With the dual simplex the task
+    moves are priced in (``horizon_lp.price_moves``)."""
+    def build(lp: Program, tie: float, moves_open: bool):
         ev = energy_program(lp, x, idle_cost=0.0, flow_cost=tie, network=network)
-        task_program(lp, x, ev)
-        return ev.flow
+        return ev.flow, task_program(lp, x, ev, moves_open=moves_open)
 
-    lower, upper, size = _certified(build, method, -float(len(x.task_node)))
+    lower, upper, size = _certified(build, method, -float(len(x.task_node)), how="price")
     return min(-lower, float(len(x.task_node))), {**size, "plan_tasks": -upper}
 
 

@@ -263,3 +263,87 @@ def test_warm_solver_matches_cold_solves_along_a_rolling_sequence():
     for (w, pw), (c, _), (_, pa) in zip(warm, cold, again):
         np.testing.assert_allclose(w, c, rtol=1e-9, atol=1e-9)
         assert np.array_equal(pw, pa)
+
+
+def tiny_task_inputs(seed: int) -> HorizonInputs:
+    """``tiny_inputs`` with a dozen tasks: random nodes, epochs, slack and work, and task energy
+    large enough that energy and servers both bind somewhere."""
+    x = tiny_inputs(seed)
+    r = np.random.default_rng(1000 + seed)
+    m = 12
+    first = r.integers(0, 4, m)
+    return HorizonInputs(**{**x.__dict__, "active_w": r.uniform(2.0, 30.0, 3),
+                            "task_node": r.integers(0, 3, m), "task_first": first,
+                            "task_last": np.minimum(first + r.integers(0, 2, m), 3),
+                            "task_work_s": r.uniform(20.0, 400.0, m)})
+
+
+def pooled_on_time(x: HorizonInputs) -> float:
+    """The most tasks on time with work pooled over each epoch's connected part written directly
+    (one work balance per part, epoch and slack; the components from networkx), the energy part
+    shared with the program under test."""
+    K, n = x.shape
+    lp = Program()
+    ev = energy_program(lp, x, idle_cost=0.0)
+    Q = int(np.max(x.task_last - x.task_first)) + 1
+    y = lp.var((len(x.task_node),), 0.0, 1.0, cost=-1.0)
+    # work of slack class q starts or waits in epoch k at a live node, only while k + q is within
+    # the horizon; nothing waits in class 0 (its last start epoch)
+    ok = x.alive[:, :, None] & ((np.arange(K)[:, None, None] + np.arange(Q)[None, None, :]) < K)
+    z = lp.var((K, n, Q), 0.0, np.where(ok, np.inf, 0.0))
+    b = lp.var((K, n, Q), 0.0, np.where(ok & (np.arange(Q) > 0)[None, None, :], np.inf, 0.0))
+    part = np.zeros((K, n), np.int64)
+    for k in range(K):
+        g = nx.Graph()
+        g.add_nodes_from(range(n))
+        g.add_edges_from((int(x.link_u[e]), int(x.link_v[e])) for e in np.flatnonzero(x.link_usable[k]))
+        for c, nodes in enumerate(nx.connected_components(g)):
+            part[k, list(nodes)] = c
+    for k in range(K):
+        for c in np.unique(part[k]):
+            at = np.flatnonzero(part[k] == c)
+            for q in range(Q):
+                row = lp.rows("ub", np.zeros(1))
+                lp.add("ub", row, z[k, at, q], -1.0)
+                lp.add("ub", row, b[k, at, q], -1.0)
+                if k and q + 1 < Q:
+                    lp.add("ub", row, b[k - 1, at, q + 1], 1.0)
+                mine = np.flatnonzero((x.task_first == k) & (x.task_last - x.task_first == q)
+                                      & np.isin(x.task_node, at))
+                lp.add("ub", row, y[mine], x.task_work_s[mine])
+    e = x.active_w / (3600.0 * x.speed)
+    wmax = float(x.task_work_s.max())
+    lp.add("ub", ev.bus[:, :, None], z, e[None, :, None])
+    cap = e * x.servers * (x.speed * x.dt_s + wmax)
+    rs = lp.rows("ub", np.zeros((K, n)))
+    lp.add("ub", rs[:, :, None], z, e[None, :, None])
+    lp.add("ub", rs, ev.idle, -cap / x.idle_wh)
+    return -solve(lp, "simplex").objective
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_priced_task_moves_reach_the_pooled_optimum(seed):
+    """The task bound by column generation over the moves (each node serving its own tasks to
+    start with) equals the program with every move open solved at once, and the pooling written
+    per connected part; and it is not the per-node value where offloading helps (checked over the
+    seeds)."""
+    from otmarl.policies.hindsight import most_on_time
+    x = tiny_task_inputs(seed)
+    priced, size = most_on_time(x, "simplex")
+    at_once, _ = most_on_time(x, "highs")
+    np.testing.assert_allclose(priced, at_once, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(priced, pooled_on_time(x), rtol=1e-7, atol=1e-7)
+    assert size["pricing_rounds"] >= 1
+
+
+def test_task_moves_matter_on_the_tiny_programs():
+    """The cross-check above must compare optima where handing work to a neighbour helps."""
+    from otmarl.policies.hindsight import most_on_time
+    gains = 0
+    for seed in range(8):
+        x = tiny_task_inputs(seed)
+        lp = Program()
+        task_program(lp, x, energy_program(lp, x, idle_cost=0.0), moves_open=False)
+        alone = -solve(lp, "simplex").objective
+        gains += most_on_time(x, "simplex")[0] > alone + 1e-6
+    assert gains >= 2
