@@ -13,7 +13,7 @@ bound no controller can beat.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import highspy
 import numpy as np
@@ -287,15 +287,22 @@ def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float
 
 
 def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution, int]:
-    """Solve ``lp`` built with its task moves closed (``moves_open=False``) by column generation:
-    solve, open the moves whose reduced cost (the sender's multiplier less the receiver's) is
-    below ``-tol`` (up to ``tv.move_cap``), re-solve from the last basis, until none prices out. The
-    final point is optimal for the program with every move open: its multipliers certify it
+    """Solve ``lp`` (built with its task moves closed, ``moves_open=False``) by column
+    generation: solve without the moves, add those whose reduced cost (the sender's multiplier
+    less the receiver's) is below ``-tol`` (each up to ``tv.move_cap``), re-solve from the last
+    basis, until none prices out. The final point (a point of ``lp``: moves never added are 0)
+    is optimal for the program with every move open, and its multipliers certify it
     (``dual_bound`` with the open bounds). Each node serving its own tasks is a much easier
-    program than the pooled one (edge-offload: 15 s against 86 s), and one round of a few
-    thousand moves closes the gap. Returns the last solution and the number of rounds."""
-    h = _highs_model(lp, *_bounds(lp))
-    closed = np.ones(tv.moves.size, bool)
+    program than the pooled one, and one round of a few thousand moves closes the gap on the
+    built-ins. Returns the last solution and the number of solves."""
+    a, cost = _stacked(lp), np.concatenate(lp.cost)
+    row_lo, row_hi, lb, ub = _bounds(lp)
+    moves = tv.moves.ravel()
+    kept = np.ones(lp.n_var, bool)
+    kept[moves] = False
+    order = np.flatnonzero(kept)                              # the program's columns in HiGHS
+    h = _highs_model(a[:, order], cost[order], row_lo, row_hi, lb[order], ub[order])
+    closed = np.ones(moves.size, bool)
     rounds = 0
     while True:
         sol = _run(h, lp.n_row["ub"])
@@ -303,10 +310,15 @@ def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution,
         reduced = sol.y_ub[tv.move_from.ravel()] - sol.y_ub[tv.move_to.ravel()]
         add = closed & (reduced < -tol)
         if not add.any():
-            return sol, rounds
+            x = np.zeros(lp.n_var)
+            x[order] = sol.x
+            return replace(sol, x=x, n_var=lp.n_var), rounds
         closed &= ~add
-        at = tv.moves.ravel()[add].astype(np.int32)
-        h.changeColsBounds(len(at), at, np.zeros(len(at)), np.full(len(at), tv.move_cap))
+        new = a[:, moves[add]]
+        h.addCols(len(new.indptr) - 1, cost[moves[add]], np.zeros(int(add.sum())),
+                  np.full(int(add.sum()), tv.move_cap), new.nnz, new.indptr[:-1].astype(np.int32),
+                  new.indices.astype(np.int32), new.data)
+        order = np.concatenate([order, moves[add]])
 
 
 def _components(x: HorizonInputs) -> np.ndarray:
@@ -406,7 +418,8 @@ class WarmSolver:
                 if len(at):
                     change(len(at), at, new[0][at], new[1][at])
         else:
-            self.h, self.signature = _highs_model(lp, row_lo, row_hi, lb, ub), signature
+            self.h = _highs_model(_stacked(lp), np.concatenate(lp.cost), row_lo, row_hi, lb, ub)
+            self.signature = signature
         self.cols, self.rows = (lb, ub), (row_lo, row_hi)
         return _run(self.h).x
 
@@ -436,17 +449,21 @@ def solve_without_presolve(lp: Program) -> Solution:
     """``lp`` solved by HiGHS's dual simplex on the program as written (no presolve): on the
     energy program, whose presolve removes little, that is what makes sensor-field's solve take
     half a minute instead of many (measured in docs/model.md, "Certified, and fast")."""
-    return _run(_highs_model(lp, *_bounds(lp)), lp.n_row["ub"])
+    return _run(_highs_model(_stacked(lp), np.concatenate(lp.cost), *_bounds(lp)), lp.n_row["ub"])
 
 
-def _highs_model(lp: Program, row_lo: np.ndarray, row_hi: np.ndarray, lb: np.ndarray,
-                 ub: np.ndarray) -> highspy.Highs:
-    """``lp`` handed to HiGHS: dual simplex, serial, seeded, no presolve (so that the basis of
+def _stacked(lp: Program) -> sparse.csc_array:
+    """The program's ``<=`` rows over its ``=`` rows, by columns."""
+    return sparse.vstack([lp.matrix("ub"), lp.matrix("eq")]).tocsc()
+
+
+def _highs_model(a: sparse.csc_array, cost: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray,
+                 lb: np.ndarray, ub: np.ndarray) -> highspy.Highs:
+    """A program handed to HiGHS: dual simplex, serial, seeded, no presolve (so that the basis of
     one solve carries to the next), no output."""
-    a = sparse.vstack([lp.matrix("ub"), lp.matrix("eq")]).tocsc()
     m = highspy.HighsLp()
-    m.num_col_, m.num_row_ = lp.n_var, a.shape[0]
-    m.col_cost_, m.col_lower_, m.col_upper_ = np.concatenate(lp.cost), lb, ub
+    m.num_col_, m.num_row_ = a.shape[1], a.shape[0]
+    m.col_cost_, m.col_lower_, m.col_upper_ = cost, lb, ub
     m.row_lower_, m.row_upper_ = row_lo, row_hi
     m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     m.a_matrix_.start_, m.a_matrix_.index_, m.a_matrix_.value_ = a.indptr, a.indices, a.data
