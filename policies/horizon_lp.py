@@ -5,7 +5,8 @@ nodes' batteries, the tasks); ``energy_program`` builds the energy part (batteri
 the link graph with a loss per link, idle loads), ``task_program`` adds a fluid relaxation of task
 service, and ``solve`` hands the sparse matrix to HiGHS; ``WarmSolver`` keeps one program in
 HiGHS across solves whose matrix stays the same (mpc's rolling window), so each solve starts from
-the last basis. The matrix is assembled from COO triplets
+the last basis, and ``price_moves`` solves the task program by column generation over its work
+moves. The matrix is assembled from COO triplets
 in whole-array steps (no loop over variables). Every constraint is one a run of the simulator
 satisfies (docs/model.md, "The hindsight bound" gives the argument), so the program's optimum is a
 bound no controller can beat.
