@@ -329,15 +329,15 @@ def test_priced_task_moves_reach_the_pooled_optimum(seed):
     seeds)."""
     from otmarl.policies.hindsight import most_on_time
     x = tiny_task_inputs(seed)
-    priced, size = most_on_time(x, "simplex")
+    priced, _ = most_on_time(x, "simplex")
     at_once, _ = most_on_time(x, "highs")
     np.testing.assert_allclose(priced, at_once, rtol=1e-7, atol=1e-7)
     np.testing.assert_allclose(priced, pooled_on_time(x), rtol=1e-7, atol=1e-7)
-    assert size["pricing_rounds"] >= 1
 
 
 def test_task_moves_matter_on_the_tiny_programs():
-    """The cross-check above must compare optima where handing work to a neighbour helps."""
+    """The cross-check above must compare optima where handing work to a neighbour helps; where
+    it does, the pricing took more than the first solve (moves were added)."""
     from otmarl.policies.hindsight import most_on_time
     gains = 0
     for seed in range(8):
@@ -345,5 +345,9 @@ def test_task_moves_matter_on_the_tiny_programs():
         lp = Program()
         task_program(lp, x, energy_program(lp, x, idle_cost=0.0), moves_open=False)
         alone = -solve(lp, "simplex").objective
-        gains += most_on_time(x, "simplex")[0] > alone + 1e-6
+        priced, size = most_on_time(x, "simplex")
+        gain = priced > alone + 1e-6
+        gains += gain
+        if gain:
+            assert size["pricing_rounds"] >= 2, seed
     assert gains >= 2
