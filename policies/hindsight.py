@@ -76,9 +76,9 @@ def _certified(build, method: str, floor: float, how: str = "scipy") -> tuple[fl
     for tie in (TIE_BREAK, 0.0):
         lp = Program()
         flows, tv = build(lp, tie, how != "price")
-        ub, rounds = None, 0
+        ub, rounds, added = None, 0, 0
         if how == "price" and tv is not None:
-            sol, rounds = price_moves(lp, tv)
+            sol, rounds, added = price_moves(lp, tv)
             ub = np.concatenate(lp.ub).copy()
             ub[tv.moves.ravel()] = tv.move_cap
         else:
@@ -89,20 +89,24 @@ def _certified(build, method: str, floor: float, how: str = "scipy") -> tuple[fl
         if upper - lower <= GAP_TOL * max(1.0, abs(upper)):
             break
     size = {"variables": sol.n_var, "rows": sol.n_row, "tie_break": tie}
-    return lower, upper, {**size, "pricing_rounds": rounds} if how == "price" else size
+    priced = {"pricing_rounds": rounds, "moves_added": added, "moves": tv.moves.size} if rounds else {}
+    return lower, upper, {**size, **priced}
 
 
-def least_unserved(x: HorizonInputs, method: str = "simplex", network: str = "links") -> tuple[float, dict]:
+def least_unserved(x: HorizonInputs, method: str = "simplex", network: str = "links",
+                   how: str = "no-presolve") -> tuple[float, dict]:
     """The least unserved idle energy over the horizon (Wh, a certified lower bound) and the
-    program's size and the unserved energy of the plan found (``plan_wh``)."""
+    program's size and the unserved energy of the plan found (``plan_wh``); ``how`` as in
+    ``_certified`` (benchmarks/bound.py --paired times the alternative)."""
     demand = float((x.idle_wh * x.alive).sum())
     lower, upper, size = _certified(
         lambda lp, tie, _: (energy_program(lp, x, flow_cost=tie, network=network).flow, None), method,
-        -demand, how="no-presolve")
+        -demand, how=how)
     return max(demand + lower, 0.0), {**size, "plan_wh": demand + upper}
 
 
-def most_on_time(x: HorizonInputs, method: str = "simplex", network: str = "links") -> tuple[float, dict]:
+def most_on_time(x: HorizonInputs, method: str = "simplex", network: str = "links",
+                 how: str = "price") -> tuple[float, dict]:
     """The most tasks started (so completed) on time over the horizon (a certified upper bound),
     the program's size and the plan's count (``plan_tasks``). With the dual simplex the task
     moves are priced in (``horizon_lp.price_moves``)."""
@@ -110,7 +114,7 @@ def most_on_time(x: HorizonInputs, method: str = "simplex", network: str = "link
         ev = energy_program(lp, x, idle_cost=0.0, flow_cost=tie, network=network)
         return ev.flow, task_program(lp, x, ev, moves_open=moves_open)
 
-    lower, upper, size = _certified(build, method, -float(len(x.task_node)), how="price")
+    lower, upper, size = _certified(build, method, -float(len(x.task_node)), how=how)
     return min(-lower, float(len(x.task_node))), {**size, "plan_tasks": -upper}
 
 

@@ -287,7 +287,7 @@ def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float
     return TaskVars(y, z, m, m_from, m_to, total)
 
 
-def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution, int]:
+def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution, int, int]:
     """Solve ``lp`` (built with its task moves closed, ``moves_open=False``) by column
     generation: solve without the moves, add those whose reduced cost (the sender's multiplier
     less the receiver's) is below ``-tol`` (each up to ``tv.move_cap``), re-solve from the last
@@ -295,7 +295,7 @@ def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution,
     is optimal for the program with every move open, and its multipliers certify it
     (``dual_bound`` with the open bounds). Each node serving its own tasks is a much easier
     program than the pooled one, and one round of a few thousand moves closes the gap on the
-    built-ins. Returns the last solution and the number of solves."""
+    built-ins. Returns the last solution, the number of solves and the number of moves added."""
     a, cost = _stacked(lp), np.concatenate(lp.cost)
     row_lo, row_hi, lb, ub = _bounds(lp)
     moves = tv.moves.ravel()
@@ -313,7 +313,7 @@ def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution,
         if not add.any():
             x = np.zeros(lp.n_var)
             x[order] = sol.x
-            return replace(sol, x=x, n_var=lp.n_var), rounds
+            return replace(sol, x=x, n_var=lp.n_var), rounds, int((~closed).sum())
         closed &= ~add
         new = a[:, moves[add]]
         h.addCols(len(new.indptr) - 1, cost[moves[add]], np.zeros(int(add.sum())),
