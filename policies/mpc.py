@@ -57,23 +57,22 @@ class MPCController:
         h = min(self.params.mpc_horizon, K - k)
         if self.params.mpc_forecast == "perfect":
             f = self.future
-            harvest, alive, usable = f.harvest_wh[k:k + h], f.alive[k:k + h], f.link_usable[k:k + h]
+            harvest, alive, usable_now = f.harvest_wh[k:k + h], f.alive[k:k + h], f.link_usable[k]
         else:
             alive_now = ~obs.failed
             links = obs.network.links
             usable_now = obs.network.link_up & alive_now[links.u] & alive_now[links.v]
-            harvest = self.forecast(k, h)
-            alive, usable = np.tile(alive_now, (h, 1)), np.tile(usable_now, (h, 1))
+            harvest, alive = self.forecast(k, h), np.tile(alive_now, (h, 1))
         # transfers in the first epoch only (the one applied): the later epochs of the window
         # plan each node's own battery, which keeps the program about three times smaller. Every
         # link has its flows in the program and an unusable one a limit of 0, so that the matrix
         # stays the same from one epoch to the next (the warm start)
-        cap = np.where(usable[0], self.base.link_cap_wh, 0.0)
+        cap = np.where(usable_now, self.base.link_cap_wh, 0.0)
         # near the end of the run the window keeps its length (and so its matrix): the epochs past
         # the end have no harvest, no load and no transfers (their nodes count as failed)
         pad = ((0, min(self.params.mpc_horizon, K) - h), (0, 0))
         harvest, alive = np.pad(harvest, pad), np.pad(alive, pad, constant_values=False)
-        first = np.zeros((len(alive), usable.shape[1]), bool)
+        first = np.zeros((len(alive), len(usable_now)), bool)
         first[0] = True
         return replace(self.base, harvest_wh=harvest, alive=alive, link_usable=first,
                        link_cap_wh=cap, usable0_wh=np.maximum(obs.stored_wh - self.min_wh, 0.0))
