@@ -71,18 +71,23 @@ def _certified(build, method: str, floor: float, how: str = "scipy") -> tuple[fl
     ``TaskVars`` or None); ``floor`` is a value the optimum cannot go below (a plan reaching it
     needs no certificate). With ``method`` 'simplex', ``how`` picks the solve: 'scipy' (HiGHS
     with presolve), 'no-presolve' (``horizon_lp.solve_without_presolve``) or 'price' (task moves
-    by column generation, ``horizon_lp.price_moves``; the bound is certified for every move open)."""
+    by column generation, ``horizon_lp.price_moves``; the bound is certified for every move open).
+    Both of those start from the parts' bases (``horizon_lp.start_from_blocks``) unless ``how``
+    ends in '-cold'."""
     how = how if method == "simplex" else "scipy"
+    warm, how = not how.endswith("-cold"), how.removesuffix("-cold")
     for tie in (TIE_BREAK, 0.0):
         lp = Program()
         flows, tv = build(lp, tie, how != "price")
         ub, rounds, added = None, 0, 0
+        start = flows.ravel() if warm else None
         if how == "price" and tv is not None:
-            sol, rounds, added = price_moves(lp, tv)
+            sol, rounds, added = price_moves(lp, tv, coupling=start)
             ub = np.concatenate(lp.ub).copy()
             ub[tv.moves.ravel()] = tv.move_cap
         else:
-            sol = solve_without_presolve(lp) if how == "no-presolve" else solve(lp, method)
+            sol = (solve_without_presolve(lp, coupling=start) if how == "no-presolve"
+                   else solve(lp, method))
         cost = np.concatenate(lp.cost).copy()
         cost[flows.ravel()] = 0.0
         lower, upper = max(dual_bound(lp, sol, cost, ub), floor), float(cost @ sol.x)

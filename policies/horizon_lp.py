@@ -13,7 +13,9 @@ bound no controller can beat.
 """
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import highspy
@@ -287,7 +289,8 @@ def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float
     return TaskVars(y, z, m, m_from, m_to, total)
 
 
-def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution, int, int]:
+def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9,
+                coupling: np.ndarray | None = None) -> tuple[Solution, int, int]:
     """Solve ``lp`` (built with its task moves closed, ``moves_open=False``) by column
     generation: solve without the moves, add those whose reduced cost (the sender's multiplier
     less the receiver's) is below ``-tol`` (each up to ``tv.move_cap``), re-solve from the last
@@ -302,7 +305,11 @@ def price_moves(lp: Program, tv: TaskVars, tol: float = 1e-9) -> tuple[Solution,
     kept = np.ones(lp.n_var, bool)
     kept[moves] = False
     order = np.flatnonzero(kept)                              # the program's columns in HiGHS
-    h = _highs_model(a[:, order], cost[order], row_lo, row_hi, lb[order], ub[order])
+    kept_a, kept_cost, kept_lb, kept_ub = a[:, order], cost[order], lb[order], ub[order]
+    h = _highs_model(kept_a, kept_cost, row_lo, row_hi, kept_lb, kept_ub)
+    if coupling is not None:       # the coupling columns among the program's (moves are not)
+        start_from_blocks(h, kept_a, kept_cost, row_lo, row_hi, kept_lb, kept_ub,
+                          np.flatnonzero(np.isin(order, coupling)))
     closed = np.ones(moves.size, bool)
     rounds = 0
     while True:
@@ -446,11 +453,102 @@ def _run(h: highspy.Highs, n_ub: int = 0) -> Solution:
                     0, h.modelStatusToString(status), h.getNumCol(), h.getNumRow())
 
 
-def solve_without_presolve(lp: Program) -> Solution:
+def solve_without_presolve(lp: Program, coupling: np.ndarray | None = None) -> Solution:
     """``lp`` solved by HiGHS's dual simplex on the program as written (no presolve): on the
     energy program, whose presolve removes little, that is what makes sensor-field's solve take
-    half a minute instead of many (measured in docs/model.md, "Certified, and fast")."""
-    return _run(_highs_model(_stacked(lp), np.concatenate(lp.cost), *_bounds(lp)), lp.n_row["ub"])
+    half a minute instead of many (measured in docs/model.md, "Certified, and fast"). With
+    ``coupling`` (indices of columns whose lower bound is 0, e.g. the link flows), the solve
+    starts from ``start_from_blocks``."""
+    a, cost, bounds = _stacked(lp), np.concatenate(lp.cost), _bounds(lp)
+    h = _highs_model(a, cost, *bounds)
+    if coupling is not None:
+        start_from_blocks(h, a, cost, *bounds, coupling)
+    return _run(h, lp.n_row["ub"])
+
+
+BLOCK_COLUMNS = 4_096
+"""Columns per HiGHS model when ``start_from_blocks`` solves the independent parts: a pivot's
+cost grows with the model, so many small parts solve several times faster as a few groups than as
+one program, and the groups keep the number of models (each with its set-up) small."""
+BLOCK_THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Parts solved at once (HiGHS runs without Python's lock, one model per thread)."""
+
+
+def start_from_blocks(h: highspy.Highs, a: sparse.csc_array, cost: np.ndarray, row_lo: np.ndarray,
+                      row_hi: np.ndarray, lb: np.ndarray, ub: np.ndarray, coupling: np.ndarray) -> None:
+    """Give ``h`` (the program ``a``, ``cost``, bounds) a starting basis: the optimal one of the
+    program with the ``coupling`` columns held at 0 (their lower bound). Without them the program
+    falls apart into independent parts (each node's own battery and tasks over the horizon),
+    solved here in groups of about ``BLOCK_COLUMNS`` columns, ``BLOCK_THREADS`` at a time; their
+    bases put together are optimal for the held program and primal feasible for ``h``, whose dual
+    simplex then only has to bring the coupling columns in. Each part's solve is deterministic
+    and the bases are assembled in a fixed order, so the start does not depend on the threads.
+    Measured in docs/model.md ("Certified, and fast")."""
+    m, n = a.shape
+    free = np.ones(n, bool)
+    free[coupling] = False
+    if np.any(lb[coupling] != 0.0):
+        raise ValueError("start_from_blocks: coupling columns must have a lower bound of 0")
+    part = a[:, free].tocoo()
+    cols = np.flatnonzero(free)[part.col]
+    g = sparse.coo_array((np.ones(part.nnz), (part.row, m + cols)), shape=(m + n, m + n))
+    label = connected_components(g, directed=False)[1]
+    group = label % max(1, -(-int(free.sum()) // BLOCK_COLUMNS))
+    used = np.zeros(m, bool)                  # rows with a free column (the others stay basic)
+    used[part.row] = True
+    rows_by, cols_by = _members(group[:m], used), _members(group[m:], free)
+    col_status = np.full(n, int(highspy.HighsBasisStatus.kLower), np.int8)
+    row_status = np.full(m, int(highspy.HighsBasisStatus.kBasic), np.int8)
+    local = np.zeros(m, np.int64)
+
+    def solved(hg: highspy.Highs, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _run(hg)
+        return basis_codes(hg, lb[c], ub[c], row_lo[r], row_hi[r])
+
+    with ThreadPoolExecutor(BLOCK_THREADS) as pool:
+        jobs = []
+        for r, c in zip(rows_by, cols_by):
+            if c.size:
+                sub = a[:, c]                     # its rows are all in r (a part is closed)
+                local[r] = np.arange(r.size)
+                sub = sparse.csc_array((sub.data, local[sub.indices], sub.indptr), shape=(r.size, c.size))
+                hg = _highs_model(sub, cost[c], row_lo[r], row_hi[r], lb[c], ub[c])
+                jobs.append((r, c, pool.submit(solved, hg, r, c)))
+        for r, c, job in jobs:
+            col_status[c], row_status[r] = job.result()
+    start = highspy.HighsBasis()
+    start.col_status, start.row_status = _STATUS[col_status].tolist(), _STATUS[row_status].tolist()
+    start.valid = True
+    h.setBasis(start)
+
+
+_STATUS = np.array(sorted(highspy.HighsBasisStatus.__members__.values(), key=int), dtype=object)
+"""HiGHS's basis statuses indexed by their codes (kLower 0, kBasic 1, kUpper 2, kZero 3, ...)."""
+
+
+def basis_codes(h: highspy.Highs, lb: np.ndarray, ub: np.ndarray, row_lo: np.ndarray,
+                row_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The optimal basis of the solved ``h`` as status codes (columns, rows; int8), read from its
+    basic variables and where the others sit (at their upper bound, or free at zero): what
+    ``h.getBasis()`` says, without a Python object per entry (the test checks they agree)."""
+    code = {k: int(v) for k, v in highspy.HighsBasisStatus.__members__.items()}
+    sol = h.getSolution()
+    x, act = np.asarray(sol.col_value), np.asarray(sol.row_value)
+    col = np.where((x == ub) & (lb != ub), code["kUpper"], code["kLower"]).astype(np.int8)
+    col[np.isneginf(lb) & np.isposinf(ub)] = code["kZero"]
+    row = np.where((act == row_hi) & (row_lo != row_hi), code["kUpper"], code["kLower"]).astype(np.int8)
+    row[np.isneginf(row_lo) & np.isposinf(row_hi)] = code["kZero"]
+    basic = h.getBasicVariables()[1]
+    col[basic[basic >= 0]] = code["kBasic"]
+    row[-1 - basic[basic < 0]] = code["kBasic"]
+    return col, row
+
+
+def _members(label: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
+    """For each label 0..max, the indices (ascending) of the kept entries carrying it."""
+    at = np.flatnonzero(keep)
+    counts = np.bincount(label[at], minlength=int(label.max()) + 1)
+    return np.split(at[np.argsort(label[at], kind="stable")], np.cumsum(counts)[:-1])
 
 
 def _stacked(lp: Program) -> sparse.csc_array:
@@ -458,19 +556,24 @@ def _stacked(lp: Program) -> sparse.csc_array:
     return sparse.vstack([lp.matrix("ub"), lp.matrix("eq")]).tocsc()
 
 
+def _f64(v: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(v, np.float64)
+
+
 def _highs_model(a: sparse.csc_array, cost: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray,
                  lb: np.ndarray, ub: np.ndarray) -> highspy.Highs:
     """A program handed to HiGHS: dual simplex, serial, seeded, no presolve (so that the basis of
     one solve carries to the next), no output."""
-    m = highspy.HighsLp()
-    m.num_col_, m.num_row_ = a.shape[1], a.shape[0]
-    m.col_cost_, m.col_lower_, m.col_upper_ = cost, lb, ub
-    m.row_lower_, m.row_upper_ = row_lo, row_hi
-    m.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    m.a_matrix_.start_, m.a_matrix_.index_, m.a_matrix_.value_ = a.indptr, a.indices, a.data
     h = highspy.Highs()
     for option, value in (("output_flag", False), ("solver", "simplex"), ("presolve", "off"),
                           ("threads", 1), ("random_seed", 0)):
         h.setOptionValue(option, value)
-    h.passModel(m)
+    n = a.shape[1]
+    status = h.passModel(n, a.shape[0], a.nnz, int(highspy.MatrixFormat.kColwise),
+                         int(highspy.ObjSense.kMinimize), 0.0, _f64(cost), _f64(lb), _f64(ub),
+                         _f64(row_lo), _f64(row_hi), np.ascontiguousarray(a.indptr[:-1], np.int32),
+                         np.ascontiguousarray(a.indices, np.int32), _f64(a.data),
+                         np.zeros(n, np.int32))              # integrality: every column continuous
+    if status == highspy.HighsStatus.kError:
+        raise ValueError("HiGHS refused the horizon program")
     return h

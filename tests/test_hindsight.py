@@ -123,6 +123,59 @@ def test_energy_program_matches_a_path_formulation(seed):
     assert program_unserved(x, "simplex", "pool") <= want + 1e-7
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_block_start_reaches_the_cold_optimum(seed, monkeypatch):
+    """The dual simplex started from the parts' bases (link flows held at 0, the rest solved in
+    groups, here of a few columns so that several groups are built) ends at the optimum of a cold
+    solve, on the energy program and on the task program with its moves priced in."""
+    from otmarl.policies import horizon_lp
+    from otmarl.policies.hindsight import most_on_time
+    monkeypatch.setattr(horizon_lp, "BLOCK_COLUMNS", 7)
+    x = tiny_inputs(seed)
+    lp = Program()
+    ev = energy_program(lp, x)
+    started = solve_without_presolve(lp, coupling=ev.flow.ravel())
+    np.testing.assert_allclose(started.objective, solve_without_presolve(lp).objective, rtol=1e-9, atol=1e-9)
+    xt = tiny_task_inputs(seed)
+    np.testing.assert_allclose(most_on_time(xt, "simplex")[0], most_on_time(xt, "highs")[0],
+                               rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_basis_codes_read_what_highs_says(seed):
+    """The statuses the block start reads from a solve's basic variables and values are HiGHS's
+    own basis, entry by entry, on task programs (energy included)."""
+    from otmarl.policies.horizon_lp import _bounds, _highs_model, _run, _stacked, basis_codes
+    x = tiny_task_inputs(seed)
+    lp = Program()
+    task_program(lp, x, energy_program(lp, x, idle_cost=0.0))
+    a, cost, (row_lo, row_hi, lb, ub) = _stacked(lp), np.concatenate(lp.cost), _bounds(lp)
+    h = _highs_model(a, cost, row_lo, row_hi, lb, ub)
+    _run(h)
+    col, row = basis_codes(h, lb, ub, row_lo, row_hi)
+    basis = h.getBasis()
+    want_col, want_row = np.array([int(v) for v in basis.col_status]), np.array([int(v) for v in basis.row_status])
+    # at a fixed column or an equality row, "at the lower bound" and "at the upper" are one point
+    lower_upper = {0, 2}
+    for got, want, fixed in ((col, want_col, lb == ub), (row, want_row, row_lo == row_hi)):
+        same = (got == want) | (fixed & np.isin(got, list(lower_upper)) & np.isin(want, list(lower_upper)))
+        assert same.all(), np.flatnonzero(~same)
+        assert np.array_equal(got == 1, want == 1)            # the same basic variables
+    assert (want_col == 2).any() or (want_row == 2).any()     # both sides occur
+
+
+def test_block_start_needs_coupling_columns_at_zero():
+    from otmarl.policies.horizon_lp import _bounds, _highs_model, _stacked, start_from_blocks
+    lp = Program()
+    energy_program(lp, tiny_inputs(0))
+    a, cost, (row_lo, row_hi, lb, ub) = _stacked(lp), np.concatenate(lp.cost), _bounds(lp)
+    lb = lb.copy()
+    lb[0] = 0.5
+    with pytest.raises(ValueError, match="lower bound of 0"):
+        start_from_blocks(_highs_model(a, cost, row_lo, row_hi, lb, ub), a, cost, row_lo, row_hi, lb, ub,
+                          np.array([0]))
+
+
 def test_random_tiny_programs_are_not_trivial():
     """The cross-check above must compare optima where sharing and storage matter."""
     values = [path_program_unserved(tiny_inputs(s)) for s in range(12)]
