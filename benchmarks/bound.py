@@ -10,6 +10,7 @@ program's size, against a baseline measured in the same run: one simulation of t
     python benchmarks/bound.py --scenarios sensor-field --programs energy --repeats 3
     python benchmarks/bound.py --scenarios edge-offload --paired --repeats 3
     python benchmarks/bound.py --scenarios sensor-field --mpc --skip-bound --repeats 1
+    python benchmarks/bound.py --scenarios sensor-field --mpc --skip-bound --mpc-set controller.params.mpc_task_weight=0
 """
 from __future__ import annotations
 
@@ -77,8 +78,8 @@ def bench_bound(name: str, sets: list[str], repeats: int, method: str, network: 
             print(f"{name:16s} {what}: {hows[1]} / {hows[0]} wall time, median of paired ratios: {ratio:.2f}")
 
 
-def bench_mpc(name: str, sets: list[str], repeats: int, horizon: int) -> None:
-    mpc_sets = sets + [f"controller.params.mpc_horizon={horizon}"]
+def bench_mpc(name: str, sets: list[str], repeats: int, horizon: int, mpc_sets: list[str]) -> None:
+    mpc_sets = sets + [f"controller.params.mpc_horizon={horizon}"] + mpc_sets
     ow, oc, os_ = run_time(name, sets, "ot", repeats)
     mw, mc, ms = run_time(name, mpc_sets, "mpc", repeats)
     for pol, w, c, s in (("ot", ow, oc, os_), (f"mpc H={horizon}", mw, mc, ms)):
@@ -96,6 +97,8 @@ def main() -> None:
     ap.add_argument("--network", default="links", help="links or pool")
     ap.add_argument("--mpc", action="store_true", help="also time mpc against ot")
     ap.add_argument("--mpc-h", type=int, default=8)
+    ap.add_argument("--mpc-set", action="append", default=[], metavar="PATH=VALUE",
+                    help="for the mpc run only, e.g. controller.params.mpc_task_weight=0")
     ap.add_argument("--skip-bound", action="store_true")
     ap.add_argument("--programs", default="energy,tasks", help="which of the bound's programs to time")
     ap.add_argument("--paired", action="store_true", help="also time the former solve of each program")
@@ -110,7 +113,7 @@ def main() -> None:
         print(f"{'scenario':16s} {'policy':10s} {'wall s':>9s} {'cpu s':>9s} {'unserved Wh':>12s} "
               f"{'on time':>9s} {'brown n-h':>9s}")
         for name in names:
-            bench_mpc(name, a.set, a.repeats, a.mpc_h)
+            bench_mpc(name, a.set, a.repeats, a.mpc_h, a.mpc_set)
 
 
 if __name__ == "__main__":

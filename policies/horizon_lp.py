@@ -241,20 +241,33 @@ class TaskVars:
 
 
 def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float = -1.0,
-                 moves_open: bool = True) -> TaskVars:
+                 moves_open: bool = True, admitted: np.ndarray | None = None,
+                 work_max: float = 0.0, move_ub: np.ndarray | None = None,
+                 move_cost: float = 0.0) -> TaskVars:
     """Fluid task service: work is pooled over each epoch's connected part of the usable graph
     (handed along its links, any number of hops, at no cost), started by a node within its
     servers' time and its energy, and counted per task. ``moves_open`` False: every move fixed at
-    0 (each node serves its own tasks), the start of ``price_moves``."""
+    0 (each node serves its own tasks), the start of ``price_moves``.
+
+    With ``admitted`` ((K, n, Q): seconds of work, at speed 1, that may arrive at each epoch and
+    node with q epochs left before its last start), that work replaces the tasks of ``x``: ``done`` is then one variable per entry, up to it, at ``done_cost`` per second of
+    work, so that the program's matrix does not depend on the tasks (mpc's rolling window keeps
+    it); ``work_max`` is the largest task's work (the overrun of the servers' time),
+    ``move_ub`` the limit of each move (one per usable link and direction) and ``move_cost`` the
+    cost per second of work moved."""
     K, n = x.shape
-    W = int(np.max(x.task_last - x.task_first)) if len(x.task_node) else 0
-    Q = W + 1
-    wmax = float(x.task_work_s.max()) if len(x.task_work_s) else 0.0
-    y = lp.var((len(x.task_node),), 0.0, 1.0, cost=done_cost)
-    due_ok = (np.arange(K)[:, None] + np.arange(Q)[None, :]) < K           # (K, Q)
     # work started, waiting or moved never needs to exceed all the tasks' work (finite bounds keep
-    # ``dual_bound`` finite and change no optimum)
-    total = float(x.task_work_s.sum()) + 1.0
+    # ``dual_bound`` finite and change no optimum): ``total``
+    if admitted is None:
+        Q = int(np.max(x.task_last - x.task_first)) + 1 if len(x.task_node) else 1
+        wmax = float(x.task_work_s.max()) if len(x.task_work_s) else 0.0
+        y = lp.var((len(x.task_node),), 0.0, 1.0, cost=done_cost)
+        total = float(x.task_work_s.sum()) + 1.0
+    else:
+        Q, wmax = admitted.shape[2], work_max
+        y = lp.var(admitted.shape, 0.0, admitted, cost=done_cost)
+        total = np.inf         # no dual bound is read: bounds that do not move keep warm starts cheap
+    due_ok = (np.arange(K)[:, None] + np.arange(Q)[None, :]) < K           # (K, Q)
     z_ub = np.where(x.alive[:, :, None] & due_ok[:, None, :], total, 0.0)
     z = lp.var((K, n, Q), 0.0, z_ub)
     b_ub = z_ub.copy()
@@ -267,13 +280,17 @@ def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float
     lp.add("ub", rows, z, -1.0)
     lp.add("ub", rows, b, -1.0)
     lp.add("ub", rows[1:, :, :-1], b[:-1, :, 1:], 1.0)
-    q = x.task_last - x.task_first
-    lp.add("ub", rows[x.task_first, x.task_node, q], y, x.task_work_s)
+    if admitted is None:
+        q = x.task_last - x.task_first
+        lp.add("ub", rows[x.task_first, x.task_node, q], y, x.task_work_s)
+    else:
+        lp.add("ub", rows, y, 1.0)
     kk, ll = np.nonzero(x.link_usable)
     ek = np.concatenate([kk, kk])[:, None]
     tail = np.concatenate([x.link_u[ll], x.link_v[ll]])[:, None]
     head = np.concatenate([x.link_v[ll], x.link_u[ll]])[:, None]
-    m = lp.var((len(ek), Q), 0.0, total if moves_open else 0.0)
+    limit = (total if moves_open else 0.0) if move_ub is None else np.minimum(move_ub, total)[:, None]
+    m = lp.var((len(ek), Q), 0.0, limit * np.ones((len(ek), Q)), cost=move_cost)
     m_from, m_to = rows[ek, tail, np.arange(Q)[None, :]], rows[ek, head, np.arange(Q)[None, :]]
     lp.add("ub", m_from, m, -1.0)
     lp.add("ub", m_to, m, 1.0)

@@ -152,6 +152,10 @@ class MPCParams(Model):
     weight, so that serving the load comes first)."""
     mpc_transfer_cost: float = Field(0.01, ge=0, le=1e3)
     """mpc: cost per Wh entering a link (keeps transfers to those that help)."""
+    mpc_task_weight: float = Field(0.75, ge=0, le=1e6)
+    """mpc: value of a task started in time, per Wh a task of mean work draws (between the store
+    value and the unserved weight: tasks after the idle load, before storage); 0 plans energy
+    only and moves no task."""
 
 
 #: Each controller's parameter model, by the tag of its section (``marl`` for ``marl:DIR``).
