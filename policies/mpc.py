@@ -62,7 +62,7 @@ class MPCController:
         self.move_cost = self.params.mpc_transfer_cost * float(e_per_work.mean())
         self.tasks = self.work_value > 0 and work > 0
         self.work_max = work
-        self.slack_epochs = _slack_epochs(world_info)
+        self.slack_epochs, self.classes = _slack_epochs(world_info)
 
     def _window(self, obs: Observation):
         """The program's inputs over the window that starts at this epoch."""
@@ -90,28 +90,30 @@ class MPCController:
         return replace(self.base, harvest_wh=harvest, alive=alive, link_usable=first,
                        link_cap_wh=cap, usable0_wh=np.maximum(obs.stored_wh - self.min_wh, 0.0))
 
-    def _work(self, obs: Observation, Q: int) -> tuple[np.ndarray, np.ndarray]:
-        """Work due within the window, (Q, n, Q) seconds at speed 1 by epoch of arrival, node and
-        epochs left before its last start, and each waiting task's slack class (-1: its last start
-        is past or beyond the window). Work due later is left out: it can wait, and the program
-        would otherwise hurry it (moving a run that could wait for tomorrow's sun, say)."""
-        k, n, dt = obs.epoch, len(obs.stored_wh), self.info.dt_s
+    def _work(self, obs: Observation, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """Work due within the window of ``K`` epochs, (K, n, Q) seconds at speed 1 by epoch of
+        arrival, node and epochs left before its last start (``Q`` classes: as many as the
+        scenario's longest deadline needs, at most K), and each waiting task's slack class (-1:
+        its last start is past or beyond the window). Work due later is left out: it can wait,
+        and the program would otherwise hurry it (moving a run that could wait for tomorrow's
+        sun, say)."""
+        k, n, dt, Q = obs.epoch, len(obs.stored_wh), self.info.dt_s, min(K, self.classes)
         w, ptr = obs.waiting_ids, obs.waiting_ptr
         node = np.repeat(np.arange(n), np.diff(ptr))
         last = (obs.task_deadline_s[w] // dt).astype(np.int64) - k
         cls = np.where((last >= 0) & (last < Q), last, -1)
-        out = np.zeros((Q, n, Q))
+        out = np.zeros((K, n, Q))
         ok = cls >= 0
         np.add.at(out, (0, node[ok], cls[ok]), obs.task_work_s[w][ok])
         # tasks arriving from this epoch on (none is waiting yet)
         if self.params.mpc_forecast == "perfect":
             t = self.known
-            new = (t.task_first >= k) & (t.task_last < k + Q)
+            new = (t.task_first >= k) & (t.task_last < k + K) & (t.task_last - t.task_first < Q)
             first = t.task_first[new] - k
             np.add.at(out, (first, t.task_node[new], t.task_last[new] - k - first), t.task_work_s[new])
         else:             # as many as in the last epoch, due after their class's mean deadline
-            j = np.arange(Q)[:, None] + np.zeros((1, n), np.int64)
-            due = j + self.slack_epochs[None, :] < Q
+            j = np.arange(K)[:, None] + np.zeros((1, n), np.int64)
+            due = (j + self.slack_epochs[None, :] < K) & (self.slack_epochs[None, :] < Q)
             np.add.at(out, (j[due], np.broadcast_to(np.arange(n), j.shape)[due],
                             np.broadcast_to(self.slack_epochs, j.shape)[due]),
                       np.broadcast_to(obs.arrivals_last * self.info.mean_task_work_s, j.shape)[due])
@@ -125,8 +127,7 @@ class MPCController:
                             flow_cost=p.mpc_transfer_cost)
         tv = None
         if self.tasks:
-            Q = x.shape[0]
-            work, cls = self._work(obs, Q)
+            work, cls = self._work(obs, x.shape[0])
             L = obs.network.links
             movable = obs.up[L.u] & obs.up[L.v] & obs.network.link_up
             tv = task_program(lp, x, ev, done_cost=-self.work_value, admitted=work, work_max=self.work_max,
@@ -207,12 +208,17 @@ class MPCController:
         return Decision(energy_src=src[keep], energy_dst=dst[keep], energy_wh=wh[keep] * (1 - 1e-12))
 
 
-def _slack_epochs(info: WorldInfo) -> np.ndarray:
-    """Per node, the epochs between a task's arrival and its last start epoch: its class's mean
-    relative deadline in epochs (0 for a class without a workload)."""
-    out = np.zeros(len(info.class_names), np.int64)
+def _slack_epochs(info: WorldInfo) -> tuple[np.ndarray, int]:
+    """Per node, the epochs between a task's arrival and its last start epoch, its class's mean
+    relative deadline in epochs (0 for a class without a workload); and the number of slack
+    classes a task can need: its longest relative deadline D spans at most D // dt + 1 epoch
+    boundaries (a large number when D is unbounded; the window caps it)."""
+    mean = np.zeros(len(info.class_names), np.int64)
+    most = 1
     for c, name in enumerate(info.class_names):
         wl = info.scenario.nodes[name].workload
         if wl is not None:
-            out[c] = int(wl.deadline_s.mean() // info.dt_s)
-    return out[info.node_class]
+            mean[c] = int(wl.deadline_s.mean() // info.dt_s)
+            top = wl.deadline_s.support()[1]
+            most = max(most, int(min(top // info.dt_s, 1e6)) + 2)
+    return mean[info.node_class], most
