@@ -250,9 +250,9 @@ def task_program(lp: Program, x: HorizonInputs, ev: EnergyVars, done_cost: float
     0 (each node serves its own tasks), the start of ``price_moves``.
 
     With ``admitted`` ((K, n, Q): seconds of work, at speed 1, that may arrive at each epoch and
-    node with q epochs left before its last start), that work replaces the tasks of ``x``: ``done`` is then one variable per entry, up to it, at ``done_cost`` per second of
-    work, so that the program's matrix does not depend on the tasks (mpc's rolling window keeps
-    it); ``work_max`` is the largest task's work (the overrun of the servers' time),
+    node with q epochs left before its last start), that work replaces the tasks of ``x``:
+    ``done`` is then one variable per entry, up to it, at ``done_cost`` per second of work, so
+    that the program's matrix does not depend on the tasks (mpc's rolling window keeps it); ``work_max`` is the largest task's work (the overrun of the servers' time),
     ``move_ub`` the limit of each move (one per usable link and direction) and ``move_cost`` the
     cost per second of work moved."""
     K, n = x.shape
@@ -564,7 +564,7 @@ def basis_codes(h: highspy.Highs, lb: np.ndarray, ub: np.ndarray, row_lo: np.nda
 def _members(label: np.ndarray, keep: np.ndarray) -> list[np.ndarray]:
     """For each label 0..max, the indices (ascending) of the kept entries carrying it."""
     at = np.flatnonzero(keep)
-    counts = np.bincount(label[at], minlength=int(label.max()) + 1)
+    counts = np.bincount(label[at], minlength=int(label.max()) + 1 if label.size else 0)
     return np.split(at[np.argsort(label[at], kind="stable")], np.cumsum(counts)[:-1])
 
 
