@@ -12,7 +12,8 @@ learning  MAPPO (market mode) trained with --seeds training seeds on each of --s
 modes     the same with the direct action mode (no OT), and IPPO in market mode.
 align     MAPPO with barycenter consensus lambda in {-0.1, 0, 0.1}: reward, on-time ratio and
           coordination metrics (dispersion of the agents' action distributions around their
-          barycenter, policy entropy, energy shared, tasks offloaded).
+          barycenter, policy entropy, energy shared, tasks offloaded), and the team return's and
+          on-time ratio's difference to lambda 0 paired by training seed.
 credit    MAPPO with the transport credit (half of the team reward split by the nodes' marginals
           in each epoch's plan) against the plain team reward.
 drift     regime-shift: MAPPO pre-trained on the two sunny days (with the drift detector on, so
@@ -20,8 +21,9 @@ drift     regime-shift: MAPPO pre-trained on the two sunny days (with the drift 
           eight days once (the overcast starts on day 3) with a frozen policy (lr 0), a constant
           learning rate, and the drift-adaptive one; reward per epoch after the shift, relative
           to the frozen policy on the same worlds.
-Training runs are cached in --out (a folder with policy.json is not retrained), and so are
-evaluations (by policy set and seed counts). Every experiment writes its table as CSV and JSON;
+Training runs are cached in --out (a folder with policy.json is not retrained; align and credit
+reuse learning's plain MAPPO runs on microgrid-solar), and so are evaluations (by policy set and
+seed counts). Every experiment writes its table as CSV and JSON;
 summary.html collects the tables of the experiments run.
 """
 from __future__ import annotations
@@ -127,6 +129,10 @@ def modes(out: Path, cfg: Config) -> dict:
 
 
 # ------------------------------------------------------------------------------------- align
+PLAIN = "mappo-market-microgrid-solar"
+"""The folder prefix of plain MAPPO on microgrid-solar in market mode: the learning experiment's
+runs, so that align and credit reuse them instead of training the same runs again."""
+
 def coordination(folder: Path, sc, seeds) -> dict:
     """Dispersion of the agents' mean action distributions around their barycenter (mean
     Sinkhorn divergence over agents and components, eps 0.1) and mean policy entropy, on
@@ -160,19 +166,27 @@ def coordination(folder: Path, sc, seeds) -> dict:
 
 
 def align(out: Path, cfg: Config) -> pd.DataFrame:
+    """Per consensus weight: each metric's mean ± 95 % CI across the training runs (each run
+    averaged over the evaluation seeds), and the team return's and on-time ratio's difference to
+    lambda 0 paired by training seed (the same seed draws the same training worlds)."""
     sc = resolve_scenario("microgrid-solar")
-    lines = []
+    lines, pers = [], {}
     for lam in (-0.1, 0.0, 0.1):
-        tag = "mappo-market" if lam == 0 else f"mappo-align{lam:+g}"
+        tag = PLAIN if lam == 0 else f"mappo-align{lam:+g}"
         folders = {f"{tag}-s{s}-n{cfg.steps}": trained(out, f"{tag}-s{s}-n{cfg.steps}", seed=s,
                                                         total_steps=cfg.steps, align_lambda=lam)
                    for s in cfg.train_seeds}
         rows = eval_rows(out, folders, sc, "market", cfg, baselines=())
         rows = rows[rows.policy.isin(list(folders))]
         per = rows.groupby("policy")[["team_return", "on_time_ratio", "delivered_wh", "offloaded"]].mean()
+        pers[lam] = per.loc[list(folders)].to_numpy()[:, :2]          # in training-seed order
         co = pd.DataFrame([coordination(f, sc, cfg.seeds[:2]) for f in folders.values()], index=list(folders))
         lines.append({"lambda": lam, **{c: ci(per[c]) for c in per.columns},
                       **{c: ci(co[c]) for c in co.columns}})
+    for line in lines:
+        d = pers[line["lambda"]] - pers[0.0]
+        line["team_return - lambda 0 (paired)"] = ci(d[:, 0])
+        line["on_time_ratio - lambda 0 (paired)"] = ci(d[:, 1])
     return pd.DataFrame(lines)
 
 
@@ -183,7 +197,7 @@ def credit(out: Path, cfg: Config) -> pd.DataFrame:
     sc = resolve_scenario("microgrid-solar")
     lines = []
     for c in (0.0, 0.5):
-        tag = "mappo-market" if c == 0 else f"mappo-credit{c:g}"
+        tag = PLAIN if c == 0 else f"mappo-credit{c:g}"
         folders = {f"{tag}-s{s}-n{cfg.steps}": trained(out, f"{tag}-s{s}-n{cfg.steps}", seed=s,
                                                         total_steps=cfg.steps,
                                                         reward={} if c == 0 else {"credit": c})
