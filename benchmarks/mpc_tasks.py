@@ -1,10 +1,10 @@
-"""mpc with tasks in its window against mpc planning energy alone and against ot, paired on seeds.
+"""mpc against itself without its tasks or with its end reserve, and against ot, paired on seeds.
 
-For each scenario and seed: one run under ``ot``, one under ``mpc`` with
-``mpc_task_weight=0`` (energy only: no task moves), one under ``mpc`` with its defaults (the task
-work due within the window planned too), the same world for all three. Prints each policy's
-mean ± 95 % CI and the paired differences of mpc to the two others (Student t over the seeds,
-``analysis.stats``), with the wall time of a run.
+For each scenario and seed: one run under ``ot``, one under ``mpc`` with ``mpc_task_weight=0``
+(energy only: no task moves), one with ``mpc_end_reserve=true`` (energy a node needs after the
+window valued at the unserved weight), one under ``mpc`` with its defaults, the same world for
+all four. Prints each policy's mean ± 95 % CI and the paired differences of mpc to the three
+others (Student t over the seeds, ``analysis.stats``), with the wall time of a run.
 
     python benchmarks/mpc_tasks.py --scenarios microgrid-solar --seeds 11-15
     python benchmarks/mpc_tasks.py --scenarios edge-offload --seeds 11-15 --set horizon_h=12
@@ -21,7 +21,8 @@ from otmarl.policies import make_controller
 from otmarl.scenarios import load
 from otmarl.simulator import simulate
 
-RUNS = {"ot": ("ot", []), "mpc-energy": ("mpc", ["controller.params.mpc_task_weight=0"]), "mpc": ("mpc", [])}
+RUNS = {"ot": ("ot", []), "mpc-energy": ("mpc", ["controller.params.mpc_task_weight=0"]),
+        "mpc-end-reserve": ("mpc", ["controller.params.mpc_end_reserve=true"]), "mpc": ("mpc", [])}
 METRICS = ["unserved_wh", "brownout_node_hours", "on_time_ratio", "offloaded", "wall_s"]
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         rows = pd.DataFrame([one(name, a.set, label, seed) for seed in seeds_of(a.seeds) for label in RUNS])
         print(f"## {name} {' '.join(a.set)} (seeds {a.seeds})")
         print(format_ci_table(ci_table(rows, METRICS), METRICS))
-        for base in ("mpc-energy", "ot"):
+        for base in ("mpc-energy", "mpc-end-reserve", "ot"):
             table = paired_table(rows[rows.policy.isin(["mpc", base])], METRICS, base)
             print(f"mpc - {base} (paired, 95 % CI, * significant)")
             print(format_paired_table(table, METRICS))

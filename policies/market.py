@@ -128,6 +128,8 @@ class Projection:
     """Brownout level plus ``reserve_epochs`` of need (Wh, in stored units)."""
     due: np.ndarray
     """Share of the window before the store first falls below the floor (1 = never)."""
+    path: np.ndarray
+    """(window, n): the stored energy at the end of each epoch of the window (Wh)."""
 
 
 def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
@@ -158,7 +160,7 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
     floor = info.min_wh + p.reserve_epochs * steady / info.discharge_efficiency
     short = np.vstack([stored[None, :], S]) < floor[None, :]
     due = np.where(short.any(0), short.argmax(0) / max(len(S), 1), 1.0)
-    return Projection(low, steady, floor, due)
+    return Projection(low, steady, floor, due, S)
 
 
 def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:

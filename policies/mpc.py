@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from otmarl.scenarios.controllers import MPCParams
+from otmarl.scenarios.controllers import MarketParams, MPCParams
 from otmarl.scenarios.errors import UserError
 from otmarl.simulator.control import Decision, Observation, WorldInfo
 from otmarl.simulator.foresight import foresee
@@ -63,6 +63,7 @@ class MPCController:
         self.tasks = self.work_value > 0 and work > 0
         self.work_max = work
         self.slack_epochs, self.classes = _slack_epochs(world_info)
+        self.market = M.parse_params(world_info, MarketParams)
 
     def _window(self, obs: Observation):
         """The program's inputs over the window that starts at this epoch."""
@@ -125,6 +126,15 @@ class MPCController:
         lp = Program()
         ev = energy_program(lp, x, idle_cost=-p.mpc_unserved_weight, store_value=p.mpc_store_value,
                             flow_cost=p.mpc_transfer_cost)
+        if p.mpc_end_reserve:
+            # the window's end: energy up to what the rest of the day needs is worth the unserved
+            # weight (the market's projection), above it the store value
+            n = len(obs.stored_wh)
+            r = lp.var((n,), 0.0, self._end_reserve(obs, x.shape[0]),
+                       cost=-(p.mpc_unserved_weight - p.mpc_store_value))
+            row = lp.rows("ub", np.zeros(n))
+            lp.add("ub", row, r, 1.0)
+            lp.add("ub", row, ev.usable[-1], -1.0)
         tv = None
         if self.tasks:
             work, cls = self._work(obs, x.shape[0])
@@ -147,6 +157,16 @@ class MPCController:
         L = obs.network.links
         tail, head = np.concatenate([L.u, L.v]), np.concatenate([L.v, L.u])
         return self._moves(obs, d, tail, head, x_opt[tv.moves], cls)
+
+    def _end_reserve(self, obs: Observation, K: int) -> np.ndarray:
+        """Per node, the energy above its brownout level (Wh) the window should end with: the
+        market's floor plus the deepest fall of its projected store (no trade) after the window,
+        within the market's lookahead (a node that will draw down overnight keeps what carries
+        it through)."""
+        pr = M.projected(obs, self.info, self.market)
+        later = pr.path[K - 1:]
+        fall = (later[0] - later.min(axis=0)) if len(later) else np.zeros(len(obs.stored_wh))
+        return np.clip(pr.floor + fall, self.min_wh, obs.capacity_wh) - self.min_wh
 
     def _moves(self, obs: Observation, d: Decision, tail: np.ndarray, head: np.ndarray,
                work: np.ndarray, cls: np.ndarray) -> Decision:

@@ -152,6 +152,11 @@ class MPCParams(Model):
     weight, so that serving the load comes first)."""
     mpc_transfer_cost: float = Field(0.01, ge=0, le=1e3)
     """mpc: cost per Wh entering a link (keeps transfers to those that help)."""
+    mpc_end_reserve: bool = False
+    """mpc: value the energy a node should end the window with (the market's floor plus the
+    deepest fall of its projected store over the rest of the day) at the unserved weight, and
+    only what is above it at the store value; off by default: every Wh at the end at the store
+    value (docs/model.md: it helps on edge-offload and hurts on the microgrid)."""
     mpc_task_weight: float = Field(0.75, ge=0, le=1e6)
     """mpc: value of a task started in time, per Wh a task of mean work draws (between the store
     value and the unserved weight: tasks after the idle load, before storage); 0 plans energy

@@ -305,6 +305,24 @@ def test_mpc_moves_tasks_and_keeps_its_matrix(forecast, monkeypatch):
     assert with_tasks["tasks"]["completed_on_time"] > energy_only["tasks"]["completed_on_time"]
 
 
+def test_mpc_end_reserve_changes_the_plan_within_limits(monkeypatch):
+    """mpc_end_reserve: each node's terminal target lies between 0 and its room above the brownout
+    level (checked at every epoch), the run's decisions pass the world's checks, and the option
+    changes what is shared on the microgrid."""
+    from otmarl.policies.mpc import MPCController
+    targets = []
+    real = MPCController._end_reserve
+    monkeypatch.setattr(MPCController, "_end_reserve",
+                        lambda self, obs, K: targets.append((real(self, obs, K), obs.capacity_wh - self.min_wh))
+                        or targets[-1][0])
+    runs = {flag: simulate(load("microgrid-solar", ["horizon_h=24", f"controller.params.mpc_end_reserve={flag}"],
+                                policy="mpc"), make_controller("mpc"), 6).summary for flag in ("true", "false")}
+    assert targets
+    for got, room in targets:
+        assert np.all(got >= 0) and np.all(got <= room + 1e-9) and np.any(got > 0)
+    assert runs["true"]["energy"]["delivered_wh"] != runs["false"]["energy"]["delivered_wh"]
+
+
 def test_warm_solver_matches_cold_solves_along_a_rolling_sequence():
     """mpc's warm start: a sequence of programs with one matrix and changing bounds and right-hand
     sides (harvest, stored energy, failures, link limits), each solved from the last basis, reaches
