@@ -54,14 +54,16 @@ class MPCController:
         self.min_wh = world_info.min_wh
         self.forecast = world_info.harvest_forecast
         self.solver = WarmSolver()
-        work = world_info.mean_task_work_s
-        e_per_work = world_info.active_power_w / (3600.0 * world_info.speed)
+        e_per_work = float((world_info.active_power_w / (3600.0 * world_info.speed)).mean())
         # value per second of work: the weight times the mean energy of a second of work
-        self.work_value = self.params.mpc_task_weight * float(e_per_work.mean())
+        self.work_value = self.params.mpc_task_weight * e_per_work
         # a move costs as much per second of work as a Wh of energy entering a link per Wh
-        self.move_cost = self.params.mpc_transfer_cost * float(e_per_work.mean())
-        self.tasks = self.work_value > 0 and work > 0
-        self.work_max = work
+        self.move_cost = self.params.mpc_transfer_cost * e_per_work
+        self.work_max = world_info.mean_task_work_s
+        self.tasks = self.work_value > 0 and self.work_max > 0
+        # the task program's arcs: every link, both directions, in the program's order
+        self.arc_tail = np.concatenate([self.base.link_u, self.base.link_v])
+        self.arc_head = np.concatenate([self.base.link_v, self.base.link_u])
         self.slack_epochs, self.classes = _slack_epochs(world_info)
         self.market = M.parse_params(world_info, MarketParams)
 
@@ -138,11 +140,10 @@ class MPCController:
         tv = None
         if self.tasks:
             work, cls = self._work(obs, x.shape[0])
-            L = obs.network.links
-            movable = obs.up[L.u] & obs.up[L.v] & obs.network.link_up
+            link_up = np.concatenate([obs.network.link_up, obs.network.link_up])
+            movable = obs.up[self.arc_tail] & obs.up[self.arc_head] & link_up
             tv = task_program(lp, x, ev, done_cost=-self.work_value, admitted=work, work_max=self.work_max,
-                              move_ub=np.where(np.concatenate([movable, movable]), np.inf, 0.0),
-                              move_cost=self.move_cost)
+                              move_ub=np.where(movable, np.inf, 0.0), move_cost=self.move_cost)
             # the servers' time left this epoch after the running tasks
             free = self.info.speed * self.info.servers * np.maximum(self.info.dt_s - obs.busy_s, 0.0)
             row = lp.rows("ub", free + self.work_max)
@@ -152,11 +153,7 @@ class MPCController:
         wh = x_opt[ev.flow[now]]
         moved = wh > _EPS
         d = self._transfers(obs, ev.flow_tail[now][moved], ev.flow_head[now][moved], wh[moved])
-        if tv is None:
-            return d
-        L = obs.network.links
-        tail, head = np.concatenate([L.u, L.v]), np.concatenate([L.v, L.u])
-        return self._moves(obs, d, tail, head, x_opt[tv.moves], cls)
+        return d if tv is None else self._moves(obs, d, x_opt[tv.moves], cls)
 
     def _end_reserve(self, obs: Observation, K: int) -> np.ndarray:
         """Per node, the energy above its brownout level (Wh) the window should end with: the
@@ -168,12 +165,12 @@ class MPCController:
         fall = (later[0] - later.min(axis=0)) if len(later) else np.zeros(len(obs.stored_wh))
         return np.clip(pr.floor + fall, self.min_wh, obs.capacity_wh) - self.min_wh
 
-    def _moves(self, obs: Observation, d: Decision, tail: np.ndarray, head: np.ndarray,
-               work: np.ndarray, cls: np.ndarray) -> Decision:
+    def _moves(self, obs: Observation, d: Decision, work: np.ndarray, cls: np.ndarray) -> Decision:
         """Task routes for the first epoch's work moves ``work`` (arcs x slack classes, seconds):
         from each sender's waiting tasks of each class, most urgent first, whole tasks up to the
         work moved (a task is taken while at least half of it is still to move), each task once,
         within the sender's transmit budget after the energy it sends."""
+        tail, head = self.arc_tail, self.arc_head
         arcs = np.flatnonzero(work.sum(1) > _EPS)
         if not len(arcs):
             return d
