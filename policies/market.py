@@ -61,6 +61,9 @@ class EnergyMarket:
     urgency: np.ndarray
     """Per request, 0 .. 1: how early in the forecast window the requester would fall short
     (1 = now, 0 = not within it, or not known)."""
+    spill: np.ndarray
+    """Per offer, Wh of it that the node would otherwise curtail within the forecast window (its
+    battery full): sending them costs the node nothing later. 0 where not known."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class Projection:
     """Share of the window before the store first falls below the floor (1 = never)."""
     path: np.ndarray
     """(window, n): the stored energy at the end of each epoch of the window (Wh)."""
+    spill: np.ndarray
+    """Stored-units Wh the node would curtail over the window, its battery full (Wh)."""
 
 
 def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
@@ -160,7 +165,12 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
     floor = info.min_wh + p.reserve_epochs * steady / info.discharge_efficiency
     short = np.vstack([stored[None, :], S]) < floor[None, :]
     due = np.where(short.any(0), short.argmax(0) / max(len(S), 1), 1.0)
-    return Projection(low, steady, floor, due, S)
+    # what the walk reflected at C rises above C before its first net draw (later spills may
+    # never come: the store may be drawn on by others before then)
+    first = np.argmax(np.vstack([x < 0, np.ones((1, x.shape[1]), bool)]), axis=0)
+    top = np.where(first > 0, M[np.maximum(first - 1, 0), np.arange(x.shape[1])], 0.0) if len(M) else 0.0
+    spill = np.maximum(stored + top - obs.capacity_wh, 0.0)
+    return Projection(low, steady, floor, due, S, spill)
 
 
 def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
@@ -173,7 +183,7 @@ def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyM
     # a node down for lack of energy needs its resume level first
     lack = np.where(obs.up, lack, np.maximum(lack, info.resume_wh * 1.05 - obs.stored_wh))
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(lack, 0.0, obs.headroom_wh))
-    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due)
+    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due, spill=pr.spill)
 
 
 def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
@@ -190,10 +200,12 @@ def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMar
 
 
 def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
-                       request: np.ndarray, urgency: np.ndarray | None = None) -> EnergyMarket:
+                       request: np.ndarray, urgency: np.ndarray | None = None,
+                       spill: np.ndarray | None = None) -> EnergyMarket:
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
     Offers are capped at what each node may send and requests at what it may receive.
-    ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given."""
+    ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given.
+    ``spill`` (per node, Wh): what it would curtail within the window; 0 if not given."""
     offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
@@ -205,7 +217,8 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
     best = eff.max(axis=0) if len(o) else np.zeros(len(r))
     demand_sent = np.where(best > 0, request[r] / np.where(best > 0, best, 1.0), 0.0)
     due = np.zeros(len(r)) if urgency is None else urgency[r]
-    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent, due)
+    free = np.zeros(len(o)) if spill is None else np.minimum(spill[o], offer[o])
+    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent, due, free)
 
 
 def _latency_cost(transit: np.ndarray, reachable: np.ndarray, p: MarketParams) -> np.ndarray:

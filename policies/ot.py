@@ -35,6 +35,8 @@ class OTController:
         # the solver's own stream, spawned from the run's policy stream without drawing from it
         self.rng = rng.spawn(1)[0]
         self.unmet = np.zeros(world_info.n_nodes)          # smoothed share of request left unmet
+        self.scarcity = 0.0                                 # smoothed share of all requests unmet
+        self.scarcity_memory = float(np.exp(-world_info.dt_s / 86400.0))
 
     def decide(self, obs: Observation) -> Decision:
         return self.clear(obs, M.build_markets(obs, self.info, self.p)).decision
@@ -52,8 +54,30 @@ class OTController:
         weight = (1.0 + self.p.fairness * self.unmet[r.nodes] / max(self.unmet.mean(), 1e-12)
                   + self.p.urgency * m.urgency)
         penalty = (np.zeros(len(o.nodes)), self.p.max_loss * weight * np.ones(len(r.nodes)))
-        res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, self._site(o, r, obs))
+        site = self._site(o, r, obs)
+        if self.store_value() > 0 and not self.solver.on_graph and m.spill.any():
+            return self._clear_tiered(m, penalty, site)
+        res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, site)
         return _clearing(res, penalty[1])
+
+    def _clear_tiered(self, m: M.EnergyMarket, penalty, site) -> Clearing:
+        """Each offer as two rows: the Wh it would curtail (path cost only), then the Wh from its
+        store (path cost plus ``store_value``); the plan is their sum."""
+        o = m.offers
+        k = len(o.nodes)
+        supply = np.concatenate([m.spill, o.amount - m.spill])
+        value = self.store_value()
+        cost = np.vstack([m.cost, m.cost + value])
+        # the unmet penalty rises by as much, so stored energy reaches as far as before
+        pen = (np.zeros(2 * k), penalty[1] + value)
+        tsite = Site(np.concatenate([site.supply_nodes, site.supply_nodes]), site.demand_nodes,
+                     site.positions, site.graph, site.reg, site.reg_m)
+        res = self._solve(self.solver, supply, m.demand_sent, cost, pen, tsite)
+        c = _clearing(res, pen[1])
+        plan = res.plan[:k] + res.plan[k:]
+        price = None if c.offer_price is None else np.maximum(c.offer_price[:k], c.offer_price[k:])
+        return Clearing(plan, c.solver, c.status, c.objective, price, c.request_price, c.request_penalty,
+                        c.total_cost, c.bound)
 
     def clear_tasks(self, m: M.TaskMarket, obs: Observation) -> Clearing:
         o, r = m.offers, m.requests
@@ -83,6 +107,12 @@ class OTController:
         return FlowGraph(info.n_nodes, np.concatenate([u, v]), np.concatenate([v, u]),
                          np.concatenate([loss, loss]), np.concatenate([cap, cap]))
 
+    def store_value(self) -> float:
+        """Cost per Wh taken from a store: the parameter, or ``max_loss`` times the share of the
+        requested energy the market left unmet over about the last day."""
+        v = self.p.store_value
+        return self.p.max_loss * self.scarcity if v is None else v
+
     def _update_fairness(self, m: M.EnergyMarket, out: Cleared) -> None:
         """Smooth each requester's unmet share of this epoch into its history."""
         r = m.requests
@@ -91,6 +121,10 @@ class OTController:
         b = self.p.fairness_memory
         self.unmet *= b
         self.unmet[r.nodes] += (1 - b) * np.clip(1 - got / np.maximum(r.amount, 1e-12), 0.0, 1.0)
+        asked = float(r.amount.sum())
+        short = min(max(1.0 - float(got.sum()) / asked, 0.0), 1.0) if asked > 1e-9 else 0.0
+        c = self.scarcity_memory
+        self.scarcity = c * self.scarcity + (1 - c) * short
 
 
 def _clearing(res: TransportResult, request_penalty: np.ndarray | None = None) -> Clearing:

@@ -119,6 +119,13 @@ class OTParams(MarketParams):
     it unmet, so scarce energy goes first where it is needed soonest."""
     fairness_memory: float = Field(0.9, ge=0, lt=1)
     """ot: exponential smoothing of that history per epoch."""
+    store_value: float | None = Field(None, ge=0, le=1e3)
+    """ot with levels 'forecast': cost per Wh an offer takes from its node's store, on top of the
+    path's (the unmet penalty rises by as much, so stored energy reaches as far as before); Wh
+    the node would curtail before its next draw cost nothing, so harvest that would be thrown
+    away is shared before stored energy. Default (null): max_loss times the share of the
+    requested energy left unmet over about the last day, so stores are kept when energy is
+    scarce. 0 = every offered Wh alike."""
     solver: Literal["exact", "network", "sinkhorn", "unbalanced", "hierarchical"] = "exact"
     """ot: the OT solver (docs/policies.md)."""
     reg: float = Field(1e-3, gt=0, le=1e3)

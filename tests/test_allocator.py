@@ -97,3 +97,51 @@ def test_fairness_weight_raises_the_share_of_chronically_unserved():
     worst = b.nsmallest(max(len(b) // 3, 1)).index
     assert fr.reindex(worst).fillna(0).mean() >= b[worst].mean()
     assert not pd.Series(fr).equals(pd.Series(b))
+
+
+def _ot_for(n: int, **params):
+    from types import SimpleNamespace
+
+    from otmarl.scenarios.controllers import OTParams
+    ctl = make_controller("ot")
+    ctl.reset(SimpleNamespace(n_nodes=n, dt_s=3600.0, params=OTParams(**params),
+                              positions=np.zeros((n, 2))), np.random.default_rng(0))
+    return ctl
+
+
+def _market(eff, spill):
+    """Nodes 0 and 1 offer 10 Wh each (``spill``: the Wh of each it would otherwise curtail);
+    each column of ``eff`` is a request of 10 Wh."""
+    from otmarl.policies import market as M
+    eff = np.asarray(eff, float)
+    cost = np.where(eff > 0, 1 - eff + 0.01, np.inf)
+    k = eff.shape[1]
+    return M.EnergyMarket(M.Side(np.array([0, 1]), np.array([10.0, 10.0])),
+                          M.Side(np.arange(2, 2 + k), np.full(k, 10.0)), eff, cost,
+                          np.full(k, 10.0), np.zeros(k), np.asarray(spill, float))
+
+
+@pytest.mark.parametrize("value", [0.0, 0.05, 0.1, 0.3])
+def test_ot_sends_harvest_that_would_be_curtailed_before_stored_energy(value):
+    # node 2 can take from node 0 (stored, one hop, loss 0.1) or node 1 (curtailed, loss 0.19):
+    # the curtailed Wh wins once a stored one costs more than the 0.09 of loss it saves
+    plan = _ot_for(4, store_value=value).clear_energy(_market([[0.9], [0.81]], [0.0, 10.0]), None).plan
+    src = 1 if value > 0.09 else 0
+    assert plan[src, 0] == pytest.approx(10.0) and plan[1 - src, 0] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.3, 5.0])
+def test_a_store_value_does_not_shorten_the_reach_of_stored_energy(value):
+    # node 2 is reachable from stored energy only, at a loss of 0.45 < max_loss 0.5
+    plan = _ot_for(4, store_value=value).clear_energy(_market([[0.55], [0.0]], [0.0, 10.0]), None).plan
+    assert plan[0, 0] == pytest.approx(10.0)
+
+def test_the_default_store_value_follows_the_unmet_share():
+    from otmarl.policies.clearing import Cleared, EnergyTransfers
+    ctl = _ot_for(4)
+    assert ctl.store_value() == 0.0
+    m = _market([[0.9], [0.81]], [0.0, 10.0])
+    none = Cleared(None, EnergyTransfers(), None, None, None)
+    for _ in range(48):
+        ctl._update_fairness(m, none)                 # nothing delivered: every request unmet
+    assert ctl.store_value() == pytest.approx(ctl.p.max_loss * (1 - np.exp(-2.0)))

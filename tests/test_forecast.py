@@ -60,16 +60,20 @@ def test_the_window_is_cut_at_the_end_of_the_run():
 
 
 def _loop_low(stored, cap, net, eta_c, eta_d, pc, floor):
-    """The projected lowest store and the share of the window before the store first falls
-    below ``floor``, one epoch at a time (the reference for the closed form)."""
+    """The projected lowest store, the share of the window before the store first falls below
+    ``floor``, and what the full battery spills before the first epoch that draws on it, one
+    epoch at a time (the reference for the closed form)."""
     s, low = stored.copy(), stored.copy()
     due = np.where(stored < floor, 0.0, np.nan)
+    spill, drawn = np.zeros_like(stored), np.zeros(len(stored), bool)
     for t in range(len(net)):
         x = np.where(net[t] > 0, eta_c * np.minimum(net[t], pc), net[t] / eta_d)
+        drawn |= x < 0
+        spill += np.where(drawn, 0.0, np.maximum(s + x - cap, 0.0))
         s = np.minimum(s + x, cap)
         low = np.minimum(low, s)
         due = np.where(np.isnan(due) & (s < floor), (t + 1) / len(net), due)
-    return low, np.where(np.isnan(due), 1.0, due)
+    return low, np.where(np.isnan(due), 1.0, due), spill
 
 
 @settings(max_examples=60, deadline=None)
@@ -91,9 +95,10 @@ def test_the_projected_low_is_the_epoch_by_epoch_walk(n, h, seed):
     pr = M.projected(obs, info, p)
     low, need = pr.low, pr.need
     window = harvest[:M.lookahead(info, p)]
-    want, due = _loop_low(stored, cap, window - idle[None, :], info.charge_efficiency,
-                          info.discharge_efficiency, info.max_charge_w, pr.floor)
+    want, due, spill = _loop_low(stored, cap, window - idle[None, :], info.charge_efficiency,
+                                 info.discharge_efficiency, info.max_charge_w, pr.floor)
     np.testing.assert_allclose(low, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(pr.spill, spill, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(pr.due, due)
     np.testing.assert_allclose(pr.floor, info.min_wh + idle / info.discharge_efficiency)
     np.testing.assert_allclose(need, idle)
