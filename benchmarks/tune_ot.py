@@ -3,6 +3,7 @@ the tuned ot and the other market controllers on separate evaluation seeds, pair
 
     python benchmarks/tune_ot.py                       # the built-ins and benchmarks/scenarios/
     python benchmarks/tune_ot.py --scenarios edge-offload --configs 12 --eval-seeds 10 --jobs 2
+    python benchmarks/tune_ot.py --variant 'store 0={"store_value": 0}'   # one more ot row
 
 Score of a run (higher is better, both terms in [0, 1]): on-time ratio minus the share of
 node-time spent in brownout. The search draws ``--configs`` parameter sets at random from the grid
@@ -38,6 +39,7 @@ GRID = {
     "energy_weight": [0.0, 1.0, 4.0],
     "low_soc": [0.1, 0.3],
     "urgency": [0.0, 1.0, 4.0],
+    "store_value": [None, 0.0, 0.1, 0.25],
 }
 BASELINES = ("local", "greedy", "proportional", "threshold")
 
@@ -95,6 +97,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/tune_ot")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=JSON",
+                    help='also evaluate ot with these parameters, e.g. \'store 0={"store_value": 0}\'')
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,8 @@ def main(argv=None) -> int:
         tdf = pd.DataFrame(tuned)
         tuning_rows.append(tdf)
         best = json.loads(tdf.groupby("params").score.mean().idxmax())
-        jobs = [("ot default", "ot", {}), ("ot tuned", "ot", best)] + [(b, b, {}) for b in BASELINES]
+        variants = [(lab, "ot", json.loads(js)) for lab, js in (v.split("=", 1) for v in a.variant)]
+        jobs = [("ot default", "ot", {}), ("ot tuned", "ot", best), *variants] + [(b, b, {}) for b in BASELINES]
         res = par(delayed(one_run)(source, pol, prm, 2000 + s) for _, pol, prm in jobs
                   for s in range(a.eval_seeds))
         edf = pd.DataFrame(res)
@@ -122,10 +127,10 @@ def main(argv=None) -> int:
         lines += ["", "| ot default minus | score | on-time ratio | brownout node-h |", "|---|---|---|---|"]
         metrics = ["score", "on_time_ratio", "brownout_node_hours"]
         diffs = paired(edf, metrics)
-        for other in ["ot tuned", *BASELINES]:
+        for other in ["ot tuned", *(v[0] for v in variants), *BASELINES]:
             lines.append(f"| {other} | " + " | ".join(cell(diffs, other, m) for m in metrics) + " |")
         lines.append("")
-        print("\n".join(lines[-(len(jobs) + len(BASELINES) + 10):]), flush=True)
+        print("\n".join(lines[-(2 * len(jobs) + 8):]), flush=True)
     pd.concat(tuning_rows).to_csv(out / "tuning.csv", index=False)
     pd.concat(eval_rows).to_csv(out / "runs.csv", index=False)
     (out / "table.md").write_text("\n".join(lines) + "\n")

@@ -62,8 +62,8 @@ class EnergyMarket:
     """Per request, 0 .. 1: how early in the forecast window the requester would fall short
     (1 = now, 0 = not within it, or not known)."""
     spill: np.ndarray
-    """Per offer, Wh of it that the node would otherwise curtail within the forecast window (its
-    battery full): sending them costs the node nothing later. 0 where not known."""
+    """Per offer, Wh of it that the node would otherwise curtail (its battery full) before it
+    next draws on its store: sending them costs the node nothing later. 0 where not known."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,8 @@ class Projection:
     path: np.ndarray
     """(window, n): the stored energy at the end of each epoch of the window (Wh)."""
     spill: np.ndarray
-    """Stored-units Wh the node would curtail over the window, its battery full (Wh)."""
+    """Wh (stored units) the node would curtail, its battery full, before the first epoch that
+    draws on its store."""
 
 
 def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
@@ -205,7 +206,7 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
     Offers are capped at what each node may send and requests at what it may receive.
     ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given.
-    ``spill`` (per node, Wh): what it would curtail within the window; 0 if not given."""
+    ``spill`` (per node, Wh): what it would curtail before its next draw; 0 if not given."""
     offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
