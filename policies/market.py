@@ -112,6 +112,14 @@ def harvest_now(obs: Observation, info: WorldInfo, p: MarketParams) -> np.ndarra
     return info.harvest_forecast(obs.epoch, 1)[0]
 
 
+def backlog_epochs(info: WorldInfo, p: MarketParams) -> float | np.ndarray:
+    """Epochs of server time a node keeps queued before it offers work: the parameter, or per
+    node its class's shortest relative deadline in epochs, at most 1."""
+    if p.backlog_epochs is not None:
+        return p.backlog_epochs
+    return np.minimum(info.min_deadline_s / info.dt_s, 1.0)
+
+
 def lookahead(info: WorldInfo, p: MarketParams) -> int:
     """The forecast window in epochs: the parameter, or one day."""
     if p.lookahead_epochs is not None:
@@ -252,7 +260,7 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     served = np.minimum(load + incoming, info.servers * dt)
     left = (load + incoming - served) / mean_service                  # tasks still waiting
     overflow = np.maximum(left - info.queue_capacity, 0.0)             # would be dropped
-    excess = np.maximum(load + incoming - served - p.backlog_epochs * dt * info.servers, 0.0) / mean_service
+    excess = np.maximum(load + incoming - served - backlog_epochs(info, p) * dt * info.servers, 0.0) / mean_service
     want = np.ceil(np.maximum(np.maximum(overflow, excess), miss))
     # a node short of energy offers all its waiting tasks: compute is cheaper where energy is
     poor = obs.stored_wh < p.low_soc * obs.capacity_wh

@@ -87,9 +87,11 @@ class MarketParams(Model):
     wear_cost: float = Field(0.01, ge=0, le=1)
     """Market controllers, energy: battery wear per Wh sent, in the units of loss (fraction of a
     Wh)."""
-    backlog_epochs: float = Field(1.0, gt=0, le=1e4)
+    backlog_epochs: float | None = Field(None, gt=0, le=1e4)
     """Market controllers, tasks: a node offers the waiting work beyond this many epochs of its
-    servers' time, and every waiting task predicted to miss its deadline."""
+    servers' time, and every waiting task predicted to miss its deadline. Default (null): per
+    node, its class's shortest relative deadline in epochs, at most 1 (work queued beyond it
+    would make the tightest task arriving next miss)."""
     energy_weight: float = Field(1.0, ge=0, le=1e6)
     """Market controllers, tasks: weight of the processing energy at the target (relative to the
     mean) in the cost."""

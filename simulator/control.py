@@ -55,6 +55,17 @@ class WorldInfo:
                                   # forecast rebuilds the world's harvest from)
 
     @cached_property
+    def min_deadline_s(self) -> np.ndarray:
+        """Per node, the shortest relative deadline its class's workload can draw (s; inf for a
+        class without a workload, or when the scenario is not known)."""
+        if self.scenario is None:
+            return np.full(self.n_nodes, np.inf)
+        nodes = self.scenario.nodes
+        lo = [nodes[c].workload.deadline_s.support()[0] if nodes[c].workload is not None else np.inf
+              for c in self.class_names]
+        return np.asarray(lo, float)[self.node_class]
+
+    @cached_property
     def positions(self) -> np.ndarray:
         """Node positions (n, 2) in [0, 1]^2 for maps and geometric decompositions (a graph
         without coordinates gets a spring layout, computed when first asked for)."""

@@ -113,3 +113,16 @@ def test_path_costs_latency_runs_and_refuses_the_graph_solver(cli):
     bad = cli("validate", "edge-offload", "--set", "controller.policy=ot", "--set",
               "controller.params.solver=network", "--set", "controller.params.path_costs=latency")
     assert bad.returncode == 2 and "path_costs=latency: 'latency' needs a solver of cost matrices" in bad.stderr
+
+
+def test_the_backlog_target_comes_from_the_shortest_deadline_unless_set():
+    from otmarl.simulator import Simulation
+    sc = load("edge-offload", ["horizon_h=1"])
+    info = Simulation(sc, 0).world.info()
+    b = M.backlog_epochs(info, M.MarketParams())
+    for c, name in enumerate(info.class_names):
+        wl = sc.nodes[name].workload
+        want = 1.0 if wl is None else min(wl.deadline_s.support()[0] / sc.control_interval_s, 1.0)
+        np.testing.assert_allclose(b[info.node_class == c], want)
+    assert 0 < b.min() < 1                            # edge-offload: 30 s deadlines, 5-minute epochs
+    assert M.backlog_epochs(info, M.MarketParams(backlog_epochs=2.0)) == 2.0
