@@ -35,7 +35,7 @@ GRID = {
     "reserve_epochs": [0.0, 1.0, 2.0, 4.0, 8.0],
     "lookahead_epochs": [None, 4.0, 16.0, 48.0],
     "max_loss": [0.2, 0.5, 0.8, 1.0],
-    "backlog_epochs": [0.5, 1.0, 2.0],
+    "backlog_epochs": [None, 0.5, 1.0, 2.0],
     "energy_weight": [0.0, 1.0, 4.0],
     "low_soc": [0.1, 0.3],
     "urgency": [0.0, 1.0, 4.0],
