@@ -141,6 +141,10 @@ class Projection:
     """Share of the window before the store first falls below the floor (1 = never)."""
     path: np.ndarray
     """(window, n): the stored energy at the end of each epoch of the window (Wh)."""
+    room: np.ndarray
+    """Wh (stored units) a delivery now can add to the lowest point: the battery's room before
+    it, less what the node's own harvest fills of it first (0 when the battery fills up before
+    the low point: energy received now would be curtailed by then)."""
     spill: np.ndarray
     """Wh (stored units) the node would curtail, its battery full, before the first epoch that
     draws on its store."""
@@ -179,7 +183,13 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
     first = np.argmax(np.vstack([x < 0, np.ones((1, x.shape[1]), bool)]), axis=0)
     top = np.where(first > 0, M[np.maximum(first - 1, 0), np.arange(x.shape[1])], 0.0) if len(M) else 0.0
     spill = np.maximum(stored + top - obs.capacity_wh, 0.0)
-    return Projection(low, steady, floor, due, S, spill)
+    # S_t = X_t + min(S_0, C - M_t): a Wh more now raises the low point (t*) only while
+    # S_0 + 1 <= C - M_t*
+    n_ = len(stored)
+    at = np.argmin(np.vstack([stored[None, :], S]), axis=0) if len(S) else np.zeros(n_, np.int64)
+    filled = np.where(at > 0, M[np.maximum(at - 1, 0), np.arange(n_)], 0.0) if len(M) else 0.0
+    room = np.maximum(obs.capacity_wh - stored - filled, 0.0)
+    return Projection(low, steady, floor, due, S, room, spill)
 
 
 def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
@@ -188,7 +198,7 @@ def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyM
         return _soc_market(obs, info, p)
     pr = projected(obs, info, p)
     offer = np.where(obs.up, np.clip(pr.low - pr.floor, 0.0, obs.sendable_wh), 0.0)
-    lack = np.maximum(pr.floor - pr.low, 0.0)
+    lack = np.minimum(np.maximum(pr.floor - pr.low, 0.0), pr.room)
     # a node down for lack of energy needs its resume level first
     lack = np.where(obs.up, lack, np.maximum(lack, info.resume_wh * 1.05 - obs.stored_wh))
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(lack, 0.0, obs.headroom_wh))

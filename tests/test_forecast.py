@@ -59,6 +59,15 @@ def test_the_window_is_cut_at_the_end_of_the_run():
     assert world.harvest.forecast(sc.n_epochs - 2, 10).shape == (2, world.n)
 
 
+def _walk(stored, cap, net, eta_c, pc, eta_d):
+    """The store at the start and at the end of each epoch, one epoch at a time (h + 1, n)."""
+    s, out = stored.copy(), [stored.copy()]
+    for t in range(len(net)):
+        s = np.minimum(s + np.where(net[t] > 0, eta_c * np.minimum(net[t], pc), net[t] / eta_d), cap)
+        out.append(s)
+    return np.array(out)
+
+
 def _loop_low(stored, cap, net, eta_c, eta_d, pc, floor):
     """The projected lowest store, the share of the window before the store first falls below
     ``floor``, and what the full battery spills before the first epoch that draws on it, one
@@ -99,6 +108,16 @@ def test_the_projected_low_is_the_epoch_by_epoch_walk(n, h, seed):
                                  info.discharge_efficiency, info.max_charge_w, pr.floor)
     np.testing.assert_allclose(low, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(pr.spill, spill, rtol=1e-12, atol=1e-12)
+    # a delivery now raises the lowest point by itself up to ``room``, and by ``room`` beyond it
+    net = window - idle[None, :]
+    args = (cap, net, info.charge_efficiency, info.max_charge_w, info.discharge_efficiency)
+    base = _walk(stored, *args)
+    at = np.argmin(base, axis=0)
+    cols = np.arange(n)
+    for extra, gain in ((pr.room / 2, pr.room / 2), (pr.room + 1.0, pr.room)):
+        more = _walk(np.minimum(stored + extra, cap), *args)
+        ok = stored + extra <= cap
+        np.testing.assert_allclose((more - base)[at, cols][ok], gain[ok], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(pr.due, due)
     np.testing.assert_allclose(pr.floor, info.min_wh + idle / info.discharge_efficiency)
     np.testing.assert_allclose(need, idle)
