@@ -19,9 +19,17 @@ def _short(name: str, hours: float, **params):
 
 
 @pytest.mark.parametrize("solver", ["exact", "network", "sinkhorn", "unbalanced", "hierarchical"])
-def test_ot_with_every_solver_runs_and_is_audited(solver):
-    sc = _short("microgrid-solar", 24, solver=solver)
+@pytest.mark.parametrize("store_value", [None, 0.0, 0.3])
+def test_ot_with_every_solver_runs_and_is_audited(solver, store_value, monkeypatch):
+    from otmarl.policies.ot import OTController
+    sc = _short("microgrid-solar", 24, solver=solver, store_value=store_value)
+    tiered = []
+    split = OTController._clear_tiered
+    monkeypatch.setattr(OTController, "_clear_tiered", lambda self, *a: tiered.append(1) or split(self, *a))
     res = simulate(sc, make_controller("ot"), seed=2)
+    # with a store value every solver of cost matrices clears offers split into two rows
+    if store_value is not None:
+        assert bool(tiered) == (store_value > 0 and solver != "network")
     f = res.flows
     energy = f[f["kind"] == "energy"]
     assert len(energy) > 0 and (energy["amount"] > 0).all()
