@@ -180,6 +180,7 @@ class MPCController:
         used = np.zeros(n)
         taken = np.zeros(len(w), bool)
         src, dst, ids = [], [], []
+        obs.network.prefetch_routes("task", tail[arcs], head[arcs])
         for a in arcs[np.lexsort((-work[arcs].sum(1), tail[arcs]))]:
             s, t = int(tail[a]), int(head[a])
             wh_per_kb = obs.network.task_route(s, t)[2]
@@ -216,6 +217,7 @@ class MPCController:
             return Decision()
         sent = np.bincount(src, wh, n)
         wh = wh * np.minimum(1.0, obs.sendable_wh / np.maximum(sent, 1e-300))[src]
+        obs.network.prefetch_routes("energy", src, dst)
         routes = [obs.network.energy_route(int(s), int(t)) for s, t in zip(src, dst)]
         eff = np.array([r[1] for r in routes])
         got = np.bincount(dst, wh * eff, n)

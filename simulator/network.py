@@ -28,6 +28,9 @@ dominates), and an episode then never pays it again until the topology changes."
 ALL_SOURCES_LATER = (256, 8)
 """Up to 256 nodes, once paths from more than 8 sources have been asked for, the rest are
 computed at once (paths from every source of 256 nodes cost about 25 single-source calls)."""
+NEAR_BATCH = 256
+"""Sources per bounded scipy search when ``Paths.prefetch_near`` fills the cache of ``near``
+for many pairs at once (its rows are dense: 256 x n floats at a time)."""
 NEAR_MIN = 257
 """From this many nodes on, a path between two nodes joined by a link that is up is found by a
 search bounded by that link's weight (the best path cannot cost more), unless the source's full
@@ -304,6 +307,30 @@ class Paths:
         hit = self._near[(s, t)] = (dist[t], self._canonical(s, t, lambda v: dist.get(v, inf)))
         return hit
 
+    def prefetch_near(self, sources, targets) -> None:
+        """Fill the cache of ``near`` for many pairs (``sources[k]``, ``targets[k]``) at once:
+        one search from each distinct source, bounded by the heaviest of its pairs' links, in
+        scipy (``NEAR_BATCH`` sources per call) instead of one Python search per pair. Each
+        entry is what ``near`` would give: the distances of the nodes the canonical walk reads
+        (those no farther than the target) are the same floats whichever search found them."""
+        if self.n < NEAR_MIN:
+            return
+        todo: dict[int, list[tuple[int, float]]] = {}
+        for a, b in zip(np.atleast_1d(sources).tolist(), np.atleast_1d(targets).tolist()):
+            if a in self._dist or (a, b) in self._near:
+                continue
+            e = self._edge_lookup.get((min(a, b), max(a, b)))
+            if e is not None and self._use[e]:
+                todo.setdefault(a, []).append((b, max(float(self.weight[e]), 1e-300)))
+        src = sorted(todo)
+        for lo in range(0, len(src), NEAR_BATCH):
+            part = src[lo:lo + NEAR_BATCH]
+            limit = max(w for a in part for _, w in todo[a])
+            rows = dijkstra(self._graph, directed=False, indices=part, limit=limit)
+            for row, a in zip(rows, part):
+                for b, _ in todo[a]:
+                    self._near[(a, b)] = (float(row[b]), self._canonical(a, b, row.item))
+
     def _canonical(self, s: int, t: int, dist) -> list[int]:
         """Link indices of the canonical shortest path s -> t given exact distances from s.
 
@@ -502,3 +529,9 @@ class NetworkView:
         """(latency_s, seconds per kB, Wh per kB) along the task path s -> t; KeyError when
         t cannot be reached."""
         return self._net.task_route(s, t)
+
+    def prefetch_routes(self, kind: str, sources, targets) -> None:
+        """Find the paths between many neighbours (``sources[k]``, ``targets[k]``) of the
+        ``kind`` 'energy' or 'task' at once, so that the route queries that follow are cache
+        hits (a controller about to ask for hundreds of one-hop routes)."""
+        getattr(self._net, kind).prefetch_near(sources, targets)

@@ -41,13 +41,16 @@ def test_equal_cost_paths_do_not_depend_on_query_order(zero_links):
     far = [(int(a), int(b)) for a, b in rng.integers(0, n, (60, 2)) if a != b]
     queries = near + far
     answers = []
-    for order in range(3):
+    for order in range(4):
         q = [queries[i] for i in np.random.default_rng(order).permutation(len(queries))]
         p = Paths(n, links, weight)
         if order == 2:
             p.ensure(range(n))         # every row first: no bounded search at all
+        if order == 3:                 # the neighbours' searches batched in scipy first
+            p.prefetch_near([a for a, _ in near], [b for _, b in near])
+            assert set(near) <= p._near.keys()
         answers.append(_ask(p, q))
-    assert answers[0] == answers[1] == answers[2]
+    assert answers[0] == answers[1] == answers[2] == answers[3]
     for (s, t), (edges, cost) in answers[0].items():
         # a path from s to t whose weights add up to the cost
         assert sum(weight[e] for e in edges) == pytest.approx(cost, abs=1e-12)
@@ -63,3 +66,21 @@ def test_the_canonical_path_takes_the_lowest_numbered_predecessor():
     p = Paths(4, links, np.ones(4))
     assert p.edges(0, 3) == [0, 2]
     assert p.edges(3, 0) == [2, 0]
+
+
+def test_batched_neighbour_searches_equal_one_search_each():
+    """Random float weights on a random geometric graph of 400 nodes: the costs (bit for bit)
+    and links of every linked pair are the same whether each was searched on its own or all
+    were searched in batches of scipy calls."""
+    g = nx.random_geometric_graph(400, 0.09, seed=3)
+    e = np.array(sorted((min(a, b), max(a, b)) for a, b in g.edges), np.int64)
+    one = np.ones(len(e))
+    links = Links(e[:, 0], e[:, 1], one, one, one, one, one)
+    weight = np.random.default_rng(5).uniform(0.01, 1.0, len(e))
+    pairs = [(int(a), int(b)) for a, b in e[::2]] + [(int(b), int(a)) for a, b in e[1::2]]
+    one_each = Paths(400, links, weight)
+    batched = Paths(400, links, weight)
+    batched.prefetch_near([a for a, _ in pairs], [b for _, b in pairs])
+    for a, b in pairs:
+        want = one_each.near(a, b)
+        assert batched._near[(a, b)] == want and want is not None
