@@ -25,7 +25,8 @@ from pathlib import Path
 
 from engine import once, scaled, summarise
 
-POLICIES = {"local": ("local", []), "ot (hierarchical)": ("ot", ["controller.params.solver=hierarchical"])}
+POLICIES = {"local": ("local", []),
+            "ot (hierarchical)": ("ot", ["controller.policy=ot", "controller.params.solver=hierarchical"])}
 HEAD = ("| policy | nodes | node-days | wall s | CPU s | CPU ms per node-day | peak MB "
         "| peak kB per node | folder MB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 

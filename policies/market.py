@@ -84,9 +84,10 @@ class Markets:
     tasks: TaskMarket | None
 
 
-def build_markets(obs: Observation, info: WorldInfo, p: MarketParams) -> Markets:
-    """The markets the parameters switch on; only nodes above the low state of charge take tasks."""
-    em = energy_market(obs, info, p) if p.energy else None
+def build_markets(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None) -> Markets:
+    """The markets the parameters switch on; only nodes above the low state of charge take tasks.
+    ``least``: the energy market's pairs less efficient than this are left out (no path)."""
+    em = energy_market(obs, info, p, least) if p.energy else None
     tm = task_market(obs, info, p, obs.stored_wh > p.low_soc * obs.capacity_wh) if p.tasks else None
     return Markets(em, tm)
 
@@ -192,20 +193,22 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
     return Projection(low, steady, floor, due, S, room, spill)
 
 
-def energy_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
-    """Offers and requests of energy (Wh) by the parameters' levels ('forecast' or 'soc')."""
+def energy_market(obs: Observation, info: WorldInfo, p: MarketParams,
+                  least: float | None = None) -> EnergyMarket:
+    """Offers and requests of energy (Wh) by the parameters' levels ('forecast' or 'soc');
+    ``least``: pairs less efficient than this are left out."""
     if p.levels == "soc":
-        return _soc_market(obs, info, p)
+        return _soc_market(obs, info, p, least)
     pr = projected(obs, info, p)
     offer = np.where(obs.up, np.clip(pr.low - pr.floor, 0.0, obs.sendable_wh), 0.0)
     lack = np.minimum(np.maximum(pr.floor - pr.low, 0.0), pr.room)
     # a node down for lack of energy needs its resume level first
     lack = np.where(obs.up, lack, np.maximum(lack, info.resume_wh * 1.05 - obs.stored_wh))
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(lack, 0.0, obs.headroom_wh))
-    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due, spill=pr.spill)
+    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due, spill=pr.spill, least=least)
 
 
-def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMarket:
+def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None) -> EnergyMarket:
     """Offers above a forecast-shifted reserve, requests up to a forecast-shifted target (Wh)."""
     cap, stored = obs.capacity_wh, obs.stored_wh
     drift = forecast_drift(obs, info, p)
@@ -215,20 +218,22 @@ def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams) -> EnergyMar
     target = np.where(obs.up, target, np.maximum(target, info.resume_wh * 1.05))
     request = np.where(obs.failed, 0.0, np.clip(target - stored, 0.0, obs.headroom_wh))
     request[offer > 0] = 0.0
-    return energy_market_from(obs, p, offer, request)
+    return energy_market_from(obs, p, offer, request, least=least)
 
 
 def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
                        request: np.ndarray, urgency: np.ndarray | None = None,
-                       spill: np.ndarray | None = None) -> EnergyMarket:
+                       spill: np.ndarray | None = None, least: float | None = None) -> EnergyMarket:
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
     Offers are capped at what each node may send and requests at what it may receive.
     ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given.
-    ``spill`` (per node, Wh): what it would curtail before its next draw; 0 if not given."""
+    ``spill`` (per node, Wh): what it would curtail before its next draw; 0 if not given.
+    ``least``: pairs whose path efficiency is below it count as having no path (the searches
+    for them stop there)."""
     offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
-    eff = obs.network.energy_efficiency(o, r) if len(o) and len(r) else np.zeros((len(o), len(r)))
+    eff = obs.network.energy_efficiency(o, r, least) if len(o) and len(r) else np.zeros((len(o), len(r)))
     if p.path_costs == "latency" and eff.size:
         cost = _latency_cost(obs.network.task.rows(o)[:, r], eff > 0, p)
     else:

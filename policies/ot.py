@@ -39,7 +39,21 @@ class OTController:
         self.scarcity_memory = float(np.exp(-world_info.dt_s / 86400.0))
 
     def decide(self, obs: Observation) -> Decision:
-        return self.clear(obs, M.build_markets(obs, self.info, self.p)).decision
+        return self.clear(obs, M.build_markets(obs, self.info, self.p, self.least_efficiency())).decision
+
+    def least_efficiency(self) -> float | None:
+        """The path efficiency below which no energy transfer can be in an optimal plan: its cost
+        (loss plus wear) reaches the largest unmet penalty of the epoch (plus the store value,
+        which raises the penalty of every request and the cost of stored energy alike, but not
+        the cost of energy that would be curtailed), so leaving the request unmet costs no more.
+        The market then searches paths only that far. None where the bound does not hold:
+        latency-only costs, or a solver that finds its own paths on the graph."""
+        p = self.p
+        if p.path_costs != "energy" or self.solver.on_graph:
+            return None
+        most = 1.0 + p.fairness * float(self.unmet.max()) / max(float(self.unmet.mean()), 1e-12) + p.urgency
+        least = 1.0 + p.wear_cost - p.max_loss * most - self.store_value()
+        return least if least > 0 else None
 
     def clear(self, obs: Observation, markets: M.Markets) -> Cleared:
         """Clear given markets (MARL market mode sets its own) and update the fairness history."""

@@ -267,13 +267,29 @@ class Paths:
             d[k, s] = 0.0 if self.node_ok[s] else np.inf
             self._dist[s] = d[k]
 
-    def rows(self, sources) -> np.ndarray:
-        """Distances (len(sources), n)."""
+    def rows(self, sources, limit: float | None = None) -> np.ndarray:
+        """Distances (len(sources), n). With ``limit``: only those up to it, inf beyond (the same
+        whichever way they were found); from ``NEAR_MIN`` nodes on, a source without a cached
+        row is then searched only that far, in one scipy call for all of them, and not cached."""
         src = np.atleast_1d(np.asarray(sources, np.int64))
-        self.ensure(src)
         if len(src) == 0:
             return np.zeros((0, self.n))
-        return np.stack([self._dist[int(s)] for s in src])
+        if limit is None or self.n < NEAR_MIN:
+            self.ensure(src)
+            out = np.stack([self._dist[int(s)] for s in src])
+        else:
+            out = np.empty((len(src), self.n))
+            cached = np.array([int(s) in self._dist for s in src.tolist()], bool)
+            for k in np.flatnonzero(cached):
+                out[k] = self._dist[int(src[k])]
+            todo = np.flatnonzero(~cached)
+            if len(todo):
+                part = src[todo]
+                out[todo] = dijkstra(self._graph, directed=False, indices=part, limit=limit)
+                out[todo, part] = np.where(self.node_ok[part], 0.0, np.inf)
+        if limit is not None:
+            out[out > limit] = np.inf
+        return out
 
     def near(self, s: int, t: int) -> tuple[float, list[int]] | None:
         """(cost, link indices) of the best path s -> t found by a search bounded by the weight of
@@ -435,16 +451,18 @@ class NetworkState:
             p.invalidate(link_up, ~node_failed)
         self._routes, self._energy_routes = {}, {}
 
-    def energy_efficiency(self, sources, targets=None) -> np.ndarray:
+    def energy_efficiency(self, sources, targets=None, least: float | None = None) -> np.ndarray:
         """Path efficiency from each source to each target (0 when unreachable). The network is
         undirected, so the shortest-path rows are computed from the smaller side (a market often
-        has many more offers than requests, and every row is a Dijkstra run)."""
+        has many more offers than requests, and every row is a Dijkstra run). ``least`` (0 .. 1):
+        efficiencies below it count as 0, and the searches stop there (``Paths.rows``)."""
+        limit = None if least is None or least <= 0 else -np.log(min(least, 1.0))
         if targets is None:
-            return np.exp(-self.energy.rows(sources))
+            return np.exp(-self.energy.rows(sources, limit))
         src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
         if len(dst) < len(src):
-            return np.exp(-self.energy.rows(dst)[:, src].T)
-        return np.exp(-self.energy.rows(src)[:, dst])
+            return np.exp(-self.energy.rows(dst, limit)[:, src].T)
+        return np.exp(-self.energy.rows(src, limit)[:, dst])
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable.
@@ -517,9 +535,10 @@ class NetworkView:
         """Links that are up now (read-only)."""
         return _read_only(self._net.link_up)
 
-    def energy_efficiency(self, sources, targets=None) -> np.ndarray:
-        """Path efficiency from each source to each target (0 when unreachable)."""
-        return self._net.energy_efficiency(sources, targets)
+    def energy_efficiency(self, sources, targets=None, least: float | None = None) -> np.ndarray:
+        """Path efficiency from each source to each target (0 when unreachable, or below
+        ``least``)."""
+        return self._net.energy_efficiency(sources, targets, least)
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""

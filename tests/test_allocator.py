@@ -153,3 +153,41 @@ def test_the_default_store_value_follows_the_unmet_share():
     for _ in range(48):
         ctl._update_fairness(m, none)                 # nothing delivered: every request unmet
     assert ctl.store_value() == pytest.approx(ctl.p.max_loss * (1 - np.exp(-2.0)))
+
+
+def test_ot_searches_paths_only_as_far_as_a_transfer_can_pay():
+    """The bounded market (pairs less efficient than ``least_efficiency`` left out) has the same
+    optimal value as the full one, priced on the full market: every epoch of four hours of
+    sensor-field, with an urgency weight and a store value."""
+    from otmarl.policies import market as M
+    from otmarl.simulator import Simulation
+    sc = _short("sensor-field", 4, urgency=0.2, store_value=0.05)
+    sim = Simulation(sc, 3)
+    ctl = make_controller("ot")
+    ctl.reset(sim.world.info(), sim.world.rng["policy"])
+    checked = dropped = 0
+    while not sim.done:
+        obs = sim.observe()
+        least = ctl.least_efficiency()
+        assert least is not None and 0 < least < 1
+        full = M.energy_market(obs, ctl.info, ctl.p)
+        part = M.energy_market(obs, ctl.info, ctl.p, least)
+        assert np.array_equal(full.offers.nodes, part.offers.nodes)
+        assert np.array_equal(full.requests.nodes, part.requests.nodes)
+        kept = part.eff > 0
+        np.testing.assert_array_equal(part.eff[kept], full.eff[kept])
+        assert (full.eff[~kept] < least).all()
+        dropped += int((full.eff[~kept] > 0).sum())
+        if len(full.offers.nodes) and len(full.requests.nodes):
+            values = []
+            for m in (full, part):
+                c = ctl.clear_energy(m, obs)
+                got = c.plan.sum(0)
+                pen = c.request_penalty[:len(got)] if len(c.request_penalty) == len(got) else None
+                assert pen is not None
+                values.append(float(np.sum(c.plan[c.plan > 0] * full.cost[c.plan > 0])
+                                    + np.sum(pen * np.maximum(full.demand_sent - got, 0.0))))
+            assert values[1] == pytest.approx(values[0], rel=1e-9, abs=1e-9)
+            checked += 1
+        sim.step(ctl.decide(obs))
+    assert checked > 3 and dropped > 0
