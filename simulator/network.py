@@ -461,8 +461,15 @@ class NetworkState:
             return np.exp(-self.energy.rows(sources, limit))
         src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
         if len(dst) < len(src):
-            return np.exp(-self.energy.rows(dst, limit)[:, src].T)
-        return np.exp(-self.energy.rows(src, limit)[:, dst])
+            return self.energy_efficiency(dst, src, least).T
+        if limit is None:
+            return np.exp(-self.energy.rows(src, limit)[:, dst])
+        # bounded rows are not cached: made NEAR_BATCH at a time and cut to the targets at once,
+        # so that a market of thousands of sources never holds thousands of full rows
+        out = np.empty((len(src), len(dst)))
+        for lo in range(0, len(src), NEAR_BATCH):
+            out[lo:lo + NEAR_BATCH] = np.exp(-self.energy.rows(src[lo:lo + NEAR_BATCH], limit)[:, dst])
+        return out
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable.
