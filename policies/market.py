@@ -175,21 +175,22 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
     M = np.maximum.accumulate(np.maximum(X, 0.0), axis=0)
     stored = obs.stored_wh
     S = X + np.minimum(stored, obs.capacity_wh - M)
-    low = np.minimum(S.min(axis=0), stored) if len(S) else stored.copy()
+    # the walk with the present first, and M before each of its points (0 before the present)
+    walk = np.vstack([stored[None, :], S])
+    M0 = np.vstack([np.zeros((1, len(stored))), M])
+    cols = np.arange(len(stored))
+    at = walk.argmin(axis=0)
+    low = walk[at, cols]
     floor = info.min_wh + p.reserve_epochs * steady / info.discharge_efficiency
-    short = np.vstack([stored[None, :], S]) < floor[None, :]
+    short = walk < floor[None, :]
     due = np.where(short.any(0), short.argmax(0) / max(len(S), 1), 1.0)
-    # what the walk reflected at C rises above C before its first net draw (later spills may
-    # never come: the store may be drawn on by others before then)
-    first = np.argmax(np.vstack([x < 0, np.ones((1, x.shape[1]), bool)]), axis=0)
-    top = np.where(first > 0, M[np.maximum(first - 1, 0), np.arange(x.shape[1])], 0.0) if len(M) else 0.0
-    spill = np.maximum(stored + top - obs.capacity_wh, 0.0)
-    # S_t = X_t + min(S_0, C - M_t): a Wh more now raises the low point (t*) only while
+    # what the walk rises above C before its first net draw (later spills may never come: the
+    # store may be drawn on by others before then)
+    first = np.argmax(np.vstack([x < 0, np.ones((1, len(stored)), bool)]), axis=0)
+    spill = np.maximum(stored + M0[first, cols] - obs.capacity_wh, 0.0)
+    # S_t = X_t + min(S_0, C - M_t): a Wh more now raises the low point t* only while
     # S_0 + 1 <= C - M_t*
-    n_ = len(stored)
-    at = np.argmin(np.vstack([stored[None, :], S]), axis=0) if len(S) else np.zeros(n_, np.int64)
-    filled = np.where(at > 0, M[np.maximum(at - 1, 0), np.arange(n_)], 0.0) if len(M) else 0.0
-    room = np.maximum(obs.capacity_wh - stored - filled, 0.0)
+    room = np.maximum(obs.capacity_wh - stored - M0[at, cols], 0.0)
     return Projection(low, steady, floor, due, S, room, spill)
 
 

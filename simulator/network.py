@@ -463,7 +463,7 @@ class NetworkState:
         if len(dst) < len(src):
             return self.energy_efficiency(dst, src, least).T
         if limit is None:
-            return np.exp(-self.energy.rows(src, limit)[:, dst])
+            return np.exp(-self.energy.rows(src)[:, dst])
         # bounded rows are not cached: made NEAR_BATCH at a time and cut to the targets at once,
         # so that a market of thousands of sources never holds thousands of full rows
         out = np.empty((len(src), len(dst)))
