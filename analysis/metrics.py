@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from otmarl.scenarios.errors import UserError
@@ -184,36 +185,53 @@ class Run:
         return f"{s.get('scenario', '?')} / {s.get('policy', '?')} / seed {s.get('seed', '?')}"
 
     def grid(self, col: str) -> np.ndarray:
-        """A timeseries column as an (epochs, nodes) array."""
-        key = ("grid", col)
-        if key not in self._cache:
-            E, n = self.n_epochs, self.n_nodes
-            try:
-                vals = self._timeseries_table.column(col).to_numpy()
-            except KeyError:
-                raise UserError(f"{self.path / 'timeseries.parquet'}: column '{col}' is missing; "
-                                "write the run folder again with 'otmarl run'") from None
-            if vals.dtype.kind == "f":
-                vals = vals.astype(np.float64)          # float32 on disk; sums in float64
-            if self._dense():
-                out = vals.reshape(E, n)
-            else:
-                out = np.zeros((E, n), dtype=vals.dtype)
-                out[self._column("epoch"), self._column("node")] = vals
-            self._cache[key] = out
-        return self._cache[key]
+        """A timeseries column as an (epochs, nodes) array (float columns as float64), read from
+        the file on each call and not kept: the tables keep what they take of it
+        (``_reduced``), so that a report never holds the whole timeseries."""
+        E, n = self.n_epochs, self.n_nodes
+        vals = self._ts_column(col)
+        if vals.dtype.kind == "f":
+            vals = vals.astype(np.float64)          # float32 on disk; sums in float64
+        if self._dense():
+            return vals.reshape(E, n)
+        out = np.zeros((E, n), dtype=vals.dtype)
+        ep, node = self._ts_index()
+        out[ep, node] = vals
+        return out
 
-    def _column(self, col: str) -> np.ndarray:
-        return self._timeseries_table.column(col).to_numpy()
+    def _ts_column(self, col: str) -> np.ndarray:
+        """One column of timeseries.parquet (read alone)."""
+        return self.column("timeseries", col).to_numpy()
+
+    def column(self, table: str, col: str) -> pa.ChunkedArray:
+        """One column of a table, read alone (one thread: the least memory; the file's footer
+        is read once)."""
+        key = ("file", table)
+        if key not in self._cache:
+            self._cache[key] = self._read(table, pq.ParquetFile)
+        try:
+            return self._read(table, lambda p: self._cache[key].read(columns=[col], use_threads=False)).column(col)
+        except KeyError:
+            raise UserError(f"{self.path / (table + '.parquet')}: column '{col}' is missing; "
+                            "write the run folder again with 'otmarl run'") from None
+
+    def _ts_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """(epoch, node) of every timeseries row, kept only while the rows are not in the
+        recorder's order (``_dense``)."""
+        if "ts_index" not in self._cache:
+            self._cache["ts_index"] = (self._ts_column("epoch"), self._ts_column("node"))
+        return self._cache["ts_index"]
 
     def _dense(self) -> bool:
         """Whether the timeseries rows are exactly epoch-major, node-minor (as the recorder writes)."""
         if "dense" not in self._cache:
             E, n = self.n_epochs, self.n_nodes
-            ep, node = self._column("epoch"), self._column("node")
+            ep, node = self._ts_index()
             self._cache["dense"] = (len(ep) == E * n and np.array_equal(ep.reshape(E, n)[:, 0], np.arange(E))
                                     and np.array_equal(node.reshape(E, n), np.broadcast_to(np.arange(n), (E, n)))
                                     and np.all(ep.reshape(E, n) == ep.reshape(E, n)[:, :1]))
+            if self._cache["dense"]:
+                del self._cache["ts_index"]
         return self._cache["dense"]
 
     def epoch_of(self, t_s) -> np.ndarray:
@@ -287,30 +305,72 @@ def origin_counts(run: Run, nodes: pd.DataFrame) -> dict[str, np.ndarray]:
             "completed_late": by("completed_late"), "dropped": by("dropped")}
 
 
+def _reduced(run: Run) -> dict[str, np.ndarray]:
+    """What the node and fleet tables take from the timeseries, each column read once and let go
+    (at 100,000 nodes a column is 77 MB as float64): per node (``node_*``) and per epoch
+    (``epoch_*``) sums, SoC statistics and the battery throughput's ``|bus|`` per node."""
+    return _cached(run, "reduced", _reduce)
+
+
+def _reduce(run: Run) -> dict[str, np.ndarray]:
+    E, n = run.n_epochs, run.n_nodes
+    out: dict[str, np.ndarray] = {}
+    soc = run.grid("soc")
+    out["node_final_soc"] = soc[-1] if E else np.full(n, np.nan)
+    out["node_mean_soc"], out["node_min_soc"] = soc.mean(0), soc.min(0)
+    pct = np.percentile(soc, [10, 50, 90], axis=1) if soc.size else np.zeros((3, E))
+    out.update({"epoch_soc_min": soc.min(1), "epoch_soc_p10": pct[0], "epoch_soc_p50": pct[1],
+                "epoch_soc_p90": pct[2], "epoch_soc_max": soc.max(1), "epoch_soc_mean": soc.mean(1)})
+    del soc
+    # the bus, (harvested - curtailed) - (idle + tasks + transmit), with at most three grids held
+    net: dict[str, np.ndarray] = {}
+    cons: np.ndarray | float = 0.0
+    for c in ENERGY_COLS:
+        g = run.grid(c)
+        out[f"node_{c}"], out[f"epoch_{c}"] = g.sum(0), g.sum(1)
+        if c in ("harvested_wh", "curtailed_wh"):
+            net[c] = g
+            if len(net) == 2:
+                net["bus"] = net.pop("harvested_wh") - net.pop("curtailed_wh")
+        elif c in CONSUMED:
+            cons = g if isinstance(cons, float) else np.add(cons, g, out=cons)
+        del g
+    bus = net["bus"]
+    bus -= cons
+    out["node_abs_bus_wh"] = np.abs(bus, out=bus).sum(0)
+    del bus, net, cons
+    out["epoch_stored_wh"] = run.grid("stored_wh").sum(1)
+    out["epoch_queue_len"] = run.grid("queue_len").sum(1)
+    up = run.grid("up")
+    out["node_uptime"] = up.mean(0) if E else np.full(n, np.nan)
+    out["node_down_epochs"], out["epoch_up"] = (~up).sum(0), up.sum(1)
+    browned = run.grid("browned")
+    out["node_browned_epochs"], out["epoch_browned"] = browned.sum(0), browned.sum(1)
+    out["epoch_failed"] = run.grid("failed").sum(1)
+    return out
+
+
 def _node_table(run: Run) -> pd.DataFrame:
-    n = run.n_nodes
     nodes = run.nodes.sort_values("node")
     counts = origin_counts(run, nodes)
     originated, on_time, dropped = counts["originated"], counts["completed_on_time"], counts["dropped"]
     with np.errstate(invalid="ignore", divide="ignore"):
         service = np.where(originated > 0, on_time / originated, np.nan)
     hours = run.epoch_s / 3600.0
-    soc = run.grid("soc")
-    e = {c: run.grid(c).sum(0) for c in ENERGY_COLS}
-    bus = (run.grid("harvested_wh") - run.grid("curtailed_wh")
-           - sum(run.grid(c) for c in CONSUMED))
-    throughput = np.abs(bus).sum(0) + e["sent_wh"] + e["delivered_wh"]
+    r = _reduced(run)
+    e = {c: r[f"node_{c}"] for c in ENERGY_COLS}
+    throughput = r["node_abs_bus_wh"] + e["sent_wh"] + e["delivered_wh"]
     cap = nodes["capacity_wh"].to_numpy()
     return pd.DataFrame({
         "node": nodes["node"].to_numpy(), "name": nodes["name"].to_numpy(),
         "class": nodes["class"].to_numpy(), "x": nodes["x"].to_numpy(), "y": nodes["y"].to_numpy(),
         "capacity_wh": cap, "originated": originated, "completed_on_time": on_time,
         "dropped": dropped, "service_ratio": service,
-        "uptime": run.grid("up").mean(0) if run.n_epochs else np.full(n, np.nan),
-        "brownout_h": run.grid("browned").sum(0) * hours,
-        "down_h": (~run.grid("up")).sum(0) * hours,
-        "final_soc": soc[-1] if run.n_epochs else np.full(n, np.nan),
-        "mean_soc": soc.mean(0), "min_soc": soc.min(0),
+        "uptime": r["node_uptime"],
+        "brownout_h": r["node_browned_epochs"] * hours,
+        "down_h": r["node_down_epochs"] * hours,
+        "final_soc": r["node_final_soc"],
+        "mean_soc": r["node_mean_soc"], "min_soc": r["node_min_soc"],
         "harvested_wh": e["harvested_wh"], "curtailed_wh": e["curtailed_wh"],
         "consumed_wh": sum(e[c] for c in CONSUMED), "sent_wh": e["sent_wh"],
         "delivered_wh": e["delivered_wh"], "throughput_wh": throughput,
@@ -324,18 +384,17 @@ def fleet_table(run: Run) -> pd.DataFrame:
 
 def _fleet_table(run: Run) -> pd.DataFrame:
     E = run.n_epochs
-    soc = run.grid("soc")
-    pct = np.percentile(soc, [10, 50, 90], axis=1) if soc.size else np.zeros((3, E))
-    out = {"epoch": np.arange(E), "time_h": np.arange(E) * run.epoch_s / 3600.0,
-           "soc_min": soc.min(1), "soc_p10": pct[0], "soc_p50": pct[1], "soc_p90": pct[2],
-           "soc_max": soc.max(1), "soc_mean": soc.mean(1), "stored_wh": run.grid("stored_wh").sum(1)}
+    r = _reduced(run)
+    out = {"epoch": np.arange(E), "time_h": np.arange(E) * run.epoch_s / 3600.0}
+    out.update({c: r[f"epoch_{c}"] for c in ("soc_min", "soc_p10", "soc_p50", "soc_p90", "soc_max",
+                                             "soc_mean", "stored_wh")})
     for c in ENERGY_COLS:
-        out[c] = run.grid(c).sum(1)
+        out[c] = r[f"epoch_{c}"]
     out["consumed_wh"] = sum(out[c] for c in CONSUMED)
-    out["queue_len"] = run.grid("queue_len").sum(1)
-    out["nodes_up"] = run.grid("up").sum(1)
-    out["nodes_browned"] = run.grid("browned").sum(1)
-    out["nodes_failed"] = run.grid("failed").sum(1)
+    out["queue_len"] = r["epoch_queue_len"]
+    out["nodes_up"] = r["epoch_up"]
+    out["nodes_browned"] = r["epoch_browned"]
+    out["nodes_failed"] = r["epoch_failed"]
     out.update(epoch_counts(run))
     f = run.flows
     tasks_f = f[f["kind"] == "task"]
@@ -485,7 +544,7 @@ def _service(run: Run) -> dict:
         return _service_from_tasks(run)
     n, on_time, late = t["generated"], t["completed_on_time"], t["completed_late"]
     dropped = {r: int(t["dropped"].get(r, 0)) for r in DROP_REASONS}
-    extra = _service_from_tasks(run)["latency_s"] if run.has("tasks") else {}
+    extra = _latency_tail(run) if run.has("tasks") else {}
     return {"generated": n, "completed_on_time": on_time, "completed_late": late,
             "on_time_ratio": _ratio(on_time, n), "completion_ratio": _ratio(on_time + late, n),
             "dropped": dropped, "dropped_total": sum(dropped.values()),
@@ -493,6 +552,23 @@ def _service(run: Run) -> dict:
             "in_system_at_end": t["in_system_at_end"], "offloaded": t["offloaded"],
             "latency_s": {"mean": lat.get("mean"), "p50": lat.get("p50"), "p90": extra.get("p90"),
                           "p95": lat.get("p95"), "p99": lat.get("p99"), "max": extra.get("max")}}
+
+
+def _latency_tail(run: Run) -> dict:
+    """p90 and max latency (s) of the completed tasks, from three columns of tasks.parquet read
+    one at a time (not the task frame: at 15 million tasks it takes gigabytes)."""
+    status = run.column("tasks", "status").combine_chunks()
+    done_values = pa.array(["completed_on_time", "completed_late"])
+    if pa.types.is_dictionary(status.type):
+        done = np.isin(status.indices.to_numpy(zero_copy_only=False),
+                       np.flatnonzero(pc.is_in(status.dictionary, value_set=done_values).to_numpy(zero_copy_only=False)))
+    else:
+        done = pc.is_in(status, value_set=done_values).to_numpy(zero_copy_only=False)
+    del status
+    lat = run.column("tasks", "end_s").to_numpy()[done].astype(np.float64)
+    lat -= run.column("tasks", "generated_s").to_numpy()[done]
+    return {"p90": float(np.percentile(lat, 90)) if lat.size else None,
+            "max": float(lat.max()) if lat.size else None}
 
 
 def _service_from_tasks(run: Run) -> dict:
@@ -528,11 +604,12 @@ def _batteries(run: Run, nodes: pd.DataFrame | None, fleet: pd.DataFrame | None)
         return {**{k: exact.get(k) for k in SUMMARY_NODE_KEYS}, "final_soc_mean": None,
                 "nodes_ever_browned": None, "throughput_wh": None,
                 "equivalent_full_cycles": {"mean": None, "max": None}, "soc_bands": None}
-    soc = run.grid("soc")
+    r, some = _reduced(run), run.n_epochs * run.n_nodes > 0
     bands = {c[4:]: fleet[c].tolist() for c in ("soc_min", "soc_p10", "soc_p50", "soc_p90",
                                                  "soc_max", "soc_mean")}
-    return {"min_soc": exact.get("min_soc", float(soc.min()) if soc.size else None),
-            "mean_soc": exact.get("mean_soc", float(soc.mean()) if soc.size else None),
+    # (without the summary's: the mean over nodes of each node's mean over epochs)
+    return {"min_soc": exact.get("min_soc", float(r["node_min_soc"].min()) if some else None),
+            "mean_soc": exact.get("mean_soc", float(r["node_mean_soc"].mean()) if some else None),
             "final_soc_mean": float(nodes["final_soc"].mean()),
             "brownout_node_hours": exact.get("brownout_node_hours", float(nodes["brownout_h"].sum())),
             "down_node_hours": exact.get("down_node_hours", float(nodes["down_h"].sum())),

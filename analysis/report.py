@@ -38,7 +38,7 @@ from .metrics import (DROP_REASONS, KPI_BETTER, OUTCOMES, Run, class_fairness_ta
                       load_run, metrics, node_table)
 from .registry import BETTER, REGISTRY, clip_intervals
 from .report_assets import (CHART_TABLES, choices_writing, html_page, missing_tables, need_text,
-                            payload, quantise)
+                            payload, payload_json, quantise)
 from .report_assets import fmt_value as _fmt
 
 __all__ = ["report", "comparison_report", "summary_tables", "FORMATS", "KPI_LABELS"]
@@ -369,7 +369,7 @@ def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
     parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
               f"<p>{html.escape(made_from_line(r))}</p>"
               "</footer></main>"]
-    return html_page(title, "".join(parts), payload(run, m, baseline))
+    return html_page(title, "".join(parts), payload_json(run, m, baseline))
 
 
 # ---------------------------------------------------------------------------- comparison

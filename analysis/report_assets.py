@@ -10,7 +10,9 @@ time frames, and every float keeps ``SIG_DIGITS`` significant digits.
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 from importlib import resources
 from typing import Any
 
@@ -21,7 +23,7 @@ from .jsonable import dumps_for_html, jsonable, q
 from .stats import lorenz
 from .metrics import DROP_REASONS, OUTCOMES, Run, class_fairness_table, fleet_table, node_table
 
-__all__ = ["html_page", "payload", "quantise", "q", "fmt_value", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
+__all__ = ["html_page", "payload", "payload_json", "quantise", "q", "fmt_value", "template", "dumps_for_html", "MAX_POINTS", "MAX_FRAMES",
            "MAX_MAP_NODES", "CHART_TABLES", "missing_tables", "choices_writing", "need_text"]
 
 MAX_POINTS = 1500
@@ -75,15 +77,14 @@ def template(name: str) -> str:
     return resources.files("otmarl.analysis").joinpath("templates", name).read_text("utf-8")
 
 
-def html_page(title: str, body: str, data: dict) -> str:
+def html_page(title: str, body: str, data: dict | str) -> str:
     """A self-contained HTML page: ``body`` in the shared shell, ``data`` as the JSON the chart
-    kit draws from; each ``[data-chart]`` element of ``body`` names its renderer (``data-kind``).
-    """
-    page = template("report.html")
-    for key, val in (("TITLE", html.escape(title)), ("CSS", template("report.css")),
-                     ("BODY", body), ("JS", template("report.js")), ("DATA", dumps_for_html(data))):
-        page = page.replace("{{" + key + "}}", val)
-    return page
+    kit draws from (a dict, or its JSON already made: ``payload_json``); each ``[data-chart]``
+    element of ``body`` names its renderer (``data-kind``). The shell's placeholders are filled
+    in one pass (text put in is never searched for placeholders)."""
+    values = {"TITLE": html.escape(title), "CSS": template("report.css"), "BODY": body,
+              "JS": template("report.js"), "DATA": data if isinstance(data, str) else dumps_for_html(data)}
+    return re.sub(r"\{\{(TITLE|CSS|BODY|JS|DATA)\}\}", lambda m: values[m.group(1)], template("report.html"))
 
 
 def fmt_value(v: Any) -> str:
@@ -109,21 +110,36 @@ def quantise(x: Any, sig: int = SIG_DIGITS) -> Any:
 
 def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
     """Everything the report's JavaScript draws, as one JSON-able dict (already quantised)."""
+    return {key: make() for key, make in _payload_parts(run, baseline)}
+
+
+def payload_json(run: Run, metrics: dict, baseline: Run | None = None) -> str:
+    """``dumps_for_html(payload(...))``, the same text, made one part at a time: each part's
+    lists are let go once written (a map of thousands of nodes and frames is millions of
+    numbers as Python objects, a few characters each as JSON)."""
+    return "{" + ",".join(f"{json.dumps(key)}:{dumps_for_html(make())}"
+                          for key, make in _payload_parts(run, baseline)) + "}"
+
+
+def _payload_parts(run: Run, baseline: Run | None):
+    """(key, maker) of each part of the payload, in order."""
     s = run.summary
     has = lambda r, needs: not missing_tables(r, needs)  # noqa: E731
-    data = {"meta": quantise({"label": run.label, "scenario": s.get("scenario"),
-                              "policy": s.get("policy"), "seed": s.get("seed"),
-                              "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
-                              "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s}),
-            "fleet": fleet_series(run) if has(run, FLEET_TABLES) else None,
-            "map": map_data(run) if has(run, NODE_TABLES) else None,
-            "fair": fairness_data(run) if has(run, NODE_TABLES) else None,
-            "baseline": None}
-    if baseline is not None and has(baseline, FLEET_TABLES):
+
+    def base() -> dict | None:
+        if baseline is None or not has(baseline, FLEET_TABLES):
+            return None
         b = fleet_series(baseline)
-        data["baseline"] = {"label": baseline.label, **{k: b[k] for k in (
-            "t", "soc_p50", "queue_len", "harvested_wh", "consumed_wh")}}
-    return data
+        return {"label": baseline.label, **{k: b[k] for k in ("t", "soc_p50", "queue_len", "harvested_wh",
+                                                               "consumed_wh")}}
+    return (("meta", lambda: quantise({"label": run.label, "scenario": s.get("scenario"),
+                                       "policy": s.get("policy"), "seed": s.get("seed"),
+                                       "n_nodes": run.n_nodes, "n_epochs": run.n_epochs,
+                                       "horizon_h": s.get("horizon_h"), "epoch_s": run.epoch_s})),
+            ("fleet", lambda: fleet_series(run) if has(run, FLEET_TABLES) else None),
+            ("map", lambda: map_data(run) if has(run, NODE_TABLES) else None),
+            ("fair", lambda: fairness_data(run) if has(run, NODE_TABLES) else None),
+            ("baseline", base))
 
 
 # ------------------------------------------------------------------------------ fleet series
@@ -189,13 +205,27 @@ def map_data(run: Run) -> dict:
         "shown": pos.tolist(), "shown_ids": shown.tolist(),
         "links": _links(run, pts),
         "t": q(frames * run.epoch_s / 3600.0),
-        # SoC in thousandths as ints, down nodes as a string of 0/1 per frame: compact JSON
-        "soc": [np.rint(soc[k, shown] * 1000).astype(int).tolist() for k in last],
+        # SoC in thousandths packed in a string per frame (``pack_thousandths``), down nodes as a
+        # string of 0/1 per frame: compact JSON, and no Python number per node and frame
+        "soc": [pack_thousandths(soc[k, shown]) for k in last],
         "down": ["".join(np.where(up[k, shown], "0", "1")) for k in last] if run.n_epochs else [],
-        "flows": [[list(r) for r in zip(np.searchsorted(pts, a).tolist(),
-                                        np.searchsorted(pts, b).tolist(), q(v), k.tolist())]
+        # per frame, the columns (src, dst, amount, kind) of its largest flows
+        "flows": [[np.searchsorted(pts, a).tolist(), np.searchsorted(pts, b).tolist(), q(v), k.tolist()]
                   for a, b, v, k in flows],
     }
+
+
+PACK_DIGITS = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", np.uint8)
+"""The 64 digits of ``pack_thousandths`` (base64url's, safe in JSON; report.js ``unpack``)."""
+
+
+def pack_thousandths(x: np.ndarray) -> str:
+    """Values of 0..1 (NaN as 0) as thousandths, two base-64 digits each (high, low): 0.5 is
+    ``"H0"`` (500 = 7 x 64 + 52)."""
+    v = np.clip(np.rint(np.nan_to_num(np.asarray(x, float)) * 1000), 0, 4095).astype(np.int64)
+    out = np.empty(2 * len(v), np.uint8)
+    out[0::2], out[1::2] = PACK_DIGITS[v >> 6], PACK_DIGITS[v & 63]
+    return out.tobytes().decode("ascii")
 
 
 def _links(run: Run, pts: np.ndarray) -> list[list[int]]:

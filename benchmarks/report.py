@@ -11,12 +11,15 @@ first, then one build's peak memory is measured (peak MB: the process's peak res
 minus its size before the build, the lazy imports of a first build included), then --repeat
 more builds give the median build time (every format: html, md, csv, json, into a scratch
 folder), then one more build's peak of traced allocations (heap MB: Python objects and numpy
-arrays, not Arrow's buffers). Sizes are those of report.html and of all files written.
+arrays) and the peak of Arrow's buffers (Arrow MB, the tables read from Parquet: counted by a
+proxy of Arrow's memory pool); data MB is their sum, the memory the build's data takes (peak MB
+also counts the code and caches a first build loads). Sizes are those of report.html and of
+all files written.
 
 With ``--against REF`` the code of that git ref (``git archive``, laid out as the installed
 package) builds the same run folders in the same run, its processes alternating with this
 tree's, and the table gains its median and the ratio. Targets: sensor-field in at most 2 s and
-10 MB; the 10,000-node day under 20 MB of files; the 100,000-node day (written with --tables
+10 MB (data MB); the 10,000-node day under 20 MB of files; the 100,000-node day (written with --tables
 no-tasks) in at most 30 s.
 """
 from __future__ import annotations
@@ -87,12 +90,20 @@ def worker(folder: Path, repeat: int) -> dict:
             times.append(time.perf_counter() - t0)
         sizes = {"html_mb": paths["html"].stat().st_size / 1e6,
                  "all_mb": sum(p.stat().st_size for p in paths.values()) / 1e6}
-        tracemalloc.start()                 # last: it slows the build down
+        # last: tracing slows the build down. Arrow's buffers (the tables read from Parquet) are
+        # counted by a pool of their own that passes every allocation on to the default one
+        import pyarrow as pa
+        default = pa.default_memory_pool()
+        pool = pa.proxy_memory_pool(default)
+        pa.set_memory_pool(pool)
+        tracemalloc.start()
         report(folder, out=Path(tmp) / "traced")
         heap = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
-    return {"build_s": statistics.median(times), "peak_mb": peak, "heap_mb": heap,
-            "tree": otmarl.__file__, **sizes}
+        pa.set_memory_pool(default)
+        arrow = pool.max_memory() / 1e6
+    return {"build_s": statistics.median(times), "peak_mb": peak, "heap_mb": heap, "arrow_mb": arrow,
+            "data_mb": heap + arrow, "tree": otmarl.__file__, **sizes}
 
 
 def measure(folder: Path, repeat: int, pythonpath: str | None) -> dict:
@@ -169,20 +180,23 @@ def compare_trees(folder: Path, a: argparse.Namespace, ref_path: str | None) -> 
         if ref_path and not k % 2:
             ref.append(measure(folder, a.repeat, ref_path))
     med = lambda ms: {k: statistics.median(m[k] for m in ms)  # noqa: E731
-                      for k in ("build_s", "peak_mb", "heap_mb", "html_mb", "all_mb")}
+                      for k in ("build_s", "peak_mb", "heap_mb", "arrow_mb", "data_mb", "html_mb", "all_mb")}
     return med(here), (med(ref) if ref else None)
 
 
 def print_table(rows: list, against: str | None) -> None:
-    head = f"\n{'report':18s} {'build s':>8s} {'peak MB':>8s} {'heap MB':>8s} {'html MB':>8s} {'all MB':>7s}"
+    head = (f"\n{'report':18s} {'build s':>8s} {'peak MB':>8s} {'heap MB':>8s} {'Arrow MB':>8s} {'data MB':>8s} "
+            f"{'html MB':>8s} {'all MB':>7s}")
     if against:
-        head += f" {'build s ' + against:>14s} {'peak MB ' + against:>14s} {'time ratio':>10s}"
+        head += (f" {'build s ' + against:>14s} {'peak MB ' + against:>14s} {'data MB ' + against:>14s} "
+                 f"{'time ratio':>10s}")
     print(head)
     for name, here, ref in rows:
-        line = (f"{name:18s} {here['build_s']:8.3f} {here['peak_mb']:8.1f} {here['heap_mb']:8.1f} {here['html_mb']:8.2f} "
-                f"{here['all_mb']:7.2f}")
+        line = (f"{name:18s} {here['build_s']:8.3f} {here['peak_mb']:8.1f} {here['heap_mb']:8.1f} "
+                f"{here['arrow_mb']:8.1f} {here['data_mb']:8.1f} {here['html_mb']:8.2f} {here['all_mb']:7.2f}")
         if ref:
-            line += f" {ref['build_s']:14.3f} {ref['peak_mb']:14.1f} {here['build_s'] / ref['build_s']:10.2f}"
+            line += (f" {ref['build_s']:14.3f} {ref['peak_mb']:14.1f} {ref['data_mb']:14.1f} "
+                     f"{here['build_s'] / ref['build_s']:10.2f}")
         print(line)
 
 

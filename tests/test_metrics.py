@@ -314,3 +314,41 @@ def test_the_drop_reasons_a_report_knows_are_the_ones_a_run_records():
     from otmarl.analysis.metrics import DROP_REASONS as READ
     from otmarl.simulator.world import DROP_REASONS as RECORDED
     assert RECORDED == ("",) + READ
+
+
+def test_tables_read_column_by_column_match_the_whole_frame(tiny_run):
+    """The node and fleet tables (each timeseries column read alone, reduced and let go) against
+    sums over the whole timeseries frame; the latency tail read from three task columns against
+    the task frame."""
+    from otmarl.analysis.metrics import CONSUMED, ENERGY_COLS, _latency_tail, _service_from_tasks
+    run = load_run(tiny_run)
+    nt, fl, ts = node_table(run), fleet_table(run), run.timeseries
+    by_node, by_epoch = ts.groupby("node"), ts.groupby("epoch")
+    for c in ENERGY_COLS:
+        if c in nt:
+            np.testing.assert_allclose(nt[c], by_node[c].sum().sort_index(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fl[c], by_epoch[c].sum().sort_index(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(nt["consumed_wh"], sum(by_node[c].sum().sort_index() for c in CONSUMED),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(nt["min_soc"], by_node["soc"].min().sort_index())
+    np.testing.assert_allclose(nt["mean_soc"], by_node["soc"].mean().sort_index(), rtol=1e-12)
+    np.testing.assert_allclose(nt["uptime"], by_node["up"].mean().sort_index())
+    np.testing.assert_allclose(fl["soc_mean"], by_epoch["soc"].mean().sort_index(), rtol=1e-12)
+    np.testing.assert_allclose(fl["stored_wh"], by_epoch["stored_wh"].sum().sort_index(), rtol=1e-12)
+    assert fl["nodes_browned"].tolist() == by_epoch["browned"].sum().sort_index().tolist()
+    assert fl["queue_len"].tolist() == by_epoch["queue_len"].sum().sort_index().tolist()
+    tail, whole = _latency_tail(run), _service_from_tasks(run)["latency_s"]
+    assert whole["max"] is not None
+    assert tail == {"p90": whole["p90"], "max": whole["max"]}
+
+
+def test_a_timeseries_without_a_column_is_named(tmp_path, tiny_run):
+    """A timeseries.parquet that lacks a column the tables read: a UserError naming the file and
+    the column, not a traceback from Arrow."""
+    import shutil
+    folder = tmp_path / "cut"
+    shutil.copytree(tiny_run, folder)
+    ts = pd.read_parquet(folder / "timeseries.parquet")
+    ts.drop(columns=["curtailed_wh"]).to_parquet(folder / "timeseries.parquet")
+    with pytest.raises(UserError, match=r"timeseries\.parquet: column 'curtailed_wh' is missing"):
+        node_table(load_run(folder))

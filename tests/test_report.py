@@ -264,3 +264,37 @@ def test_map_sample_keeps_every_class_within_budget():
     counts = nodes.set_index("node").loc[shown, "class"].value_counts()
     assert counts["head"] >= 20 and counts["shaded"] >= 20 and counts["sensor"] >= 1900
     assert map_nodes(nodes.iloc[:500]).tolist() == list(range(500))     # few nodes: all of them
+
+
+# ------------------------------------------------------------------ the payload, compactly
+def test_map_soc_frames_are_packed_thousandths(runs):
+    """Each map frame's SoC string decodes (two base-64 digits a node, report.js ``unpack``) to the
+    thousandths of the shown nodes' SoC at the frame's last epoch."""
+    from otmarl.analysis.report_assets import MAX_FRAMES, PACK_DIGITS, _buckets, map_data, pack_thousandths
+    digit = {c: i for i, c in enumerate(PACK_DIGITS.tobytes().decode())}
+    unpack = lambda s: [digit[s[2 * j]] * 64 + digit[s[2 * j + 1]] for j in range(len(s) // 2)]  # noqa: E731
+    assert unpack(pack_thousandths(np.array([0.0, 0.0004, 0.0006, 0.5, 1.0, np.nan]))) == [0, 0, 1, 500, 1000, 0]
+    run = load_run(next(iter(runs.values())))
+    m = map_data(run)
+    soc = run.grid("soc")
+    frames = _buckets(run.n_epochs, MAX_FRAMES)
+    last = np.append(frames[1:], run.n_epochs) - 1
+    assert len(m["soc"]) == len(last)
+    for k, packed in zip(last, m["soc"]):
+        assert unpack(packed) == np.rint(soc[k, m["shown_ids"]] * 1000).astype(int).tolist()
+
+
+def test_payload_json_is_json_dumps_of_the_payload(runs):
+    """The payload written part by part and item by item is the same text json.dumps gives."""
+    from otmarl.analysis.jsonable import dumps_by_items
+    from otmarl.analysis.report_assets import dumps_for_html, payload, payload_json
+    for folder in runs.values():
+        run = load_run(folder)
+        m = metrics(run)
+        data = payload(run, m)
+        assert payload_json(run, m) == dumps_for_html(data)
+        assert dumps_by_items(data) == json.dumps(data, separators=(",", ":"), allow_nan=False)
+    nested = {"a": [1, [2.5, None, "x</y", True], {"b": {}, "c": [[[[0.1]]]]}], "é": [], "n": {"1": -0.0}}
+    assert dumps_by_items(nested) == json.dumps(nested, separators=(",", ":"), allow_nan=False)
+    with pytest.raises(ValueError):
+        dumps_by_items({"a": [[float("nan")]]})

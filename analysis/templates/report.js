@@ -226,6 +226,10 @@
 
   // ---------------------------------------------------------------------- network map
   const VIR = ["#440154", "#3b528b", "#21918c", "#5ec962", "#fde725"];
+  // a frame's SoC in thousandths, two base-64 digits a node (report_assets.pack_thousandths)
+  const DIGIT = {};
+  [..."ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"].forEach((c, i) => { DIGIT[c] = i; });
+  const unpack = s => Array.from({ length: s.length >> 1 }, (_, j) => DIGIT[s[2 * j]] * 64 + DIGIT[s[2 * j + 1]]);
   function socColor(v) {  // viridis-like, v in [0, 1]
     v = Math.min(1, Math.max(0, v)) * (VIR.length - 1);
     const i = Math.min(VIR.length - 2, Math.floor(v)), f = v - i;
@@ -235,6 +239,9 @@
   }
   function mapChart(host) {
     const G = D.map, MW = 900, MH = 640, pad = 20, n = G.shown.length, xs = G.x, ys = G.y;
+    const SOC = G.soc.map(unpack);
+    // each frame's flows come as columns (src, dst, amount, kind): rows [a, b, v, kind] here
+    const FLOWS = G.flows.map(([a, b, v, k]) => a.map((_, i) => [a[i], b[i], v[i], k[i]]));
     const [x0, x1] = [Math.min(...xs), Math.max(...xs)], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
     const k = Math.min((MW - 2 * pad) / ((x1 - x0) || 1), (MH - 2 * pad - 30) / ((y1 - y0) || 1));
     const ox = (MW - (x1 - x0) * k) / 2;
@@ -262,23 +269,23 @@
       return c;
     });
     const maxA = [0, 0];
-    G.flows.forEach(fr => fr.forEach(f => { maxA[f[3]] = Math.max(maxA[f[3]], f[2]); }));
+    FLOWS.forEach(fr => fr.forEach(f => { maxA[f[3]] = Math.max(maxA[f[3]], f[2]); }));
     const wmax = n > 300 ? 3 : 6;
     const input = ctl.querySelector("input"), label = ctl.querySelector(".t");
     let frame = 0;
     const paint = () => {
-      const soc = G.soc[frame], down = G.down[frame] || "";
+      const soc = SOC[frame], down = G.down[frame] || "";
       circles.forEach((c, j) => {
         c.setAttribute("fill", socColor(soc[j] / 1000));
         c.setAttribute("class", down[j] === "1" ? "down" : "");
       });
       flowG.innerHTML = "";
-      (G.flows[frame] || []).forEach(([a, b, v, kind]) => {
+      (FLOWS[frame] || []).forEach(([a, b, v, kind]) => {
         el("line", { x1: px(a), y1: py(a), x2: px(b), y2: py(b), class: kind ? "flow task" : "flow energy",
                      "stroke-width": (0.5 + wmax * Math.sqrt(v / (maxA[kind] || 1))).toFixed(2) }, flowG);
       });
       label.textContent = ` t = ${fmt(G.t[frame])} h`;
-      histogram(side, soc, down, G.flows[frame] || []);
+      histogram(side, soc, down, FLOWS[frame] || []);
     };
     input.oninput = () => { frame = +input.value; paint(); };
     let timer = null;
@@ -292,7 +299,7 @@
       const j = ev.target._j;
       if (j === undefined) return;
       const p = G.shown[j], nm = G.name ? G.name[p] : `node ${G.shown_ids[j]}`;
-      showTip(ev, `<b>${esc(nm)}</b> (${esc(G.classes[G.cls[p]])})<br>SoC ${fmt(G.soc[frame][j] / 1000)}` +
+      showTip(ev, `<b>${esc(nm)}</b> (${esc(G.classes[G.cls[p]])})<br>SoC ${fmt(SOC[frame][j] / 1000)}` +
                   ((G.down[frame] || "")[j] === "1" ? "<br><b>down</b> (failed or browned out)" : ""));
     });
     nodeG.addEventListener("mouseleave", hideTip);
