@@ -49,6 +49,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="share of actions drawn from the env's common uniforms (default 0)")
     t.add_argument("--joint-hold", type=int, default=1, metavar="H",
                    help="epochs each env keeps those common draws (default 1)")
+    t.add_argument("--select-every", type=int, default=0, metavar="U",
+                   help="checkpoint selection: play the actor on tuning seeds before the first "
+                   "update and every U updates, by sampling and by its mode, and keep the best "
+                   "(default 0: off, the last update)")
     t.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
                    help="override a scenario field, e.g. --set nodes.home.count=17")
     t.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -164,7 +168,7 @@ def cmd_train(args) -> int:
                  num_steps=args.num_steps, lr=args.lr, align_lambda=args.align_lambda,
                  align_every=args.align_every, drift=args.drift, init=args.init,
                  warm_start=args.warm_start, ent_coef=args.ent_coef, joint_explore=args.joint_explore,
-                 joint_hold=args.joint_hold, out="")
+                 joint_hold=args.joint_hold, select_every=args.select_every, out="")
     identity = {"algo": args.algo, **training_identity(a)}
     out = Path(args.out or default_train_folder(args, identity))
     if not args.overwrite and _holds_training(out, identity):

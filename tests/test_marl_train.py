@@ -509,3 +509,30 @@ def test_the_drift_history_travels_with_the_checkpoint(trained, tmp_path):
     again = json.loads((more / "policy.json").read_text())["drift_history"]
     assert again[:len(checks)] == meta["drift_history"] and len(again) > len(checks)
     assert json.loads((trained[0] / "policy.json").read_text())["drift_history"] is None
+
+
+def test_checkpoint_selection_keeps_the_best_candidate_and_it_plays_its_score(tmp_path):
+    """select_every: candidates before the first update, every U updates and after the last, each
+    deployed by sampling and by its mode on the selection seeds; the checkpoint written is the
+    first of the highest mean team return, with that deployment, and played again on the same
+    seeds it gives that score; the last update's checkpoint is kept in out/last."""
+    from otmarl.policies.marl.controller import MarlController
+    from otmarl.policies.marl.controls import tune_seeds
+    from otmarl.policies.marl.evaluate import run_policy
+    args = {**TINY, "horizon_h": 12, "total_steps": 27, "select_every": 2, "select_seeds": 2}
+    folder = mappo.train(mappo.Args(**args, out=str(tmp_path / "sel")))
+    meta = json.loads((folder / "policy.json").read_text())
+    sel = meta["selection"]
+    cands = sel["candidates"]
+    n = 9                                       # updates: 27 steps, 1 env x 3 epochs each
+    assert [(c["update"], c["deploy"]) for c in cands] == [
+        (u, d) for u in (-1, 1, 3, 5, 7, n - 1) for d in ("sample", "mode")]   # before, every 2, last
+    best = max(cands, key=lambda c: c["team_return"])
+    assert sel["chosen"] == next(c for c in cands if c["team_return"] == best["team_return"])
+    assert meta["args"]["deploy"] == sel["chosen"]["deploy"] and sel["seeds"] == tune_seeds(2)
+    assert (folder / "last" / "actor.pt").is_file() and not (folder / "selection").exists()
+    sc = resolve_scenario("microgrid-solar", [], 12)
+    again = np.mean([run_policy(sc, lambda: MarlController(folder), s)["team_return"] for s in sel["seeds"]])
+    assert again == pytest.approx(sel["chosen"]["team_return"], rel=1e-12)
+    with pytest.raises(UserError, match="select_every: value -1 must be >= 0"):
+        mappo.Args(select_every=-1)

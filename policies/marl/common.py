@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from .features import NAMES
 torch = deps.torch()
 from .nets import Actor, Critic, RunningNorm  # noqa: E402  (after the lazy torch import)
 from .rollout import Batch, Collector, CriticInput, Rollout  # noqa: E402
+from .controls import tune_seeds  # noqa: E402
 from .warmstart import warm_start  # noqa: E402
 
 Progress = Callable[[dict], None]
@@ -128,15 +130,27 @@ class PPOArgs:
     """Tuning seeds of the warm start's best-fixed search (the first of ``controls.tune_seeds``)."""
     torch_threads: int = 1
     """Torch CPU threads (the simulator is single-threaded)."""
+    select_every: int = 0
+    """Checkpoint selection: before the first update and every this many updates (and after the
+    last), the actor is played on the first ``select_seeds`` tuning seeds (``controls.tune_seeds``,
+    disjoint from training and evaluation seeds), deployed by sampling and by its mode; the
+    checkpoint written is the (update, deployment) of the highest mean team return there, and
+    ``deploy`` is set to it. With the warm start, the actor before the first update deployed by
+    its mode plays best-fixed itself. 0: off (the last update, deployed as ``deploy`` says)."""
+    select_seeds: int = 3
+    """Tuning seeds of checkpoint selection."""
     out: str = "runs/marl"
     """Checkpoint folder."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches", "joint_hold"):
+        for name in ("total_steps", "n_envs", "num_steps", "update_epochs", "num_minibatches", "joint_hold",
+                     "select_seeds"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}: value {getattr(self, name)} must be >= 1")
         if self.deploy not in ("sample", "mode"):
             raise UserError(f"deploy: unknown value '{self.deploy}' (choose sample or mode)")
+        if self.select_every < 0:
+            raise UserError(f"select_every: value {self.select_every} must be >= 0 (0: no selection)")
         if not 0.0 <= self.joint_explore <= 1.0:
             raise UserError(f"joint_explore: value {self.joint_explore:g} must be between 0 and 1")
         self._check_warm_start()
@@ -230,6 +244,8 @@ class PPORun:
         self.log = CsvLog(self.out / "train.csv")
         self.num_updates = math.ceil(args.total_steps / (args.n_envs * args.num_steps))
         self.t0, self.global_step, self.signal = time.perf_counter(), 0, None
+        self.selection: list[dict] = []
+        self.best: dict | None = None
 
     def _build_nets(self, critic_input: CriticInput) -> None:
         a, core = self.args, self.cores[0]
@@ -337,9 +353,55 @@ class PPORun:
                 **losses.means(), "explained_variance": batch.explained_variance(),
                 "align_dispersion": dispersion}
 
+    def select(self, update: int | None) -> None:
+        """Checkpoint selection (``select_every``): before the first update (``update`` None),
+        every ``select_every`` updates and after the last, play the actor on the selection seeds
+        deployed by sampling and by its mode (a checkpoint in ``out/selection``, run as
+        ``--policy marl:DIR`` runs) and keep the best in ``out/selection/best``."""
+        a = self.args
+        if not a.select_every or (update is not None and update != self.num_updates - 1
+                                  and (update + 1) % a.select_every):
+            return
+        from .controller import MarlController
+        from .evaluate import run_policy
+        here, best = self.out / "selection" / "now", self.out / "selection" / "best"
+        meta = self._meta()
+        save_checkpoint(here, self.actor, self.critic, meta)
+        for deploy in ("sample", "mode"):
+            score = float(np.mean([run_policy(self.sc, lambda: MarlController(here, sample=deploy == "sample"),
+                                              seed, self.opts)["team_return"]
+                                   for seed in tune_seeds(a.select_seeds)]))
+            row = {"update": -1 if update is None else update, "steps": self.global_step,
+                   "deploy": deploy, "team_return": score}
+            self.selection.append(row)
+            if self.best is None or score > self.best["team_return"]:
+                self.best = row
+                save_checkpoint(best, self.actor, self.critic,
+                                {**meta, "args": {**meta["args"], "deploy": deploy}})
+
     def save(self) -> Path:
-        """Close the log; write actor.pt, critic.pt and policy.json; return the folder."""
+        """Close the log; write actor.pt, critic.pt and policy.json; return the folder. With
+        checkpoint selection, the last update's checkpoint goes to ``out/last`` and the selected
+        one is written in ``out``, its policy.json saying which it is and listing every candidate
+        with its mean team return on the selection seeds."""
         self.log.close()
+        meta = self._meta()
+        if self.best is None:
+            save_checkpoint(self.out, self.actor, self.critic, meta)
+            return self.out
+        save_checkpoint(self.out / "last", self.actor, self.critic, meta)
+        chosen = self.out / "selection" / "best"
+        best_meta = load_meta(chosen)
+        best_meta["selection"] = {"chosen": self.best, "seeds": tune_seeds(self.args.select_seeds),
+                                  "candidates": self.selection}
+        for f in ("actor.pt", "critic.pt"):
+            shutil.copyfile(chosen / f, self.out / f)
+        (self.out / "policy.json").write_text(json.dumps(best_meta, indent=2) + "\n")
+        shutil.rmtree(self.out / "selection")
+        return self.out
+
+    def _meta(self) -> dict:
+        """policy.json of the actor as it is now."""
         core = self.cores[0]
         env = {**self.opts.to_dict(), "reward": core.weights.model_dump()}      # the weights used
         spec = core.spec
@@ -353,8 +415,7 @@ class PPORun:
                 "warm_start": self.warm.to_dict() | {"wall_s": self.warm_s} if self.warm else None,
                 "drift_history": self.detector.history if self.detector else None,
                 "steps": self.global_step}
-        save_checkpoint(self.out, self.actor, self.critic, meta)
-        return self.out
+        return meta
 
 
 # ------------------------------------------------------------------------------ log, checkpoint

@@ -37,6 +37,7 @@ def critic_input(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
 def train(args: Args, progress: Progress | None = None) -> Path:
     """Train, write the checkpoint and train.csv into ``args.out``; return that folder."""
     run = PPORun(args, ALGO, critic_input)
+    run.select(None)      # ALGO LOGIC: checkpoint selection on tuning seeds (select_every)
     for update in range(run.num_updates):
         # ALGO LOGIC: learning rate = lr0 x annealing x drift factor
         lr = run.set_lr(update)
@@ -63,6 +64,7 @@ def train(args: Args, progress: Progress | None = None) -> Path:
         # ALGO LOGIC: drift check on the windows of observations and rewards
         run.check_drift()
         run.record(update, lr, roll, batch, losses, progress)
+        run.select(update)
     return run.save()
 
 
