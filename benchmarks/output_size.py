@@ -3,12 +3,16 @@
     python benchmarks/output_size.py --after .venv/bin/python
     python benchmarks/output_size.py --before OLD/.venv/bin/python --after .venv/bin/python
     python benchmarks/output_size.py --after .venv/bin/python --seeds 2 --policies local,ot
+    python benchmarks/output_size.py --columns RUN_FOLDER      # bytes per row of each column
 
 Each install writes, in a fresh temporary folder (so that a checkout cannot shadow the install):
 one ``otmarl run`` of the scenario (seed 0, policy ot) with its default tables, and with
 ``--after`` also once per ``--tables`` choice; then one ``otmarl compare`` of the policies over
 the seeds with its default tables. Prints one Markdown row per folder: bytes of each file kind
 summed over the folder (all runs of a compare together) and the total, in MB (10^6 bytes).
+``--columns`` reads the Parquet footers of one run folder instead: each column of tasks.parquet
+and timeseries.parquet, its compressed bytes per row and its encodings (what a smaller folder
+would have to give up).
 """
 from __future__ import annotations
 
@@ -63,6 +67,29 @@ def measure(label: str, python: str, scenario: str, policies: str, seeds: int,
     return rows
 
 
+def columns(folder: Path) -> None:
+    """Compressed bytes per row of every column of the run folder's two long tables."""
+    import pyarrow.parquet as pq
+    for name in ("tasks", "timeseries"):
+        path = folder / f"{name}.parquet"
+        if not path.exists():
+            continue
+        meta = pq.ParquetFile(path).metadata
+        size: dict[str, int] = defaultdict(int)
+        enc: dict[str, set] = defaultdict(set)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                size[col.path_in_schema] += col.total_compressed_size
+                enc[col.path_in_schema] |= set(col.encodings)
+        rows = max(meta.num_rows, 1)
+        print(f"\n{name}.parquet: {meta.num_rows:,} rows, {path.stat().st_size / 1e6:.1f} MB, "
+              f"{path.stat().st_size / rows:.2f} bytes per row\n\n| column | bytes per row | encodings |\n|---|---:|---|")
+        for k in sorted(size, key=lambda k: -size[k]):
+            print(f"| {k} | {size[k] / rows:.2f} | {', '.join(sorted(enc[k]))} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", help="python of an install without --tables (its defaults only)")
@@ -70,7 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scenario", default="edge-offload")
     ap.add_argument("--policies", default="local,greedy,proportional,threshold,random,ot")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--columns", type=Path, metavar="RUN_FOLDER",
+                    help="only print the bytes per row of each column of this run folder's tables")
     a = ap.parse_args(argv)
+    if a.columns:
+        columns(a.columns)
+        return
     print(f"{a.scenario}; MB = 10^6 bytes per file kind, summed over the folder")
     print("| install | folder | " + " | ".join(KINDS + ("other", "total")) + " |")
     print("|---|---|" + "---:|" * (len(KINDS) + 2))
