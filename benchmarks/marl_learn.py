@@ -16,7 +16,7 @@ the tuning seeds of best-fixed (``controls.tune_seeds``: 2**32, ...). The contro
 - ``random-actions``: ``controls.RandomActions``, every component uniform over its options;
 - ``best-fixed``: ``controls.search_fixed`` on ``--tune-seeds`` tuning seeds, one constant action
   shared by every agent; cached per scenario and mode in ``--out``;
-- ``ot``: the OT controller (market mode).
+- ``local``, ``ot`` (market mode) and ``mpc``: the controllers, run on the same worlds.
 
 It prints the team return of each (mean and 95 % CI over the evaluation seeds) and the paired
 differences of the trained policy against every control (``analysis.stats.paired_table``), the
@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from otmarl.analysis.stats import ci_table, paired_table
-from otmarl.policies import make_controller
+from otmarl.policies import REGISTRY, make_controller
 from otmarl.policies.marl import controls, mappo
 from otmarl.policies.marl.controller import MarlController
 from otmarl.policies.marl.core import EnvOptions, resolve_scenario
@@ -90,8 +90,9 @@ def evaluate(a: argparse.Namespace, folder: Path, fixed_action: tuple[int, ...])
             "mappo-sample": lambda: MarlController(folder, sample=True),
             "random-actions": controls.RandomActions,
             "best-fixed": lambda: controls.FixedAction(fixed_action)}
-    if a.mode == "market":
-        pols["ot"] = lambda: make_controller("ot")
+    for name in ("local", "ot", "mpc"):       # ot: the market's own clearing (market mode)
+        if name in REGISTRY and (name != "ot" or a.mode == "market"):
+            pols[name] = lambda name=name: make_controller(name)
     return pd.DataFrame([{"policy": p, "seed": s, "team_return": run_policy(sc, make, s, opts)["team_return"]}
                          for s in controls.eval_seeds(a.eval_seeds) for p, make in pols.items()])
 
@@ -108,6 +109,11 @@ def report(rows: pd.DataFrame, folder: Path) -> None:
             r = t.iloc[0]
             print(f"  vs {base:<15} {r['mean_diff']:+8.2f}  [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
                   f"  {'beats' if r['ci_low'] > 0 else ('loses' if r['ci_high'] < 0 else 'ties')}")
+    meta = json.loads((folder / "policy.json").read_text())
+    chosen = (meta.get("selection") or {}).get("chosen")
+    print(f"\nthe checkpoint deploys by {meta['args'].get('deploy', 'mode')}"
+          + (f" (checkpoint selection: update {chosen['update']}, {chosen['team_return']:.2f} on the "
+             "tuning seeds)" if chosen else ""))
     log = pd.read_csv(folder / "train.csv")
     tail = log.tail(max(1, len(log) // 10))
     print(f"\ntraining: {int(log.agent_steps.iloc[-1])} agent-steps, "

@@ -3,7 +3,8 @@
     python benchmarks/marl_learn_combine.py runs/learn/regime-shift-market-s*-40000
 
 Reads each run folder's ``eval.csv`` (team return per policy and evaluation seed; every run on
-the same evaluation seeds) and prints, for the trained policy (``mappo-sample`` and
+the same evaluation seeds) and prints, for the trained policy (``mappo-deployed``: as its
+checkpoint says to deploy it, which checkpoint selection chooses; ``mappo-sample`` and
 ``mappo-mode``) against each control:
 
 - across training seeds: each run's mean difference over the evaluation seeds, then the mean
@@ -16,6 +17,7 @@ the same evaluation seeds) and prints, for the trained policy (``mappo-sample`` 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -27,17 +29,25 @@ def verdict(low: float, high: float) -> str:
     return "beats" if low > 0 else "loses" if high < 0 else "ties"
 
 
+def deployed(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """``rows`` with ``mappo-deployed``: the rows of the deployment the checkpoint says
+    (``deploy`` of its policy.json: what checkpoint selection chose, or the option given)."""
+    deploy = json.loads((folder / "policy.json").read_text())["args"].get("deploy", "mode")
+    pick = rows[rows.policy == f"mappo-{deploy}"].assign(policy="mappo-deployed")
+    return pd.concat([rows, pick], ignore_index=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", help="run folders of benchmarks/marl_learn.py")
     a = ap.parse_args()
-    frames = [pd.read_csv(Path(r) / "eval.csv").assign(run=str(r)) for r in a.runs]
+    frames = [deployed(pd.read_csv(Path(r) / "eval.csv"), Path(r)).assign(run=str(r)) for r in a.runs]
     rows = pd.concat(frames, ignore_index=True)
     wide = rows.pivot_table(index=["run", "seed"], columns="policy", values="team_return")
     controls = [c for c in wide.columns if not c.startswith("mappo")]
     print(f"{len(a.runs)} training runs, {wide.index.get_level_values('seed').nunique()} evaluation seeds")
     print("team return: " + ", ".join(f"{c} {wide[c].mean():.2f}" for c in wide.columns))
-    for trained in ("mappo-sample", "mappo-mode"):
+    for trained in ("mappo-deployed", "mappo-sample", "mappo-mode"):
         for c in controls:
             d = wide[trained] - wide[c]
             across = mean_ci(d.groupby(level="run").mean().to_numpy())

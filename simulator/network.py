@@ -404,8 +404,10 @@ class Paths:
         if near is not None:       # the canonical path, as a full row would give it
             self._edges[(s, t)] = near[1]
             return near[1]
-        self.ensure([s])
-        row = self._dist[s]
+        row = self._dist.get(s)
+        if row is None:
+            self.ensure([s])
+            row = self._dist[s]
         if not np.isfinite(row[t]):
             raise KeyError((s, t))
         out = self._edges[(s, t)] = self._canonical(s, t, row.item)
