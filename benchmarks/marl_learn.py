@@ -83,18 +83,30 @@ def train(a: argparse.Namespace, folder: Path) -> Path:
 
 
 def evaluate(a: argparse.Namespace, folder: Path, fixed_action: tuple[int, ...]) -> pd.DataFrame:
-    """One row (policy, seed, team_return) per policy and evaluation seed."""
+    """One row (policy, seed, team_return) per policy and evaluation seed. The controls' rows do
+    not depend on the training: they are kept in ``--out`` per scenario, mode, best-fixed action
+    and number of evaluation seeds, and read from there by the next run."""
     sc = resolve_scenario(a.scenario)
     opts = EnvOptions(mode=a.mode)
-    pols = {"mappo-mode": lambda: MarlController(folder, sample=False),
-            "mappo-sample": lambda: MarlController(folder, sample=True),
-            "random-actions": controls.RandomActions,
-            "best-fixed": lambda: controls.FixedAction(fixed_action)}
-    for name in ("local", "ot", "mpc"):       # ot: the market's own clearing (market mode)
-        if name in REGISTRY and (name != "ot" or a.mode == "market"):
-            pols[name] = lambda name=name: make_controller(name)
-    return pd.DataFrame([{"policy": p, "seed": s, "team_return": run_policy(sc, make, s, opts)["team_return"]}
-                         for s in controls.eval_seeds(a.eval_seeds) for p, make in pols.items()])
+    seeds = controls.eval_seeds(a.eval_seeds)
+
+    def rows(pols: dict) -> pd.DataFrame:
+        return pd.DataFrame([{"policy": p, "seed": s, "team_return": run_policy(sc, make, s, opts)["team_return"]}
+                             for s in seeds for p, make in pols.items()])
+    cache = Path(a.out) / (f"controls-{a.scenario}-{a.mode}-{'-'.join(map(str, fixed_action))}"
+                           f"-{a.eval_seeds}.csv")
+    if cache.is_file():
+        held = pd.read_csv(cache)
+    else:
+        pols = {"random-actions": controls.RandomActions, "best-fixed": lambda: controls.FixedAction(fixed_action)}
+        for name in ("local", "ot", "mpc"):       # ot: the market's own clearing (market mode)
+            if name in REGISTRY and (name != "ot" or a.mode == "market"):
+                pols[name] = lambda name=name: make_controller(name)
+        held = rows(pols)
+        held.to_csv(cache, index=False)
+    trained = rows({"mappo-mode": lambda: MarlController(folder, sample=False),
+                    "mappo-sample": lambda: MarlController(folder, sample=True)})
+    return pd.concat([trained, held], ignore_index=True)
 
 
 def report(rows: pd.DataFrame, folder: Path) -> None:
