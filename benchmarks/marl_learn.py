@@ -2,6 +2,8 @@
 
     python benchmarks/marl_learn.py microgrid-solar --steps 20000 --seed 0 --eval-seeds 10
     python benchmarks/marl_learn.py edge-offload --steps 30000 --set lr=1e-3 --out runs/learn
+    python benchmarks/marl_learn.py microgrid-solar --steps 200000 --reuse --name RUN/last  # the last
+        # update of a run made with checkpoint selection (RUN its folder name under --out)
 
 One training run (seed ``--seed``; its episodes draw their seeds below 2**31 from that seed's
 generator), then every policy runs on the evaluation seeds of ``otmarl evaluate``
@@ -126,6 +128,8 @@ def report(rows: pd.DataFrame, folder: Path) -> None:
     print(f"\nthe checkpoint deploys by {meta['args'].get('deploy', 'mode')}"
           + (f" (checkpoint selection: update {chosen['update']}, {chosen['team_return']:.2f} on the "
              "tuning seeds)" if chosen else ""))
+    if not (folder / "train.csv").is_file():      # out/last of a run with checkpoint selection
+        return
     log = pd.read_csv(folder / "train.csv")
     tail = log.tail(max(1, len(log) // 10))
     print(f"\ntraining: {int(log.agent_steps.iloc[-1])} agent-steps, "
