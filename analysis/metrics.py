@@ -324,7 +324,7 @@ def _reduce(run: Run) -> dict[str, np.ndarray]:
     del soc
     # the bus, (harvested - curtailed) - (idle + tasks + transmit), with at most three grids held
     net: dict[str, np.ndarray] = {}
-    cons: np.ndarray | float = 0.0
+    cons: np.ndarray | None = None
     for c in ENERGY_COLS:
         g = run.grid(c)
         out[f"node_{c}"], out[f"epoch_{c}"] = g.sum(0), g.sum(1)
@@ -333,7 +333,7 @@ def _reduce(run: Run) -> dict[str, np.ndarray]:
             if len(net) == 2:
                 net["bus"] = net.pop("harvested_wh") - net.pop("curtailed_wh")
         elif c in CONSUMED:
-            cons = g if isinstance(cons, float) else np.add(cons, g, out=cons)
+            cons = g if cons is None else np.add(cons, g, out=cons)
         del g
     bus = net["bus"]
     bus -= cons
@@ -555,8 +555,15 @@ def _service(run: Run) -> dict:
 
 
 def _latency_tail(run: Run) -> dict:
-    """p90 and max latency (s) of the completed tasks, from three columns of tasks.parquet read
-    one at a time (not the task frame: at 15 million tasks it takes gigabytes)."""
+    """p90 and max latency (s) of the completed tasks (``_latencies``)."""
+    lat = _latencies(run)
+    return {"p90": float(np.percentile(lat, 90)) if lat.size else None,
+            "max": float(lat.max()) if lat.size else None}
+
+
+def _latencies(run: Run) -> np.ndarray:
+    """Latency (s, float64) of every completed task, from three columns of tasks.parquet read one
+    at a time (not the task frame: at 15 million tasks it takes gigabytes)."""
     status = run.column("tasks", "status").combine_chunks()
     done_values = pa.array(["completed_on_time", "completed_late"])
     if pa.types.is_dictionary(status.type):
@@ -567,8 +574,7 @@ def _latency_tail(run: Run) -> dict:
     del status
     lat = run.column("tasks", "end_s").to_numpy()[done].astype(np.float64)
     lat -= run.column("tasks", "generated_s").to_numpy()[done]
-    return {"p90": float(np.percentile(lat, 90)) if lat.size else None,
-            "max": float(lat.max()) if lat.size else None}
+    return lat
 
 
 def _service_from_tasks(run: Run) -> dict:
@@ -578,8 +584,7 @@ def _service_from_tasks(run: Run) -> dict:
     on_time = int(np.count_nonzero(_eq(st, "completed_on_time")))
     late = int(np.count_nonzero(_eq(st, "completed_late")))
     dropped = {r: int(np.count_nonzero(_eq(t["drop_reason"], r))) for r in DROP_REASONS}
-    done = _eq(st, "completed_on_time") | _eq(st, "completed_late")
-    lat = (t["end_s"].to_numpy() - t["generated_s"].to_numpy())[done]
+    lat = _latencies(run)
     qs = dict(zip(("p50", "p90", "p95", "p99"), np.percentile(lat, [50, 90, 95, 99]))) if lat.size else {}
     return {"generated": n, "completed_on_time": on_time, "completed_late": late,
             "on_time_ratio": _ratio(on_time, n), "completion_ratio": _ratio(on_time + late, n),

@@ -369,7 +369,7 @@ def html_report(run: Run, m: dict, baseline: Run | None = None) -> str:
     parts += ["</div>", f"<footer><p>{html.escape(DEFINITIONS)}</p>"
               f"<p>{html.escape(made_from_line(r))}</p>"
               "</footer></main>"]
-    return html_page(title, "".join(parts), payload_json(run, m, baseline))
+    return html_page(title, "".join(parts), payload_json(run, baseline))
 
 
 # ---------------------------------------------------------------------------- comparison

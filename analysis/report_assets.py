@@ -113,7 +113,7 @@ def payload(run: Run, metrics: dict, baseline: Run | None = None) -> dict:
     return {key: make() for key, make in _payload_parts(run, baseline)}
 
 
-def payload_json(run: Run, metrics: dict, baseline: Run | None = None) -> str:
+def payload_json(run: Run, baseline: Run | None = None) -> str:
     """``dumps_for_html(payload(...))``, the same text, made one part at a time: each part's
     lists are let go once written (a map of thousands of nodes and frames is millions of
     numbers as Python objects, a few characters each as JSON)."""

@@ -87,7 +87,8 @@ def train(a: argparse.Namespace, folder: Path) -> Path:
 def evaluate(a: argparse.Namespace, folder: Path, fixed_action: tuple[int, ...]) -> pd.DataFrame:
     """One row (policy, seed, team_return) per policy and evaluation seed. The controls' rows do
     not depend on the training: they are kept in ``--out`` per scenario, mode, best-fixed action
-    and number of evaluation seeds, and read from there by the next run."""
+    and number of evaluation seeds, and read from there by the next run (delete that file, like
+    the best-fixed one, after a change to the code the controls run)."""
     sc = resolve_scenario(a.scenario)
     opts = EnvOptions(mode=a.mode)
     seeds = controls.eval_seeds(a.eval_seeds)

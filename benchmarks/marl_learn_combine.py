@@ -5,7 +5,8 @@
 Reads each run folder's ``eval.csv`` (team return per policy and evaluation seed; every run on
 the same evaluation seeds) and prints, for the trained policy (``mappo-deployed``: as its
 checkpoint says to deploy it, which checkpoint selection chooses; ``mappo-sample`` and
-``mappo-mode``) against each control:
+``mappo-mode``) against each control, and against ``last-update`` (the last update of a run made
+with checkpoint selection, when ``RUN/last/eval.csv`` exists: selection's paired effect):
 
 - across training seeds: each run's mean difference over the evaluation seeds, then the mean
   and 95 % Student-t CI across the runs (training-seed variation);
@@ -33,8 +34,12 @@ def deployed(rows: pd.DataFrame, folder: Path) -> pd.DataFrame:
     """``rows`` with ``mappo-deployed``: the rows of the deployment the checkpoint says
     (``deploy`` of its policy.json: what checkpoint selection chose, or the option given)."""
     deploy = json.loads((folder / "policy.json").read_text())["args"].get("deploy", "mode")
-    pick = rows[rows.policy == f"mappo-{deploy}"].assign(policy="mappo-deployed")
-    return pd.concat([rows, pick], ignore_index=True)
+    parts = [rows, rows[rows.policy == f"mappo-{deploy}"].assign(policy="mappo-deployed")]
+    last = folder / "last"
+    if (last / "eval.csv").is_file():       # checkpoint selection's last update, evaluated alone
+        lrows = deployed(pd.read_csv(last / "eval.csv"), last)
+        parts.append(lrows[lrows.policy == "mappo-deployed"].assign(policy="last-update"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def main() -> None:
@@ -44,7 +49,7 @@ def main() -> None:
     frames = [deployed(pd.read_csv(Path(r) / "eval.csv"), Path(r)).assign(run=str(r)) for r in a.runs]
     rows = pd.concat(frames, ignore_index=True)
     wide = rows.pivot_table(index=["run", "seed"], columns="policy", values="team_return")
-    controls = [c for c in wide.columns if not c.startswith("mappo")]
+    controls = [c for c in wide.columns if not c.startswith("mappo")]   # last-update: a control too
     print(f"{len(a.runs)} training runs, {wide.index.get_level_values('seed').nunique()} evaluation seeds")
     print("team return: " + ", ".join(f"{c} {wide[c].mean():.2f}" for c in wide.columns))
     for trained in ("mappo-deployed", "mappo-sample", "mappo-mode"):

@@ -51,9 +51,15 @@ class OTController:
         p = self.p
         if p.path_costs != "energy" or self.solver.on_graph:
             return None
-        most = 1.0 + p.fairness * float(self.unmet.max()) / max(float(self.unmet.mean()), 1e-12) + p.urgency
+        most = float(self.weight(self.unmet.max(), 1.0))
         least = 1.0 + p.wear_cost - p.max_loss * most - self.store_value()
         return least if least > 0 else None
+
+    def weight(self, unmet, urgency):
+        """A request's weight on ``max_loss`` (its unmet penalty per Wh): 1, plus ``fairness`` times
+        its node's smoothed unmet share over the mean share, plus ``urgency`` times its urgency
+        (0 .. 1). The clearing and ``least_efficiency`` both use it."""
+        return 1.0 + self.p.fairness * unmet / max(self.unmet.mean(), 1e-12) + self.p.urgency * urgency
 
     def clear(self, obs: Observation, markets: M.Markets) -> Cleared:
         """Clear given markets (MARL market mode sets its own) and update the fairness history."""
@@ -65,8 +71,7 @@ class OTController:
     # ------------------------------------------------------------------ the clearing rule
     def clear_energy(self, m: M.EnergyMarket, obs: Observation) -> Clearing:
         o, r = m.offers, m.requests
-        weight = (1.0 + self.p.fairness * self.unmet[r.nodes] / max(self.unmet.mean(), 1e-12)
-                  + self.p.urgency * m.urgency)
+        weight = self.weight(self.unmet[r.nodes], m.urgency)
         penalty = (np.zeros(len(o.nodes)), self.p.max_loss * weight * np.ones(len(r.nodes)))
         site = self._site(o, r, obs)
         if self.store_value() > 0 and not self.solver.on_graph and m.spill.any():

@@ -292,7 +292,7 @@ def test_payload_json_is_json_dumps_of_the_payload(runs):
         run = load_run(folder)
         m = metrics(run)
         data = payload(run, m)
-        assert payload_json(run, m) == dumps_for_html(data)
+        assert payload_json(run) == dumps_for_html(data)
         assert dumps_by_items(data) == json.dumps(data, separators=(",", ":"), allow_nan=False)
     nested = {"a": [1, [2.5, None, "x</y", True], {"b": {}, "c": [[[[0.1]]]]}], "é": [], "n": {"1": -0.0}}
     assert dumps_by_items(nested) == json.dumps(nested, separators=(",", ":"), allow_nan=False)
