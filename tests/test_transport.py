@@ -552,23 +552,46 @@ def test_problem_feasibility_mask():
     assert q.supply_penalty[0] == default_penalty(cost) == 2 * 2 * 4.0
 
 
-def test_hierarchical_on_shortest_path_costs():
-    rng = np.random.default_rng(3)
-    n = 600
+def shortest_path_market(seed: int, n: int, radius: float, steps: tuple[int, int]):
+    """Random points linked within ``radius``; supply at every steps[0]-th point, demand at every
+    steps[1]-th from the second; costs are shortest-path lengths. Masses, costs and positions."""
+    rng = np.random.default_rng(seed)
     xy = rng.random((n, 2))
-    pairs = cKDTree(xy).query_pairs(0.09, output_type="ndarray")
+    pairs = cKDTree(xy).query_pairs(radius, output_type="ndarray")
     src, dst = np.concatenate([pairs[:, 0], pairs[:, 1]]), np.concatenate([pairs[:, 1], pairs[:, 0]])
     length = np.linalg.norm(xy[src] - xy[dst], axis=1)
-    s_nodes, d_nodes = np.arange(0, n, 3), np.arange(1, n, 3)
+    s_nodes, d_nodes = np.arange(0, n, steps[0]), np.arange(1, n, steps[1])
     cost = shortest_path_costs(n, src, dst, length, s_nodes, d_nodes)
-    a, b = rng.random(s_nodes.size), rng.random(d_nodes.size)
+    return rng.random(s_nodes.size), rng.random(d_nodes.size), cost, xy[s_nodes], xy[d_nodes]
+
+
+def test_hierarchical_on_shortest_path_costs():
+    a, b, cost, xs, xd = shortest_path_market(3, 600, 0.09, (3, 3))
     exact = solve(a, b, cost, "exact")
-    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xy[s_nodes], demand_xy=xy[d_nodes]),
-                rng=0)
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xs, demand_xy=xd), rng=0)
     assert res.status in ("converged", "optimal")
     assert 0 <= gap(res, exact) < 0.02
     assert res.lower_bound <= exact.total_cost * (1 + 1e-12)
     assert_marginals(res, a, b)
+
+
+def test_hierarchical_solves_few_feasible_pairs_exactly_at_once():
+    """A market whose pairs stop where a transfer stops paying has few feasible pairs: all of them
+    go to one sparse exact solve (no clustering, no refinement rounds), and the plan is optimal."""
+    a, b, cost, xs, xd = shortest_path_market(4, 900, 0.06, (2, 9))
+    cost[cost > 0.12] = np.inf
+    opts = HierarchicalOptions(supply_xy=xs, demand_xy=xd)
+    assert np.isfinite(cost).sum() <= opts.knn * a.size + 8 * b.size   # few enough
+    res = solve(a, b, cost, "hierarchical", options=opts, rng=0)
+    exact = solve(a, b, cost, "exact")
+    assert (res.status, res.iterations) == ("optimal", 0)
+    np.testing.assert_allclose(res.total_cost, exact.total_cost, rtol=RTOL)
+    assert res.lower_bound == pytest.approx(res.total_cost, rel=1e-12)
+    assert np.all(res.plan[~np.isfinite(cost)] == 0)
+    assert_marginals(res, a, b)
+    # the same problem with every pair feasible goes through the refinement
+    dense = solve(a, b, np.where(np.isfinite(cost), cost, 1.0), "hierarchical", options=opts, rng=0)
+    assert dense.iterations >= 1
 
 
 # -- trivial cases and inputs ------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Coarse-to-fine transport for thousands of nodes.
 
+0. **Few pairs**: when the feasible pairs are no more than the refinement's pool (below), all of
+   them go to one sparse exact solve instead (``_few_pairs``; status 'optimal', no rounds).
 1. **Cluster** supply and demand (given labels, or k-means on positions with k ~ sqrt(n), its
    initialisation drawn from the ``rng`` handed to ``solve``).
 2. **Coarse**: exact transport between clusters (aggregated masses; cluster-to-cluster cost = the
@@ -65,6 +67,7 @@ from .exact import (
     balanced_dense_plan,
     exact_plan,
     solve_exact,
+    solve_sparse,
 )
 
 _SPREAD = 4
@@ -119,9 +122,14 @@ def solve_hierarchical(p: Problem, opts: HierarchicalOptions, rng: np.random.Gen
     seeds the k-means initialisation. The plan comes as ``plan_coo`` only (``plan`` is None)."""
     if p.trivial:
         return trivial_result(p, "hierarchical")
-    ls, ld = cluster_labels(p, opts, rng)
     rows, cols = np.flatnonzero(p.supply > 0), np.flatnonzero(p.demand > 0)
     sub = _restrict(p, rows, cols)
+    pairs = _few_pairs(sub, opts) if opts.refine_rounds > 0 else None
+    if pairs is not None:
+        plan, u, v, status = solve_sparse(sub, *pairs, opts.max_iter)
+        return _embed(p, rows, cols, plan, u, v, status, 0,
+                      _objective(sub, plan)[0] if status == "optimal" else None)
+    ls, ld = cluster_labels(p, opts, rng)
     ls, ld = _compact(ls[rows]), _compact(ld[cols])
     coarse = _coarse(sub, ls, ld, opts.cluster_cost)
     fine = _fine(sub, ls, ld, coarse.plan)
@@ -203,6 +211,20 @@ def _compact(labels: np.ndarray) -> np.ndarray:
 
 
 # -- coarse and fine levels --------------------------------------------------------------------
+def _few_pairs(p: Problem, opts: HierarchicalOptions) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every feasible pair (rows, cols) when they are no more than the pool ``refine`` would price
+    (``knn`` per supply and ``_FIRST`` per demand), else None. Then one sparse exact solve on all
+    of them is no larger than a restricted solve of the refinement, and it is exact: an energy
+    market whose pairs stop at the efficiency that can pay (``OTController.least_efficiency``)
+    is such a problem (at 10,000 nodes, ~9,600 offers x ~400 requests, ~17,000 feasible pairs)."""
+    if p.all_feasible:
+        return None
+    n_s, n_d = p.feasible.shape
+    if np.count_nonzero(p.feasible) > opts.knn * n_s + _FIRST * n_d:
+        return None
+    return np.nonzero(p.feasible)
+
+
 def _restrict(p: Problem, rows: np.ndarray, cols: np.ndarray) -> Problem:
     """The sub-problem on the given rows and columns (no copy when they are all of them)."""
     if rows.size == p.supply.size and cols.size == p.demand.size:
