@@ -20,6 +20,7 @@ from otmarl.simulator.control import Decision, Observation, WorldInfo
 
 from .link_limits import fit_link_limits
 from .market import EnergyMarket, Markets, TaskMarket
+from .transport import SparsePlan
 
 _EPS = 1e-9
 """Amounts (Wh, fractions of a task) below this count as nothing."""
@@ -30,11 +31,12 @@ class Clearing:
     """A rule's answer for one market: the plan and how it was reached.
 
     ``plan`` (offers x requests) holds Wh sent (energy) or fractional tasks; the pipeline ignores
-    it where the market's cost is infinite. ``offer_price`` / ``request_price`` are the nodes'
+    it where the market's cost is infinite. For a sparse energy market it is a ``SparsePlan``
+    (coordinates), and mass off the market's pairs is ignored. ``offer_price`` / ``request_price`` are the nodes'
     shadow prices (the OT duals), None for rules that have none.
     """
 
-    plan: np.ndarray
+    plan: np.ndarray | SparsePlan
     solver: str
     status: str
     objective: float
@@ -97,8 +99,9 @@ class Cleared:
 
 def can_trade(m: EnergyMarket | TaskMarket | None) -> bool:
     """Both sides have a node and some pair has a finite cost."""
-    return (m is not None and len(m.offers.nodes) > 0 and len(m.requests.nodes) > 0
-            and bool(np.isfinite(m.cost).any()))
+    if m is None or not len(m.offers.nodes) or not len(m.requests.nodes):
+        return False
+    return m.can_pair() if isinstance(m, EnergyMarket) else bool(np.isfinite(m.cost).any())
 
 
 def clear_markets(rule: ClearingRule, markets: Markets, obs: Observation, info: WorldInfo) -> Cleared:
@@ -107,8 +110,7 @@ def clear_markets(rule: ClearingRule, markets: Markets, obs: Observation, info: 
     energy, tasks = EnergyTransfers(), TaskRoutes()
     e_clear = rule.clear_energy(em, obs) if can_trade(em) else None
     if e_clear is not None:
-        plan = within_market(e_clear.plan, em.cost, em.offers.amount, em.demand_sent)
-        energy = energy_transfers(em, plan, obs, info)
+        energy = energy_transfers(em, e_clear.plan, obs, info)
     t_clear = rule.clear_tasks(tm, obs) if can_trade(tm) else None
     if t_clear is not None:
         plan = within_market(t_clear.plan, tm.cost, tm.offers.amount, tm.requests.amount)
@@ -136,19 +138,51 @@ def within_market(plan: np.ndarray, cost: np.ndarray, offers: np.ndarray, reques
 
 
 # ------------------------------------------------------------------------------------- energy
-def energy_transfers(m: EnergyMarket, plan: np.ndarray, obs: Observation, info: WorldInfo) -> EnergyTransfers:
-    """The transfers of a plan within the market (``within_market``), scaled to the receivers'
-    headroom, then to the link power limits."""
-    delivered = (plan * m.eff).sum(0)
+def energy_transfers(m: EnergyMarket, plan: np.ndarray | SparsePlan, obs: Observation,
+                     info: WorldInfo) -> EnergyTransfers:
+    """The transfers of a rule's plan within the market (``within_market``; ``within_pairs`` for
+    a sparse market), scaled to the receivers' headroom, then to the link power limits."""
     room = obs.headroom_wh[m.requests.nodes]
+    if m.pairs is not None:
+        return _transfers(m, *within_pairs(plan, m, room), obs, info)
+    plan = within_market(plan, m.cost, m.offers.amount, m.demand_sent)
+    delivered = (plan * m.eff).sum(0)
     plan = plan * np.minimum(1.0, room / np.maximum(delivered, 1e-300))[None, :]
     i, j = np.nonzero(plan > _EPS)
+    return _transfers(m, i, j, plan[i, j], m.eff[i, j], m.cost[i, j], obs, info)
+
+
+def within_pairs(plan: SparsePlan, m: EnergyMarket, room: np.ndarray):
+    """``within_market`` for a sparse market's plan (offers x requests as coordinates), then scaled
+    to the receivers' headroom ``room`` (Wh per request): (offer index, request index, Wh,
+    efficiency, cost) of each pair."""
+    pr, n_r = m.pairs, len(m.requests.nodes)
+    keys = pr.i * n_r + pr.j
+    at = np.minimum(np.searchsorted(keys, plan.rows * n_r + plan.cols), max(len(keys) - 1, 0))
+    ok = (plan.mass > _EPS) & (keys[at] == plan.rows * n_r + plan.cols) if len(keys) else plan.mass < 0
+    at, wh = at[ok], plan.mass[ok]
+    i, j = pr.i[at], pr.j[at]
+    for side, cap, n in ((i, m.offers.amount, len(m.offers.nodes)), (j, m.demand_sent, n_r)):
+        total = np.bincount(side, wh, n)
+        over = total > cap * (1 + _EPS)
+        if over.any():
+            wh = wh * np.where(over, cap / np.where(over, total, 1.0), 1.0)[side]
+    delivered = np.bincount(j, wh * pr.eff[at], n_r)
+    wh = wh * np.minimum(1.0, room / np.maximum(delivered, 1e-300))[j]
+    return i, j, wh, pr.eff[at], pr.cost[at]
+
+
+def _transfers(m: EnergyMarket, i: np.ndarray, j: np.ndarray, wh: np.ndarray, eff: np.ndarray,
+               cost: np.ndarray, obs: Observation, info: WorldInfo) -> EnergyTransfers:
+    """Transfers of the pairs (offer i, request j) with Wh ``wh`` > 0, fitted to the link limits."""
+    keep = wh > _EPS
+    i, j, wh, eff, cost = i[keep], j[keep], wh[keep], eff[keep], cost[keep]
     src, dst = m.offers.nodes[i], m.requests.nodes[j]
     paths = [obs.network.energy.edges(int(s), int(t)) for s, t in zip(src, dst)]
-    wh = fit_link_limits(plan[i, j], paths, info.link_power_limit_w * info.dt_s / 3600.0)
+    wh = fit_link_limits(wh, paths, info.link_power_limit_w * info.dt_s / 3600.0)
     keep = wh > _EPS
     # a hair below the plan: the world's checks sum in another order
-    return EnergyTransfers(src[keep], dst[keep], wh[keep] * (1 - 1e-12), m.eff[i, j][keep], m.cost[i, j][keep])
+    return EnergyTransfers(src[keep], dst[keep], wh[keep] * (1 - 1e-12), eff[keep], cost[keep])
 
 
 # -------------------------------------------------------------------------------------- tasks

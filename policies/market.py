@@ -46,16 +46,35 @@ class Side:
     amount: np.ndarray
 
 
+SPARSE_ABOVE = 2**20
+"""An energy market with more offer-request pairs than this, whose pairs stop at a least
+efficiency, is built sparse (``Pairs``) when its clearing rule takes it: a 10,000-node field has
+~9,600 offers x ~400 requests of which ~17,000 pairs can pay, and at 100,000 nodes the dense
+matrices would take gigabytes each."""
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The offer-request pairs of a sparse energy market, those with a path efficient enough to
+    pay: offer index ``i`` and request index ``j`` (sorted by i, then j), their path efficiency
+    and cost per Wh sent (every other pair has no path)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    eff: np.ndarray
+    cost: np.ndarray
+
+
 @dataclass(frozen=True)
 class EnergyMarket:
     offers: Side
     """Wh a node may send."""
     requests: Side
     """Wh a node wants to receive."""
-    eff: np.ndarray
-    """Path efficiency (offers x requests), 0 = no path."""
-    cost: np.ndarray
-    """Per Wh sent: loss + wear; inf where no path."""
+    eff: np.ndarray | None
+    """Path efficiency (offers x requests), 0 = no path; None for a sparse market (``pairs``)."""
+    cost: np.ndarray | None
+    """Per Wh sent: loss + wear; inf where no path; None for a sparse market (``pairs``)."""
     demand_sent: np.ndarray
     """Requests in sent units (request / best efficiency into the node)."""
     urgency: np.ndarray
@@ -64,6 +83,12 @@ class EnergyMarket:
     spill: np.ndarray
     """Per offer, Wh of it that the node would otherwise curtail (its battery full) before it
     next draws on its store: sending them costs the node nothing later. 0 where not known."""
+    pairs: Pairs | None = None
+    """The pairs with a path, for a market built sparse (``eff`` and ``cost`` are then None)."""
+
+    def can_pair(self) -> bool:
+        """Some offer-request pair has a path."""
+        return bool(len(self.pairs.i)) if self.pairs is not None else bool(np.isfinite(self.cost).any())
 
 
 @dataclass(frozen=True)
@@ -84,10 +109,12 @@ class Markets:
     tasks: TaskMarket | None
 
 
-def build_markets(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None) -> Markets:
+def build_markets(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None,
+                  sparse: bool = False) -> Markets:
     """The markets the parameters switch on; only nodes above the low state of charge take tasks.
-    ``least``: the energy market's pairs less efficient than this are left out (no path)."""
-    em = energy_market(obs, info, p, least) if p.energy else None
+    ``least``: the energy market's pairs less efficient than this are left out (no path);
+    ``sparse``: the clearing rule takes a sparse energy market (``SPARSE_ABOVE``)."""
+    em = energy_market(obs, info, p, least, sparse) if p.energy else None
     tm = task_market(obs, info, p, obs.stored_wh > p.low_soc * obs.capacity_wh) if p.tasks else None
     return Markets(em, tm)
 
@@ -195,21 +222,23 @@ def projected(obs: Observation, info: WorldInfo, p: MarketParams) -> Projection:
 
 
 def energy_market(obs: Observation, info: WorldInfo, p: MarketParams,
-                  least: float | None = None) -> EnergyMarket:
+                  least: float | None = None, sparse: bool = False) -> EnergyMarket:
     """Offers and requests of energy (Wh) by the parameters' levels ('forecast' or 'soc');
-    ``least``: pairs less efficient than this are left out."""
+    ``least``: pairs less efficient than this are left out; ``sparse``: see ``build_markets``."""
     if p.levels == "soc":
-        return _soc_market(obs, info, p, least)
+        return _soc_market(obs, info, p, least, sparse)
     pr = projected(obs, info, p)
     offer = np.where(obs.up, np.clip(pr.low - pr.floor, 0.0, obs.sendable_wh), 0.0)
     lack = np.minimum(np.maximum(pr.floor - pr.low, 0.0), pr.room)
     # a node down for lack of energy needs its resume level first
     lack = np.where(obs.up, lack, np.maximum(lack, info.resume_wh * 1.05 - obs.stored_wh))
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(lack, 0.0, obs.headroom_wh))
-    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due, spill=pr.spill, least=least)
+    return energy_market_from(obs, p, offer, request, urgency=1.0 - pr.due, spill=pr.spill, least=least,
+                              sparse=sparse)
 
 
-def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None) -> EnergyMarket:
+def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams, least: float | None = None,
+                sparse: bool = False) -> EnergyMarket:
     """Offers above a forecast-shifted reserve, requests up to a forecast-shifted target (Wh)."""
     cap, stored = obs.capacity_wh, obs.stored_wh
     drift = forecast_drift(obs, info, p)
@@ -219,31 +248,44 @@ def _soc_market(obs: Observation, info: WorldInfo, p: MarketParams, least: float
     target = np.where(obs.up, target, np.maximum(target, info.resume_wh * 1.05))
     request = np.where(obs.failed, 0.0, np.clip(target - stored, 0.0, obs.headroom_wh))
     request[offer > 0] = 0.0
-    return energy_market_from(obs, p, offer, request, least=least)
+    return energy_market_from(obs, p, offer, request, least=least, sparse=sparse)
 
 
 def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
                        request: np.ndarray, urgency: np.ndarray | None = None,
-                       spill: np.ndarray | None = None, least: float | None = None) -> EnergyMarket:
+                       spill: np.ndarray | None = None, least: float | None = None,
+                       sparse: bool = False) -> EnergyMarket:
     """The energy market for given per-node offers and requests (Wh); e.g. set by MARL actions.
     Offers are capped at what each node may send and requests at what it may receive.
     ``urgency`` (per node, 0 .. 1): how soon a requester would fall short; 0 if not given.
     ``spill`` (per node, Wh): what it would curtail before its next draw; 0 if not given.
     ``least``: pairs whose path efficiency is below it count as having no path (the searches
-    for them stop there)."""
+    for them stop there). ``sparse``: with ``least``, a market of more than ``SPARSE_ABOVE``
+    pairs keeps only those with a path (``Pairs``)."""
     offer = np.where(obs.up, np.clip(offer, 0.0, obs.sendable_wh), 0.0)
     request = np.where(obs.failed | (offer > 0), 0.0, np.clip(request, 0.0, obs.headroom_wh))
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
+    due = np.zeros(len(r)) if urgency is None else urgency[r]
+    free = np.zeros(len(o)) if spill is None else np.minimum(spill[o], offer[o])
+    if sparse and least is not None and 0 < least and p.path_costs == "energy" and len(o) * len(r) > SPARSE_ABOVE:
+        i, j, eff = obs.network.energy_pairs(o, r, least)
+        best = np.zeros(len(r))
+        np.maximum.at(best, j, eff)
+        pairs = Pairs(i, j, eff, 1.0 - eff + p.wear_cost)
+        return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), None, None, _sent_units(request[r], best),
+                            due, free, pairs)
     eff = obs.network.energy_efficiency(o, r, least) if len(o) and len(r) else np.zeros((len(o), len(r)))
     if p.path_costs == "latency" and eff.size:
         cost = _latency_cost(obs.network.task.rows(o)[:, r], eff > 0, p)
     else:
         cost = np.where(eff > 0, 1.0 - eff + p.wear_cost, np.inf)
     best = eff.max(axis=0) if len(o) else np.zeros(len(r))
-    demand_sent = np.where(best > 0, request[r] / np.where(best > 0, best, 1.0), 0.0)
-    due = np.zeros(len(r)) if urgency is None else urgency[r]
-    free = np.zeros(len(o)) if spill is None else np.minimum(spill[o], offer[o])
-    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, demand_sent, due, free)
+    return EnergyMarket(Side(o, offer[o]), Side(r, request[r]), eff, cost, _sent_units(request[r], best), due, free)
+
+
+def _sent_units(request: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Requests in sent units: over the best path efficiency into each requester (0: no path)."""
+    return np.where(best > 0, request / np.where(best > 0, best, 1.0), 0.0)
 
 
 def _latency_cost(transit: np.ndarray, reachable: np.ndarray, p: MarketParams) -> np.ndarray:

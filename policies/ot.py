@@ -19,7 +19,7 @@ from otmarl.simulator.control import Decision, Observation, WorldInfo
 
 from . import market as M
 from .clearing import Cleared, Clearing, clear_markets
-from .transport import SOLVERS, FlowGraph, Site, Solver, TransportResult, solve
+from .transport import SOLVERS, FlowGraph, Site, Solver, SparsePlan, TransportResult, solve, solve_pairs
 
 
 class OTController:
@@ -39,7 +39,14 @@ class OTController:
         self.scarcity_memory = float(np.exp(-world_info.dt_s / 86400.0))
 
     def decide(self, obs: Observation) -> Decision:
-        return self.clear(obs, M.build_markets(obs, self.info, self.p, self.least_efficiency())).decision
+        markets = M.build_markets(obs, self.info, self.p, self.least_efficiency(), sparse=self.sparse())
+        return self.clear(obs, markets).decision
+
+    def sparse(self) -> bool:
+        """A large energy market may come sparse (``market.SPARSE_ABOVE``): the exact solvers then
+        solve it on its pairs at once (``transport.solve_pairs``), which is exact; 'hierarchical'
+        does the same with few pairs. The entropic solvers need the whole matrix."""
+        return self.p.solver in ("exact", "hierarchical")
 
     def least_efficiency(self) -> float | None:
         """The path efficiency below which no energy transfer can be in an optimal plan: its cost
@@ -76,7 +83,10 @@ class OTController:
         site = self._site(o, r, obs)
         if self.store_value() > 0 and not self.solver.on_graph and m.spill.any():
             return self._clear_tiered(m, penalty, site)
-        res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, site)
+        if m.pairs is not None:
+            res = solve_pairs(o.amount, m.demand_sent, m.pairs.i, m.pairs.j, m.pairs.cost, penalty)
+        else:
+            res = self._solve(self.solver, o.amount, m.demand_sent, m.cost, penalty, site)
         return _clearing(res, penalty[1])
 
     def _clear_tiered(self, m: M.EnergyMarket, penalty, site) -> Clearing:
@@ -86,14 +96,21 @@ class OTController:
         k = len(o.nodes)
         supply = np.concatenate([m.spill, o.amount - m.spill])
         value = self.store_value()
-        cost = np.vstack([m.cost, m.cost + value])
         # the unmet penalty rises by as much, so stored energy reaches as far as before
         pen = (np.zeros(2 * k), penalty[1] + value)
-        tsite = Site(np.concatenate([site.supply_nodes, site.supply_nodes]), site.demand_nodes,
-                     site.positions, site.graph, site.reg, site.reg_m)
-        res = self._solve(self.solver, supply, m.demand_sent, cost, pen, tsite)
-        c = _clearing(res, pen[1])
-        plan = res.plan[:k] + res.plan[k:]
+        if m.pairs is not None:
+            pr = m.pairs
+            res = solve_pairs(supply, m.demand_sent, np.concatenate([pr.i, pr.i + k]), np.concatenate([pr.j, pr.j]),
+                              np.concatenate([pr.cost, pr.cost + value]), pen)
+            c = _clearing(res, pen[1])
+            plan = _fold(res.plan_coo, k)
+        else:
+            cost = np.vstack([m.cost, m.cost + value])
+            tsite = Site(np.concatenate([site.supply_nodes, site.supply_nodes]), site.demand_nodes,
+                         site.positions, site.graph, site.reg, site.reg_m)
+            res = self._solve(self.solver, supply, m.demand_sent, cost, pen, tsite)
+            c = _clearing(res, pen[1])
+            plan = res.plan[:k] + res.plan[k:]
         price = None if c.offer_price is None else np.maximum(c.offer_price[:k], c.offer_price[k:])
         return Clearing(plan, c.solver, c.status, c.objective, price, c.request_price, c.request_penalty,
                         c.total_cost, c.bound)
@@ -150,5 +167,12 @@ def _clearing(res: TransportResult, request_penalty: np.ndarray | None = None) -
     """An OT result as a clearing: prices are the duals (an offer's price is -u)."""
     total = res.value + res.unserved_cost
     bound = res.lower_bound if res.lower_bound is not None else total if res.status == "optimal" else np.nan
-    return Clearing(res.plan, res.solver, res.status, res.objective, -res.u, res.v, request_penalty,
-                    total, bound)
+    return Clearing(res.plan if res.plan is not None else res.plan_coo, res.solver, res.status, res.objective,
+                    -res.u, res.v, request_penalty, total, bound)
+
+
+def _fold(plan: SparsePlan, k: int) -> SparsePlan:
+    """A plan over two tiers of ``k`` offers each (``_clear_tiered``) as one plan over the offers."""
+    n_r = plan.shape[1]
+    keys, inverse = np.unique((plan.rows % k) * n_r + plan.cols, return_inverse=True)
+    return SparsePlan(keys // n_r, keys % n_r, np.bincount(inverse.ravel(), plan.mass, len(keys)), (k, n_r))

@@ -473,6 +473,25 @@ class NetworkState:
             out[lo:lo + NEAR_BATCH] = np.exp(-self.energy.rows(src[lo:lo + NEAR_BATCH], limit)[:, dst])
         return out
 
+    def energy_pairs(self, sources, targets, least: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs of ``energy_efficiency(sources, targets, least)`` with a path, kept sparse:
+        (source index, target index, efficiency), sorted by source, then target. No
+        (sources x targets) array is made: rows are searched ``NEAR_BATCH`` at a time from the
+        smaller side, each batch cut to its reachable pairs at once."""
+        limit = -np.log(min(max(least, 1e-300), 1.0))
+        src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
+        swap = len(dst) < len(src)
+        a, b = (dst, src) if swap else (src, dst)
+        parts = []
+        for lo in range(0, len(a), NEAR_BATCH):
+            d = self.energy.rows(a[lo:lo + NEAR_BATCH], limit)[:, b]
+            r, c = np.nonzero(d < np.inf)
+            parts.append((r + lo, c, np.exp(-d[r, c])))
+        r, c, eff = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in range(3))
+        i, j = (c, r) if swap else (r, c)
+        order = np.lexsort((j, i))
+        return i[order].astype(np.int64), j[order].astype(np.int64), eff[order]
+
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable.
         Cached until the topology changes: do not modify the list."""
@@ -548,6 +567,11 @@ class NetworkView:
         """Path efficiency from each source to each target (0 when unreachable, or below
         ``least``)."""
         return self._net.energy_efficiency(sources, targets, least)
+
+    def energy_pairs(self, sources, targets, least: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (source index, target index, efficiency) of every pair at least ``least``
+        efficient, sorted (``NetworkState.energy_pairs``)."""
+        return self._net.energy_pairs(sources, targets, least)
 
     def energy_route(self, s: int, t: int) -> tuple[list[int], float]:
         """(link indices, efficiency) of the energy path s -> t; ([], 0.0) when unreachable."""

@@ -62,7 +62,7 @@ from .core import (
     make_problem,
 )
 from .entropic import SinkhornOptions, UnbalancedOptions, solve_sinkhorn, solve_unbalanced, unbalanced_problem
-from .exact import ExactOptions, solve_exact
+from .exact import ExactOptions, solve_exact, solve_pairs
 from .hierarchical import HierarchicalOptions, solve_hierarchical
 from .network import (
     FlowGraph,
@@ -94,6 +94,7 @@ __all__ = [
     "path_efficiency",
     "shortest_path_costs",
     "solve",
+    "solve_pairs",
 ]
 
 

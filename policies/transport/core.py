@@ -236,10 +236,10 @@ def default_penalty(cost: np.ndarray, feasible: np.ndarray | None = None) -> flo
     """
     feasible = np.isfinite(cost) if feasible is None else feasible
     d = float(np.max(cost, where=feasible, initial=0.0)) if cost.size else 0.0
-    return _penalty_rule(d, bool(feasible.all()), cost.shape)
+    return penalty_rule(d, bool(feasible.all()), cost.shape)
 
 
-def _penalty_rule(d: float, all_feasible: bool, shape: tuple[int, int]) -> float:
+def penalty_rule(d: float, all_feasible: bool, shape: tuple[int, int]) -> float:
     if d <= 0:
         return 1.0
     return 2.0 * (1 if all_feasible else min(shape)) * d
@@ -263,7 +263,7 @@ def make_problem(supply: ArrayLike, demand: ArrayLike, cost: ArrayLike | None, p
     top = float(c.max()) if c.size else 0.0
     if top < np.inf:
         feasible = np.broadcast_to(np.True_, c.shape)
-        default = _penalty_rule(top, True, c.shape) if penalty is None else 0.0
+        default = penalty_rule(top, True, c.shape) if penalty is None else 0.0
     else:
         feasible = _frozen(c < np.inf)
         default = default_penalty(c, feasible) if penalty is None else 0.0

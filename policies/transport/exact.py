@@ -8,13 +8,21 @@ starts cold through ``ot.emd``).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import ot
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
+
 from .core import (
+    Penalty,
     Problem,
+    SparsePlan,
+    TransportInputError,
+    penalty_rule,
+    as_masses,
+    as_penalties,
     check_positive,
     TransportError,
     TransportResult,
@@ -140,6 +148,47 @@ def solve_sparse(p: Problem, rows: np.ndarray, cols: np.ndarray, max_iter: int) 
     return sol.plan, sol.u, sol.v, sol.status
 
 
+def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: ArrayLike, cost: ArrayLike,
+                penalty: Penalty = None, max_iter: int = EMD_MAX_ITER) -> TransportResult:
+    """Exact partial transport where only the pairs (rows[k], cols[k]) can trade, at cost[k] per
+    unit (a sparse market: every other pair is infeasible). One sparse network simplex on them; no
+    (n_s, n_d) array is made: the plan comes as ``plan_coo`` (``plan`` is None). The duals are
+    optimal, so ``lower_bound`` is the objective. ``penalty`` as for ``solve`` (None: the default
+    for a problem with infeasible pairs, from the largest pair cost)."""
+    a, b = as_masses(supply, "supply"), as_masses(demand, "demand")
+    i, j, c = (np.asarray(x) for x in (rows, cols, cost))
+    if not (i.ndim == j.ndim == c.ndim == 1 and i.size == j.size == c.size):
+        raise TransportInputError(f"rows, cols and cost must be 1-D of one length, got {i.shape}, {j.shape}, {c.shape}")
+    if i.size and not (np.issubdtype(i.dtype, np.integer) and np.issubdtype(j.dtype, np.integer)
+                       and 0 <= i.min() and i.max() < a.size and 0 <= j.min() and j.max() < b.size):
+        raise TransportInputError(f"rows and cols must be indices below ({a.size}, {b.size})")
+    c = np.asarray(c, np.float64)
+    if c.size and not (np.all(np.isfinite(c)) and c.min() >= 0):
+        raise TransportInputError("pair costs must be finite and >= 0")
+    i, j = i.astype(np.int64), j.astype(np.int64)
+    keys = i * b.size + j
+    order = np.argsort(keys, kind="stable")
+    if np.any(keys[order][1:] == keys[order][:-1]):
+        raise TransportInputError("a pair is given twice")
+    top = float(c.max(initial=0.0))
+    ps, pd = as_penalties(penalty, a.size, b.size, penalty_rule(top, c.size == a.size * b.size, (a.size, b.size)))
+    p = Problem(a, b, None, ps, pd)
+    empty = SparsePlan(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), (a.size, b.size))
+    if not a.sum() + b.sum() > 0:      # nothing anywhere: nothing to solve
+        return partial_result(p, None, np.zeros(a.size), np.zeros(b.size), "exact", "optimal", 0,
+                              lower_bound=0.0, known=(0.0, np.zeros(a.size), np.zeros(b.size)), plan_coo=empty)
+    sol = RestrictedExact(p, max_iter).solve(i[order], j[order], c[order])
+    t = sol.plan
+    at = np.argsort(t.rows * b.size + t.cols, kind="stable")
+    fr, fc, fm = t.rows[at], t.cols[at], t.mass[at]
+    pair_cost = c[order][np.searchsorted(keys[order], fr * b.size + fc)]
+    value = float(fm @ pair_cost)
+    sent, received = np.bincount(fr, fm, a.size), np.bincount(fc, fm, b.size)
+    res = partial_result(p, None, sol.u, sol.v, "exact", sol.status, 0, known=(value, sent, received),
+                         plan_coo=SparsePlan(fr, fc, fm, (a.size, b.size)))
+    return res if sol.status != "optimal" else replace(res, lower_bound=res.objective)
+
+
 @dataclass(frozen=True)
 class RestrictedSolution:
     """Plan (triplets over real pairs), partial duals optimal for the restricted problem, status."""
@@ -165,7 +214,7 @@ class RestrictedExact:
     """
 
     def __init__(self, p: Problem, max_iter: int, perturb: float = 0.0):
-        n_s, n_d = p.cost.shape
+        n_s, n_d = p.supply.size, p.demand.size
         self.p, self.max_iter, self.perturb = p, int(max_iter), float(perturb)
         self._dummy_rows = np.concatenate([np.arange(n_s), np.full(n_d, n_s), [n_s]]).astype(np.uint64)
         self._dummy_cols = np.concatenate([np.full(n_s, n_d), np.arange(n_d), [n_d]]).astype(np.uint64)
@@ -186,7 +235,7 @@ class RestrictedExact:
 
     def solve(self, rows: np.ndarray, cols: np.ndarray, cost: np.ndarray | None = None) -> RestrictedSolution:
         """Solve on the pairs (rows[k], cols[k]) (feasible, no repeats); ``cost`` = ``costs(rows, cols)``."""
-        n_s, n_d = self.p.cost.shape
+        n_s, n_d = self.p.supply.size, self.p.demand.size
         cost = self.costs(rows, cols) if cost is None else cost
         r = np.concatenate([rows.astype(np.uint64), self._dummy_rows])
         c = np.concatenate([cols.astype(np.uint64), self._dummy_cols])
