@@ -278,8 +278,12 @@ class Paths:
             self.ensure(src)
             out = np.stack([self._dist[int(s)] for s in src])
         else:
-            out = np.empty((len(src), self.n))
             cached = np.array([int(s) in self._dist for s in src.tolist()], bool)
+            if not cached.any():      # scipy's searches stop at the limit: inf beyond it already
+                out = dijkstra(self._graph, directed=False, indices=src, limit=limit)
+                out[np.arange(len(src)), src] = np.where(self.node_ok[src], 0.0, np.inf)
+                return out
+            out = np.empty((len(src), self.n))
             for k in np.flatnonzero(cached):
                 out[k] = self._dist[int(src[k])]
             todo = np.flatnonzero(~cached)
@@ -482,11 +486,15 @@ class NetworkState:
         src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
         swap = len(dst) < len(src)
         a, b = (dst, src) if swap else (src, dst)
+        at = np.full(self.n, -1, np.int64)       # each node's index among the targets (-1: none)
+        at[b] = np.arange(len(b))
         parts = []
         for lo in range(0, len(a), NEAR_BATCH):
-            d = self.energy.rows(a[lo:lo + NEAR_BATCH], limit)[:, b]
-            r, c = np.nonzero(d < np.inf)
-            parts.append((r + lo, c, np.exp(-d[r, c])))
+            d = self.energy.rows(a[lo:lo + NEAR_BATCH], limit)
+            r, node = np.nonzero(d < np.inf)
+            keep = at[node] >= 0
+            r, node = r[keep], node[keep]
+            parts.append((r + lo, at[node], np.exp(-d[r, node])))
         r, c, eff = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in range(3))
         i, j = (c, r) if swap else (r, c)
         order = np.lexsort((j, i))

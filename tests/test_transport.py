@@ -594,6 +594,27 @@ def test_hierarchical_solves_few_feasible_pairs_exactly_at_once():
     assert dense.iterations >= 1
 
 
+def test_hierarchical_with_a_small_side_refines_without_clustering(monkeypatch):
+    """A task market at scale: a few offers, thousands of requests. No k-means (it would cluster
+    the large side for nothing); the refinement alone lands within its certified gap."""
+    import otmarl.policies.transport.hierarchical as hierarchical
+
+    def no_kmeans(*_):
+        raise AssertionError("clustered a problem with a small side")
+
+    monkeypatch.setattr(hierarchical, "kmeans_labels", no_kmeans)
+    rng = np.random.default_rng(8)
+    xs, xd = rng.random((6, 2)), rng.random((4000, 2))
+    cost = cdist(xs, xd) + 0.1 * rng.random((6, 4000))
+    a, b = rng.integers(5, 40, 6).astype(float), rng.integers(1, 3, 4000).astype(float)
+    res = solve(a, b, cost, "hierarchical", options=HierarchicalOptions(supply_xy=xs, demand_xy=xd), rng=0)
+    exact = solve(a, b, cost, "exact")
+    assert res.status in ("converged", "optimal") and res.iterations >= 1
+    assert 0 <= gap(res, exact) < 0.02
+    assert res.lower_bound <= exact.total_cost * (1 + 1e-12)
+    assert_marginals(res, a, b)
+
+
 # -- trivial cases and inputs ------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["exact", "sinkhorn", "hierarchical"])
 def test_nothing_to_move(method):
