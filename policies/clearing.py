@@ -178,6 +178,8 @@ def _transfers(m: EnergyMarket, i: np.ndarray, j: np.ndarray, wh: np.ndarray, ef
     keep = wh > _EPS
     i, j, wh, eff, cost = i[keep], j[keep], wh[keep], eff[keep], cost[keep]
     src, dst = m.offers.nodes[i], m.requests.nodes[j]
+    if len(eff):    # the paths of every transfer, from bounded searches (no full row per sender)
+        obs.network.prefetch_routes("energy", src, dst, limit=float(-np.log(eff.min())) * (1 + 1e-9) + 1e-12)
     paths = [obs.network.energy.edges(int(s), int(t)) for s, t in zip(src, dst)]
     wh = fit_link_limits(wh, paths, info.link_power_limit_w * info.dt_s / 3600.0)
     keep = wh > _EPS

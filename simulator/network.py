@@ -351,6 +351,28 @@ class Paths:
                 for b, _ in todo[a]:
                     self._near[(a, b)] = (float(row[b]), self._canonical(a, b, row.item))
 
+    def prefetch_within(self, sources, targets, limit: float) -> None:
+        """Fill the path cache for pairs (``sources[k]``, ``targets[k]``) at most ``limit`` apart:
+        one search from each distinct source whose row is not cached, bounded by ``limit``,
+        ``NEAR_BATCH`` sources per scipy call, and no row kept (at 100,000 nodes a full row is
+        0.8 MB, and a market's transfers start from thousands of sources). The paths are the
+        canonical ones a full row gives: the walk reads only nodes no farther than the target
+        (``prefetch_near``). Pairs farther apart than ``limit`` are left to ``edges``."""
+        if self.n < NEAR_MIN:
+            return
+        todo: dict[int, list[int]] = {}
+        for a, b in zip(np.atleast_1d(sources).tolist(), np.atleast_1d(targets).tolist()):
+            if a != b and a not in self._dist and (a, b) not in self._edges and self.node_ok[a]:
+                todo.setdefault(a, []).append(b)
+        src = sorted(todo)
+        for lo in range(0, len(src), NEAR_BATCH):
+            part = src[lo:lo + NEAR_BATCH]
+            rows = dijkstra(self._graph, directed=False, indices=part, limit=limit)
+            for row, a in zip(rows, part):
+                for b in todo[a]:
+                    if row[b] < np.inf:
+                        self._edges[(a, b)] = self._canonical(a, b, row.item)
+
     def _canonical(self, s: int, t: int, dist) -> list[int]:
         """Link indices of the canonical shortest path s -> t given exact distances from s.
 
@@ -590,8 +612,14 @@ class NetworkView:
         t cannot be reached."""
         return self._net.task_route(s, t)
 
-    def prefetch_routes(self, kind: str, sources, targets) -> None:
+    def prefetch_routes(self, kind: str, sources, targets, limit: float | None = None) -> None:
         """Find the paths between many neighbours (``sources[k]``, ``targets[k]``) of the
         ``kind`` 'energy' or 'task' at once, so that the route queries that follow are cache
-        hits (a controller about to ask for hundreds of one-hop routes)."""
-        getattr(self._net, kind).prefetch_near(sources, targets)
+        hits (a controller about to ask for hundreds of one-hop routes). With ``limit`` (the
+        largest path cost among the pairs), any pairs, not only neighbours
+        (``Paths.prefetch_within``)."""
+        paths = getattr(self._net, kind)
+        if limit is None:
+            paths.prefetch_near(sources, targets)
+        else:
+            paths.prefetch_within(sources, targets, limit)

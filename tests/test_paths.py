@@ -84,3 +84,31 @@ def test_batched_neighbour_searches_equal_one_search_each():
     for a, b in pairs:
         want = one_each.near(a, b)
         assert batched._near[(a, b)] == want and want is not None
+
+
+def test_bounded_prefetch_of_any_pairs_gives_the_paths_of_full_rows():
+    """Multi-hop pairs on a random geometric graph of 400 nodes (random float weights): bounded
+    searches (``prefetch_within``) give the links a full row gives, keep no row, and leave the
+    pairs beyond the bound alone."""
+    g = nx.random_geometric_graph(400, 0.09, seed=4)
+    e = np.array(sorted((min(a, b), max(a, b)) for a, b in g.edges), np.int64)
+    one = np.ones(len(e))
+    links = Links(e[:, 0], e[:, 1], one, one, one, one, one)
+    rng = np.random.default_rng(6)
+    weight = rng.uniform(0.01, 1.0, len(e))
+    full, bounded = Paths(400, links, weight), Paths(400, links, weight)
+    src, dst = rng.integers(0, 400, 300), rng.integers(0, 400, 300)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    full.ensure(np.unique(src))
+    cost = np.array([full.cost(int(a), int(b)) for a, b in zip(src, dst)])
+    ok = np.isfinite(cost)
+    limit = float(np.median(cost[ok]))
+    bounded.prefetch_within(src, dst, limit)
+    assert not bounded._dist
+    near = ok & (cost <= limit)
+    assert near.sum() > 50 and (~near & ok).sum() > 50
+    for a, b, inside in zip(src.tolist(), dst.tolist(), near.tolist()):
+        assert ((a, b) in bounded._edges) == inside
+        if inside:
+            assert bounded._edges[(a, b)] == full.edges(a, b)

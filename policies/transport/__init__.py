@@ -17,6 +17,10 @@ solvers of the registry ``SOLVERS`` (name -> ``Solver``: its function and its ty
                  draws from ``rng``.
 =============== ===================================================================================
 
+``solve_pairs(supply, demand, rows, cols, cost)`` is exact transport where only the given pairs
+can trade (a sparse market: the ot allocator's energy market at scale keeps only the pairs whose
+path efficiency can pay); one sparse network simplex, the plan as ``plan_coo``.
+
 Unequal totals are normal: unsent supply and unmet demand are explicit (``unserved_supply`` /
 ``unserved_demand``) at ``penalty`` per unit; ``np.inf`` costs mark pairs that cannot trade. See
 ``core`` for the problem every method solves, the duals and the default penalty.
