@@ -112,3 +112,5 @@ def test_bounded_prefetch_of_any_pairs_gives_the_paths_of_full_rows():
         assert ((a, b) in bounded._edges) == inside
         if inside:
             assert bounded._edges[(a, b)] == full.edges(a, b)
+            assert bounded.cost(a, b) == full.cost(a, b)     # the path's weights summed, bit for bit
+    assert not bounded._dist                                  # no search was needed for that
