@@ -2,8 +2,7 @@
 10, 100; the radius shrunk to keep the mean degree), one day, end to end in fresh processes.
 
     python benchmarks/scale.py                          # local, 1k-100k
-    python benchmarks/scale.py --policies "ot (hierarchical)" --factors 1,10   # not 100k: see
-                                                        # docs/performance.md, Limits
+    python benchmarks/scale.py --policies "ot (hierarchical)" --factors 1,10,100   # 100k: ~10 min
     python benchmarks/scale.py --factors 1,10 --repeats 3
     python benchmarks/scale.py --policies local --factors 1000 --hours 1 --repeats 1   # 1M nodes
     python benchmarks/scale.py --out benchmarks/results/scale.md

@@ -32,8 +32,8 @@ class Clearing:
 
     ``plan`` (offers x requests) holds Wh sent (energy) or fractional tasks; the pipeline ignores
     it where the market's cost is infinite. For a sparse energy market it is a ``SparsePlan``
-    (coordinates), and mass off the market's pairs is ignored. ``offer_price`` / ``request_price`` are the nodes'
-    shadow prices (the OT duals), None for rules that have none.
+    (coordinates), and mass off the market's pairs is ignored. ``offer_price`` /
+    ``request_price`` are the nodes' shadow prices (the OT duals), None for rules that have none.
     """
 
     plan: np.ndarray | SparsePlan

@@ -267,7 +267,8 @@ def energy_market_from(obs: Observation, p: MarketParams, offer: np.ndarray,
     o, r = np.flatnonzero(offer > 1e-9), np.flatnonzero(request > 1e-9)
     due = np.zeros(len(r)) if urgency is None else urgency[r]
     free = np.zeros(len(o)) if spill is None else np.minimum(spill[o], offer[o])
-    if sparse and least is not None and 0 < least and p.path_costs == "energy" and len(o) * len(r) > SPARSE_ABOVE:
+    big = len(o) * len(r) > SPARSE_ABOVE
+    if sparse and big and least is not None and 0 < least and p.path_costs == "energy":
         i, j, eff = obs.network.energy_pairs(o, r, least)
         best = np.zeros(len(r))
         np.maximum.at(best, j, eff)
