@@ -139,9 +139,23 @@ class Recorder:
             parts.append(df)
         for row in audit.get("rows") or ():
             if len(row["src"]):
-                parts.append(pd.DataFrame({"epoch": np.int32(k), "time_s": k * self.w.dt, **row}))
-        if parts:
-            self.flows.append(pd.concat(parts, ignore_index=True))
+                parts.append(pd.DataFrame({"epoch": np.int32(k), "time_s": k * self.w.dt, **self._lean(row)}))
+        # kept apart, not as one frame per epoch: a frame of both would give every offer and
+        # request row the transfers' audit columns (NaN), ~120 bytes a row instead of ~40 (at
+        # 100,000 nodes about 200,000 such rows an epoch)
+        self.flows.extend(parts)
+
+    def _lean(self, row: dict) -> dict:
+        """An offer and request block of the flow table in the types its table will have: node
+        ids as int32, and amounts and prices as float32 for a recorder made ``narrow``."""
+        out = {}
+        for c, v in row.items():
+            if c in ("src", "dst"):
+                v = np.asarray(v, np.int32)
+            elif self.narrow_series and isinstance(v, np.ndarray) and v.dtype == np.float64:
+                v = v.astype(np.float32)
+            out[c] = v
+        return out
 
     # --------------------------------------------------------------------------------- end
     def finish(self, meta: dict, tables: Collection[str] = RUN_TABLES, narrow: bool = False) -> RunResult:
