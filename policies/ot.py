@@ -39,14 +39,10 @@ class OTController:
         self.scarcity_memory = float(np.exp(-world_info.dt_s / 86400.0))
 
     def decide(self, obs: Observation) -> Decision:
-        markets = M.build_markets(obs, self.info, self.p, self.least_efficiency(), sparse=self.sparse())
+        # a large energy market comes sparse (``market.SPARSE_ABOVE``) for a solver whose optimum
+        # is ``transport.solve_pairs``'s (``Solver.pairs``); the entropic ones need the matrix
+        markets = M.build_markets(obs, self.info, self.p, self.least_efficiency(), sparse=self.solver.pairs)
         return self.clear(obs, markets).decision
-
-    def sparse(self) -> bool:
-        """A large energy market may come sparse (``market.SPARSE_ABOVE``): the exact solvers then
-        solve it on its pairs at once (``transport.solve_pairs``), which is exact; 'hierarchical'
-        does the same with few pairs. The entropic solvers need the whole matrix."""
-        return self.p.solver in ("exact", "hierarchical")
 
     def least_efficiency(self) -> float | None:
         """The path efficiency below which no energy transfer can be in an optimal plan: its cost

@@ -526,7 +526,7 @@ class NetworkState:
         undirected, so the shortest-path rows are computed from the smaller side (a market often
         has many more offers than requests, and every row is a Dijkstra run). ``least`` (0 .. 1):
         efficiencies below it count as 0, and the searches stop there (``Paths.rows``)."""
-        limit = None if least is None or least <= 0 else -np.log(min(least, 1.0))
+        limit = None if least is None or least <= 0 else _limit(least)
         if targets is None:
             return np.exp(-self.energy.rows(sources, limit))
         src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
@@ -546,7 +546,7 @@ class NetworkState:
         (source index, target index, efficiency), sorted by source, then target. No
         (sources x targets) array is made: rows are searched ``NEAR_BATCH`` at a time from the
         smaller side, each batch cut to its reachable pairs at once."""
-        limit = -np.log(min(max(least, 1e-300), 1.0))
+        limit = _limit(max(least, 1e-300))
         src, dst = np.atleast_1d(np.asarray(sources, np.int64)), np.atleast_1d(np.asarray(targets, np.int64))
         swap = len(dst) < len(src)
         a, b = (dst, src) if swap else (src, dst)
@@ -584,6 +584,11 @@ class NetworkState:
                                           float((1.0 / L.bandwidth_kbps[e]).sum()),
                                           float(L.tx_energy_wh_per_kb[e].sum()))
         return hit
+
+
+def _limit(least: float) -> float:
+    """The energy path weight (-log efficiency) of a least efficiency in (0, 1]."""
+    return float(-np.log(min(least, 1.0)))
 
 
 def _on(row: np.ndarray, at: np.ndarray):

@@ -89,7 +89,7 @@ class TwinOT(O.OTController):
         dense = M.build_markets(obs, self.info, self.p, least).energy
         above, M.SPARSE_ABOVE = M.SPARSE_ABOVE, 0
         try:
-            sparse = M.build_markets(obs, self.info, self.p, least, sparse=self.sparse()).energy
+            sparse = M.build_markets(obs, self.info, self.p, least, sparse=self.solver.pairs).energy
         finally:
             M.SPARSE_ABOVE = above
         if dense is not None and dense.can_pair():

@@ -142,6 +142,9 @@ class Solver:
     """Takes per-unit penalties for unserved mass ('unbalanced' relaxes its marginals instead)."""
     on_graph: bool = False
     """Solves on a flow graph whose edges define the cost (the options carry the graph)."""
+    pairs: bool = False
+    """Its optimum of a market given as its feasible pairs alone is ``solve_pairs``'s (an exact
+    solver), so the allocator may build a large market sparse for it."""
     at: Callable[[Site], Any] | None = None
     """Its options for a problem posed on a network (``Site``), as the allocator calls it;
     None: the defaults."""
@@ -152,13 +155,13 @@ class Solver:
 
 
 SOLVERS: dict[str, Solver] = {s.name: s for s in (
-    Solver("exact", ExactOptions, solve_exact),
+    Solver("exact", ExactOptions, solve_exact, pairs=True),
     Solver("network", NetworkOptions, solve_network, network_problem, on_graph=True,
            at=lambda site: NetworkOptions(site.graph(), site.supply_nodes, site.demand_nodes)),
     Solver("sinkhorn", SinkhornOptions, solve_sinkhorn, at=lambda site: SinkhornOptions(reg=site.reg)),
     Solver("unbalanced", UnbalancedOptions, solve_unbalanced, unbalanced_problem, penalty=False,
            at=lambda site: UnbalancedOptions(reg=site.reg, reg_m=site.reg_m)),
-    Solver("hierarchical", HierarchicalOptions, solve_hierarchical, random=True,
+    Solver("hierarchical", HierarchicalOptions, solve_hierarchical, random=True, pairs=True,
            at=lambda site: HierarchicalOptions(supply_xy=site.positions[site.supply_nodes],
                                                demand_xy=site.positions[site.demand_nodes])),
 )}

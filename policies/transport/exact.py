@@ -165,10 +165,10 @@ def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: Arr
     c = np.asarray(c, np.float64)
     if c.size and not (np.all(np.isfinite(c)) and c.min() >= 0):
         raise TransportInputError("pair costs must be finite and >= 0")
-    i, j = i.astype(np.int64), j.astype(np.int64)
-    keys = i * b.size + j
+    keys = i.astype(np.int64) * b.size + j.astype(np.int64)
     order = np.argsort(keys, kind="stable")
-    if np.any(keys[order][1:] == keys[order][:-1]):
+    keys, i, j, c = keys[order], i[order].astype(np.int64), j[order].astype(np.int64), c[order]
+    if np.any(keys[1:] == keys[:-1]):
         raise TransportInputError("a pair is given twice")
     top = float(c.max(initial=0.0))
     ps, pd = as_penalties(penalty, a.size, b.size, penalty_rule(top, c.size == a.size * b.size, (a.size, b.size)))
@@ -177,11 +177,11 @@ def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: Arr
     if not a.sum() + b.sum() > 0:      # nothing anywhere: nothing to solve
         return partial_result(p, None, np.zeros(a.size), np.zeros(b.size), "exact", "optimal", 0,
                               lower_bound=0.0, known=(0.0, np.zeros(a.size), np.zeros(b.size)), plan_coo=empty)
-    sol = RestrictedExact(p, max_iter).solve(i[order], j[order], c[order])
+    sol = RestrictedExact(p, max_iter).solve(i, j, c)
     t = sol.plan
     at = np.argsort(t.rows * b.size + t.cols, kind="stable")
     fr, fc, fm = t.rows[at], t.cols[at], t.mass[at]
-    pair_cost = c[order][np.searchsorted(keys[order], fr * b.size + fc)]
+    pair_cost = c[np.searchsorted(keys, fr * b.size + fc)]
     value = float(fm @ pair_cost)
     sent, received = np.bincount(fr, fm, a.size), np.bincount(fc, fm, b.size)
     res = partial_result(p, None, sol.u, sol.v, "exact", sol.status, 0, known=(value, sent, received),

@@ -89,7 +89,7 @@ _SMALL_SIDE = 64
 empty plan: clustering the other side (k-means over all its points) costs more than it saves. A
 task market at 100,000 nodes has 1-8 offers and ~97,000 requests; on such shapes (random costs,
 one side of 97,000) a solve took 1.25-4.6 s with the coarse-to-fine start and 0.3-3.4 s without
-(1, 8, 32 and 64 on the small side), to the same cost."""
+(1, 8, 32 and 64 on the small side), to the same cost (one run each, a script not kept)."""
 
 
 @dataclass(frozen=True)
