@@ -46,6 +46,11 @@ class Side:
     amount: np.ndarray
 
 
+FEW_REQUESTS_FROM = 2**14
+"""From this many nodes on, the task market keeps only the requests an optimal plan needs
+(``cheapest``): at 100,000 nodes up to ~75 offers of ~100 tasks face ~50,000-100,000 requests, and
+clearing them all took 0.4-1 s an epoch. Below it every request is kept, as before."""
+
 SPARSE_ABOVE = 2**20
 """An energy market with more offer-request pairs than this, whose pairs stop at a least
 efficiency, is built sparse (``Pairs``) when its clearing rule takes it: a 10,000-node field has
@@ -358,7 +363,24 @@ def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: 
     energy_weight = p.energy_weight if p.path_costs == "energy" else 0.0
     cost = (transit + wait[None, :]) / dt + energy_weight * e_rel[None, :]
     cost = np.where(np.isfinite(transit) & (done_at <= slack[:, None]), cost, np.inf)
+    if len(obs.stored_wh) >= FEW_REQUESTS_FROM:
+        cost = cheapest(cost, int(offer[o].sum()))
+        keep = np.flatnonzero(np.isfinite(cost).any(0))
+        r, cost = r[keep], cost[:, keep]
     return TaskMarket(Side(o, offer[o]), Side(r, take[r]), cost)
+
+
+def cheapest(cost: np.ndarray, offered: int) -> np.ndarray:
+    """A task market's costs (offers x requests, inf where infeasible) with each offer's pairs
+    cut to its ``offered`` cheapest (ties kept; every feasible pair where it has no more), for
+    ``offered`` the tasks offered in all. Some optimal plan of the market uses only those pairs
+    (the default penalties put moving every task it can first, then the least cost): a task
+    sent from offer i to a request beyond them could go, for no more, to one of them with room
+    left, since each request takes at least one task and at most ``offered`` are moved."""
+    if offered < 1 or offered >= cost.shape[1]:
+        return cost
+    kth = np.partition(cost, offered - 1, axis=1)[:, offered - 1]
+    return np.where(cost <= kth[:, None], cost, np.inf)
 
 
 def median_sorted(x: np.ndarray) -> float:

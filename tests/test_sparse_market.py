@@ -119,3 +119,53 @@ def test_a_sparse_market_clears_at_the_dense_markets_optimum(name, solver):
         assert sc_.status == "optimal" and sc_.bound == pytest.approx(sc_.total_cost, rel=1e-12)
         on = set(zip(i.tolist(), j.tolist()))
         assert set(zip(sc_.plan.rows.tolist(), sc_.plan.cols.tolist())) <= on
+
+
+class TwinTasksOT(O.OTController):
+    """ot that also builds each epoch's task market cut to the requests an optimal plan needs."""
+
+    def decide(self, obs):
+        full = M.build_markets(obs, self.info, self.p).tasks
+        at, M.FEW_REQUESTS_FROM = M.FEW_REQUESTS_FROM, 0
+        try:
+            near = M.build_markets(obs, self.info, self.p).tasks
+        finally:
+            M.FEW_REQUESTS_FROM = at
+        if full is not None and len(full.offers.nodes) and np.isfinite(full.cost).any():
+            self.seen.append((full, near, self.clear_tasks(full, obs), self.clear_tasks(near, obs)))
+        return super().decide(obs)
+
+
+def _moved(m, c):
+    plan = np.asarray(c.plan.toarray() if hasattr(c.plan, "toarray") else c.plan)
+    on = plan > 1e-12
+    return float(plan.sum()), float((plan[on] * m.cost[on]).sum())
+
+
+@pytest.mark.parametrize("name,solver,slow", [("sensor-field", "exact", 0.02), ("sensor-field", "hierarchical", 0.02),
+                                              ("edge-offload", "exact", 5)])
+def test_a_task_market_cut_to_its_cheapest_requests_clears_as_the_whole_one(name, solver, slow):
+    """Each epoch's task market built whole and cut to each offer's cheapest requests
+    (``market.cheapest``): the kept pairs cost the same to the bit, and an exact clearing moves as
+    many tasks at the same total cost."""
+    ctl = TwinTasksOT()
+    ctl.seen = []
+    # slow links: some requests are too far to meet any offered task's deadline
+    sc = load(name, [f"controller.params.solver={solver}", "horizon_h=12", f"network.link.bandwidth_kbps={slow}"],
+              "ot")
+    simulate(sc, ctl, 7)
+    assert len(ctl.seen) > 3
+    fewer = 0
+    for full, near, fc, nc in ctl.seen:
+        np.testing.assert_array_equal(near.offers.nodes, full.offers.nodes)
+        cols = np.searchsorted(full.requests.nodes, near.requests.nodes)
+        np.testing.assert_array_equal(full.requests.nodes[cols], near.requests.nodes)
+        np.testing.assert_array_equal(near.requests.amount, full.requests.amount[cols])
+        kept = np.isfinite(near.cost)
+        np.testing.assert_array_equal(near.cost[kept], full.cost[:, cols][kept])
+        fewer += len(near.requests.nodes) < len(full.requests.nodes)
+        if solver == "exact":
+            (fm, fv), (nm, nv) = _moved(full, fc), _moved(near, nc)
+            assert nm == pytest.approx(fm, rel=1e-9, abs=1e-9)
+            assert nv == pytest.approx(fv, rel=1e-9, abs=1e-9)
+    assert fewer > 0
