@@ -169,3 +169,24 @@ def test_a_task_market_cut_to_its_cheapest_requests_clears_as_the_whole_one(name
             assert nm == pytest.approx(fm, rel=1e-9, abs=1e-9)
             assert nv == pytest.approx(fv, rel=1e-9, abs=1e-9)
     assert fewer > 0
+
+
+def test_solve_pairs_leaves_nodes_without_a_pair_out_of_the_simplex():
+    """Supplies and demands without a pair stay unserved at their penalty (their duals), and the
+    rest is solved as the dense exact solve does; pairs that join only empty nodes keep the duals
+    feasible."""
+    rng = np.random.default_rng(11)
+    a, b = rng.uniform(0.5, 2, 7), rng.uniform(0.5, 2, 6)
+    cost = np.full((7, 6), np.inf)
+    cost[:4, :3] = rng.uniform(0, 1, (4, 3))      # rows 4-6 and columns 3-5 have no pair
+    i, j = np.nonzero(np.isfinite(cost))
+    pen = (np.full(7, 0.1), np.full(6, 1.5))
+    res = solve_pairs(a, b, i, j, cost[i, j], pen)
+    dense = solve(a, b, cost, "exact", penalty=pen)
+    assert res.objective == pytest.approx(dense.objective, rel=1e-9)
+    np.testing.assert_array_equal(res.u[4:], 0.1)
+    np.testing.assert_array_equal(res.v[3:], 1.5)
+    np.testing.assert_allclose(res.unserved_supply[4:], a[4:])
+    assert (cost[i, j] - res.u[i] - res.v[j]).min() >= -1e-9
+    empty = solve_pairs([0.0, 1.0], [0.0, 2.0], np.array([0]), np.array([0]), np.array([0.5]), (0.0, 1.0))
+    assert empty.value == 0 and empty.u[0] + empty.v[0] <= 0.5 and empty.status == "optimal"

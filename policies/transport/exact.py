@@ -177,16 +177,29 @@ def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: Arr
     if not a.sum() + b.sum() > 0:      # nothing anywhere: nothing to solve
         return partial_result(p, None, np.zeros(a.size), np.zeros(b.size), "exact", "optimal", 0,
                               lower_bound=0.0, known=(0.0, np.zeros(a.size), np.zeros(b.size)), plan_coo=empty)
-    sol = RestrictedExact(p, max_iter).solve(i, j, c)
-    t = sol.plan
-    at = np.argsort(t.rows * b.size + t.cols, kind="stable")
-    fr, fc, fm = t.rows[at], t.cols[at], t.mass[at]
+    # only the supplies and demands with a pair go to the simplex: the others stay unserved, each
+    # priced at its penalty (the dual of its one arc, to the dummy). A large sparse market has
+    # many (at 100,000 nodes, up to four fifths of the offers late in the day)
+    ri, ii = np.unique(i, return_inverse=True)
+    cj, jj = np.unique(j, return_inverse=True)
+    u, v = np.array(ps), np.array(pd)
+    fr = fc = np.zeros(0, np.int64)
+    fm, status = np.zeros(0), "optimal"
+    if i.size and not a[ri].sum() + b[cj].sum() > 0:     # the pairs join only empty nodes
+        np.minimum.at(v, j, np.maximum(c - u[i], 0.0))
+    elif i.size:
+        sol = RestrictedExact(Problem(a[ri], b[cj], None, ps[ri], pd[cj]), max_iter).solve(ii, jj, c)
+        t, status = sol.plan, sol.status
+        u[ri], v[cj] = sol.u, sol.v
+        fr, fc, fm = ri[t.rows], cj[t.cols], t.mass
+        at = np.argsort(fr * b.size + fc, kind="stable")
+        fr, fc, fm = fr[at], fc[at], fm[at]
     pair_cost = c[np.searchsorted(keys, fr * b.size + fc)]
     value = float(fm @ pair_cost)
     sent, received = np.bincount(fr, fm, a.size), np.bincount(fc, fm, b.size)
-    res = partial_result(p, None, sol.u, sol.v, "exact", sol.status, 0, known=(value, sent, received),
+    res = partial_result(p, None, u, v, "exact", status, 0, known=(value, sent, received),
                          plan_coo=SparsePlan(fr, fc, fm, (a.size, b.size)))
-    return res if sol.status != "optimal" else replace(res, lower_bound=res.objective)
+    return res if status != "optimal" else replace(res, lower_bound=res.objective)
 
 
 @dataclass(frozen=True)
