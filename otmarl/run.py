@@ -65,6 +65,21 @@ def policy_slug(policy: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", policy).strip("-") or "policy"
 
 
+def small_pages() -> None:
+    """Ask numpy not to request transparent huge pages for its large arrays (``madvise``), unless
+    ``NUMPY_MADVISE_HUGEPAGE`` says otherwise; the process keeps the setting. A run makes and
+    drops arrays of tens of MB every epoch at scale, and where the kernel compacts memory to find
+    huge pages on demand (``defrag`` set to ``madvise``) each one stalls: a day at 100,000 nodes
+    under ot spent a third of its time there (docs/performance.md, "Memory")."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:       # pragma: no cover - a numpy without the switch
+        return
+    _set_madvise_hugepage(False)
+
+
 def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, seed: int | None = 0,
         out: str | os.PathLike | None = None, overrides: Sequence[str] = (), engine: str = "fast",
         progress: Callable[[int, int], None] | None = None, overwrite: bool = False,
@@ -78,6 +93,7 @@ def run(scenario: str | os.PathLike | Scenario, *, policy: str | None = None, se
     or files that are not a run, is a UserError naming the difference, unless ``overwrite``.
     """
     check_tables(tables)
+    small_pages()
     sc = scenario if isinstance(scenario, Scenario) else load(scenario, overrides, policy)
     if policy is not None and policy != sc.controller.policy:
         sc = sc.model_copy(update={"controller": with_policy(sc.controller, policy)})

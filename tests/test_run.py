@@ -258,3 +258,21 @@ def test_a_reader_that_goes_away_ends_the_output_quietly():
     err = proc.stderr.read().decode()
     proc.wait()
     assert "Traceback" not in err and "BrokenPipe" not in err and proc.returncode == 141, (proc.returncode, err)
+
+
+def test_a_run_asks_numpy_for_small_pages(monkeypatch):
+    """``small_pages`` turns numpy's huge-page advice off, unless NUMPY_MADVISE_HUGEPAGE is set."""
+    from numpy._core import multiarray as m
+
+    from otmarl.run import small_pages
+    was = m._set_madvise_hugepage(True)
+    try:
+        monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE", raising=False)
+        small_pages()
+        assert not m._get_madvise_hugepage()
+        m._set_madvise_hugepage(True)
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        small_pages()
+        assert m._get_madvise_hugepage()
+    finally:
+        m._set_madvise_hugepage(was)
