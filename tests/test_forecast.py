@@ -85,6 +85,25 @@ def _loop_low(stored, cap, net, eta_c, eta_d, pc, floor):
     return low, np.where(np.isnan(due), 1.0, due), spill
 
 
+def _plain(f, need, stored, cap, eta_c, eta_d, charge, floor):
+    """``projected``'s walk written as whole-array expressions, each on a fresh array (the
+    reference its in-place passes must equal to the bit): (low, due, room, spill, path)."""
+    net = f - need
+    x = eta_c * np.minimum(np.maximum(net, 0.0), charge) + np.minimum(net, 0.0) / eta_d
+    X = np.cumsum(x, axis=0)
+    M = np.maximum.accumulate(np.maximum(X, 0.0), axis=0)
+    S = X + np.minimum(stored, cap - M)
+    walk = np.vstack([stored[None, :], S])
+    M0 = np.vstack([np.zeros((1, len(stored))), M])
+    cols = np.arange(len(stored))
+    at = walk.argmin(axis=0)
+    short = walk < floor[None, :]
+    due = np.where(short.any(0), short.argmax(0) / max(len(S), 1), 1.0)
+    first = np.argmax(np.vstack([x < 0, np.ones((1, len(stored)), bool)]), axis=0)
+    return (walk[at, cols], due, np.maximum(cap - stored - M0[at, cols], 0.0),
+            np.maximum(stored + M0[first, cols] - cap, 0.0), S)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 6), st.integers(0, 30), st.integers(0, 2**31 - 1))
 def test_the_projected_low_is_the_epoch_by_epoch_walk(n, h, seed):
@@ -121,3 +140,10 @@ def test_the_projected_low_is_the_epoch_by_epoch_walk(n, h, seed):
     np.testing.assert_allclose(pr.due, due)
     np.testing.assert_allclose(pr.floor, info.min_wh + idle / info.discharge_efficiency)
     np.testing.assert_allclose(need, idle)
+    window_need = np.broadcast_to(pr.need, window.shape).copy()
+    if len(window_need):
+        window_need[0] = M.need_now(obs, info)
+    plain = _plain(window, window_need, stored, cap, info.charge_efficiency, info.discharge_efficiency,
+                   info.max_charge_w * (info.dt_s / 3600.0), pr.floor)
+    for name, want in zip(("low", "due", "room", "spill", "path"), plain):
+        np.testing.assert_array_equal(getattr(pr, name), want)
