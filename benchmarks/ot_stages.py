@@ -62,10 +62,12 @@ def main() -> None:
     calls: dict = defaultdict(int)
     wrap(totals, calls)
     from otmarl.policies import make_controller
+    from otmarl.run import small_pages
     from otmarl.scenarios import load
     from otmarl.simulator.simulate import Simulation, run_to_end
     sets = scaled("sensor-field", a.factor) + ["controller.params.solver=hierarchical", f"horizon_h={a.hours:g}"]
     sc = load("sensor-field", sets + a.sets, "ot")
+    small_pages()           # as ``otmarl.run.run`` does
     t0 = time.perf_counter()
     sim = Simulation(sc, a.seed, record_flows=False, narrow=True)
     run_to_end(sim, make_controller("ot"))
