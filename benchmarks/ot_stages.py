@@ -7,7 +7,8 @@ times ``--factor``, the radius shrunk to keep the mean degree), one run, no prof
 Each stage's functions are wrapped with a timer (a few microseconds a call, against seconds an
 epoch at this scale), so the times are those of an ordinary run. A stage nested in another is
 counted in both (the table says which); ``rest of decide`` is ot's time outside the stages named.
-Tables are not written (``--tables summary``), so the run's end is the summary alone.
+No run folder is written: the time is the simulation's, from the world's set-up to the last
+epoch (``otmarl run`` adds the imports and the tables). Huge pages are off, as in ``otmarl run``.
 """
 from __future__ import annotations
 

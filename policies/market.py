@@ -47,8 +47,10 @@ class Side:
 
 
 FEW_REQUESTS_FROM = 2**14
-"""From this many nodes on, the task market keeps only the requests an optimal plan needs
-(``cheapest``): at 100,000 nodes up to ~75 offers of ~100 tasks face ~50,000-100,000 requests, and
+"""From this many nodes on, the task market of a least-cost clearing rule (``task_market_from``'s
+``cut``: ot with ``exact`` or ``hierarchical``) keeps only the requests an optimal plan needs
+(``cheapest``); the rules that spread or rank by other than cost, and the entropic solvers,
+see every request. At 100,000 nodes up to ~75 offers of ~100 tasks face ~50,000-100,000 requests, and
 clearing them all took 0.4-1 s an epoch. Below it every request is kept, as before."""
 
 SPARSE_ABOVE = 2**20
@@ -118,9 +120,11 @@ def build_markets(obs: Observation, info: WorldInfo, p: MarketParams, least: flo
                   sparse: bool = False) -> Markets:
     """The markets the parameters switch on; only nodes above the low state of charge take tasks.
     ``least``: the energy market's pairs less efficient than this are left out (no path);
-    ``sparse``: the clearing rule takes a sparse energy market (``SPARSE_ABOVE``)."""
+    ``sparse``: the clearing rule finds the least-cost plan of each market (no other plan depends
+    on every pair), so a large energy market may come sparse (``SPARSE_ABOVE``) and a large task
+    market cut to each offer's cheapest requests (``FEW_REQUESTS_FROM``)."""
     em = energy_market(obs, info, p, least, sparse) if p.energy else None
-    tm = task_market(obs, info, p, obs.stored_wh > p.low_soc * obs.capacity_wh) if p.tasks else None
+    tm = task_market(obs, info, p, obs.stored_wh > p.low_soc * obs.capacity_wh, sparse) if p.tasks else None
     return Markets(em, tm)
 
 
@@ -324,7 +328,8 @@ def _latency_cost(transit: np.ndarray, reachable: np.ndarray, p: MarketParams) -
     return np.where(ok, transit * scale + p.wear_cost, np.inf)
 
 
-def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray) -> TaskMarket:
+def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: np.ndarray,
+                cut: bool = False) -> TaskMarket:
     """Offers: waiting tasks predicted to miss their deadline, to overflow the queue or to exceed
     the backlog target over the next epoch (arrivals expected as in the last one), and every
     waiting task of a node below its low state of charge. Requests: whole
@@ -358,13 +363,15 @@ def task_market(obs: Observation, info: WorldInfo, p: MarketParams, stored_ok: n
     room = np.maximum(info.queue_capacity - obs.queue_len - obs.arrivals_last, 0)
     take = np.minimum(np.minimum(np.floor(spare / mean_service), by_energy), room)
     take = np.where(obs.up & stored_ok & (offer == 0), take, 0).astype(np.int64)
-    return task_market_from(obs, info, p, offer, take)
+    return task_market_from(obs, info, p, offer, take, cut)
 
 
 def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: np.ndarray,
-                     take: np.ndarray) -> TaskMarket:
+                     take: np.ndarray, cut: bool = False) -> TaskMarket:
     """The task market for given per-node counts offered and accepted (e.g. set by MARL actions).
-    Offers are capped at the waiting tasks of up nodes; a node does not both offer and take."""
+    Offers are capped at the waiting tasks of up nodes; a node does not both offer and take.
+    ``cut``: for a least-cost clearing rule, a large market keeps only each offer's cheapest
+    requests (``FEW_REQUESTS_FROM``)."""
     dt = info.dt_s
     offer = np.where(obs.up, np.clip(offer, 0, obs.queue_len), 0).astype(np.int64)
     take = np.where(obs.up & (offer == 0), np.maximum(take, 0), 0).astype(np.int64)
@@ -383,7 +390,7 @@ def task_market_from(obs: Observation, info: WorldInfo, p: MarketParams, offer: 
     energy_weight = p.energy_weight if p.path_costs == "energy" else 0.0
     cost = (transit + wait[None, :]) / dt + energy_weight * e_rel[None, :]
     cost = np.where(np.isfinite(transit) & (done_at <= slack[:, None]), cost, np.inf)
-    if len(obs.stored_wh) >= FEW_REQUESTS_FROM:
+    if cut and len(obs.stored_wh) >= FEW_REQUESTS_FROM:
         cost = cheapest(cost, int(offer[o].sum()))
         keep = np.flatnonzero(np.isfinite(cost).any(0))
         r, cost = r[keep], cost[:, keep]

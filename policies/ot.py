@@ -39,8 +39,9 @@ class OTController:
         self.scarcity_memory = float(np.exp(-world_info.dt_s / 86400.0))
 
     def decide(self, obs: Observation) -> Decision:
-        # a large energy market comes sparse (``market.SPARSE_ABOVE``) for a solver whose optimum
-        # is ``transport.solve_pairs``'s (``Solver.pairs``); the entropic ones need the matrix
+        # a large energy market comes sparse (``market.SPARSE_ABOVE``), and a large task market
+        # cut to each offer's cheapest requests (``market.FEW_REQUESTS_FROM``), for a solver whose
+        # optimum is the least-cost plan (``Solver.pairs``); the entropic ones need every pair
         markets = M.build_markets(obs, self.info, self.p, self.least_efficiency(), sparse=self.solver.pairs)
         return self.clear(obs, markets).decision
 

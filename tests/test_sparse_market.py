@@ -125,12 +125,17 @@ class TwinTasksOT(O.OTController):
     """ot that also builds each epoch's task market cut to the requests an optimal plan needs."""
 
     def decide(self, obs):
-        full = M.build_markets(obs, self.info, self.p).tasks
+        full = M.build_markets(obs, self.info, self.p, sparse=True).tasks
         at, M.FEW_REQUESTS_FROM = M.FEW_REQUESTS_FROM, 0
         try:
-            near = M.build_markets(obs, self.info, self.p).tasks
+            near = M.build_markets(obs, self.info, self.p, sparse=True).tasks
+            # a rule that is not least-cost (greedy, proportional, ...) always sees every request
+            whole = M.build_markets(obs, self.info, self.p).tasks
         finally:
             M.FEW_REQUESTS_FROM = at
+        if full is not None:
+            np.testing.assert_array_equal(whole.requests.nodes, full.requests.nodes)
+            np.testing.assert_array_equal(whole.cost, full.cost)
         if full is not None and len(full.offers.nodes) and np.isfinite(full.cost).any():
             self.seen.append((full, near, self.clear_tasks(full, obs), self.clear_tasks(near, obs)))
         return super().decide(obs)
