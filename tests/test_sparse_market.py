@@ -195,3 +195,27 @@ def test_solve_pairs_leaves_nodes_without_a_pair_out_of_the_simplex():
     assert (cost[i, j] - res.u[i] - res.v[j]).min() >= -1e-9
     empty = solve_pairs([0.0, 1.0], [0.0, 2.0], np.array([0]), np.array([0]), np.array([0.5]), (0.0, 1.0))
     assert empty.value == 0 and empty.u[0] + empty.v[0] <= 0.5 and empty.status == "optimal"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solve_pairs_with_empty_supplies_and_demands(seed):
+    """Empty supplies and demands (ot's two-tier clearing gives every offer a row of each tier)
+    stay out of the simplex: the optimum is the dense solve's, the duals stay feasible on every
+    pair, and a supply or demand left unserved is priced at its penalty."""
+    rng = np.random.default_rng(seed)
+    n_s, n_d = 9, 7
+    a, b = rng.uniform(0.5, 2, n_s), rng.uniform(0.5, 2, n_d)
+    a[rng.choice(n_s, 4, replace=False)] = 0.0
+    b[rng.choice(n_d, 3, replace=False)] = 0.0
+    cost = np.where(rng.uniform(size=(n_s, n_d)) < 0.5, rng.uniform(0, 1, (n_s, n_d)), np.inf)
+    i, j = np.nonzero(np.isfinite(cost))
+    pen = (rng.uniform(0, 0.3, n_s), rng.uniform(0.5, 1.5, n_d))
+    res = solve_pairs(a, b, i, j, cost[i, j], pen)
+    dense = solve(a, b, cost, "exact", penalty=pen)
+    assert res.objective == pytest.approx(dense.objective, rel=1e-9, abs=1e-12)
+    assert res.status == "optimal" and res.lower_bound == pytest.approx(res.objective)
+    assert (cost[i, j] - res.u[i] - res.v[j]).min() >= -1e-9
+    assert np.all(res.u <= pen[0] + 1e-12) and np.all(res.v <= pen[1] + 1e-12)
+    # complementary slackness: what stays home or unmet is priced at its penalty
+    np.testing.assert_allclose(res.u[res.unserved_supply > 1e-9], pen[0][res.unserved_supply > 1e-9], atol=1e-9)
+    np.testing.assert_allclose(res.v[res.unserved_demand > 1e-9], pen[1][res.unserved_demand > 1e-9], atol=1e-9)

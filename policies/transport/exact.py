@@ -177,23 +177,33 @@ def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: Arr
     if not a.sum() + b.sum() > 0:      # nothing anywhere: nothing to solve
         return partial_result(p, None, np.zeros(a.size), np.zeros(b.size), "exact", "optimal", 0,
                               lower_bound=0.0, known=(0.0, np.zeros(a.size), np.zeros(b.size)), plan_coo=empty)
-    # only the supplies and demands with a pair go to the simplex: the others stay unserved, each
-    # priced at its penalty (the dual of its one arc, to the dummy). A large sparse market has
-    # many (at 100,000 nodes, up to four fifths of the offers late in the day)
-    ri, ii = np.unique(i, return_inverse=True)
-    cj, jj = np.unique(j, return_inverse=True)
+    # only the pairs between a supply and a demand that are both > 0 go to the simplex. Its
+    # duals of an empty node can break a pair's constraint (POT leaves such nodes out of its
+    # graph), and a large sparse market has many others: at 100,000 nodes four fifths of the
+    # offers have no pair late in the day, and ot's two-tier clearing gives every offer a row of
+    # each tier, one often empty. A supply or demand left out stays unserved at its penalty (the
+    # dual of its one arc, to the dummy); an empty one's dual is lowered where a pair needs it.
+    live = (a[i] > 0) & (b[j] > 0)
+    ri, ii = np.unique(i[live], return_inverse=True)
+    cj, jj = np.unique(j[live], return_inverse=True)
     u, v = np.array(ps), np.array(pd)
     fr = fc = np.zeros(0, np.int64)
     fm, status = np.zeros(0), "optimal"
-    if i.size and not a[ri].sum() + b[cj].sum() > 0:     # the pairs join only empty nodes
-        np.minimum.at(v, j, np.maximum(c - u[i], 0.0))
-    elif i.size:
-        sol = RestrictedExact(Problem(a[ri], b[cj], None, ps[ri], pd[cj]), max_iter).solve(ii, jj, c)
+    if live.any():
+        sol = RestrictedExact(Problem(a[ri], b[cj], None, ps[ri], pd[cj]), max_iter).solve(ii, jj, c[live])
         t, status = sol.plan, sol.status
         u[ri], v[cj] = sol.u, sol.v
         fr, fc, fm = ri[t.rows], cj[t.cols], t.mass
         at = np.argsort(fr * b.size + fc, kind="stable")
         fr, fc, fm = fr[at], fc[at], fm[at]
+    fixed = a > 0                 # supplies whose dual is final: solved, or unserved at the penalty
+    fixed[ri] = True
+    free = np.ones(b.size, bool)  # demands left out: those with a pair to a fixed supply are empty
+    free[cj] = False
+    m = free[j] & fixed[i]
+    np.minimum.at(v, j[m], c[m] - u[i[m]])
+    m = ~fixed[i]                 # empty supplies left out
+    np.minimum.at(u, i[m], c[m] - v[j[m]])
     pair_cost = c[np.searchsorted(keys, fr * b.size + fc)]
     value = float(fm @ pair_cost)
     sent, received = np.bincount(fr, fm, a.size), np.bincount(fc, fm, b.size)
