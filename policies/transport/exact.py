@@ -197,7 +197,6 @@ def solve_pairs(supply: ArrayLike, demand: ArrayLike, rows: ArrayLike, cols: Arr
         at = np.argsort(fr * b.size + fc, kind="stable")
         fr, fc, fm = fr[at], fc[at], fm[at]
     fixed = a > 0                 # supplies whose dual is final: solved, or unserved at the penalty
-    fixed[ri] = True
     free = np.ones(b.size, bool)  # demands left out: those with a pair to a fixed supply are empty
     free[cj] = False
     m = free[j] & fixed[i]
